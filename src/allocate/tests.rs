@@ -1,0 +1,297 @@
+use chrono::NaiveDate;
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::Tags;
+use crate::rules::{load_texts, Rules};
+
+fn rules(text: &str) -> Rules {
+    let loaded = load_texts(&[("rules.toml", text)]);
+    let errors: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    loaded.rules.expect("no errors")
+}
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 3, d).expect("valid day")
+}
+
+fn fact(d: u32, resource: &str, service: Option<&str>, dollars_nanos: i64) -> Fact {
+    let mut tags = Tags::new();
+    if let Some(s) = service {
+        tags.insert("service".into(), s.into());
+    }
+    Fact {
+        day: day(d),
+        billing_period: "2025-03".into(),
+        billing_account: "payer".into(),
+        sub_account: "acct".into(),
+        provider: "AWS".into(),
+        provider_service: if resource.contains(":rds:") {
+            "Amazon Relational Database Service".into()
+        } else {
+            "Amazon Elastic Compute Cloud".into()
+        },
+        resource_id: resource.into(),
+        charge_category: "Usage".into(),
+        tags,
+        currency: "USD".into(),
+        effective: Nanos(dollars_nanos),
+        billed: Nanos(dollars_nanos),
+        line_count: 1,
+        estimated: false,
+    }
+}
+
+const SERVICES: &str = r#"
+[[service]]
+name = "a"
+team = "ta"
+[[service]]
+name = "b"
+team = "tb"
+[[service]]
+name = "c"
+"#;
+
+fn run(rules: &Rules, facts: &[Fact]) -> Vec<Allocation> {
+    let allocations = allocate(&Input {
+        facts,
+        rules,
+        usage: &UsageWeights::default(),
+        basis: CostBasis::Effective,
+    })
+    .expect("allocates");
+    assert!(conservation_gaps(facts, &allocations, CostBasis::Effective).is_empty());
+    allocations
+}
+
+fn amounts(allocations: &[Allocation]) -> Vec<(String, String, &'static str, i64)> {
+    allocations
+        .iter()
+        .map(|a| {
+            (
+                a.service.clone(),
+                a.pool.clone(),
+                a.method.as_str(),
+                a.amount.0,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn equal_split_of_an_odd_amount_sums_to_the_pool() {
+    let rules = rules(&format!(
+        "{SERVICES}\n[[pool]]\nname = \"db\"\nmethod = \"equal\"\nmembers = [\"a\", \"b\", \"c\"]\nmatch = {{ resource_id = \"arn:aws:rds:*\" }}\n"
+    ));
+    let facts = [
+        fact(1, "arn:aws:rds:db1", None, 100),
+        fact(1, "i-1", Some("a"), 7),
+    ];
+    assert_eq!(
+        amounts(&run(&rules, &facts)),
+        vec![
+            ("a".into(), "".into(), "direct", 7),
+            ("a".into(), "db".into(), "equal", 34),
+            ("b".into(), "db".into(), "equal", 33),
+            ("c".into(), "db".into(), "equal", 33),
+        ]
+    );
+}
+
+#[test]
+fn fixed_and_proportional_and_unallocated() {
+    let rules = rules(&format!(
+        r#"{SERVICES}
+[[pool]]
+name = "kafka"
+method = "fixed"
+percent = {{ a = 70, b = 30 }}
+match = {{ resource_id = "arn:aws:kafka:*" }}
+[[pool]]
+name = "db"
+method = "proportional"
+members = ["a", "b"]
+match = {{ resource_id = "arn:aws:rds:*" }}
+"#
+    ));
+    let facts = [
+        fact(1, "arn:aws:kafka:k1", None, 1000),
+        fact(1, "arn:aws:rds:db1", None, 90),
+        fact(1, "i-1", Some("a"), 200),
+        fact(1, "i-2", Some("b"), 100),
+        fact(1, "i-3", None, 5),
+    ];
+    assert_eq!(
+        amounts(&run(&rules, &facts)),
+        vec![
+            ("a".into(), "".into(), "direct", 200),
+            ("a".into(), "db".into(), "proportional", 60),
+            ("a".into(), "kafka".into(), "fixed", 700),
+            ("b".into(), "".into(), "direct", 100),
+            ("b".into(), "db".into(), "proportional", 30),
+            ("b".into(), "kafka".into(), "fixed", 300),
+            ("unallocated".into(), "".into(), "unallocated", 5),
+        ]
+    );
+}
+
+#[test]
+fn usage_weights_fall_back_to_equal_when_a_day_has_none_and_record_it() {
+    let rules = rules(&format!(
+        r#"{SERVICES}
+[[pool]]
+name = "db"
+method = "usage"
+members = ["a", "b"]
+usage = {{ weights = {{ a = 3, b = 0 }} }}
+match = {{ resource_id = "arn:aws:rds:*" }}
+[[pool]]
+name = "cache"
+method = "proportional"
+fallback = "unallocated"
+members = ["a", "b"]
+match = {{ resource_id = "arn:aws:elasticache:*" }}
+"#
+    ));
+    let facts = [
+        fact(1, "arn:aws:rds:db1", None, 99),
+        fact(1, "arn:aws:elasticache:c1", None, 10),
+    ];
+    let allocations = run(&rules, &facts);
+    assert_eq!(
+        amounts(&allocations),
+        vec![
+            ("a".into(), "db".into(), "usage", 99),
+            ("unallocated".into(), "cache".into(), "unallocated", 10),
+        ]
+    );
+    assert!(allocations[1].fallback_used);
+    assert!(!allocations[0].fallback_used);
+}
+
+#[test]
+fn a_line_two_pools_could_claim_goes_to_the_first_by_priority() {
+    let rules = rules(&format!(
+        r#"{SERVICES}
+[[pool]]
+name = "late"
+priority = 20
+method = "equal"
+members = ["a"]
+match = {{ provider_service = "Amazon Relational Database Service" }}
+[[pool]]
+name = "early"
+priority = 10
+method = "equal"
+members = ["b"]
+match = {{ resource_id = "arn:aws:rds:*" }}
+"#
+    ));
+    let facts = [fact(1, "arn:aws:rds:db1", None, 50)];
+    assert_eq!(
+        amounts(&run(&rules, &facts)),
+        vec![("b".into(), "early".into(), "equal", 50)]
+    );
+}
+
+#[test]
+fn mixed_currencies_in_one_pool_are_refused() {
+    let rules = rules(&format!(
+        "{SERVICES}\n[[pool]]\nname = \"db\"\nmethod = \"equal\"\nmembers = [\"a\"]\nmatch = {{ resource_id = \"arn:aws:rds:*\" }}\n"
+    ));
+    let mut eur = fact(1, "arn:aws:rds:db2", None, 5);
+    eur.currency = "EUR".into();
+    let facts = [fact(1, "arn:aws:rds:db1", None, 5), eur];
+    let err = allocate(&Input {
+        facts: &facts,
+        rules: &rules,
+        usage: &UsageWeights::default(),
+        basis: CostBasis::Effective,
+    })
+    .expect_err("mixed currencies");
+    assert!(err.to_string().contains("pool `db`"), "{err}");
+}
+
+const PROPTEST_RULES: &str = r#"
+[settings]
+service_tag_keys = ["service", "app"]
+[[service]]
+name = "a"
+[[service]]
+name = "b"
+aliases = ["bee"]
+[[service]]
+name = "c"
+[[pool]]
+name = "db"
+method = "usage"
+fallback = "proportional"
+members = ["a", "b", "c"]
+usage = { weights = { a = 1.5, b = 0.25 } }
+match = { resource_id = "arn:aws:rds:*" }
+[[pool]]
+name = "kafka"
+method = "fixed"
+percent = { a = 33.34, b = 33.33, c = 33.33 }
+match = { resource_id = "arn:aws:kafka:*" }
+[[pool]]
+name = "cache"
+method = "proportional"
+members = ["b", "c"]
+match = { resource_id = "arn:aws:elasticache:*" }
+[[pool]]
+name = "tax"
+method = "equal"
+members = ["a", "b", "c"]
+match = { charge_category = "Tax" }
+"#;
+
+fn arb_fact() -> impl Strategy<Value = Fact> {
+    (
+        1u32..=3,
+        prop::sample::select(vec![
+            "arn:aws:rds:db1",
+            "arn:aws:kafka:k1",
+            "arn:aws:elasticache:c1",
+            "i-1",
+            "i-2",
+            "",
+        ]),
+        prop::option::of(prop::sample::select(vec!["a", "B ", "bee", "c", "zzz", ""])),
+        prop::sample::select(vec!["Usage", "Tax", "Credit"]),
+        -2_000_000_000i64..10_000_000_000,
+    )
+        .prop_map(|(d, resource, service, category, amount)| {
+            let mut f = fact(d, resource, service, amount);
+            f.charge_category = category.into();
+            f
+        })
+}
+
+proptest! {
+    #[test]
+    fn random_facts_never_break_conservation_or_flip_signs(facts in prop::collection::vec(arb_fact(), 0..60)) {
+        let rules = rules(PROPTEST_RULES);
+        let allocations = run(&rules, &facts);
+        // A pool whose line items that day are all non-negative gives nobody a negative share.
+        for a in allocations.iter().filter(|a| !a.pool.is_empty()) {
+            let all_positive = facts.iter().filter(|f| f.day == a.day).all(|f| f.effective.0 >= 0);
+            if all_positive {
+                prop_assert!(a.amount.0 >= 0, "negative share {a:?}");
+            }
+        }
+        let unallocated: i64 = allocations.iter().filter(|a| a.service == UNALLOCATED).map(|a| a.amount.0).sum();
+        let untagged_unpooled: i64 = facts
+            .iter()
+            .filter(|f| {
+                let untagged = f.tags.get("service").is_none_or(|s| s.trim().is_empty());
+                let pooled = f.resource_id.starts_with("arn:aws:") || f.charge_category == "Tax";
+                untagged && !pooled
+            })
+            .map(|f| f.effective.0)
+            .sum();
+        prop_assert_eq!(unallocated, untagged_unpooled);
+    }
+}

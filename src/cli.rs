@@ -1,0 +1,364 @@
+//! Command-line interface: parse arguments, load config, call a job, print the result.
+//! Returns an exit code; never panics on user input.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::allocate::UsageWeights;
+use crate::config::{Config, Overrides};
+use crate::ingest::generate::{GenSpec, World};
+use crate::jobs;
+use crate::model::{month_bounds, parse_day};
+use crate::report::Format;
+use crate::rules;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "costsplit",
+    version,
+    about = "Attribute every dollar of a cloud bill to a service"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Config file (default: ./costsplit.toml if present; env COSTSPLIT_CONFIG)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Store URL: sqlite://FILE or postgres://... (env COSTSPLIT_STORE_URL)
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// Rules directory (env COSTSPLIT_RULES_DIR; default ./rules)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Cost basis: effective (amortized, default) or billed (env COSTSPLIT_COST_BASIS)
+    #[arg(long, global = true, value_name = "BASIS")]
+    pub basis: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a month of billing data, import it into a fresh SQLite store, allocate it
+    /// with the rules and print the per-service table with the reconciliation line
+    Demo(DemoArgs),
+    /// Import FOCUS 1.0-1.2 billing files (.csv, .csv.gz, .parquet); replaces the billing
+    /// periods they contain. Give every part of a multi-part export in one call.
+    Import {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Validate split rules
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Allocate stored facts with the rules and store the result (replaces that range)
+    Allocate(RangeArgs),
+    /// Per-service totals from the store
+    Report(ReportArgs),
+    /// Apply database migrations (also done at every start)
+    Migrate,
+    /// Write a seeded synthetic month of FOCUS line items (for tests and benchmarks)
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rules/*.toml and print every error as file:line:col
+    Check {
+        /// Rules directory (default: the configured rules directory)
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// A calendar month, YYYY-MM
+    #[arg(long, value_name = "YYYY-MM", conflicts_with_all = ["from", "to"])]
+    pub month: Option<String>,
+    /// First day, YYYY-MM-DD
+    #[arg(long, value_name = "DAY", requires = "to")]
+    pub from: Option<String>,
+    /// Last day (inclusive), YYYY-MM-DD
+    #[arg(long, value_name = "DAY", requires = "from")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Only this service
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Line items to generate
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Where the demo store goes (replaced on each run)
+    #[arg(long, default_value = "costsplit-demo.db")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Output file: .csv, .csv.gz or .parquet
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the shared resources' weight table (resource_id, service, weight) here
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+}
+
+impl RangeArgs {
+    pub fn resolve(&self) -> anyhow::Result<(NaiveDate, NaiveDate)> {
+        match (&self.month, &self.from, &self.to) {
+            (Some(month), _, _) => month_bounds(month).with_context(|| {
+                format!("`{month}` is not a month; write it as YYYY-MM, e.g. 2025-03")
+            }),
+            (None, Some(from), Some(to)) => {
+                let day = |s: &str| {
+                    parse_day(s)
+                        .with_context(|| format!("`{s}` is not a day; write it as YYYY-MM-DD"))
+                };
+                Ok((day(from)?, day(to)?))
+            }
+            _ => anyhow::bail!("say which days: --month YYYY-MM, or --from DAY --to DAY"),
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Runs a parsed command line. Returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let overrides = Overrides {
+        config_file: cli.global.config.clone(),
+        store_url: cli.global.store.clone(),
+        rules_dir: cli.global.rules.clone(),
+        cost_basis: cli.global.basis.clone(),
+    };
+    let config = Config::load(&overrides, &|k| std::env::var(k).ok())?;
+    match cli.command {
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => Ok(rules_check(dir.as_deref().unwrap_or(&config.rules_dir))),
+        Command::Generate(args) => {
+            generate(&args)?;
+            Ok(0)
+        }
+        Command::Migrate => {
+            let store = Store::connect(&config.store_url).await?;
+            store.close().await;
+            println!("migrations applied");
+            Ok(0)
+        }
+        Command::Import { files } => {
+            let store = Store::connect(&config.store_url).await?;
+            let summary = jobs::import_files(&store, &files, &now()).await?;
+            store.close().await;
+            let periods: Vec<String> = summary
+                .periods
+                .iter()
+                .map(|(p, a)| format!("{p} (account {a})"))
+                .collect();
+            println!(
+                "imported {} line items as {} daily facts; replaced {}; effective {} billed {}",
+                summary.line_items,
+                summary.facts,
+                periods.join(", "),
+                summary.effective.format(2),
+                summary.billed.format(2)
+            );
+            Ok(0)
+        }
+        Command::Allocate(range) => {
+            let range = range.resolve()?;
+            let rules = rules::load_or_error(&config.rules_dir)?;
+            let store = Store::connect(&config.store_url).await?;
+            let summary = jobs::allocate_range(
+                &store,
+                &rules,
+                &UsageWeights::default(),
+                config.cost_basis,
+                range,
+                &now(),
+            )
+            .await?;
+            store.close().await;
+            println!(
+                "allocated {} to {}: {} facts into {} allocations ({} with a fallback); allocated {} == billed {} ({} basis, rules {})",
+                range.0, range.1, summary.facts, summary.allocations, summary.fallback_rows,
+                summary.allocated, summary.billed, config.cost_basis, rules.hash
+            );
+            Ok(0)
+        }
+        Command::Report(args) => {
+            let range = args.range.resolve()?;
+            let store = Store::connect(&config.store_url).await?;
+            let mut report = jobs::report(&store, range).await?;
+            store.close().await;
+            if let Some(service) = &args.service {
+                anyhow::ensure!(
+                    report.services.iter().any(|s| &s.service == service),
+                    "no cost for service `{service}` between {} and {}",
+                    range.0,
+                    range.1
+                );
+                report = report.only_service(service);
+            }
+            let format = match args.format {
+                OutputFormat::Table => Format::Table,
+                OutputFormat::Json => Format::Json,
+                OutputFormat::Csv => Format::Csv,
+            };
+            print!("{}", report.render(format, args.service.is_some()));
+            Ok(if report.reconciled() { 0 } else { 1 })
+        }
+        Command::Demo(args) => demo(&config, &args).await,
+    }
+}
+
+fn rules_check(dir: &Path) -> i32 {
+    let loaded = rules::load(dir);
+    for d in &loaded.diagnostics {
+        println!("{d}");
+    }
+    let errors = loaded.errors().count();
+    let warnings = loaded.diagnostics.len() - errors;
+    match &loaded.rules {
+        Some(r) if errors == 0 => {
+            println!(
+                "{}: ok: {} services, {} pools, {} warning(s), rules hash {}",
+                dir.display(),
+                r.services.len(),
+                r.pools.len(),
+                warnings,
+                r.hash
+            );
+            0
+        }
+        _ => {
+            eprintln!(
+                "{}: {errors} error(s), {warnings} warning(s)",
+                dir.display()
+            );
+            1
+        }
+    }
+}
+
+fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let world = World::new(GenSpec::standard(args.rows, args.seed));
+    write_world(&world, &args.out)?;
+    if let Some(weights) = &args.weights {
+        world.write_weights(weights)?;
+    }
+    eprintln!("wrote {} line items to {}", args.rows, args.out.display());
+    Ok(())
+}
+
+fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {
+    let name = out.to_string_lossy();
+    if name.ends_with(".parquet") {
+        world.write_parquet(out)
+    } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+        world.write_csv(out)
+    } else {
+        anyhow::bail!("--out must end in .csv, .csv.gz or .parquet")
+    }
+    .with_context(|| format!("writing {}", out.display()))
+}
+
+async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
+    let rules = rules::load_or_error(&config.rules_dir)?;
+    let workdir = tempfile::tempdir().context("creating a temporary directory")?;
+    let file = workdir.path().join("focus-demo-2025-03.csv.gz");
+    let mut spec = GenSpec::standard(args.rows, args.seed);
+    spec.services = rules.services.iter().map(|s| s.name.clone()).collect();
+    spec.services.push("legacy-batch".to_string());
+    spec.resources = 400;
+    spec.accounts = 6;
+    let world = World::new(spec.clone());
+    world.write_csv(&file)?;
+    println!(
+        "generated {} FOCUS line items for {} (seed {}, {} services, {} shared resources)",
+        spec.rows,
+        spec.month.format("%Y-%m"),
+        spec.seed,
+        spec.services.len(),
+        spec.shared
+    );
+
+    for suffix in ["", "-wal", "-shm"] {
+        let path = PathBuf::from(format!("{}{suffix}", args.db.display()));
+        if path.exists() {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing the old demo store {}", path.display()))?;
+        }
+    }
+    let url = format!("sqlite://{}", args.db.display());
+    let store = Store::connect(&url).await?;
+    let imported = jobs::import_files(&store, &[file], &now()).await?;
+    println!(
+        "imported {} line items as {} daily facts into {url}",
+        imported.line_items, imported.facts
+    );
+    let range =
+        month_bounds(&spec.month.format("%Y-%m").to_string()).expect("a generated month is valid");
+    let summary = jobs::allocate_range(
+        &store,
+        &rules,
+        &UsageWeights::default(),
+        config.cost_basis,
+        range,
+        &now(),
+    )
+    .await?;
+    println!(
+        "allocated with {} services and {} pools from {} (rules {}): {} allocation rows, {} used a fallback\n",
+        rules.services.len(),
+        rules.pools.len(),
+        config.rules_dir.display(),
+        rules.hash,
+        summary.allocations,
+        summary.fallback_rows
+    );
+    let report = jobs::report(&store, range).await?;
+    store.close().await;
+    print!("{}", report.render(Format::Table, false));
+    println!(
+        "\nnext: costsplit --store {url} report --month {} --format csv",
+        spec.month.format("%Y-%m")
+    );
+    Ok(if report.reconciled() { 0 } else { 1 })
+}

@@ -1,0 +1,132 @@
+//! How the process runs (not what it computes): the store URL, the rules directory and the
+//! cost basis. Layered: built-in defaults, then `costsplit.toml`, then `COSTSPLIT_*`
+//! environment variables, then command-line flags. Unknown keys are errors.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::model::CostBasis;
+
+pub const DEFAULT_STORE_URL: &str = "sqlite://costsplit.db";
+pub const DEFAULT_CONFIG_FILE: &str = "costsplit.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub store_url: String,
+    pub rules_dir: PathBuf,
+    pub cost_basis: CostBasis,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    store_url: Option<String>,
+    rules_dir: Option<PathBuf>,
+    cost_basis: Option<String>,
+}
+
+/// Command-line overrides (the highest layer).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub store_url: Option<String>,
+    pub rules_dir: Option<PathBuf>,
+    pub cost_basis: Option<String>,
+}
+
+impl Config {
+    /// Loads the layers. `env` reads an environment variable (injected for tests).
+    pub fn load(
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let (path, required) = match &overrides.config_file {
+            Some(path) => (path.clone(), true),
+            None => match env("COSTSPLIT_CONFIG") {
+                Some(path) => (PathBuf::from(path), true),
+                None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+            },
+        };
+        let file = read_file(&path, required)?;
+        let base_dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+
+        let store_url = overrides
+            .store_url
+            .clone()
+            .or_else(|| env("COSTSPLIT_STORE_URL"))
+            .or(file.store_url)
+            .unwrap_or_else(|| DEFAULT_STORE_URL.to_string());
+        let rules_dir = overrides
+            .rules_dir
+            .clone()
+            .or_else(|| env("COSTSPLIT_RULES_DIR").map(PathBuf::from))
+            .or_else(|| file.rules_dir.map(|d| base_dir.join(d)))
+            .unwrap_or_else(|| PathBuf::from("rules"));
+        let basis = overrides
+            .cost_basis
+            .clone()
+            .or_else(|| env("COSTSPLIT_COST_BASIS"))
+            .or(file.cost_basis)
+            .unwrap_or_else(|| "effective".to_string());
+        let cost_basis = basis.parse().map_err(anyhow::Error::msg)?;
+        Ok(Config {
+            store_url,
+            rules_dir,
+            cost_basis,
+        })
+    }
+}
+
+fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start].matches('\n').count() + 1)
+                .unwrap_or(1);
+            anyhow::anyhow!(
+                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis",
+                path.display(),
+                e.message()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the config file {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("costsplit.toml");
+        std::fs::write(
+            &file,
+            "store_url = \"sqlite://a.db\"\ncost_basis = \"billed\"\n",
+        )
+        .expect("write");
+        let overrides = Overrides {
+            config_file: Some(file.clone()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&overrides, &|_| None).expect("loads");
+        assert_eq!(config.store_url, "sqlite://a.db");
+        assert_eq!(config.cost_basis, CostBasis::Billed);
+        let env = |k: &str| (k == "COSTSPLIT_STORE_URL").then(|| "postgres://x@h/db".to_string());
+        assert_eq!(
+            Config::load(&overrides, &env).expect("loads").store_url,
+            "postgres://x@h/db"
+        );
+
+        std::fs::write(&file, "store_url = \"x\"\nstroe = 1\n").expect("write");
+        let err = Config::load(&overrides, &|_| None).expect_err("unknown key");
+        assert!(err.to_string().contains(":2:"), "{err}");
+    }
+}

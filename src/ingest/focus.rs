@@ -1,0 +1,617 @@
+//! FOCUS 1.0-1.2 billing files (CSV, gzip CSV, parquet) into daily facts.
+//!
+//! The fast path is one polars streaming query per file: select the needed columns, turn
+//! each cost into integer nano-units, and group by the fact keys plus the raw `Tags` string,
+//! so memory follows the number of distinct facts, not the file. Each distinct `Tags` value is
+//! then decoded once. When polars rejects a file, or a key looks wrong, a slower row-by-row
+//! pass finds the first bad row and column so the error can name them.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use polars::prelude::*;
+
+use super::{FileFormat, ImportError};
+use crate::model::{Fact, Tags};
+use crate::money::Nanos;
+
+/// Facts and periods read from one file.
+pub struct FileFacts {
+    pub facts: Vec<Fact>,
+    pub periods: Vec<(String, String)>,
+    pub line_items: i64,
+}
+
+/// The FOCUS columns costsplit reads. The first name is the FOCUS 1.2 name; later ones are
+/// accepted aliases. Matching is case-insensitive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Col {
+    ChargePeriodStart,
+    BillingPeriodStart,
+    BillingCurrency,
+    EffectiveCost,
+    BilledCost,
+    BillingAccountId,
+    SubAccountId,
+    Provider,
+    ServiceName,
+    ResourceId,
+    ChargeCategory,
+    Tags,
+}
+
+impl Col {
+    const ALL: [Col; 12] = [
+        Col::ChargePeriodStart,
+        Col::BillingPeriodStart,
+        Col::BillingCurrency,
+        Col::EffectiveCost,
+        Col::BilledCost,
+        Col::BillingAccountId,
+        Col::SubAccountId,
+        Col::Provider,
+        Col::ServiceName,
+        Col::ResourceId,
+        Col::ChargeCategory,
+        Col::Tags,
+    ];
+
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Col::ChargePeriodStart => &["ChargePeriodStart"],
+            Col::BillingPeriodStart => &["BillingPeriodStart"],
+            Col::BillingCurrency => &["BillingCurrency"],
+            Col::EffectiveCost => &["EffectiveCost"],
+            Col::BilledCost => &["BilledCost"],
+            Col::BillingAccountId => &["BillingAccountId"],
+            Col::SubAccountId => &["SubAccountId"],
+            Col::Provider => &["ServiceProviderName", "ProviderName"],
+            Col::ServiceName => &["ServiceName"],
+            Col::ResourceId => &["ResourceId"],
+            Col::ChargeCategory => &["ChargeCategory"],
+            Col::Tags => &["Tags"],
+        }
+    }
+
+    fn required(self) -> bool {
+        matches!(
+            self,
+            Col::ChargePeriodStart | Col::BillingCurrency | Col::EffectiveCost | Col::BilledCost
+        )
+    }
+
+    fn is_cost(self) -> bool {
+        matches!(self, Col::EffectiveCost | Col::BilledCost)
+    }
+
+    fn is_date(self) -> bool {
+        matches!(self, Col::ChargePeriodStart | Col::BillingPeriodStart)
+    }
+}
+
+/// Where each needed column is in a file (its actual name).
+struct Columns {
+    names: HashMap<Col, String>,
+}
+
+impl Columns {
+    fn resolve(file: &Path, header: &[String]) -> Result<Columns, ImportError> {
+        let mut names = HashMap::new();
+        for col in Col::ALL {
+            let found = col.names().iter().find_map(|want| {
+                header
+                    .iter()
+                    .find(|h| h.trim().eq_ignore_ascii_case(want))
+                    .cloned()
+            });
+            match found {
+                Some(name) => {
+                    names.insert(col, name);
+                }
+                None if col.required() => {
+                    let mut found: Vec<&str> = header.iter().map(String::as_str).take(12).collect();
+                    if header.len() > 12 {
+                        found.push("...");
+                    }
+                    return Err(ImportError::MissingColumn {
+                        file: file.to_path_buf(),
+                        column: col.names()[0].to_string(),
+                        found: found.join(", "),
+                    });
+                }
+                None => {}
+            }
+        }
+        Ok(Columns { names })
+    }
+
+    fn get(&self, col: Col) -> Option<&str> {
+        self.names.get(&col).map(String::as_str)
+    }
+}
+
+/// Keeps a decompressed copy of a gzip file alive while it is read.
+enum Source {
+    Plain(PathBuf),
+    Decompressed(tempfile::TempPath),
+}
+
+impl Source {
+    fn path(&self) -> &Path {
+        match self {
+            Source::Plain(p) => p,
+            Source::Decompressed(p) => p,
+        }
+    }
+}
+
+pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
+    let format = FileFormat::detect(path).ok_or_else(|| ImportError::UnknownFormat {
+        file: path.to_path_buf(),
+    })?;
+    let io = |source| ImportError::Io {
+        file: path.to_path_buf(),
+        source,
+    };
+    std::fs::metadata(path).map_err(io)?;
+    let source = match format {
+        FileFormat::GzipCsv => Source::Decompressed(decompress(path).map_err(io)?),
+        _ => Source::Plain(path.to_path_buf()),
+    };
+    let csv = format != FileFormat::Parquet;
+    let (frame, columns) = if csv {
+        let header = csv_header(path, source.path())?;
+        let columns = Columns::resolve(path, &header)?;
+        (scan_csv(source.path(), &columns), columns)
+    } else {
+        let mut frame = LazyFrame::scan_parquet(
+            PlRefPath::new(source.path().to_string_lossy().as_ref()),
+            ScanArgsParquet::default(),
+        )
+        .map_err(|e| unreadable(path, &e))?;
+        let schema = frame.collect_schema().map_err(|e| unreadable(path, &e))?;
+        let header: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+        (frame, Columns::resolve(path, &header)?)
+    };
+    let schema = frame
+        .clone()
+        .collect_schema()
+        .map_err(|e| unreadable(path, &e))?;
+
+    let grouped = aggregate(frame, &columns, &schema).collect_with_engine(Engine::Streaming);
+    let frame = match grouped {
+        // One plan with one sink always yields a single frame.
+        Ok(result) => result.unwrap_single(),
+        Err(e) => {
+            return Err(if csv {
+                diagnose_csv(path, source.path(), &columns).unwrap_or_else(|| unreadable(path, &e))
+            } else {
+                unreadable(path, &e)
+            })
+        }
+    };
+    let facts = to_facts(path, &frame, &schema, &columns);
+    let facts = match facts {
+        Ok(facts) => facts,
+        Err(err) if csv => return Err(diagnose_csv(path, source.path(), &columns).unwrap_or(err)),
+        Err(err) => return Err(err),
+    };
+    let line_items: i64 = facts.iter().map(|f| f.line_count).sum();
+    if line_items == 0 {
+        return Err(ImportError::Empty {
+            file: path.to_path_buf(),
+        });
+    }
+    let mut periods: Vec<(String, String)> = facts
+        .iter()
+        .map(|f| (f.billing_period.clone(), f.billing_account.clone()))
+        .collect();
+    periods.sort();
+    periods.dedup();
+    Ok(FileFacts {
+        facts,
+        periods,
+        line_items,
+    })
+}
+
+fn unreadable(path: &Path, error: &dyn std::fmt::Display) -> ImportError {
+    ImportError::Unreadable {
+        file: path.to_path_buf(),
+        message: error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+fn decompress(path: &Path) -> std::io::Result<tempfile::TempPath> {
+    let mut input =
+        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
+    let mut output = tempfile::Builder::new().suffix(".csv").tempfile()?;
+    std::io::copy(&mut input, &mut output)?;
+    Ok(output.into_temp_path())
+}
+
+fn csv_header(file: &Path, path: &Path) -> Result<Vec<String>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(|e| unreadable(file, &e))?;
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => Ok(record
+            .iter()
+            .map(|s| s.trim_start_matches('\u{feff}').to_string())
+            .collect()),
+        Ok(false) => Err(ImportError::Empty {
+            file: file.to_path_buf(),
+        }),
+        Err(e) => Err(unreadable(file, &e)),
+    }
+}
+
+fn scan_csv(path: &Path, columns: &Columns) -> LazyFrame {
+    // Every column is read as text except the costs, so no type inference can go wrong on a
+    // column that looks numeric in its first rows (account ids) and is not later.
+    let mut overrides = Schema::default();
+    for col in [Col::EffectiveCost, Col::BilledCost] {
+        if let Some(name) = columns.get(col) {
+            overrides.with_column(name.into(), DataType::Float64);
+        }
+    }
+    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .with_dtype_overwrite(Some(Arc::new(overrides)))
+        .with_null_values(Some(NullValues::AllColumns(vec!["NULL".into()])))
+        .with_missing_is_null(true)
+        .finish()
+        .expect("a CSV scan plan with a known path builds")
+}
+
+/// Output column names of the grouped query.
+const DAY: &str = "day";
+const PERIOD: &str = "period";
+const KEYS: [(&str, Col); 8] = [
+    ("billing_account", Col::BillingAccountId),
+    ("sub_account", Col::SubAccountId),
+    ("provider", Col::Provider),
+    ("service", Col::ServiceName),
+    ("resource", Col::ResourceId),
+    ("category", Col::ChargeCategory),
+    ("currency", Col::BillingCurrency),
+    ("tags", Col::Tags),
+];
+
+/// The day of a timestamp column: the `YYYY-MM-DD` prefix of text, or days since the epoch
+/// of a date/datetime.
+fn day_expr(name: &str, dtype: &DataType) -> Expr {
+    match dtype {
+        DataType::Datetime(_, _) | DataType::Date => {
+            col(name).cast(DataType::Date).cast(DataType::Int32)
+        }
+        _ => col(name)
+            .cast(DataType::String)
+            .str()
+            .slice(lit(0), lit(10)),
+    }
+}
+
+fn cost_expr(name: &str) -> Expr {
+    (col(name).cast(DataType::Float64) * lit(1e9))
+        .round(0, RoundMode::HalfAwayFromZero)
+        .cast(DataType::Int64)
+        .fill_null(lit(0i64))
+}
+
+fn aggregate(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame {
+    let dtype = |name: &str| schema.get(name).cloned().unwrap_or(DataType::String);
+    let charge = columns
+        .get(Col::ChargePeriodStart)
+        .expect("required column");
+    let mut keys = vec![day_expr(charge, &dtype(charge)).alias(DAY)];
+    keys.push(match columns.get(Col::BillingPeriodStart) {
+        Some(name) => day_expr(name, &dtype(name)).alias(PERIOD),
+        None => day_expr(charge, &dtype(charge)).alias(PERIOD),
+    });
+    for (alias, col_kind) in KEYS {
+        keys.push(match columns.get(col_kind) {
+            Some(name) => col(name)
+                .cast(DataType::String)
+                .fill_null(lit(""))
+                .alias(alias),
+            None => lit("").alias(alias),
+        });
+    }
+    frame.group_by(keys).agg([
+        cost_expr(columns.get(Col::EffectiveCost).expect("required column"))
+            .sum()
+            .alias("effective"),
+        cost_expr(columns.get(Col::BilledCost).expect("required column"))
+            .sum()
+            .alias("billed"),
+        len().alias("lines"),
+    ])
+}
+
+/// Reads a date key column (text `YYYY-MM-DD` or Int32 days since the epoch) at `row`.
+fn day_at(column: &Column, row: usize) -> Option<NaiveDate> {
+    match column.dtype() {
+        DataType::Int32 => {
+            let days = column.i32().ok()?.get(row)?;
+            NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
+        }
+        _ => {
+            let text = column.str().ok()?.get(row)?;
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+        }
+    }
+}
+
+fn to_facts(
+    path: &Path,
+    frame: &DataFrame,
+    schema: &Schema,
+    columns: &Columns,
+) -> Result<Vec<Fact>, ImportError> {
+    let get = |name: &str| frame.column(name).map_err(|e| unreadable(path, &e));
+    let day = get(DAY)?;
+    let period = get(PERIOD)?;
+    let mut text = Vec::new();
+    for (alias, _) in KEYS {
+        text.push(get(alias)?.str().map_err(|e| unreadable(path, &e))?.clone());
+    }
+    let effective = get("effective")?
+        .i64()
+        .map_err(|e| unreadable(path, &e))?
+        .clone();
+    let billed = get("billed")?
+        .i64()
+        .map_err(|e| unreadable(path, &e))?
+        .clone();
+    let lines = get("lines")?
+        .cast(&DataType::Int64)
+        .map_err(|e| unreadable(path, &e))?;
+    let lines = lines.i64().map_err(|e| unreadable(path, &e))?.clone();
+
+    let mut tag_cache: HashMap<String, Tags> = HashMap::new();
+    let mut facts = Vec::with_capacity(frame.height());
+    for row in 0..frame.height() {
+        let bad = |col: Col, problem: String| ImportError::BadValue {
+            file: path.to_path_buf(),
+            row: 0,
+            column: columns.get(col).unwrap_or(col.names()[0]).to_string(),
+            problem,
+        };
+        let charge = columns.get(Col::ChargePeriodStart).unwrap_or_default();
+        let day = day_at(day, row).ok_or_else(|| {
+            bad(
+                Col::ChargePeriodStart,
+                format!(
+                    "unknown date format (dtype {}); use ISO 8601 such as 2025-03-01T00:00:00Z",
+                    schema
+                        .get(charge)
+                        .map_or("?".to_string(), |d| d.to_string())
+                ),
+            )
+        })?;
+        let period_day = day_at(period, row).ok_or_else(|| {
+            bad(
+                Col::BillingPeriodStart,
+                "unknown date format; use ISO 8601 such as 2025-03-01T00:00:00Z".to_string(),
+            )
+        })?;
+        let value = |i: usize| text[i].get(row).unwrap_or_default().to_string();
+        let currency = value(6);
+        if currency.trim().is_empty() {
+            return Err(bad(Col::BillingCurrency, "empty currency".to_string()));
+        }
+        let raw_tags = value(7);
+        let tags = match tag_cache.get(&raw_tags) {
+            Some(tags) => tags.clone(),
+            None => {
+                let tags = parse_tags(&raw_tags).map_err(|e| {
+                    bad(
+                        Col::Tags,
+                        format!("not a JSON object of tags ({e}): {raw_tags}"),
+                    )
+                })?;
+                tag_cache.insert(raw_tags, tags.clone());
+                tags
+            }
+        };
+        facts.push(Fact {
+            day,
+            billing_period: format!("{:04}-{:02}", period_day.year(), period_day.month()),
+            billing_account: value(0),
+            sub_account: value(1),
+            provider: value(2),
+            provider_service: value(3),
+            resource_id: value(4),
+            charge_category: value(5),
+            tags,
+            currency: currency.trim().to_ascii_uppercase(),
+            effective: Nanos(effective.get(row).unwrap_or(0)),
+            billed: Nanos(billed.get(row).unwrap_or(0)),
+            line_count: lines.get(row).unwrap_or(0),
+            estimated: false,
+        });
+    }
+    Ok(merge_facts(facts))
+}
+
+/// Decodes a FOCUS `Tags` value: a JSON object, or empty. Non-string values are kept as
+/// their JSON text; null values are dropped.
+pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
+        return Ok(Tags::new());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some((k, s)),
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
+/// Sums facts that share every key (raw tag strings that decode to the same tags merge here).
+pub fn merge_facts(mut facts: Vec<Fact>) -> Vec<Fact> {
+    facts.sort_by(|a, b| fact_key(a).cmp(&fact_key(b)));
+    let mut merged: Vec<Fact> = Vec::with_capacity(facts.len());
+    for fact in facts {
+        match merged.last_mut() {
+            Some(last) if fact_key(last) == fact_key(&fact) => {
+                last.effective += fact.effective;
+                last.billed += fact.billed;
+                last.line_count += fact.line_count;
+                last.estimated |= fact.estimated;
+            }
+            _ => merged.push(fact),
+        }
+    }
+    merged
+}
+
+type FactKey<'a> = (
+    NaiveDate,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a Tags,
+);
+
+fn fact_key(f: &Fact) -> FactKey<'_> {
+    (
+        f.day,
+        &f.billing_period,
+        &f.billing_account,
+        &f.sub_account,
+        &f.provider,
+        &f.provider_service,
+        &f.resource_id,
+        &f.charge_category,
+        &f.currency,
+        &f.tags,
+    )
+}
+
+/// Row-by-row check of a CSV file, used only when the fast path failed: finds the first row
+/// whose cost, date, currency or tags cannot be read.
+fn diagnose_csv(file: &Path, path: &Path, columns: &Columns) -> Option<ImportError> {
+    let reader = std::fs::File::open(path).ok()?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(std::io::BufReader::new(reader).take(u64::MAX));
+    let header: Vec<String> = reader
+        .headers()
+        .ok()?
+        .iter()
+        .map(|s| s.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let index = |col: Col| {
+        columns
+            .get(col)
+            .and_then(|name| header.iter().position(|h| h == name))
+    };
+    // Checked left to right, as a person reads the row.
+    let mut checks: Vec<(Col, usize)> = Col::ALL
+        .iter()
+        .filter_map(|&c| index(c).map(|i| (c, i)))
+        .collect();
+    checks.sort_by_key(|&(_, i)| i);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                return Some(ImportError::BadValue {
+                    file: file.to_path_buf(),
+                    row: e.position().map_or(line, |p| p.line()),
+                    column: "-".to_string(),
+                    problem: format!("malformed CSV row: {e}"),
+                })
+            }
+        }
+        let line = record.position().map_or(line, |p| p.line());
+        for &(col, i) in &checks {
+            let value = record.get(i).unwrap_or("").trim();
+            let null = value.is_empty() || value == "NULL";
+            let problem = if col.is_cost()
+                && !null
+                && value.parse::<f64>().map_or(true, |v| !v.is_finite())
+            {
+                Some(format!("`{value}` is not a number"))
+            } else if col.is_date() && !null && !looks_like_timestamp(value) {
+                Some(format!(
+                    "unknown date format `{value}`; use ISO 8601 such as 2025-03-01T00:00:00Z"
+                ))
+            } else if col.is_date() && null && col == Col::ChargePeriodStart {
+                Some("empty ChargePeriodStart".to_string())
+            } else if col == Col::BillingCurrency && null {
+                Some("empty currency".to_string())
+            } else if col == Col::Tags && !null {
+                parse_tags(value)
+                    .err()
+                    .map(|e| format!("not a JSON object of tags ({e})"))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Some(ImportError::BadValue {
+                    file: file.to_path_buf(),
+                    row: line,
+                    column: header[i].clone(),
+                    problem,
+                });
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD`, optionally followed by `T` or a space and a time.
+fn looks_like_timestamp(value: &str) -> bool {
+    let date_ok = value.len() >= 10
+        && value.is_char_boundary(10)
+        && NaiveDate::parse_from_str(&value[..10], "%Y-%m-%d").is_ok();
+    date_ok && (value.len() == 10 || matches!(value.as_bytes()[10], b'T' | b' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_focus_forms_are_accepted() {
+        assert!(looks_like_timestamp("2024-09-18 22:00:00"));
+        assert!(looks_like_timestamp("2025-03-01T00:00:00Z"));
+        assert!(looks_like_timestamp("2025-03-01"));
+        assert!(!looks_like_timestamp("09/18/2024 22:00"));
+        assert!(!looks_like_timestamp("2025-13-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn tags_decode_with_non_string_values() {
+        let tags = parse_tags(r#"{"service": "a", "n": 3, "x": null}"#).expect("valid");
+        assert_eq!(tags.get("service").map(String::as_str), Some("a"));
+        assert_eq!(tags.get("n").map(String::as_str), Some("3"));
+        assert!(!tags.contains_key("x"));
+        assert!(parse_tags("NULL").expect("null").is_empty());
+        assert!(parse_tags("[1]").is_err());
+    }
+}

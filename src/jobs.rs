@@ -1,0 +1,136 @@
+//! The jobs the CLI (and later the daemon) run: import billing files, allocate a range, build
+//! a report. Each is a short composition of ingest, rules, allocate and store; the clock comes
+//! in as an argument.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use tracing::info;
+
+use crate::allocate::{self, conservation_gaps, Input, UsageWeights};
+use crate::ingest;
+use crate::model::CostBasis;
+use crate::money::Nanos;
+use crate::report::Report;
+use crate::rules::Rules;
+use crate::store::{ImportRecord, RunRecord, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub import_id: i64,
+    pub line_items: i64,
+    pub facts: usize,
+    pub periods: Vec<(String, String)>,
+    pub effective: Nanos,
+    pub billed: Nanos,
+}
+
+/// Reads the files and replaces the billing periods they hold, in one transaction.
+pub async fn import_files(
+    store: &Store,
+    files: &[PathBuf],
+    now: &str,
+) -> anyhow::Result<ImportSummary> {
+    let paths = files.to_vec();
+    let imported = tokio::task::spawn_blocking(move || ingest::read_files(&paths))
+        .await
+        .context("the import task stopped")??;
+    let record = ImportRecord {
+        created_at: now.to_string(),
+        source: "focus".to_string(),
+        files: imported.files.clone(),
+        periods: imported.periods.iter().cloned().collect(),
+        line_items: imported.line_items,
+    };
+    let import_id = store.replace_facts(&record, &imported.facts).await?;
+    let summary = ImportSummary {
+        import_id,
+        line_items: imported.line_items,
+        facts: imported.facts.len(),
+        periods: record.periods,
+        effective: imported.facts.iter().map(|f| f.effective).sum(),
+        billed: imported.facts.iter().map(|f| f.billed).sum(),
+    };
+    info!(
+        line_items = summary.line_items,
+        facts = summary.facts,
+        effective = %summary.effective,
+        "imported"
+    );
+    Ok(summary)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocateSummary {
+    pub run_id: i64,
+    pub facts: usize,
+    pub allocations: usize,
+    pub billed: Nanos,
+    pub allocated: Nanos,
+    pub fallback_rows: usize,
+}
+
+/// Allocates `from..=to` from the stored facts and replaces that range's allocations.
+pub async fn allocate_range(
+    store: &Store,
+    rules: &Rules,
+    usage: &UsageWeights,
+    basis: CostBasis,
+    (from, to): (NaiveDate, NaiveDate),
+    now: &str,
+) -> anyhow::Result<AllocateSummary> {
+    anyhow::ensure!(from <= to, "the range is empty: {from} is after {to}");
+    let facts = store.facts(from, to).await?;
+    anyhow::ensure!(
+        !facts.is_empty(),
+        "no billing facts between {from} and {to}; import a billing file for that period first (costsplit import FILE)"
+    );
+    let allocations = allocate::allocate(&Input {
+        facts: &facts,
+        rules,
+        usage,
+        basis,
+    })?;
+    let gaps = conservation_gaps(&facts, &allocations, basis);
+    anyhow::ensure!(
+        gaps.is_empty(),
+        "internal error: allocations do not sum to the bill on {} day(s) (first: {:?}); nothing was stored, please report this",
+        gaps.len(),
+        gaps.first()
+    );
+    let billed: Nanos = facts.iter().map(|f| f.amount(basis)).sum();
+    let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
+    let run = RunRecord {
+        created_at: now.to_string(),
+        from,
+        to,
+        rules_hash: rules.hash.clone(),
+        basis,
+        facts: facts.len() as i64,
+        billed,
+    };
+    let run_id = store.replace_allocations(&run, &allocations).await?;
+    info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed, "allocated");
+    Ok(AllocateSummary {
+        run_id,
+        facts: facts.len(),
+        allocations: allocations.len(),
+        billed,
+        allocated,
+        fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
+    })
+}
+
+/// Per-service totals over a range, with the reconciliation against the stored facts.
+pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow::Result<Report> {
+    let provenance = store.allocation_provenance(from, to).await?;
+    anyhow::ensure!(
+        !provenance.is_empty(),
+        "no allocations between {from} and {to}; run `costsplit allocate --from {from} --to {to}` first"
+    );
+    let basis: CostBasis = provenance[0].0.parse().map_err(anyhow::Error::msg)?;
+    let services = store.service_totals(from, to).await?;
+    let billed = store.billed_totals(from, to, basis).await?;
+    Ok(Report::new(from, to, basis, provenance, services, billed))
+}

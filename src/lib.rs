@@ -1,0 +1,16 @@
+//! costsplit: attribute every dollar of a cloud bill to a service.
+//!
+//! Data flows one way: `ingest` (billing files) -> `store` -> `allocate` (pure, with
+//! validated `rules`) -> `store` -> `report`. See ARCHITECTURE.md for the map and the
+//! invariants.
+
+pub mod allocate;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod jobs;
+pub mod model;
+pub mod money;
+pub mod report;
+pub mod rules;
+pub mod store;

@@ -1,0 +1,226 @@
+//! Exact money: amounts are integer nano-units (1e-9) of a currency, and every split uses
+//! largest-remainder rounding so the parts always sum to the whole. Never uses f64 for money
+//! except to read a float column from a billing file, once, at the edge.
+
+use std::fmt;
+
+/// Nano-units per currency unit.
+pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
+
+/// An exact amount of some currency, in nano-units (1e-9). The currency travels beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Nanos(pub i64);
+
+impl Nanos {
+    pub const ZERO: Nanos = Nanos(0);
+
+    /// Rounds a float read from a billing file to the nearest nano-unit (half away from zero).
+    /// Returns `None` for NaN, infinities and values that do not fit.
+    pub fn from_f64(value: f64) -> Option<Nanos> {
+        let scaled = (value * NANOS_PER_UNIT as f64).round();
+        if scaled.is_finite() && scaled.abs() < 9.0e18 {
+            Some(Nanos(scaled as i64))
+        } else {
+            None
+        }
+    }
+
+    /// Parses a plain decimal string such as `-12.3456` exactly (extra digits past 9
+    /// decimals are rounded half away from zero).
+    pub fn parse(text: &str) -> Option<Nanos> {
+        parse_scaled(text, 9)
+            .and_then(|v| i64::try_from(v).ok())
+            .map(Nanos)
+    }
+
+    /// Formats with exactly `decimals` places (0..=9), rounding half away from zero.
+    pub fn format(self, decimals: u32) -> String {
+        let decimals = decimals.min(9);
+        let unit = 10i128.pow(9 - decimals);
+        let value = i128::from(self.0);
+        let rounded = (value.abs() + unit / 2) / unit;
+        let sign = if value < 0 && rounded != 0 { "-" } else { "" };
+        let scale = 10i128.pow(decimals);
+        if decimals == 0 {
+            format!("{sign}{rounded}")
+        } else {
+            format!(
+                "{sign}{}.{:0width$}",
+                rounded / scale,
+                rounded % scale,
+                width = decimals as usize
+            )
+        }
+    }
+}
+
+impl fmt::Display for Nanos {
+    /// The exact value with 9 decimals.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.format(9))
+    }
+}
+
+impl std::ops::Add for Nanos {
+    type Output = Nanos;
+    fn add(self, rhs: Nanos) -> Nanos {
+        Nanos(self.0 + rhs.0)
+    }
+}
+
+impl std::ops::AddAssign for Nanos {
+    fn add_assign(&mut self, rhs: Nanos) {
+        self.0 += rhs.0;
+    }
+}
+
+impl std::ops::Sub for Nanos {
+    type Output = Nanos;
+    fn sub(self, rhs: Nanos) -> Nanos {
+        Nanos(self.0 - rhs.0)
+    }
+}
+
+impl std::iter::Sum for Nanos {
+    fn sum<I: Iterator<Item = Nanos>>(iter: I) -> Nanos {
+        Nanos(iter.map(|n| n.0).sum())
+    }
+}
+
+/// Parses a plain decimal (`12`, `-0.5`, `+3.25`, `.5`) into an integer scaled by
+/// 10^`decimals`, rounding extra digits half away from zero. No exponents, no separators.
+pub fn parse_scaled(text: &str, decimals: u32) -> Option<i128> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !whole
+        .bytes()
+        .chain(frac.bytes())
+        .all(|b| b.is_ascii_digit())
+        || whole.len() > 30
+    {
+        return None;
+    }
+    let whole: i128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut fraction: i128 = 0;
+    for (i, b) in frac.bytes().enumerate() {
+        let digit = i128::from(b - b'0');
+        let i = i as u32;
+        if i < decimals {
+            fraction += digit * 10i128.pow(decimals - 1 - i);
+        } else {
+            if i == decimals && digit >= 5 {
+                fraction += 1;
+            }
+            break;
+        }
+    }
+    let total = whole
+        .checked_mul(10i128.pow(decimals))?
+        .checked_add(fraction)?;
+    Some(if negative { -total } else { total })
+}
+
+/// Splits `total` into parts proportional to `weights` so that the parts sum exactly to
+/// `total` (largest-remainder method). Ties go to the earlier index, so the result is
+/// deterministic for a given member order. A negative total is split like its absolute value
+/// and negated, so no part of a positive total is negative and vice versa.
+///
+/// Returns `None` when the weights sum to zero (the caller falls back to another method).
+pub fn split_largest_remainder(total: Nanos, weights: &[u128]) -> Option<Vec<Nanos>> {
+    let weights = scale_down(weights);
+    let sum: u128 = weights.iter().sum();
+    if sum == 0 {
+        return None;
+    }
+    let magnitude = u128::from(total.0.unsigned_abs());
+    let mut parts: Vec<u128> = Vec::with_capacity(weights.len());
+    let mut remainders: Vec<(u128, usize)> = Vec::with_capacity(weights.len());
+    for (i, w) in weights.iter().enumerate() {
+        let product = magnitude * w;
+        parts.push(product / sum);
+        remainders.push((product % sum, i));
+    }
+    let assigned: u128 = parts.iter().sum();
+    let leftover =
+        usize::try_from(magnitude - assigned).expect("leftover is below the member count");
+    // Largest remainder first; on equal remainders the lower index wins.
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in remainders.iter().take(leftover) {
+        parts[i] += 1;
+    }
+    let sign = if total.0 < 0 { -1 } else { 1 };
+    Some(
+        parts
+            .into_iter()
+            .map(|p| Nanos(sign * i64::try_from(p).expect("a part never exceeds the total")))
+            .collect(),
+    )
+}
+
+/// Keeps `amount * weight` within u128: shifts every weight right by the same number of bits
+/// when their sum is above 2^62 (the ratio between weights is kept to 62 bits of precision).
+fn scale_down(weights: &[u128]) -> Vec<u128> {
+    let sum: u128 = weights.iter().fold(0u128, |acc, w| acc.saturating_add(*w));
+    let bits = 128 - sum.leading_zeros();
+    if bits <= 62 {
+        return weights.to_vec();
+    }
+    let shift = bits - 62;
+    weights.iter().map(|w| w >> shift).collect()
+}
+
+/// Parts per billion of `part` in `whole` (0 when the whole is zero), for display and audit.
+pub fn ratio_ppb(part: Nanos, whole: Nanos) -> i64 {
+    if whole.0 == 0 {
+        return 0;
+    }
+    let ratio = i128::from(part.0) * 1_000_000_000 / i128::from(whole.0);
+    i64::try_from(ratio).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_sums_exactly_and_breaks_ties_by_order() {
+        let parts = split_largest_remainder(Nanos(100), &[1, 1, 1]).expect("weights");
+        assert_eq!(parts, vec![Nanos(34), Nanos(33), Nanos(33)]);
+        let parts = split_largest_remainder(Nanos(-100), &[1, 1, 1]).expect("weights");
+        assert_eq!(parts, vec![Nanos(-34), Nanos(-33), Nanos(-33)]);
+        assert!(split_largest_remainder(Nanos(5), &[0, 0]).is_none());
+    }
+
+    #[test]
+    fn huge_weights_do_not_overflow() {
+        let parts =
+            split_largest_remainder(Nanos(i64::MAX / 2), &[u128::MAX / 4, u128::MAX / 4, 7])
+                .expect("weights");
+        assert_eq!(parts.iter().copied().sum::<Nanos>(), Nanos(i64::MAX / 2));
+    }
+
+    #[test]
+    fn parse_and_format_round_trip() {
+        assert_eq!(Nanos::parse("0.00000080000"), Some(Nanos(800)));
+        assert_eq!(Nanos::parse("-1.5"), Some(Nanos(-1_500_000_000)));
+        assert_eq!(Nanos::parse("0.0000000015"), Some(Nanos(2)));
+        assert_eq!(Nanos::parse("abc"), None);
+        assert_eq!(Nanos::parse("."), None);
+        assert_eq!(Nanos(-1_500_000_000).format(2), "-1.50");
+        assert_eq!(Nanos(4_999_999).format(2), "0.00");
+        assert_eq!(Nanos(5_000_000).format(2), "0.01");
+        assert_eq!(Nanos(-4_000_000).format(2), "0.00");
+        assert_eq!(Nanos(1).to_string(), "0.000000001");
+    }
+}

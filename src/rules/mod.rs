@@ -1,0 +1,291 @@
+//! Split rules, in two stages: raw TOML files under `rules/` are read and checked in
+//! [`parse`] (every problem reported with file:line:col, not only the first), producing the
+//! validated [`Rules`] that the pure allocator trusts. Nothing here touches the store.
+
+mod diagnostic;
+mod parse;
+mod weights;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use globset::GlobMatcher;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use weights::{WeightKey, WeightRow, WeightTable};
+
+use crate::model::{Fact, Tags};
+
+/// A validated rule set. Built only by [`load`]; every name it refers to exists.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Short hash of every rules file and weight file that produced these rules.
+    pub hash: String,
+    pub settings: Settings,
+    /// Declared services, sorted by name.
+    pub services: Vec<Service>,
+    /// Pools in the order they claim line items: ascending priority, then declaration order.
+    pub pools: Vec<Pool>,
+    /// Normalised tag value (name or alias) -> index into `services`.
+    lookup: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Tag keys that name the service, tried in order (compared case-insensitively).
+    pub service_tag_keys: Vec<String>,
+    pub value_case: ValueCase,
+    pub undeclared_services: Undeclared,
+}
+
+impl Settings {
+    fn defaults() -> Settings {
+        Settings {
+            service_tag_keys: vec!["service".to_string()],
+            value_case: ValueCase::Lower,
+            undeclared_services: Undeclared::Direct,
+        }
+    }
+}
+
+/// How service tag values are normalised before they are compared with service names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueCase {
+    /// Trim and lower-case (`Checkout ` and `checkout` are one service).
+    Lower,
+    /// Trim only.
+    Keep,
+}
+
+/// What happens to cost tagged with a service that no rules file declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undeclared {
+    /// Charge it directly to the tag value (it shows up with no team).
+    Direct,
+    /// Treat it as untagged: it goes to a pool that takes untagged cost, or to `unallocated`.
+    Unallocated,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub team: String,
+    pub cost_center: String,
+    pub slack_channel: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    pub priority: i64,
+    pub matcher: Matcher,
+    /// Member service names, sorted.
+    pub members: Vec<String>,
+    pub method: SplitMethod,
+    pub fallback: Fallback,
+}
+
+#[derive(Debug, Clone)]
+pub enum SplitMethod {
+    Equal,
+    /// Percent per member, scaled by 1e9 (they sum to exactly 100e9).
+    Fixed(Vec<(String, u128)>),
+    Proportional,
+    /// Usage weights (this issue: a static table or a CSV file; later: live sources).
+    Usage(WeightTable),
+}
+
+impl SplitMethod {
+    pub fn method(&self) -> crate::model::Method {
+        use crate::model::Method;
+        match self {
+            SplitMethod::Equal => Method::Equal,
+            SplitMethod::Fixed(_) => Method::Fixed,
+            SplitMethod::Proportional => Method::Proportional,
+            SplitMethod::Usage(_) => Method::Usage,
+        }
+    }
+}
+
+/// What a pool does on a day its own method has no usable weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    Equal,
+    Proportional,
+    Unallocated,
+}
+
+/// Which line items a pool takes. Every given criterion must hold; within one criterion any
+/// listed value may match.
+#[derive(Debug, Clone, Default)]
+pub struct Matcher {
+    pub resource_id: Vec<Pattern>,
+    /// Compared case-insensitively.
+    pub provider_service: Vec<String>,
+    /// Compared case-insensitively.
+    pub charge_category: Vec<String>,
+    pub sub_account: Vec<String>,
+    /// Tag key (case-insensitive) = exact value.
+    pub tags: Vec<(String, String)>,
+    /// Only line items that no service tag claims.
+    pub untagged: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub text: String,
+    glob: GlobMatcher,
+}
+
+impl Pattern {
+    pub fn is_literal(&self) -> bool {
+        !self.text.contains(['*', '?', '[', '{'])
+    }
+}
+
+impl Matcher {
+    /// Whether the pool takes this fact. `service` is the fact's resolved service tag, if any.
+    pub fn matches(&self, fact: &Fact, service: Option<&str>) -> bool {
+        (self.resource_id.is_empty()
+            || self
+                .resource_id
+                .iter()
+                .any(|p| p.glob.is_match(&fact.resource_id)))
+            && (self.provider_service.is_empty()
+                || self
+                    .provider_service
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&fact.provider_service)))
+            && (self.charge_category.is_empty()
+                || self
+                    .charge_category
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(&fact.charge_category)))
+            && (self.sub_account.is_empty() || self.sub_account.contains(&fact.sub_account))
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| tag_value(&fact.tags, k).is_some_and(|t| t == v))
+            && self.untagged.is_none_or(|u| u == service.is_none())
+    }
+}
+
+/// The value of a tag key, compared case-insensitively.
+fn tag_value<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
+    tags.get(key).map(String::as_str).or_else(|| {
+        tags.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    })
+}
+
+/// Whom a line item's tags name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged<'a> {
+    /// A declared service (by name or alias).
+    Declared(&'a Service),
+    /// A tag value that no rules file declares (already normalised).
+    Undeclared,
+    /// No service tag, or an empty one.
+    Untagged,
+}
+
+impl Rules {
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.lookup.get(name).map(|&i| &self.services[i])
+    }
+
+    /// Normalises a tag value the way the settings say.
+    pub fn normalise(&self, value: &str) -> String {
+        let value = value.trim();
+        match self.settings.value_case {
+            ValueCase::Lower => value.to_lowercase(),
+            ValueCase::Keep => value.to_string(),
+        }
+    }
+
+    /// The service the tags name, trying the service tag keys in order. Returns the normalised
+    /// value for undeclared services.
+    pub fn tagged_service(&self, tags: &Tags) -> (Tagged<'_>, Option<String>) {
+        for key in &self.settings.service_tag_keys {
+            if let Some(value) = tag_value(tags, key) {
+                let value = self.normalise(value);
+                if value.is_empty() {
+                    continue;
+                }
+                return match self.lookup.get(&value) {
+                    Some(&i) => (Tagged::Declared(&self.services[i]), None),
+                    None => (Tagged::Undeclared, Some(value)),
+                };
+            }
+        }
+        (Tagged::Untagged, None)
+    }
+}
+
+/// The outcome of reading a rules directory: the rules when there are no errors, and every
+/// diagnostic (errors and warnings) in file order.
+#[derive(Debug)]
+pub struct Loaded {
+    pub rules: Option<Rules>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+}
+
+/// Reads and validates every `*.toml` file in `dir` (not recursive), plus the weight files
+/// they name. IO errors become diagnostics too.
+pub fn load(dir: &Path) -> Loaded {
+    parse::load_dir(dir)
+}
+
+/// Loads rules, turning any error into one readable error listing all of them.
+pub fn load_or_error(dir: &Path) -> anyhow::Result<Rules> {
+    let loaded = load(dir);
+    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
+    match loaded.rules {
+        Some(rules) if errors.is_empty() => Ok(rules),
+        _ => anyhow::bail!(
+            "the rules in {} have {} error(s); run `costsplit rules check {}` for details:\n{}",
+            dir.display(),
+            errors.len(),
+            dir.display(),
+            errors.join("\n")
+        ),
+    }
+}
+
+/// The rules files of a directory, sorted by name.
+pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads rules from in-memory files (name, text), for tests and examples.
+pub fn load_texts(files: &[(&str, &str)]) -> Loaded {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("the temporary directory is writable");
+    }
+    let mut loaded = load(dir.path());
+    // Report paths relative to the in-memory file set.
+    let prefix = format!("{}/", dir.path().display());
+    for d in &mut loaded.diagnostics {
+        if let Ok(rel) = d.file.strip_prefix(dir.path()) {
+            d.file = rel.to_path_buf();
+        }
+        d.message = d.message.replace(&prefix, "");
+    }
+    loaded
+}

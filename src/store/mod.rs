@@ -1,0 +1,528 @@
+//! The store: the only module that runs SQL. SQLite (embedded default) and PostgreSQL behind
+//! one `sqlx::Any` pool, with one SQL text for both (`$N` placeholders, BIGINT money in
+//! nano-units, TEXT days). Every write that replaces data runs in one transaction.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::model::{day_key, parse_day, Allocation, CostBasis, Fact, Method, Tags};
+use crate::money::Nanos;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Rows per multi-row INSERT (well under SQLite's 32,766 and PostgreSQL's 65,535 bind limits).
+const ROWS_PER_INSERT: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRecord {
+    pub created_at: String,
+    pub source: String,
+    pub files: Vec<String>,
+    /// (billing period `YYYY-MM`, billing account) pairs replaced by this import.
+    pub periods: Vec<(String, String)>,
+    pub line_items: i64,
+}
+
+/// What an allocation run wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub created_at: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub rules_hash: String,
+    pub basis: CostBasis,
+    pub facts: i64,
+    pub billed: Nanos,
+}
+
+/// One service's cost over a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTotal {
+    pub service: String,
+    pub team: String,
+    pub currency: String,
+    pub direct: Nanos,
+    pub shared: Nanos,
+}
+
+impl ServiceTotal {
+    pub fn total(&self) -> Nanos {
+        self.direct + self.shared
+    }
+}
+
+/// Hides the password of a store URL, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Connects (creating a SQLite file on first use) and applies pending migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!(
+                "unsupported store URL `{}`: use sqlite://FILE or postgres://USER@HOST/DB",
+                redact_url(url)
+            );
+        };
+        let (url, max_connections) = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                (format!("{url}{sep}mode=rwc"), 1)
+            }
+            Backend::Sqlite => (url.to_string(), 1),
+            Backend::Postgres => (url.to_string(), 4),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", scrub(&e.to_string(), &url)))
+            .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Replaces the facts of the given billing periods with `facts`, atomically: on any error
+    /// the store is left as it was. Returns the import id.
+    pub async fn replace_facts(
+        &self,
+        record: &ImportRecord,
+        facts: &[Fact],
+    ) -> anyhow::Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        for (period, account) in &record.periods {
+            sqlx::query(
+                "DELETE FROM billing_facts WHERE billing_period = $1 AND billing_account = $2",
+            )
+            .bind(period)
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let effective: i128 = facts.iter().map(|f| i128::from(f.effective.0)).sum();
+        let billed: i128 = facts.iter().map(|f| i128::from(f.billed.0)).sum();
+        let periods: Vec<String> = record
+            .periods
+            .iter()
+            .map(|(p, a)| format!("{p}/{a}"))
+            .collect();
+        let import_id: i64 = sqlx::query(
+            "INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_nanos, billed_nanos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&record.created_at)
+        .bind(&record.source)
+        .bind(record.files.join("\n"))
+        .bind(periods.join(","))
+        .bind(record.line_items)
+        .bind(facts.len() as i64)
+        .bind(saturate(effective))
+        .bind(saturate(billed))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+
+        const COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tags, currency, effective_nanos, billed_nanos, line_count, estimated, import_id";
+        for chunk in facts.chunks(ROWS_PER_INSERT) {
+            let sql = insert_sql("billing_facts", COLUMNS, 15, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for f in chunk {
+                query = query
+                    .bind(day_key(f.day))
+                    .bind(&f.billing_period)
+                    .bind(&f.billing_account)
+                    .bind(&f.sub_account)
+                    .bind(&f.provider)
+                    .bind(&f.provider_service)
+                    .bind(&f.resource_id)
+                    .bind(&f.charge_category)
+                    .bind(tags_json(&f.tags))
+                    .bind(&f.currency)
+                    .bind(f.effective.0)
+                    .bind(f.billed.0)
+                    .bind(f.line_count)
+                    .bind(i64::from(f.estimated))
+                    .bind(import_id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(import_id)
+    }
+
+    /// Facts with `from <= day <= to`.
+    pub async fn facts(&self, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Vec<Fact>> {
+        let rows = sqlx::query(
+            "SELECT day, billing_period, billing_account, sub_account, provider, provider_service,
+                    resource_id, charge_category, tags, currency, effective_nanos, billed_nanos,
+                    line_count, estimated
+             FROM billing_facts WHERE day >= $1 AND day <= $2
+             ORDER BY day, billing_account, sub_account, provider_service, resource_id",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(fact_from_row).collect()
+    }
+
+    /// Replaces the allocations of `from..=to` with `allocations`, in one transaction, and
+    /// records the run. Returns the run id.
+    pub async fn replace_allocations(
+        &self,
+        run: &RunRecord,
+        allocations: &[Allocation],
+    ) -> anyhow::Result<i64> {
+        let allocated: i128 = allocations.iter().map(|a| i128::from(a.amount.0)).sum();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM allocations WHERE day >= $1 AND day <= $2")
+            .bind(day_key(run.from))
+            .bind(day_key(run.to))
+            .execute(&mut *tx)
+            .await?;
+        let run_id: i64 = sqlx::query(
+            "INSERT INTO allocation_runs (created_at, from_day, to_day, rules_hash, cost_basis, facts, billed_nanos, allocated_nanos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&run.created_at)
+        .bind(day_key(run.from))
+        .bind(day_key(run.to))
+        .bind(&run.rules_hash)
+        .bind(run.basis.as_str())
+        .bind(run.facts)
+        .bind(run.billed.0)
+        .bind(saturate(allocated))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        const COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency, cost_basis, rules_hash, run_id";
+        for chunk in allocations.chunks(ROWS_PER_INSERT) {
+            let sql = insert_sql("allocations", COLUMNS, 13, chunk.len());
+            let mut query = sqlx::query(&sql);
+            for a in chunk {
+                query = query
+                    .bind(day_key(a.day))
+                    .bind(&a.service)
+                    .bind(&a.team)
+                    .bind(&a.cost_center)
+                    .bind(&a.pool)
+                    .bind(a.method.as_str())
+                    .bind(i64::from(a.fallback_used))
+                    .bind(a.ratio_ppb)
+                    .bind(a.amount.0)
+                    .bind(&a.currency)
+                    .bind(run.basis.as_str())
+                    .bind(&run.rules_hash)
+                    .bind(run_id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    /// Allocation rows with `from <= day <= to`, in (day, service, pool) order.
+    pub async fn allocations(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<Allocation>> {
+        let rows = sqlx::query(
+            "SELECT day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency
+             FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY day, service, pool, method",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let method: String = row.try_get(5)?;
+                Ok(Allocation {
+                    day: day_from(row, 0)?,
+                    service: row.try_get(1)?,
+                    team: row.try_get(2)?,
+                    cost_center: row.try_get(3)?,
+                    pool: row.try_get(4)?,
+                    method: Method::parse(&method)
+                        .with_context(|| format!("unknown method `{method}` in the store"))?,
+                    fallback_used: row.try_get::<i64, _>(6)? != 0,
+                    ratio_ppb: row.try_get(7)?,
+                    amount: Nanos(row.try_get(8)?),
+                    currency: row.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Per-service direct and shared totals over a range, by currency, sorted by service.
+    pub async fn service_totals(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<ServiceTotal>> {
+        let rows = sqlx::query(
+            "SELECT service, MAX(team), currency,
+                    CAST(COALESCE(SUM(CASE WHEN pool = '' THEN amount_nanos ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN pool <> '' THEN amount_nanos ELSE 0 END), 0) AS BIGINT)
+             FROM allocations WHERE day >= $1 AND day <= $2
+             GROUP BY service, currency ORDER BY service, currency",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ServiceTotal {
+                    service: row.try_get(0)?,
+                    team: row.try_get(1)?,
+                    currency: row.try_get(2)?,
+                    direct: Nanos(row.try_get(3)?),
+                    shared: Nanos(row.try_get(4)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Billed total of the facts over a range for a cost basis, by currency.
+    pub async fn billed_totals(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        basis: CostBasis,
+    ) -> anyhow::Result<BTreeMap<String, Nanos>> {
+        let column = match basis {
+            CostBasis::Effective => "effective_nanos",
+            CostBasis::Billed => "billed_nanos",
+        };
+        let sql = format!(
+            "SELECT currency, CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM billing_facts
+             WHERE day >= $1 AND day <= $2 GROUP BY currency"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(day_key(from))
+            .bind(day_key(to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, Nanos(row.try_get(1)?))))
+            .collect()
+    }
+
+    /// The cost bases and rule hashes of the allocations stored for a range.
+    pub async fn allocation_provenance(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT cost_basis, rules_hash FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY cost_basis, rules_hash",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// Runs one SQL statement as given. For tests that need to break the store on purpose
+    /// (a trigger that fails half-way through an import); not for application code.
+    #[doc(hidden)]
+    pub async fn execute_for_tests(&self, sql: &str) -> anyhow::Result<()> {
+        sqlx::query(sql).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Number of rows in a table (for tests and `status`-like output).
+    pub async fn count(&self, table: Table) -> anyhow::Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {}", table.name());
+        Ok(sqlx::query(&sql).fetch_one(&self.pool).await?.try_get(0)?)
+    }
+}
+
+/// Tables that [`Store::count`] can count.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Facts,
+    Imports,
+    Allocations,
+    AllocationRuns,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Facts => "billing_facts",
+            Table::Imports => "imports",
+            Table::Allocations => "allocations",
+            Table::AllocationRuns => "allocation_runs",
+        }
+    }
+}
+
+fn insert_sql(table: &str, columns: &str, width: usize, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({columns}) VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..width {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(r * width + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn saturate(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn tags_json(tags: &Tags) -> String {
+    if tags.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(tags).expect("a map of strings always serialises")
+    }
+}
+
+fn day_from(row: &AnyRow, index: usize) -> anyhow::Result<NaiveDate> {
+    let text: String = row.try_get(index)?;
+    parse_day(&text).with_context(|| format!("bad day `{text}` in the store"))
+}
+
+fn fact_from_row(row: &AnyRow) -> anyhow::Result<Fact> {
+    let tags: String = row.try_get(8)?;
+    let tags: Tags = if tags.is_empty() {
+        Tags::new()
+    } else {
+        serde_json::from_str(&tags).context("bad tags JSON in the store")?
+    };
+    let day = day_from(row, 0)?;
+    Ok(Fact {
+        day,
+        billing_period: row.try_get(1)?,
+        billing_account: row.try_get(2)?,
+        sub_account: row.try_get(3)?,
+        provider: row.try_get(4)?,
+        provider_service: row.try_get(5)?,
+        resource_id: row.try_get(6)?,
+        charge_category: row.try_get(7)?,
+        tags,
+        currency: row.try_get(9)?,
+        effective: Nanos(row.try_get(10)?),
+        billed: Nanos(row.try_get(11)?),
+        line_count: row.try_get(12)?,
+        estimated: row.try_get::<i64, _>(13)? != 0,
+    })
+}
+
+/// Removes a URL (and so any password in it) from a driver error message.
+fn scrub(message: &str, url: &str) -> String {
+    message.replace(url, &redact_url(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/costs"),
+            "postgres://app:***@db:5432/costs"
+        );
+        assert_eq!(redact_url("sqlite://costsplit.db"), "sqlite://costsplit.db");
+    }
+
+    #[test]
+    fn insert_sql_numbers_placeholders() {
+        assert_eq!(
+            insert_sql("t", "a, b", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1,$2),($3,$4)"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! The binary as a user runs it: exit codes, one-line errors, the demo, the CSV report.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn costsplit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("COSTSPLIT_STORE_URL")
+        .env_remove("COSTSPLIT_RULES_DIR")
+        .env_remove("COSTSPLIT_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_demo_runs_on_a_fresh_directory_and_reconciles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = crate::support::repo_rules();
+    let out = costsplit(
+        dir.path(),
+        &[
+            "--rules",
+            rules.to_str().expect("utf-8 path"),
+            "demo",
+            "--rows",
+            "20000",
+        ],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("unallocated"), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("reconciliation USD"))
+        .expect("a reconciliation line");
+    assert!(line.contains("difference 0"), "{line}");
+    assert!(dir.path().join("costsplit-demo.db").exists());
+}
+
+#[test]
+fn import_allocate_report_csv_through_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let rules = crate::support::repo_rules();
+    let env = [
+        ("COSTSPLIT_STORE_URL", store.as_str()),
+        ("COSTSPLIT_RULES_DIR", rules.to_str().expect("utf-8")),
+    ];
+    let month = dir.path().join("m.csv");
+    let out = costsplit(
+        dir.path(),
+        &[
+            "generate",
+            "--rows",
+            "5000",
+            "--out",
+            month.to_str().expect("utf-8"),
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = costsplit(
+        dir.path(),
+        &["import", month.to_str().expect("utf-8")],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("imported 5000 line items"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = costsplit(dir.path(), &["allocate", "--month", "2025-03"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = costsplit(
+        dir.path(),
+        &["report", "--month", "2025-03", "--format", "csv"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("service,team,currency,direct,shared,total")
+    );
+    assert!(csv.lines().any(|l| l.starts_with("unallocated,")), "{csv}");
+    // The rows add up to the billed total shown by the JSON report.
+    let sum: i64 = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            costsplit::money::Nanos::parse(l.rsplit(',').next().expect("total"))
+                .expect("decimal")
+                .0
+        })
+        .sum();
+    let out = costsplit(
+        dir.path(),
+        &["report", "--month", "2025-03", "--format", "json"],
+        &env,
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["billed"]["USD"]["nanos"].as_i64(), Some(sum));
+    assert_eq!(json["reconciled"], serde_json::Value::Bool(true));
+
+    let out = costsplit(
+        dir.path(),
+        &["report", "--month", "2025-03", "--service", "nobody"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn failures_exit_non_zero_with_one_readable_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let env = [("COSTSPLIT_STORE_URL", store.as_str())];
+    for args in [
+        vec!["import", "missing.csv"],
+        vec!["allocate", "--month", "2025-3x"],
+        vec!["report", "--month", "2025-03"],
+        vec!["--rules", "no-such-dir", "allocate", "--month", "2025-03"],
+    ] {
+        let out = costsplit(dir.path(), &args, &env);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn rules_check_exits_one_on_errors_and_zero_when_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[pool]]\nname = \"p\"\nmethod = \"fixed\"\npercent = { a = 50 }\nmembres = []\n",
+    )
+    .expect("write");
+    let out = costsplit(dir.path(), &["rules", "check", "."], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("bad.toml:5:1: error: unknown key `membres`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad.toml:4:13: error: pool `p`: unknown service `a`"),
+        "{stdout}"
+    );
+    let rules = crate::support::repo_rules();
+    let out = costsplit(
+        dir.path(),
+        &["rules", "check", rules.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}

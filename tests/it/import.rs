@@ -1,0 +1,248 @@
+//! Billing files in: the real FOCUS sample, the three file formats, and bad input.
+
+use std::path::PathBuf;
+
+use costsplit::allocate::UsageWeights;
+use costsplit::ingest::generate::{GenSpec, World};
+use costsplit::jobs;
+use costsplit::model::CostBasis;
+use costsplit::store::Table;
+
+use crate::support::{data, day, rules, Kind, TestStore, BOTH, NOW};
+
+const SAMPLE_RULES: &str = r#"
+[settings]
+service_tag_keys = ["service", "application"]
+"#;
+
+fn cents(report: &costsplit::report::Report, service: &str) -> String {
+    report
+        .services
+        .iter()
+        .find(|s| s.service == service)
+        .map(|s| s.total().format(2))
+        .unwrap_or_else(|| panic!("no row for {service}"))
+}
+
+/// Expected figures computed independently (Python `decimal` over the CSV text).
+async fn the_focus_sample_imports_as_is_and_reconciles(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let summary = jobs::import_files(&t.store, &[data("focus-1.0-sample.csv")], NOW)
+        .await
+        .expect("imports the sample");
+    assert_eq!(summary.line_items, 1000);
+    assert_eq!(summary.effective.format(2), "14.98");
+    assert_eq!(summary.billed.format(2), "20.52");
+    let rules = rules(&[("sample.toml", SAMPLE_RULES)]);
+    let range = (day("2024-09-01"), day("2024-09-30"));
+    for (basis, expected) in [
+        (
+            CostBasis::Effective,
+            [
+                ("brightpathmatrix", "16.00"),
+                ("unallocated", "-1.02"),
+                ("powerstudioboost", "0.00"),
+            ],
+        ),
+        (
+            CostBasis::Billed,
+            [
+                ("brightpathmatrix", "15.96"),
+                ("unallocated", "0.27"),
+                ("powerstudioboost", "0.44"),
+            ],
+        ),
+    ] {
+        jobs::allocate_range(
+            &t.store,
+            &rules,
+            &UsageWeights::default(),
+            basis,
+            range,
+            NOW,
+        )
+        .await
+        .expect("allocates");
+        let report = jobs::report(&t.store, range).await.expect("report");
+        assert!(
+            report.reconciled(),
+            "{kind:?} {basis}: {:?}",
+            report.reconciliation_lines()
+        );
+        for (service, amount) in expected {
+            assert_eq!(
+                cents(&report, service),
+                amount,
+                "{kind:?} {basis} {service}"
+            );
+        }
+        let total: costsplit::money::Nanos = report.services.iter().map(|s| s.total()).sum();
+        let billed = report.billed["USD"];
+        assert_eq!(total, billed, "{kind:?} {basis}: every nano is allocated");
+        assert_eq!(
+            billed.format(2),
+            if basis == CostBasis::Effective {
+                "14.98"
+            } else {
+                "20.52"
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_focus_sample_imports_as_is_and_reconciles_on_both_stores() {
+    for kind in BOTH {
+        the_focus_sample_imports_as_is_and_reconciles(kind).await;
+    }
+}
+
+#[test]
+fn csv_gzip_and_parquet_of_one_month_give_the_same_facts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = GenSpec::standard(20_000, 3);
+    spec.resources = 300;
+    let world = World::new(spec);
+    let mut facts = Vec::new();
+    for name in ["month.csv", "month.csv.gz", "month.parquet"] {
+        let path = dir.path().join(name);
+        if name.ends_with(".parquet") {
+            world.write_parquet(&path).expect("parquet");
+        } else {
+            world.write_csv(&path).expect("csv");
+        }
+        let imported = costsplit::ingest::read_files(&[path]).expect(name);
+        assert_eq!(imported.line_items, 20_000, "{name}");
+        facts.push(imported.facts);
+    }
+    assert!(!facts[0].is_empty());
+    assert_eq!(facts[0], facts[1], "gzip CSV reads like CSV");
+    assert_eq!(facts[0], facts[2], "parquet reads like CSV");
+}
+
+const HEADER: &str = "ChargePeriodStart,BillingPeriodStart,BillingAccountId,BillingCurrency,BilledCost,EffectiveCost,ServiceName,ResourceId,ChargeCategory,Tags";
+
+fn good_row(cost: &str) -> String {
+    format!("2025-03-01T05:00:00Z,2025-03-01T00:00:00Z,payer,USD,{cost},{cost},Amazon EC2,i-1,Usage,\"{{\"\"service\"\":\"\"a\"\"}}\"")
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write fixture");
+    path
+}
+
+/// Each bad file names the file, row and column (or what is missing) and commits nothing.
+#[tokio::test]
+async fn bad_billing_files_name_row_and_column_and_commit_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(
+        &dir,
+        "good.csv",
+        &format!("{HEADER}\n{}\n", good_row("1.5")),
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "missing-column.csv",
+            "ChargePeriodStart,BillingCurrency,BilledCost\n2025-03-01,USD,1\n".to_string(),
+            "missing-column.csv:1: missing required column `EffectiveCost`",
+        ),
+        (
+            "non-numeric.csv",
+            format!(
+                "{HEADER}\n{}\n{}\n{}\n",
+                good_row("1"),
+                good_row("2"),
+                good_row("12.5x")
+            ),
+            "non-numeric.csv:4: column `BilledCost`: `12.5x` is not a number",
+        ),
+        (
+            "bad-date.csv",
+            format!(
+                "{HEADER}\n{}\n03/01/2025 05:00,2025-03-01,payer,USD,1,1,EC2,i-1,Usage,NULL\n",
+                good_row("1")
+            ),
+            "bad-date.csv:3: column `ChargePeriodStart`: unknown date format `03/01/2025 05:00`",
+        ),
+        (
+            "bad-tags.csv",
+            format!("{HEADER}\n2025-03-01,2025-03-01,payer,USD,1,1,EC2,i-1,Usage,{{service:a}}\n"),
+            "bad-tags.csv:2: column `Tags`: not a JSON object of tags",
+        ),
+        (
+            "empty.csv",
+            String::new(),
+            "empty.csv: the file has no line items",
+        ),
+        (
+            "header-only.csv",
+            format!("{HEADER}\n"),
+            "header-only.csv: the file has no line items",
+        ),
+        (
+            "notes.txt",
+            "hello".to_string(),
+            "notes.txt: unknown file type",
+        ),
+    ];
+    for kind in BOTH {
+        let t = TestStore::new(kind).await;
+        for (name, text, expected) in &cases {
+            let bad = write(&dir, name, text);
+            // A good file first in the same batch: the whole batch is refused.
+            let err = jobs::import_files(&t.store, &[good.clone(), bad], NOW)
+                .await
+                .expect_err(name);
+            let message = format!("{err:#}");
+            assert!(
+                message.contains(expected),
+                "{kind:?} {name}: got `{message}`, want `{expected}`"
+            );
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+        assert_eq!(
+            t.store.count(Table::Facts).await.expect("count"),
+            0,
+            "{kind:?}: nothing committed"
+        );
+        assert_eq!(t.store.count(Table::Imports).await.expect("count"), 0);
+    }
+}
+
+#[tokio::test]
+async fn mixed_currencies_in_one_pool_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        &dir,
+        "two-currencies.csv",
+        &format!(
+            "{HEADER}\n2025-03-01,2025-03-01,payer,USD,1,1,Amazon RDS,arn:aws:rds:db-1,Usage,NULL\n2025-03-01,2025-03-01,payer-eu,EUR,2,2,Amazon RDS,arn:aws:rds:db-2,Usage,NULL\n"
+        ),
+    );
+    let t = TestStore::new(Kind::Sqlite).await;
+    jobs::import_files(&t.store, &[file], NOW)
+        .await
+        .expect("two currencies in one file are fine");
+    let rules = rules(&[(
+        "r.toml",
+        "[[service]]\nname = \"a\"\n[[pool]]\nname = \"db\"\nmethod = \"equal\"\nmembers = [\"a\"]\nmatch = { resource_id = \"arn:aws:rds:*\" }\n",
+    )]);
+    let err = jobs::allocate_range(
+        &t.store,
+        &rules,
+        &UsageWeights::default(),
+        CostBasis::Effective,
+        (day("2025-03-01"), day("2025-03-31")),
+        NOW,
+    )
+    .await
+    .expect_err("one pool, two currencies");
+    assert!(
+        format!("{err:#}").contains(
+            "pool `db` has line items in more than one currency on 2025-03-01 (EUR, USD)"
+        ),
+        "{err:#}"
+    );
+    assert_eq!(t.store.count(Table::Allocations).await.expect("count"), 0);
+}

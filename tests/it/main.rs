@@ -1,0 +1,9 @@
+//! One integration-test binary (so the build links once), one module per area.
+
+mod support;
+
+mod cli;
+mod generated;
+mod import;
+mod rules_check;
+mod store;

@@ -1,0 +1,140 @@
+//! `rules check`: data-driven. A rule set in, every diagnostic out, as the user sees them.
+
+use costsplit::rules::load_texts;
+
+fn check(files: &[(&str, &str)]) -> String {
+    let loaded = load_texts(files);
+    let mut out: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    out.push(if loaded.rules.is_some() {
+        "ok".into()
+    } else {
+        "failed".into()
+    });
+    out.join("\n")
+}
+
+const BROKEN_A: &str = r#"[settings]
+service_tag_keys = ["service"]
+colour = "blue"
+
+[[service]]
+name = "a"
+[[service]]
+name = "b"
+[[service]]
+name = "a"
+[[service]]
+team = "x"
+
+[[pool]]
+name = "p1"
+method = "fixed"
+percent = { a = 50, ghost = 50 }
+match = { resource_id = "x" }
+
+[[pool]]
+name = "p1"
+method = "equal"
+members = ["a"]
+match = { resource_id = "y" }
+"#;
+
+const BROKEN_B: &str = r#"[[pool]]
+name = "empty"
+method = "equal"
+members = []
+match = { resource_id = "z" }
+
+[[pool]]
+name = "sum"
+method = "fixed"
+percent = { a = 60, b = 30.5 }
+match = { resource_id = "w" }
+
+[[pool]]
+name = "weird"
+method = "magic"
+members = ["a"]
+match = { resource_idd = "q" }
+
+[[pool]]
+name = "overlap-1"
+method = "equal"
+members = ["a"]
+match = { provider_service = "Amazon ElastiCache" }
+
+[[pool]]
+name = "overlap-2"
+method = "equal"
+members = ["b"]
+match = { tags = { team = "platform" } }
+"#;
+
+#[test]
+fn a_broken_rule_set_reports_every_error_with_file_line_col() {
+    let got = check(&[
+        ("a.toml", BROKEN_A),
+        ("b.toml", BROKEN_B),
+        ("c.toml", "[[pool]\nname = \"x\"\n"),
+    ]);
+    let want = r#"a.toml:3:1: error: unknown key `colour` in [settings]; expected one of: service_tag_keys, value_case, undeclared_services
+a.toml:10:8: error: service `a` is already declared at a.toml:6; remove one
+a.toml:11:1: error: [[service]] needs a `name`, e.g. name = "checkout-api"
+a.toml:17:21: error: pool `p1`: unknown service `ghost`; declare it in a [[service]] table or fix the name
+a.toml:21:8: error: pool `p1` is already defined at a.toml:15; pool names must be unique
+b.toml:1:1: error: pool `empty` has no members; list them in `members = ["service", ...]`
+b.toml:10:1: error: pool `sum`: percentages sum to 90.5, not 100; adjust them so they add up to exactly 100
+b.toml:13:1: error: pool `weird` has an empty `match`, which would take every line item; give at least one of resource_id, provider_service, charge_category, sub_account, tags, untagged
+b.toml:15:10: error: unknown method `magic`: use equal, fixed, proportional or usage
+b.toml:17:11: error: unknown key `resource_idd` in a pool's `match`; expected one of: resource_id, provider_service, charge_category, sub_account, tags, untagged
+b.toml:26:8: warning: pools `overlap-1` (b.toml:20) and `overlap-2` may both match the same line items and have the same priority (0); `overlap-1` takes them because it comes first in file order; give them different `priority` values or narrow `match`
+c.toml:1:8: error: invalid TOML: unclosed array table, expected `]`
+failed"#;
+    assert_eq!(got, want);
+}
+
+#[test]
+fn weight_file_rows_are_checked_like_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("w.csv"),
+        "service,weight,day\na,1,2025-03-01\nghost,2,\na,-3,\na,4,03/01/2025\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[[service]]\nname = \"a\"\n[[pool]]\nname = \"db\"\nmethod = \"usage\"\nusage = { file = \"w.csv\" }\nmatch = { untagged = true }\n",
+    )
+    .expect("write");
+    let loaded = costsplit::rules::load(dir.path());
+    let lines: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}: {}",
+                d.file.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+                d.line,
+                d.col,
+                d.message
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            "w.csv:3:1: unknown service `ghost`; declare it in a [[service]] table or fix the name",
+            "w.csv:4:2: weight `-3` is not a non-negative decimal number",
+            "w.csv:5:3: day `03/01/2025` is not a date like 2025-03-01",
+        ]
+    );
+}
+
+#[test]
+fn the_bundled_example_rules_are_clean() {
+    let loaded = costsplit::rules::load(&crate::support::repo_rules());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let rules = loaded.rules.expect("valid");
+    assert_eq!(rules.services.len(), 8);
+    assert_eq!(rules.pools.len(), 4);
+}

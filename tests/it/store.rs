@@ -1,0 +1,236 @@
+//! The repository suite: every test runs on SQLite and on real PostgreSQL.
+
+use costsplit::model::{Allocation, CostBasis, Fact, Method, Tags};
+use costsplit::money::Nanos;
+use costsplit::store::{ImportRecord, RunRecord, Table};
+
+use crate::support::{day, Kind, TestStore, BOTH, NOW};
+
+fn fact(d: &str, period: &str, resource: &str, amount: i64) -> Fact {
+    let mut tags = Tags::new();
+    tags.insert("service".into(), "checkout-api".into());
+    Fact {
+        day: day(d),
+        billing_period: period.into(),
+        billing_account: "payer".into(),
+        sub_account: "acct-1".into(),
+        provider: "AWS".into(),
+        provider_service: "Amazon Elastic Compute Cloud".into(),
+        resource_id: resource.into(),
+        charge_category: "Usage".into(),
+        tags,
+        currency: "USD".into(),
+        effective: Nanos(amount),
+        billed: Nanos(amount * 2),
+        line_count: 3,
+        estimated: false,
+    }
+}
+
+fn record(period: &str) -> ImportRecord {
+    ImportRecord {
+        created_at: NOW.into(),
+        source: "focus".into(),
+        files: vec!["test.csv".into()],
+        periods: vec![(period.into(), "payer".into())],
+        line_items: 3,
+    }
+}
+
+async fn facts_round_trip_and_reimport_replaces_the_period(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let march: Vec<Fact> = (0..2500)
+        .map(|i| fact("2025-03-02", "2025-03", &format!("i-{i:05}"), i - 100))
+        .collect();
+    let april = vec![fact("2025-04-01", "2025-04", "i-april", 7)];
+    t.store
+        .replace_facts(&record("2025-03"), &march)
+        .await
+        .expect("import march");
+    t.store
+        .replace_facts(&record("2025-04"), &april)
+        .await
+        .expect("import april");
+    let back = t
+        .store
+        .facts(day("2025-03-01"), day("2025-03-31"))
+        .await
+        .expect("read");
+    assert_eq!(back, march, "{kind:?}: facts come back as written");
+
+    // The same period again replaces it; it never doubles, and other periods stay.
+    let again = vec![fact("2025-03-05", "2025-03", "i-new", 42)];
+    t.store
+        .replace_facts(&record("2025-03"), &again)
+        .await
+        .expect("re-import");
+    let totals = t
+        .store
+        .billed_totals(day("2025-03-01"), day("2025-04-30"), CostBasis::Effective)
+        .await
+        .expect("totals");
+    assert_eq!(totals.get("USD"), Some(&Nanos(42 + 7)), "{kind:?}");
+    let billed = t
+        .store
+        .billed_totals(day("2025-03-01"), day("2025-04-30"), CostBasis::Billed)
+        .await
+        .expect("totals");
+    assert_eq!(billed.get("USD"), Some(&Nanos(84 + 14)), "{kind:?}");
+    assert_eq!(t.store.count(Table::Imports).await.expect("count"), 3);
+}
+
+#[tokio::test]
+async fn facts_round_trip_and_reimport_replaces_the_period_on_both_stores() {
+    for kind in BOTH {
+        facts_round_trip_and_reimport_replaces_the_period(kind).await;
+    }
+}
+
+async fn an_import_failing_half_way_leaves_the_store_as_it_was(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let before = vec![fact("2025-03-01", "2025-03", "i-1", 10)];
+    t.store
+        .replace_facts(&record("2025-03"), &before)
+        .await
+        .expect("first import");
+    // A trigger rejects one row deep in the second batch of the next import.
+    match kind {
+        Kind::Sqlite => t
+            .store
+            .execute_for_tests(
+                "CREATE TRIGGER boom BEFORE INSERT ON billing_facts WHEN NEW.resource_id = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'boom'); END",
+            )
+            .await
+            .expect("trigger"),
+        Kind::Postgres => {
+            t.store
+                .execute_for_tests(
+                    "CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN
+                     IF NEW.resource_id = 'boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+                )
+                .await
+                .expect("function");
+            t.store
+                .execute_for_tests("CREATE TRIGGER boom BEFORE INSERT ON billing_facts FOR EACH ROW EXECUTE FUNCTION boom()")
+                .await
+                .expect("trigger");
+        }
+    }
+    let mut next: Vec<Fact> = (0..1500)
+        .map(|i| fact("2025-03-02", "2025-03", &format!("i-{i}"), 1))
+        .collect();
+    next.push(fact("2025-03-02", "2025-03", "boom", 1));
+    let err = t
+        .store
+        .replace_facts(&record("2025-03"), &next)
+        .await
+        .expect_err("the trigger fails the import");
+    assert!(format!("{err:#}").contains("boom"), "{err:#}");
+    let after = t
+        .store
+        .facts(day("2025-03-01"), day("2025-03-31"))
+        .await
+        .expect("read");
+    assert_eq!(
+        after, before,
+        "{kind:?}: nothing of the failed import is visible"
+    );
+    assert_eq!(t.store.count(Table::Imports).await.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn an_import_failing_half_way_leaves_the_store_as_it_was_on_both_stores() {
+    for kind in BOTH {
+        an_import_failing_half_way_leaves_the_store_as_it_was(kind).await;
+    }
+}
+
+fn allocation(d: &str, service: &str, pool: &str, amount: i64) -> Allocation {
+    Allocation {
+        day: day(d),
+        service: service.into(),
+        team: "t".into(),
+        cost_center: "cc".into(),
+        pool: pool.into(),
+        method: if pool.is_empty() {
+            Method::Direct
+        } else {
+            Method::Equal
+        },
+        fallback_used: !pool.is_empty(),
+        ratio_ppb: 500_000_000,
+        amount: Nanos(amount),
+        currency: "USD".into(),
+    }
+}
+
+async fn allocations_replace_their_range_and_total_by_service(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let run = |from: &str, to: &str| RunRecord {
+        created_at: NOW.into(),
+        from: day(from),
+        to: day(to),
+        rules_hash: "abc".into(),
+        basis: CostBasis::Effective,
+        facts: 1,
+        billed: Nanos(0),
+    };
+    let first = vec![
+        allocation("2025-03-01", "a", "", 100),
+        allocation("2025-03-01", "a", "db", 5),
+        allocation("2025-03-02", "b", "db", 7),
+        allocation("2025-04-01", "b", "", 1),
+    ];
+    t.store
+        .replace_allocations(&run("2025-03-01", "2025-04-30"), &first)
+        .await
+        .expect("store");
+    let second = vec![allocation("2025-03-02", "a", "", 9)];
+    t.store
+        .replace_allocations(&run("2025-03-01", "2025-03-31"), &second)
+        .await
+        .expect("store");
+    let march = t
+        .store
+        .allocations(day("2025-03-01"), day("2025-03-31"))
+        .await
+        .expect("read");
+    assert_eq!(march, second, "{kind:?}: the March range was replaced");
+    let totals = t
+        .store
+        .service_totals(day("2025-03-01"), day("2025-04-30"))
+        .await
+        .expect("totals");
+    let summary: Vec<(String, i64, i64)> = totals
+        .iter()
+        .map(|s| (s.service.clone(), s.direct.0, s.shared.0))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("a".into(), 9, 0), ("b".into(), 1, 0)],
+        "{kind:?}"
+    );
+    assert_eq!(
+        t.store.count(Table::AllocationRuns).await.expect("count"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn allocations_replace_their_range_and_total_by_service_on_both_stores() {
+    for kind in BOTH {
+        allocations_replace_their_range_and_total_by_service(kind).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_store_url_fails_without_showing_the_password() {
+    let err = costsplit::store::Store::connect("postgres://app:hunter2@127.0.0.1:1/nope")
+        .await
+        .err()
+        .expect("nothing listens on port 1");
+    let message = format!("{err:#}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(message.contains("***"), "{message}");
+}
