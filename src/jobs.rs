@@ -3,6 +3,7 @@
 //! in as an argument.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -32,10 +33,17 @@ pub async fn import_files(
     files: &[PathBuf],
     now: &str,
 ) -> anyhow::Result<ImportSummary> {
+    let started = Instant::now();
     let paths = files.to_vec();
     let imported = tokio::task::spawn_blocking(move || ingest::read_files(&paths))
         .await
         .context("the import task stopped")??;
+    info!(
+        stage = "read",
+        ms = started.elapsed().as_millis() as u64,
+        "import timing"
+    );
+    let started = Instant::now();
     let record = ImportRecord {
         created_at: now.to_string(),
         source: "focus".to_string(),
@@ -44,6 +52,11 @@ pub async fn import_files(
         line_items: imported.line_items,
     };
     let import_id = store.replace_facts(&record, &imported.facts).await?;
+    info!(
+        stage = "store",
+        ms = started.elapsed().as_millis() as u64,
+        "import timing"
+    );
     let summary = ImportSummary {
         import_id,
         line_items: imported.line_items,
@@ -81,17 +94,29 @@ pub async fn allocate_range(
     now: &str,
 ) -> anyhow::Result<AllocateSummary> {
     anyhow::ensure!(from <= to, "the range is empty: {from} is after {to}");
+    let started = Instant::now();
     let facts = store.facts(from, to).await?;
+    info!(
+        stage = "load facts",
+        ms = started.elapsed().as_millis() as u64,
+        "allocate timing"
+    );
     anyhow::ensure!(
         !facts.is_empty(),
         "no billing facts between {from} and {to}; import a billing file for that period first (costsplit import FILE)"
     );
+    let started = Instant::now();
     let allocations = allocate::allocate(&Input {
         facts: &facts,
         rules,
         usage,
         basis,
     })?;
+    info!(
+        stage = "compute",
+        ms = started.elapsed().as_millis() as u64,
+        "allocate timing"
+    );
     let gaps = conservation_gaps(&facts, &allocations, basis);
     anyhow::ensure!(
         gaps.is_empty(),
@@ -110,7 +135,13 @@ pub async fn allocate_range(
         facts: facts.len() as i64,
         billed,
     };
+    let started = Instant::now();
     let run_id = store.replace_allocations(&run, &allocations).await?;
+    info!(
+        stage = "store",
+        ms = started.elapsed().as_millis() as u64,
+        "allocate timing"
+    );
     info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed, "allocated");
     Ok(AllocateSummary {
         run_id,

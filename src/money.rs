@@ -180,6 +180,40 @@ fn scale_down(weights: &[u128]) -> Vec<u128> {
     weights.iter().map(|w| w >> shift).collect()
 }
 
+/// Divides every value by `divisor` so that the results sum to the exactly rounded
+/// (half away from zero) sum of the values: each result is the floor of its quotient, and the
+/// units left over go to the largest remainders (ties to the earlier index). Used to bring
+/// amounts read at a finer precision down to nano-units without drifting the total.
+pub fn round_preserving_sum(values: &[i128], divisor: i128) -> Vec<i64> {
+    assert!(divisor > 0, "divisor must be positive");
+    let total: i128 = values.iter().sum();
+    let half = divisor / 2;
+    let target = if total >= 0 {
+        (total + half) / divisor
+    } else {
+        -((-total + half) / divisor)
+    };
+    let mut parts: Vec<i128> = values.iter().map(|v| v.div_euclid(divisor)).collect();
+    let leftover = target - parts.iter().sum::<i128>();
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| {
+        values[b]
+            .rem_euclid(divisor)
+            .cmp(&values[a].rem_euclid(divisor))
+            .then(a.cmp(&b))
+    });
+    for &i in order
+        .iter()
+        .take(usize::try_from(leftover.max(0)).unwrap_or(0))
+    {
+        parts[i] += 1;
+    }
+    parts
+        .into_iter()
+        .map(|p| i64::try_from(p).unwrap_or(if p < 0 { i64::MIN } else { i64::MAX }))
+        .collect()
+}
+
 /// Parts per billion of `part` in `whole` (0 when the whole is zero), for display and audit.
 pub fn ratio_ppb(part: Nanos, whole: Nanos) -> i64 {
     if whole.0 == 0 {
@@ -208,6 +242,16 @@ mod tests {
             split_largest_remainder(Nanos(i64::MAX / 2), &[u128::MAX / 4, u128::MAX / 4, 7])
                 .expect("weights");
         assert_eq!(parts.iter().copied().sum::<Nanos>(), Nanos(i64::MAX / 2));
+    }
+
+    #[test]
+    fn rounding_to_a_coarser_unit_keeps_the_exact_total() {
+        // 10 values of 0.5 units each: naive rounding gives 10, the exact total is 5.
+        let parts = round_preserving_sum(&[50; 10], 100);
+        assert_eq!(parts.iter().sum::<i64>(), 5);
+        let parts = round_preserving_sum(&[-150, 49, 1], 100);
+        assert_eq!(parts.iter().sum::<i64>(), -1);
+        assert_eq!(round_preserving_sum(&[], 100), Vec::<i64>::new());
     }
 
     #[test]

@@ -17,9 +17,22 @@ use super::{FileFormat, ImportError};
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
 
+/// Billing files carry up to 11 decimals; amounts are summed at 1e-11 and rounded to
+/// nano-units once, per batch, keeping each day's total exact (see [`round_to_nanos`]).
+const FINE_PER_NANO: i128 = 100;
+
+/// A fact whose amounts are still in 1e-11 units, before the one rounding to nano-units.
+/// (The `effective` and `billed` of `fact` are zero until then.)
+#[derive(Debug, Clone)]
+pub struct RawFact {
+    pub fact: Fact,
+    pub effective: i128,
+    pub billed: i128,
+}
+
 /// Facts and periods read from one file.
 pub struct FileFacts {
-    pub facts: Vec<Fact>,
+    pub facts: Vec<RawFact>,
     pub periods: Vec<(String, String)>,
     pub line_items: i64,
 }
@@ -192,13 +205,13 @@ pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
             })
         }
     };
-    let facts = to_facts(path, &frame, &schema, &columns);
+    let facts = to_raw_facts(path, &frame, &schema, &columns);
     let facts = match facts {
         Ok(facts) => facts,
         Err(err) if csv => return Err(diagnose_csv(path, source.path(), &columns).unwrap_or(err)),
         Err(err) => return Err(err),
     };
-    let line_items: i64 = facts.iter().map(|f| f.line_count).sum();
+    let line_items: i64 = facts.iter().map(|f| f.fact.line_count).sum();
     if line_items == 0 {
         return Err(ImportError::Empty {
             file: path.to_path_buf(),
@@ -206,7 +219,12 @@ pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
     }
     let mut periods: Vec<(String, String)> = facts
         .iter()
-        .map(|f| (f.billing_period.clone(), f.billing_account.clone()))
+        .map(|f| {
+            (
+                f.fact.billing_period.clone(),
+                f.fact.billing_account.clone(),
+            )
+        })
         .collect();
     periods.sort();
     periods.dedup();
@@ -303,7 +321,7 @@ fn day_expr(name: &str, dtype: &DataType) -> Expr {
 }
 
 fn cost_expr(name: &str) -> Expr {
-    (col(name).cast(DataType::Float64) * lit(1e9))
+    (col(name).cast(DataType::Float64) * lit(1e11))
         .round(0, RoundMode::HalfAwayFromZero)
         .cast(DataType::Int64)
         .fill_null(lit(0i64))
@@ -353,12 +371,12 @@ fn day_at(column: &Column, row: usize) -> Option<NaiveDate> {
     }
 }
 
-fn to_facts(
+fn to_raw_facts(
     path: &Path,
     frame: &DataFrame,
     schema: &Schema,
     columns: &Columns,
-) -> Result<Vec<Fact>, ImportError> {
+) -> Result<Vec<RawFact>, ImportError> {
     let get = |name: &str| frame.column(name).map_err(|e| unreadable(path, &e));
     let day = get(DAY)?;
     let period = get(PERIOD)?;
@@ -425,21 +443,25 @@ fn to_facts(
                 tags
             }
         };
-        facts.push(Fact {
-            day,
-            billing_period: format!("{:04}-{:02}", period_day.year(), period_day.month()),
-            billing_account: value(0),
-            sub_account: value(1),
-            provider: value(2),
-            provider_service: value(3),
-            resource_id: value(4),
-            charge_category: value(5),
-            tags,
-            currency: currency.trim().to_ascii_uppercase(),
-            effective: Nanos(effective.get(row).unwrap_or(0)),
-            billed: Nanos(billed.get(row).unwrap_or(0)),
-            line_count: lines.get(row).unwrap_or(0),
-            estimated: false,
+        facts.push(RawFact {
+            fact: Fact {
+                day,
+                billing_period: format!("{:04}-{:02}", period_day.year(), period_day.month()),
+                billing_account: value(0),
+                sub_account: value(1),
+                provider: value(2),
+                provider_service: value(3),
+                resource_id: value(4),
+                charge_category: value(5),
+                tags,
+                currency: currency.trim().to_ascii_uppercase(),
+                effective: Nanos::ZERO,
+                billed: Nanos::ZERO,
+                line_count: lines.get(row).unwrap_or(0),
+                estimated: false,
+            },
+            effective: i128::from(effective.get(row).unwrap_or(0)),
+            billed: i128::from(billed.get(row).unwrap_or(0)),
         });
     }
     Ok(merge_facts(facts))
@@ -464,21 +486,59 @@ pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
 }
 
 /// Sums facts that share every key (raw tag strings that decode to the same tags merge here).
-pub fn merge_facts(mut facts: Vec<Fact>) -> Vec<Fact> {
-    facts.sort_by(|a, b| fact_key(a).cmp(&fact_key(b)));
-    let mut merged: Vec<Fact> = Vec::with_capacity(facts.len());
-    for fact in facts {
+pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
+    facts.sort_by(|a, b| fact_key(&a.fact).cmp(&fact_key(&b.fact)));
+    let mut merged: Vec<RawFact> = Vec::with_capacity(facts.len());
+    for raw in facts {
         match merged.last_mut() {
-            Some(last) if fact_key(last) == fact_key(&fact) => {
-                last.effective += fact.effective;
-                last.billed += fact.billed;
-                last.line_count += fact.line_count;
-                last.estimated |= fact.estimated;
+            Some(last) if fact_key(&last.fact) == fact_key(&raw.fact) => {
+                last.effective += raw.effective;
+                last.billed += raw.billed;
+                last.fact.line_count += raw.fact.line_count;
+                last.fact.estimated |= raw.fact.estimated;
             }
-            _ => merged.push(fact),
+            _ => merged.push(raw),
         }
     }
     merged
+}
+
+/// Rounds 1e-11 amounts to nano-units so that, for every day and currency, the facts sum to
+/// the exact total of the line items rounded once (no drift from rounding each line item).
+pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
+    let mut groups: HashMap<(NaiveDate, String), Vec<usize>> = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        groups
+            .entry((r.fact.day, r.fact.currency.clone()))
+            .or_default()
+            .push(i);
+    }
+    let mut effective = vec![0i64; raw.len()];
+    let mut billed = vec![0i64; raw.len()];
+    for indexes in groups.values() {
+        let values: Vec<i128> = indexes.iter().map(|&i| raw[i].effective).collect();
+        for (&i, v) in indexes
+            .iter()
+            .zip(crate::money::round_preserving_sum(&values, FINE_PER_NANO))
+        {
+            effective[i] = v;
+        }
+        let values: Vec<i128> = indexes.iter().map(|&i| raw[i].billed).collect();
+        for (&i, v) in indexes
+            .iter()
+            .zip(crate::money::round_preserving_sum(&values, FINE_PER_NANO))
+        {
+            billed[i] = v;
+        }
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| Fact {
+            effective: Nanos(effective[i]),
+            billed: Nanos(billed[i]),
+            ..r.fact
+        })
+        .collect()
 }
 
 type FactKey<'a> = (

@@ -78,13 +78,14 @@ impl FileFormat {
 /// billing periods they contain (give every part of a multi-part export in one call).
 pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
     let mut imported = Imported::default();
+    let mut raw = Vec::new();
     for path in paths {
         let file = focus::read_file(path)?;
         imported.line_items += file.line_items;
         imported.periods.extend(file.periods);
-        imported.facts.extend(file.facts);
+        raw.extend(file.facts);
         imported.files.push(path.display().to_string());
     }
-    imported.facts = focus::merge_facts(std::mem::take(&mut imported.facts));
+    imported.facts = focus::round_to_nanos(focus::merge_facts(raw));
     Ok(imported)
 }
