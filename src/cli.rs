@@ -12,6 +12,7 @@ use crate::config::{Config, Overrides};
 use crate::ingest::generate::{GenSpec, World};
 use crate::jobs;
 use crate::model::{month_bounds, parse_day};
+use crate::notify::{self, SlackSettings};
 use crate::report::Format;
 use crate::rules;
 use crate::store::Store;
@@ -65,6 +66,13 @@ pub enum Command {
     Allocate(RangeArgs),
     /// Per-service totals from the store
     Report(ReportArgs),
+    /// Cost spike and month-over-month alerts
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Deliver pending alerts to Slack, in order (webhooks and tokens from the environment)
+    Notify,
     /// Apply database migrations (also done at every start)
     Migrate,
     /// Write a seeded synthetic month of FOCUS line items (for tests and benchmarks)
@@ -78,6 +86,37 @@ pub enum RulesCommand {
         /// Rules directory (default: the configured rules directory)
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Run the detectors and put new alerts in the outbox
+    Check(CheckArgs),
+    /// Print what would be sent (summary and Slack Block Kit JSON); writes nothing
+    Preview(CheckArgs),
+    /// List alerts in the outbox
+    List {
+        #[arg(long, value_enum)]
+        state: Option<AlertState>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The day to check, YYYY-MM-DD (default: the last allocated day)
+    #[arg(long, value_name = "DAY")]
+    pub date: Option<String>,
+    /// Days before it to re-examine for spikes (default: `lookback_days` in [alerts], 3)
+    #[arg(long, value_name = "DAYS")]
+    pub lookback: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlertState {
+    Pending,
+    Sent,
+    Failed,
+    Resolved,
 }
 
 #[derive(Debug, Args)]
@@ -245,7 +284,107 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(if report.reconciled() { 0 } else { 1 })
         }
         Command::Demo(args) => demo(&config, &args).await,
+        Command::Alerts { command } => alerts(&config, command).await,
+        Command::Notify => {
+            let rules = rules::load_or_error(&config.rules_dir)?;
+            let teams: Vec<String> = rules.services.iter().map(|s| s.team.clone()).collect();
+            let settings = SlackSettings::from_env(
+                &|k| std::env::var(k).ok(),
+                &teams,
+                rules.alerts.dashboard_url.clone(),
+            )?;
+            let store = Store::connect(&config.store_url).await?;
+            let summary = notify::deliver(&store, &settings, &chrono::Utc::now).await?;
+            store.close().await;
+            println!(
+                "delivered {} alert(s), {} failed permanently, {} still pending",
+                summary.sent, summary.failed, summary.still_pending
+            );
+            match summary.stopped {
+                Some(reason) => {
+                    eprintln!("error: delivery stopped: {reason}; the pending alerts go out on the next `costsplit notify`");
+                    Ok(1)
+                }
+                None => Ok(0),
+            }
+        }
     }
+}
+
+async fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<i32> {
+    let store = Store::connect(&config.store_url).await?;
+    match command {
+        AlertsCommand::List { state } => {
+            let state = state.map(|s| match s {
+                AlertState::Pending => "pending",
+                AlertState::Sent => "sent",
+                AlertState::Failed => "failed",
+                AlertState::Resolved => "resolved",
+            });
+            let rows = store.list_alerts(state).await?;
+            println!(
+                "{:>5}  {:<9}  {:<16}  {:<20}  {:<18}  {:>8}  detail",
+                "id", "state", "kind", "service", "period", "attempts"
+            );
+            for r in &rows {
+                let detail = if r.last_error.is_empty() {
+                    r.summary.clone()
+                } else {
+                    r.last_error.clone()
+                };
+                println!(
+                    "{:>5}  {:<9}  {:<16}  {:<20}  {:<18}  {:>8}  {detail}",
+                    r.id, r.state, r.kind, r.service, r.period, r.attempts
+                );
+            }
+        }
+        AlertsCommand::Check(args) => {
+            let rules = rules::load_or_error(&config.rules_dir)?;
+            let day = args.date.as_deref().map(parse_day_arg).transpose()?;
+            let (day, alerts, result) =
+                jobs::check_alerts(&store, &rules, day, args.lookback, true, &now()).await?;
+            let result = result.expect("enqueue was asked for");
+            println!(
+                "checked {day}: {} alert(s) detected, {} new in the outbox, {} already there, {} resolved by restated data",
+                alerts.len(),
+                result.inserted,
+                result.already_known,
+                result.resolved.len()
+            );
+        }
+        AlertsCommand::Preview(args) => {
+            let rules = rules::load_or_error(&config.rules_dir)?;
+            let day = args.date.as_deref().map(parse_day_arg).transpose()?;
+            let (day, alerts, _) =
+                jobs::check_alerts(&store, &rules, day, args.lookback, false, &now()).await?;
+            print_preview(day, &alerts, rules.alerts.dashboard_url.as_deref(), true);
+        }
+    }
+    store.close().await;
+    Ok(0)
+}
+
+fn print_preview(
+    day: NaiveDate,
+    alerts: &[crate::alert::Alert],
+    dashboard: Option<&str>,
+    with_json: bool,
+) {
+    println!("alerts for {day}: {}", alerts.len());
+    for a in alerts {
+        println!("\n- {}", a.summary());
+        if with_json {
+            let message = notify::slack::message(a, dashboard);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&message).expect("JSON values always serialise")
+            );
+        }
+    }
+}
+
+fn parse_day_arg(text: &str) -> anyhow::Result<NaiveDate> {
+    parse_day(text).with_context(|| format!("`{text}` is not a day; write it as YYYY-MM-DD"))
 }
 
 fn rules_check(dir: &Path) -> i32 {
@@ -302,18 +441,41 @@ fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {
 async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
     let rules = rules::load_or_error(&config.rules_dir)?;
     let workdir = tempfile::tempdir().context("creating a temporary directory")?;
-    let file = workdir.path().join("focus-demo-2025-03.csv.gz");
     let mut spec = GenSpec::standard(args.rows, args.seed);
     spec.services = rules.services.iter().map(|s| s.name.clone()).collect();
     spec.services.push("legacy-batch".to_string());
     spec.resources = 400;
     spec.accounts = 6;
-    let world = World::new(spec.clone());
-    world.write_csv(&file)?;
+    // Something for the alerts to find: a one-day spike and a month-over-month rise.
+    let date = |m, d| NaiveDate::from_ymd_opt(2025, m, d).expect("valid demo date");
+    let spike = spec.services.get(5).cloned().unwrap_or_default();
+    let rise = spec.services.get(4).cloned().unwrap_or_default();
+    spec.adjustments = vec![
+        crate::ingest::generate::Adjustment {
+            service: spike.clone(),
+            from: date(3, 20),
+            to: date(3, 20),
+            percent: 600,
+        },
+        crate::ingest::generate::Adjustment {
+            service: rise.clone(),
+            from: date(3, 1),
+            to: date(3, 31),
+            percent: 160,
+        },
+    ];
+    let mut files = Vec::new();
+    for month in [2, 3] {
+        spec.month = date(month, 1);
+        let file = workdir
+            .path()
+            .join(format!("focus-demo-2025-{month:02}.csv.gz"));
+        World::new(spec.clone()).write_csv(&file)?;
+        files.push(file);
+    }
     println!(
-        "generated {} FOCUS line items for {} (seed {}, {} services, {} shared resources)",
+        "generated {} FOCUS line items a month for 2025-02 and 2025-03 (seed {}, {} services, {} shared resources; {spike} spikes on 2025-03-20, {rise} rises 60% in March)",
         spec.rows,
-        spec.month.format("%Y-%m"),
         spec.seed,
         spec.services.len(),
         spec.shared
@@ -328,13 +490,12 @@ async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
     }
     let url = format!("sqlite://{}", args.db.display());
     let store = Store::connect(&url).await?;
-    let imported = jobs::import_files(&store, &[file], &now()).await?;
+    let imported = jobs::import_files(&store, &files, &now()).await?;
     println!(
         "imported {} line items as {} daily facts into {url}",
         imported.line_items, imported.facts
     );
-    let range =
-        month_bounds(&spec.month.format("%Y-%m").to_string()).expect("a generated month is valid");
+    let range = (date(2, 1), date(3, 31));
     let summary = jobs::allocate_range(
         &store,
         &rules,
@@ -353,12 +514,17 @@ async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
         summary.allocations,
         summary.fallback_rows
     );
-    let report = jobs::report(&store, range).await?;
-    store.close().await;
+    let march = (date(3, 1), date(3, 31));
+    let report = jobs::report(&store, march).await?;
     print!("{}", report.render(Format::Table, false));
+    let (day, alerts, _) =
+        jobs::check_alerts(&store, &rules, Some(date(3, 31)), Some(30), false, &now()).await?;
+    store.close().await;
+    println!();
+    print_preview(day, &alerts, rules.alerts.dashboard_url.as_deref(), false);
     println!(
-        "\nnext: costsplit --store {url} report --month {} --format csv",
-        spec.month.format("%Y-%m")
+        "\nno Slack configured, so nothing was sent; with COSTSPLIT_SLACK_WEBHOOK_URL set, `costsplit --store {url} alerts check --date 2025-03-31 --lookback 30 && costsplit notify` delivers them"
     );
+    println!("next: costsplit --store {url} report --month 2025-03 --format csv");
     Ok(if report.reconciled() { 0 } else { 1 })
 }

@@ -9,13 +9,14 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use tracing::info;
 
+use crate::alert::{self, Alert, Series};
 use crate::allocate::{self, conservation_gaps, Input, UsageWeights};
 use crate::ingest;
 use crate::model::CostBasis;
 use crate::money::Nanos;
 use crate::report::Report;
 use crate::rules::Rules;
-use crate::store::{ImportRecord, RunRecord, Store};
+use crate::store::{EnqueueResult, ImportRecord, NewAlert, RunRecord, Store};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -164,4 +165,65 @@ pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow
     let services = store.service_totals(from, to).await?;
     let billed = store.billed_totals(from, to, basis).await?;
     Ok(Report::new(from, to, basis, provenance, services, billed))
+}
+
+/// Runs the detectors for `day` (default: the last allocated day) over the stored
+/// allocations. With `enqueue`, new alerts go into the outbox and spikes that restated data
+/// no longer supports are resolved, in one transaction; without, nothing is written.
+pub async fn check_alerts(
+    store: &Store,
+    rules: &Rules,
+    day: Option<NaiveDate>,
+    lookback_days: Option<u32>,
+    enqueue: bool,
+    now: &str,
+) -> anyhow::Result<(NaiveDate, Vec<Alert>, Option<EnqueueResult>)> {
+    let day = match day {
+        Some(day) => day,
+        None => store
+            .latest_allocation_day()
+            .await?
+            .context("no allocations yet; run `costsplit allocate` first")?,
+    };
+    let lookback = lookback_days.unwrap_or(rules.alerts.lookback_days);
+    let history = rules.alerts.base.baseline_days as i64 + i64::from(lookback) + 70;
+    let mut series = store
+        .service_series(day - chrono::Duration::days(history), day)
+        .await?;
+    // The team in the rules now owns the service, whatever it was when allocated.
+    for s in &mut series {
+        if let Some(service) = rules.service(&s.service) {
+            s.team = service.team.clone();
+        }
+    }
+    let thresholds = |s: &Series| rules.alerts.thresholds_for(&s.service, &s.team);
+    let alerts = alert::detect(&series, &thresholds, day, lookback);
+    if !enqueue {
+        return Ok((day, alerts, None));
+    }
+    let rows: Vec<NewAlert> = alerts
+        .iter()
+        .map(|a| NewAlert {
+            fingerprint: a.fingerprint(),
+            kind: a.kind.as_str().to_string(),
+            service: a.service.clone(),
+            team: a.team.clone(),
+            period: a.period.clone(),
+            channel: rules
+                .service(&a.service)
+                .and_then(|s| s.slack_channel.clone())
+                .unwrap_or_default(),
+            summary: a.summary(),
+            payload: serde_json::to_string(a).expect("alerts always serialise"),
+        })
+        .collect();
+    let window = (day - chrono::Duration::days(i64::from(lookback)), day);
+    let result = store.enqueue_alerts(&rows, window, now).await?;
+    info!(
+        new = result.inserted,
+        known = result.already_known,
+        resolved = result.resolved.len(),
+        "alerts checked"
+    );
+    Ok((day, alerts, Some(result)))
 }

@@ -4,6 +4,7 @@
 //! validated `rules`) -> `store` -> `report`. See ARCHITECTURE.md for the map and the
 //! invariants.
 
+pub mod alert;
 pub mod allocate;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod model;
 pub mod money;
+pub mod notify;
 pub mod report;
 pub mod rules;
 pub mod store;

@@ -134,6 +134,8 @@ pub struct Allocation {
     pub cost_center: String,
     /// Empty for direct cost.
     pub pool: String,
+    /// The provider service of direct and unallocated cost (what drove it); empty for pools.
+    pub provider_service: String,
     pub method: Method,
     /// The pool's own method had no usable weights that day, so its fallback was applied.
     pub fallback_used: bool,

@@ -8,7 +8,20 @@ use std::fmt;
 pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
 
 /// An exact amount of some currency, in nano-units (1e-9). The currency travels beside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Nanos(pub i64);
 
 impl Nanos {
@@ -51,6 +64,30 @@ impl Nanos {
                 width = decimals as usize
             )
         }
+    }
+}
+
+/// A human amount with thousands separators and two decimals: `$1,234.50` for USD,
+/// `1,234.50 EUR` otherwise. With `signed`, positive amounts get a `+`.
+pub fn human(amount: Nanos, currency: &str, signed: bool) -> String {
+    let text = amount.format(2);
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest.to_string()),
+        None if signed && amount.0 != 0 => ("+", text.clone()),
+        None => ("", text.clone()),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((&digits, "00"));
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    if currency == "USD" {
+        format!("{sign}${grouped}.{frac}")
+    } else {
+        format!("{sign}{grouped}.{frac} {currency}")
     }
 }
 
@@ -252,6 +289,16 @@ mod tests {
         let parts = round_preserving_sum(&[-150, 49, 1], 100);
         assert_eq!(parts.iter().sum::<i64>(), -1);
         assert_eq!(round_preserving_sum(&[], 100), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn human_amounts_have_separators_and_signs() {
+        assert_eq!(
+            human(Nanos(1_234_567_500_000_000), "USD", false),
+            "$1,234,567.50"
+        );
+        assert_eq!(human(Nanos(-5_000_000_000), "EUR", true), "-5.00 EUR");
+        assert_eq!(human(Nanos(812_400_000_000), "USD", true), "+$812.40");
     }
 
     #[test]

@@ -346,13 +346,22 @@ fn aggregate(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame 
             None => lit("").alias(alias),
         });
     }
-    frame.group_by(keys).agg([
-        cost_expr(columns.get(Col::EffectiveCost).expect("required column"))
-            .sum()
-            .alias("effective"),
-        cost_expr(columns.get(Col::BilledCost).expect("required column"))
-            .sum()
-            .alias("billed"),
+    // Derive every key and cost column first, then group by plain columns with plain sums:
+    // aggregations over expressions make the streaming group-by keep its input rows, and
+    // memory then grows with the file.
+    let names: Vec<Expr> = [DAY, PERIOD]
+        .into_iter()
+        .chain(KEYS.iter().map(|(alias, _)| *alias))
+        .map(col)
+        .collect();
+    let mut select = keys;
+    select.push(
+        cost_expr(columns.get(Col::EffectiveCost).expect("required column")).alias("effective"),
+    );
+    select.push(cost_expr(columns.get(Col::BilledCost).expect("required column")).alias("billed"));
+    frame.select(select).group_by(names).agg([
+        col("effective").sum(),
+        col("billed").sum(),
         len().alias("lines"),
     ])
 }

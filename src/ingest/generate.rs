@@ -25,6 +25,17 @@ pub struct GenSpec {
     /// Shared database/cache/stream resources (no service tag), cycling RDS, ElastiCache, MSK.
     pub shared: usize,
     pub accounts: usize,
+    /// Deliberate changes, e.g. a spike or a month-over-month move for the demo's alerts.
+    pub adjustments: Vec<Adjustment>,
+}
+
+/// Scales the cost of one service's resources on the days `from..=to` to `percent`%.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    pub service: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub percent: i64,
 }
 
 impl GenSpec {
@@ -64,6 +75,7 @@ impl GenSpec {
             resources: 5000,
             shared: 8,
             accounts: 40,
+            adjustments: Vec::new(),
         }
     }
 }
@@ -139,6 +151,7 @@ const SHARED_KINDS: [(&str, &str, &str, &str); 3] = [
 
 struct Resource {
     id: String,
+    service: Option<String>,
     service_name: &'static str,
     category: &'static str,
     kind: &'static str,
@@ -214,6 +227,7 @@ impl World {
                 };
                 resources.push(Resource {
                     id,
+                    service: None,
                     service_name: name,
                     category,
                     kind,
@@ -230,6 +244,7 @@ impl World {
             let pick = (rng.random::<f64>().powf(2.2) * service_count as f64) as usize;
             let service = &spec.services[pick.min(service_count - 1)];
             let roll: f64 = rng.random();
+            let tagged = roll >= 0.10;
             let tags = if roll < 0.05 {
                 String::new()
             } else if roll < 0.10 {
@@ -252,6 +267,7 @@ impl World {
             let hourly = median * (0.3 + 1.7 * rng.random::<f64>());
             resources.push(Resource {
                 id,
+                service: tagged.then(|| service.clone()),
                 service_name: name,
                 category,
                 kind,
@@ -344,8 +360,19 @@ impl World {
                 .partition_point(|&c| c < u)
                 .min(self.resources.len() - 1);
             let resource = &self.resources[r];
-            let list =
+            let mut list =
                 (resource.hourly_nanos as f64 * row_scale[r] * (0.5 + rng.random::<f64>())) as i64;
+            let day = (self.first.and_hms_opt(0, 0, 0).expect("midnight exists")
+                + Duration::hours(hour))
+            .date();
+            for a in &self.spec.adjustments {
+                if resource.service.as_deref() == Some(a.service.as_str())
+                    && day >= a.from
+                    && day <= a.to
+                {
+                    list = list * a.percent / 100;
+                }
+            }
             if roll < 0.006 {
                 let credit = -(list / 2);
                 return Line {

@@ -26,8 +26,74 @@ pub struct Rules {
     pub services: Vec<Service>,
     /// Pools in the order they claim line items: ascending priority, then declaration order.
     pub pools: Vec<Pool>,
+    /// Alert thresholds, with team and service overrides.
+    pub alerts: AlertRules,
     /// Normalised tag value (name or alias) -> index into `services`.
     lookup: HashMap<String, usize>,
+}
+
+/// The `[alerts]` table: detector thresholds, overridable per team and per service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRules {
+    pub base: crate::alert::Thresholds,
+    pub teams: HashMap<String, FloorOverrides>,
+    pub services: HashMap<String, FloorOverrides>,
+    /// Days before the check day re-examined for spikes (restated data).
+    pub lookback_days: u32,
+    /// Link shown in alerts; `{service}` and `{team}` are filled in.
+    pub dashboard_url: Option<String>,
+}
+
+impl AlertRules {
+    pub fn defaults() -> AlertRules {
+        AlertRules {
+            base: crate::alert::Thresholds::defaults(),
+            teams: HashMap::new(),
+            services: HashMap::new(),
+            lookback_days: 3,
+            dashboard_url: None,
+        }
+    }
+
+    /// Thresholds for one service: global, then its team's overrides, then its own.
+    pub fn thresholds_for(&self, service: &str, team: &str) -> crate::alert::Thresholds {
+        let mut t = self.base.clone();
+        for o in [self.teams.get(team), self.services.get(service)]
+            .into_iter()
+            .flatten()
+        {
+            o.apply(&mut t);
+        }
+        t
+    }
+}
+
+/// Per-team or per-service floors; unset fields keep the level above.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FloorOverrides {
+    pub spike_min_amount: Option<crate::money::Nanos>,
+    pub spike_min_percent: Option<i64>,
+    pub mom_min_amount: Option<crate::money::Nanos>,
+    pub mom_min_percent: Option<i64>,
+}
+
+impl FloorOverrides {
+    fn apply(&self, t: &mut crate::alert::Thresholds) {
+        if let Some(v) = self.spike_min_amount {
+            t.spike.min_amount = v;
+        }
+        if let Some(v) = self.spike_min_percent {
+            t.spike.min_percent = v;
+        }
+        if let Some(v) = self.mom_min_amount {
+            t.mom_increase.min_amount = v;
+            t.mom_decrease.min_amount = v;
+        }
+        if let Some(v) = self.mom_min_percent {
+            t.mom_increase.min_percent = v;
+            t.mom_decrease.min_percent = v;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

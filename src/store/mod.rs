@@ -13,6 +13,10 @@ use sqlx::{AnyPool, Row};
 use crate::model::{day_key, parse_day, Allocation, CostBasis, Fact, Method, Tags};
 use crate::money::Nanos;
 
+mod outbox;
+
+pub use outbox::{EnqueueResult, NewAlert, OutboxRow};
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -278,9 +282,9 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        const COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency, cost_basis, rules_hash, run_id";
+        const COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency, cost_basis, rules_hash, run_id, provider_service";
         for chunk in allocations.chunks(rows_per_insert(self.backend)) {
-            let sql = insert_sql("allocations", COLUMNS, 13, chunk.len());
+            let sql = insert_sql("allocations", COLUMNS, 14, chunk.len());
             let mut query = sqlx::query(&sql);
             for a in chunk {
                 query = query
@@ -296,7 +300,8 @@ impl Store {
                     .bind(&a.currency)
                     .bind(run.basis.as_str())
                     .bind(&run.rules_hash)
-                    .bind(run_id);
+                    .bind(run_id)
+                    .bind(&a.provider_service);
             }
             query.execute(&mut *tx).await?;
         }
@@ -311,8 +316,8 @@ impl Store {
         to: NaiveDate,
     ) -> anyhow::Result<Vec<Allocation>> {
         let rows = sqlx::query(
-            "SELECT day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency
-             FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY day, service, pool, method",
+            "SELECT day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency, provider_service
+             FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY day, service, pool, provider_service, method",
         )
         .bind(day_key(from))
         .bind(day_key(to))
@@ -327,6 +332,7 @@ impl Store {
                     team: row.try_get(2)?,
                     cost_center: row.try_get(3)?,
                     pool: row.try_get(4)?,
+                    provider_service: row.try_get(10)?,
                     method: Method::parse(&method)
                         .with_context(|| format!("unknown method `{method}` in the store"))?,
                     fallback_used: row.try_get::<i64, _>(6)? != 0,

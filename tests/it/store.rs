@@ -153,6 +153,11 @@ fn allocation(d: &str, service: &str, pool: &str, amount: i64) -> Allocation {
         team: "t".into(),
         cost_center: "cc".into(),
         pool: pool.into(),
+        provider_service: if pool.is_empty() {
+            "AmazonEC2".into()
+        } else {
+            String::new()
+        },
         method: if pool.is_empty() {
             Method::Direct
         } else {

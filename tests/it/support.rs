@@ -35,6 +35,7 @@ pub const BOTH: [Kind; 2] = [Kind::Sqlite, Kind::Postgres];
 /// A store that cleans up after itself.
 pub struct TestStore {
     pub store: Store,
+    url: String,
     _dir: Option<tempfile::TempDir>,
     pg_database: Option<String>,
 }
@@ -48,6 +49,7 @@ impl TestStore {
                 let store = Store::connect(&url).await.expect("sqlite store opens");
                 TestStore {
                     store,
+                    url,
                     _dir: Some(dir),
                     pg_database: None,
                 }
@@ -73,11 +75,19 @@ impl TestStore {
                 let store = Store::connect(&url).await.expect("postgres store opens");
                 TestStore {
                     store,
+                    url,
                     _dir: None,
                     pg_database: Some(name),
                 }
             }
         }
+    }
+}
+
+impl TestStore {
+    /// The URL, for opening a second connection as a restarted process would.
+    pub fn store_url(&self) -> String {
+        self.url.clone()
     }
 }
 

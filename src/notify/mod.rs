@@ -1,0 +1,225 @@
+//! Delivery of the alert outbox to Slack. Alerts go out in the order they were detected;
+//! retriable failures back off (honouring `Retry-After`) and, if Slack stays down, the run
+//! stops with the alerts still pending for the next run; permanent failures are recorded and
+//! not retried. Secrets come from the environment or files and are never logged or stored.
+
+pub mod slack;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::{Rng, SeedableRng};
+use tracing::{info, warn};
+
+use crate::alert::Alert;
+use crate::store::Store;
+use slack::{SendError, Target};
+
+/// A secret string (webhook URL, token). Its `Debug` shows `***`; it has no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where and how to deliver.
+#[derive(Debug, Clone)]
+pub struct SlackSettings {
+    /// Slack Web API base, `https://slack.com/api` unless pointed elsewhere.
+    pub api_url: String,
+    pub default_webhook: Option<Secret>,
+    /// Team name -> webhook.
+    pub team_webhooks: HashMap<String, Secret>,
+    pub bot_token: Option<Secret>,
+    pub dashboard_url: Option<String>,
+    /// Tries per alert in one run before the run stops and leaves it pending.
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl SlackSettings {
+    /// Reads `COSTSPLIT_SLACK_WEBHOOK_URL`, `COSTSPLIT_SLACK_WEBHOOK_URL_<TEAM>` (team upper-cased,
+    /// other characters as `_`), `COSTSPLIT_SLACK_BOT_TOKEN` (each also as `..._FILE`, a path
+    /// to read it from) and `COSTSPLIT_SLACK_API_URL`.
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        teams: &[String],
+        dashboard_url: Option<String>,
+    ) -> anyhow::Result<SlackSettings> {
+        let secret = |name: &str| -> anyhow::Result<Option<Secret>> {
+            if let Some(value) = env(name).filter(|v| !v.trim().is_empty()) {
+                return Ok(Some(Secret::new(value.trim())));
+            }
+            match env(&format!("{name}_FILE")) {
+                Some(path) => {
+                    let value = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {name}_FILE ({path})"))?;
+                    Ok(Some(Secret::new(value.trim())))
+                }
+                None => Ok(None),
+            }
+        };
+        let mut team_webhooks = HashMap::new();
+        for team in teams {
+            if let Some(s) = secret(&format!("COSTSPLIT_SLACK_WEBHOOK_URL_{}", env_suffix(team)))? {
+                team_webhooks.insert(team.clone(), s);
+            }
+        }
+        Ok(SlackSettings {
+            api_url: env("COSTSPLIT_SLACK_API_URL")
+                .unwrap_or_else(|| "https://slack.com/api".to_string()),
+            default_webhook: secret("COSTSPLIT_SLACK_WEBHOOK_URL")?,
+            team_webhooks,
+            bot_token: secret("COSTSPLIT_SLACK_BOT_TOKEN")?,
+            dashboard_url,
+            max_attempts: 5,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+        })
+    }
+
+    /// A channel with a bot token, else the team's webhook, else the default webhook.
+    fn target<'a>(&'a self, team: &str, channel: &'a str) -> Option<Target<'a>> {
+        match (&self.bot_token, channel.is_empty()) {
+            (Some(token), false) => Some(Target::Bot { token, channel }),
+            _ => self
+                .team_webhooks
+                .get(team)
+                .or(self.default_webhook.as_ref())
+                .map(Target::Webhook),
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_backoff
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let capped = exp.min(self.max_backoff);
+        // Full jitter between half and all of the delay.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let jitter = rand_chacha::ChaCha8Rng::seed_from_u64(u64::from(seed) ^ u64::from(attempt))
+            .random_range(0.5..=1.0);
+        capped.mul_f64(jitter)
+    }
+}
+
+/// `payments-core` -> `PAYMENTS_CORE`.
+pub fn env_suffix(team: &str) -> String {
+    team.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliverySummary {
+    pub sent: usize,
+    pub failed: usize,
+    pub still_pending: usize,
+    /// Why the run stopped early (Slack unavailable), if it did.
+    pub stopped: Option<String>,
+}
+
+/// Delivers pending alerts in order. `now` gives the time to record (RFC 3339).
+pub async fn deliver(
+    store: &Store,
+    settings: &SlackSettings,
+    now: &dyn Fn() -> chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<DeliverySummary> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("building the HTTP client")?;
+    let pending = store.pending_alerts().await?;
+    let mut summary = DeliverySummary::default();
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (index, row) in pending.iter().enumerate() {
+        if !row.next_attempt_at.is_empty() && row.next_attempt_at > stamp(now()) {
+            summary.stopped = Some(format!(
+                "alert {} waits until {} before its next try",
+                row.id, row.next_attempt_at
+            ));
+            summary.still_pending = pending.len() - index;
+            return Ok(summary);
+        }
+        let alert: Alert = serde_json::from_str(&row.payload)
+            .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;
+        let Some(target) = settings.target(&row.team, &row.channel) else {
+            let reason = format!(
+                "no Slack target for team `{}`: set COSTSPLIT_SLACK_WEBHOOK_URL_{} or COSTSPLIT_SLACK_WEBHOOK_URL",
+                row.team,
+                env_suffix(&row.team)
+            );
+            store
+                .record_alert_retry(row.id, row.attempts, &reason, "")
+                .await?;
+            warn!(alert = row.id, service = %row.service, "{reason}");
+            summary.still_pending += 1;
+            continue;
+        };
+        let message = slack::message(&alert, settings.dashboard_url.as_deref());
+        let mut attempts = row.attempts;
+        let mut tries = 0;
+        loop {
+            attempts += 1;
+            tries += 1;
+            match slack::send(&client, &settings.api_url, target, &message).await {
+                Ok(()) => {
+                    store
+                        .mark_alert_sent(row.id, attempts, &stamp(now()))
+                        .await?;
+                    info!(alert = row.id, service = %row.service, kind = %row.kind, "alert delivered");
+                    summary.sent += 1;
+                    break;
+                }
+                Err(SendError::Permanent { reason }) => {
+                    store.mark_alert_failed(row.id, attempts, &reason).await?;
+                    warn!(alert = row.id, service = %row.service, %reason, "alert failed permanently");
+                    summary.failed += 1;
+                    break;
+                }
+                Err(SendError::Retry { reason, after }) => {
+                    let wait = after
+                        .unwrap_or_else(|| settings.backoff(tries))
+                        .min(Duration::from_secs(300));
+                    if tries >= settings.max_attempts {
+                        let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                        store
+                            .record_alert_retry(row.id, attempts, &reason, &stamp(next))
+                            .await?;
+                        warn!(alert = row.id, %reason, "Slack unavailable; the alert stays pending");
+                        summary.stopped = Some(reason);
+                        summary.still_pending = pending.len() - index;
+                        return Ok(summary);
+                    }
+                    warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    Ok(summary)
+}

@@ -1,0 +1,279 @@
+//! The alert outbox and the series the detectors read. Delivery state lives here so a
+//! restarted process knows exactly what is still to send.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use sqlx::Row;
+
+use super::{day_from, Store};
+use crate::alert::{DayCost, Series};
+use crate::model::day_key;
+use crate::money::Nanos;
+
+/// An alert to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    pub fingerprint: String,
+    pub kind: String,
+    pub service: String,
+    pub team: String,
+    pub period: String,
+    /// Slack channel for `chat.postMessage`; empty means the team's or default webhook.
+    pub channel: String,
+    pub summary: String,
+    /// costsplit's alert JSON.
+    pub payload: String,
+}
+
+/// An outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub kind: String,
+    pub service: String,
+    pub team: String,
+    pub period: String,
+    pub channel: String,
+    pub summary: String,
+    pub payload: String,
+    pub created_at: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub next_attempt_at: String,
+    pub sent_at: String,
+}
+
+/// What one detection run changed in the outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnqueueResult {
+    pub inserted: usize,
+    pub already_known: usize,
+    pub resolved: Vec<String>,
+}
+
+const COLUMNS: &str = "id, fingerprint, kind, service, team, period, channel, summary, payload, created_at, state, attempts, last_error, next_attempt_at, sent_at";
+
+fn outbox_row(row: &sqlx::any::AnyRow) -> anyhow::Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: row.try_get(0)?,
+        fingerprint: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        service: row.try_get(3)?,
+        team: row.try_get(4)?,
+        period: row.try_get(5)?,
+        channel: row.try_get(6)?,
+        summary: row.try_get(7)?,
+        payload: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        state: row.try_get(10)?,
+        attempts: row.try_get(11)?,
+        last_error: row.try_get(12)?,
+        next_attempt_at: row.try_get(13)?,
+        sent_at: row.try_get(14)?,
+    })
+}
+
+impl Store {
+    /// Per-service daily series over a range, with components (provider service for direct
+    /// cost, `pool <name>` for shared cost) and the days that are still estimated.
+    pub async fn service_series(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<Series>> {
+        let rows = sqlx::query(
+            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_nanos) AS BIGINT)
+             FROM allocations WHERE day >= $1 AND day <= $2
+             GROUP BY day, service, currency, pool, provider_service
+             ORDER BY service, currency, day",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        let estimated: BTreeSet<String> = sqlx::query(
+            "SELECT DISTINCT day FROM billing_facts WHERE estimated <> 0 AND day >= $1 AND day <= $2",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+        let mut series: BTreeMap<(String, String), Series> = BTreeMap::new();
+        for row in &rows {
+            let day = day_from(row, 0)?;
+            let service: String = row.try_get(1)?;
+            let currency: String = row.try_get(3)?;
+            let pool: String = row.try_get(4)?;
+            let provider: String = row.try_get(5)?;
+            let amount = Nanos(row.try_get(6)?);
+            let s = series
+                .entry((service.clone(), currency.clone()))
+                .or_insert_with(|| Series {
+                    service,
+                    team: String::new(),
+                    currency,
+                    days: BTreeMap::new(),
+                });
+            s.team = row.try_get(2)?;
+            let entry: &mut DayCost = s.days.entry(day).or_default();
+            entry.total += amount;
+            let component = if pool.is_empty() {
+                if provider.is_empty() {
+                    "other".to_string()
+                } else {
+                    provider
+                }
+            } else {
+                format!("pool {pool}")
+            };
+            *entry.components.entry(component).or_default() += amount;
+            entry.estimated = estimated.contains(&day_key(day));
+        }
+        Ok(series.into_values().collect())
+    }
+
+    /// The last day that has allocations.
+    pub async fn latest_allocation_day(&self) -> anyhow::Result<Option<NaiveDate>> {
+        let row = sqlx::query("SELECT MAX(day) FROM allocations")
+            .fetch_one(&self.pool)
+            .await?;
+        let day: Option<String> = row.try_get(0)?;
+        Ok(day.and_then(|d| crate::model::parse_day(&d)))
+    }
+
+    /// Adds new alerts (a fingerprint already in the outbox is left alone, whatever its state)
+    /// and marks as resolved the spike alerts of `resolve_window` whose fingerprint the latest
+    /// detection no longer produced. One transaction.
+    pub async fn enqueue_alerts(
+        &self,
+        alerts: &[NewAlert],
+        resolve_window: (NaiveDate, NaiveDate),
+        now: &str,
+    ) -> anyhow::Result<EnqueueResult> {
+        let mut result = EnqueueResult::default();
+        let mut tx = self.pool.begin().await?;
+        for a in alerts {
+            let inserted = sqlx::query(
+                "INSERT INTO alerts (fingerprint, kind, service, team, period, channel, summary, payload, created_at, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')
+                 ON CONFLICT (fingerprint) DO NOTHING",
+            )
+            .bind(&a.fingerprint)
+            .bind(&a.kind)
+            .bind(&a.service)
+            .bind(&a.team)
+            .bind(&a.period)
+            .bind(&a.channel)
+            .bind(&a.summary)
+            .bind(&a.payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                result.inserted += 1;
+            } else {
+                result.already_known += 1;
+            }
+        }
+        let current: BTreeSet<&str> = alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        let candidates = sqlx::query(
+            "SELECT id, fingerprint FROM alerts WHERE kind = 'spike' AND state IN ('pending', 'sent')
+             AND period >= $1 AND period <= $2",
+        )
+        .bind(day_key(resolve_window.0))
+        .bind(day_key(resolve_window.1))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in candidates {
+            let id: i64 = row.try_get(0)?;
+            let fingerprint: String = row.try_get(1)?;
+            if !current.contains(fingerprint.as_str()) {
+                sqlx::query("UPDATE alerts SET state = 'resolved', resolved_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                result.resolved.push(fingerprint);
+            }
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Pending alerts in the order they were detected.
+    pub async fn pending_alerts(&self) -> anyhow::Result<Vec<OutboxRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM alerts WHERE state = 'pending' ORDER BY id");
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(outbox_row)
+            .collect()
+    }
+
+    /// Outbox rows, optionally of one state, newest last.
+    pub async fn list_alerts(&self, state: Option<&str>) -> anyhow::Result<Vec<OutboxRow>> {
+        let rows = match state {
+            Some(state) => {
+                let sql = format!("SELECT {COLUMNS} FROM alerts WHERE state = $1 ORDER BY id");
+                sqlx::query(&sql).bind(state).fetch_all(&self.pool).await?
+            }
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM alerts ORDER BY id");
+                sqlx::query(&sql).fetch_all(&self.pool).await?
+            }
+        };
+        rows.iter().map(outbox_row).collect()
+    }
+
+    pub async fn mark_alert_sent(&self, id: i64, attempts: i64, now: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE alerts SET state = 'sent', sent_at = $1, attempts = $2, last_error = '' WHERE id = $3 AND state = 'pending'")
+            .bind(now)
+            .bind(attempts)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A permanent failure: the alert stops being retried; the reason stays visible.
+    pub async fn mark_alert_failed(
+        &self,
+        id: i64,
+        attempts: i64,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE alerts SET state = 'failed', attempts = $1, last_error = $2 WHERE id = $3 AND state = 'pending'")
+            .bind(attempts)
+            .bind(reason)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A retriable failure: still pending, to be tried again after `next_attempt_at`.
+    pub async fn record_alert_retry(
+        &self,
+        id: i64,
+        attempts: i64,
+        reason: &str,
+        next_attempt_at: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query("UPDATE alerts SET attempts = $1, last_error = $2, next_attempt_at = $3 WHERE id = $4 AND state = 'pending'")
+            .bind(attempts)
+            .bind(reason)
+            .bind(next_attempt_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

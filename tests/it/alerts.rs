@@ -1,0 +1,465 @@
+//! Alerts end to end: detection into the outbox, delivery to a real local HTTP server
+//! standing in for Slack (wiremock), retries, permanent failures, restarts, and secrets.
+
+use std::time::Duration;
+
+use costsplit::jobs;
+use costsplit::model::{Allocation, CostBasis, Method};
+use costsplit::money::Nanos;
+use costsplit::notify::{self, Secret, SlackSettings};
+use costsplit::rules::Rules;
+use costsplit::store::{RunRecord, Store};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{day, rules, Kind, TestStore, BOTH, NOW};
+
+const D: i64 = costsplit::money::NANOS_PER_UNIT;
+
+const RULES: &str = r##"
+[[service]]
+name = "checkout-api"
+team = "payments"
+slack_channel = "#payments-cost"
+[[service]]
+name = "search-api"
+team = "search"
+[[service]]
+name = "auth-api"
+team = "identity"
+[alerts]
+dashboard_url = "https://grafana.example.com/d/costs?var-service={service}"
+"##;
+
+/// Stores 21 days of allocations from 2025-03-01: flat with noise, then the services in
+/// `jumps` triple on the last day.
+async fn seed(store: &Store, jumps: &[&str]) {
+    let mut allocations = Vec::new();
+    for d in 0..21 {
+        for (i, service) in ["checkout-api", "search-api", "auth-api"]
+            .iter()
+            .enumerate()
+        {
+            let noise = [0, 7, -5, 3, -8, 4, -2][(d + i) % 7];
+            let dollars = if d == 20 && jumps.contains(service) {
+                3000
+            } else {
+                1000 + noise
+            };
+            allocations.push(Allocation {
+                day: day("2025-03-01") + chrono::Duration::days(d as i64),
+                service: service.to_string(),
+                team: String::new(),
+                cost_center: String::new(),
+                pool: String::new(),
+                provider_service: "Amazon Elastic Compute Cloud".into(),
+                method: Method::Direct,
+                fallback_used: false,
+                ratio_ppb: 1_000_000_000,
+                amount: Nanos(dollars * D),
+                currency: "USD".into(),
+            });
+        }
+    }
+    let run = RunRecord {
+        created_at: NOW.into(),
+        from: day("2025-03-01"),
+        to: day("2025-03-21"),
+        rules_hash: "test".into(),
+        basis: CostBasis::Effective,
+        facts: 0,
+        billed: Nanos(0),
+    };
+    store
+        .replace_allocations(&run, &allocations)
+        .await
+        .expect("seed allocations");
+}
+
+fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
+    SlackSettings {
+        api_url: server.uri(),
+        default_webhook: webhook
+            .then(|| Secret::new(format!("{}/services/T000/B000/secret", server.uri()))),
+        team_webhooks: Default::default(),
+        bot_token: bot.then(|| Secret::new("xoxb-test-token")),
+        dashboard_url: None,
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    }
+}
+
+async fn check(store: &Store, rules: &Rules) -> usize {
+    let (_, alerts, result) =
+        jobs::check_alerts(store, rules, Some(day("2025-03-21")), None, true, NOW)
+            .await
+            .expect("check");
+    assert!(result.is_some());
+    alerts.len()
+}
+
+async fn received_bodies(server: &MockServer) -> Vec<serde_json::Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).expect("JSON body"))
+        .collect()
+}
+
+async fn a_jump_is_posted_once_and_a_second_check_posts_nothing(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let rules = rules(&[("r.toml", RULES)]);
+    seed(&t.store, &["search-api"]).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/T000/B000/secret"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let s = settings(&server, true, false);
+    assert_eq!(check(&t.store, &rules).await, 1);
+    let summary = notify::deliver(&t.store, &s, &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    assert_eq!((summary.sent, summary.still_pending), (1, 0));
+    // Again: the same anomaly is already in the outbox, so nothing new is sent.
+    assert_eq!(check(&t.store, &rules).await, 1);
+    notify::deliver(&t.store, &s, &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    let bodies = received_bodies(&server).await;
+    assert_eq!(bodies.len(), 1, "{kind:?}: delivered exactly once");
+    let body = &bodies[0];
+    let header = body["blocks"][0]["text"]["text"].as_str().expect("header");
+    assert!(header.starts_with("Cost spike: search-api +$"), "{header}");
+    assert!(
+        body["text"]
+            .as_str()
+            .expect("fallback")
+            .contains("search-api on 2025-03-21 (team search)"),
+        "{body}"
+    );
+    let fields = body["blocks"][1]["fields"].to_string();
+    assert!(
+        fields.contains("$3,000.00") && fields.contains("2025-03-21"),
+        "{fields}"
+    );
+    assert!(body["blocks"].as_array().expect("blocks").len() <= 50);
+}
+
+#[tokio::test]
+async fn a_jump_is_posted_once_and_a_second_check_posts_nothing_on_both_stores() {
+    for kind in BOTH {
+        a_jump_is_posted_once_and_a_second_check_posts_nothing(kind).await;
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_with_retry_after_is_honoured_then_delivered() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["search-api"]).await;
+    check(&t.store, &rules(&[("r.toml", RULES)])).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let summary = notify::deliver(&t.store, &settings(&server, true, false), &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    assert_eq!(summary.sent, 1);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(received_bodies(&server).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_server_error_is_retried_and_then_delivered() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["search-api"]).await;
+    check(&t.store, &rules(&[("r.toml", RULES)])).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("oops"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let summary = notify::deliver(&t.store, &settings(&server, true, false), &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    assert_eq!(summary.sent, 1);
+    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    assert_eq!(sent[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn channel_not_found_is_permanent_and_recorded() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["checkout-api"]).await;
+    check(&t.store, &rules(&[("r.toml", RULES)])).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"ok": false, "error": "channel_not_found"})),
+        )
+        .mount(&server)
+        .await;
+    let s = settings(&server, false, true);
+    let summary = notify::deliver(&t.store, &s, &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    assert_eq!((summary.sent, summary.failed), (0, 1));
+    let failed = t.store.list_alerts(Some("failed")).await.expect("list");
+    assert_eq!(failed[0].last_error, "chat.postMessage: channel_not_found");
+    notify::deliver(&t.store, &s, &chrono::Utc::now)
+        .await
+        .expect("deliver again");
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert_eq!(requests.len(), 1, "a permanent failure is not retried");
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).expect("json");
+    assert_eq!(body["channel"], "#payments-cost");
+    let auth = requests[0]
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(auth, Some("Bearer xoxb-test-token"));
+}
+
+#[tokio::test]
+async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_order_once() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["search-api", "auth-api", "checkout-api"]).await;
+    assert_eq!(check(&t.store, &rules(&[("r.toml", RULES)])).await, 3);
+    let down = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&down)
+        .await;
+    // The first alert is delivered, then Slack goes down for the rest of the run.
+    let up_then_down = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .up_to_n_times(1)
+        .mount(&up_then_down)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&up_then_down)
+        .await;
+    let summary = notify::deliver(
+        &t.store,
+        &settings(&up_then_down, true, false),
+        &chrono::Utc::now,
+    )
+    .await
+    .expect("deliver");
+    assert_eq!((summary.sent, summary.still_pending), (1, 2));
+    assert!(summary.stopped.is_some());
+    let pending = t.store.list_alerts(Some("pending")).await.expect("list");
+    assert!(pending[0].last_error.contains("HTTP 503"), "{pending:?}");
+
+    // A new process (a new connection to the same store), with Slack back, after the backoff.
+    let url = t.store_url();
+    let restarted = Store::connect(&url).await.expect("reopen");
+    let back = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&back)
+        .await;
+    let later = || chrono::Utc::now() + chrono::Duration::minutes(10);
+    let summary = notify::deliver(&restarted, &settings(&back, true, false), &later)
+        .await
+        .expect("deliver");
+    assert_eq!(summary.sent, 2);
+    let first = received_bodies(&up_then_down).await;
+    let rest = received_bodies(&back).await;
+    let services = |bodies: &[serde_json::Value]| -> Vec<String> {
+        bodies
+            .iter()
+            .filter_map(|b| {
+                b["blocks"][1]["fields"][0]["text"]
+                    .as_str()
+                    .map(|s| s.replace("*Service*\n", ""))
+            })
+            .collect()
+    };
+    let delivered: Vec<String> = services(&first[..1])
+        .into_iter()
+        .chain(services(&rest))
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        3,
+        "each alert delivered once: {delivered:?}"
+    );
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3);
+    let outbox = restarted.list_alerts(None).await.expect("list");
+    let order: Vec<String> = outbox.iter().map(|r| r.service.clone()).collect();
+    assert_eq!(delivered, order, "delivered in the order detected");
+    drop(down);
+}
+
+#[tokio::test]
+async fn a_restated_day_resolves_its_alert_instead_of_sending_it() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    let rules = rules(&[("r.toml", RULES)]);
+    seed(&t.store, &["search-api"]).await;
+    assert_eq!(check(&t.store, &rules).await, 1);
+    // The provider restates the day: the jump disappears.
+    seed(&t.store, &[]).await;
+    assert_eq!(check(&t.store, &rules).await, 0);
+    let resolved = t.store.list_alerts(Some("resolved")).await.expect("list");
+    assert_eq!(resolved.len(), 1);
+    assert!(t.store.pending_alerts().await.expect("pending").is_empty());
+}
+
+#[test]
+fn block_kit_stays_within_slack_limits() {
+    let alert = costsplit::alert::Alert {
+        kind: costsplit::alert::AlertKind::Spike,
+        service: "x".repeat(400),
+        team: "t".into(),
+        currency: "USD".into(),
+        anomaly_start: day("2025-03-01"),
+        period: "2025-03-01".into(),
+        amount: Nanos(3 * D),
+        baseline: Nanos(D),
+        change_bp: Some(20_000),
+        drivers: (0..5)
+            .map(|i| (format!("{}{i}", "y".repeat(900)), Nanos(D)))
+            .collect(),
+        estimated: true,
+    };
+    let message = notify::slack::message(&alert, Some("https://dash/{service}"));
+    let blocks = message["blocks"].as_array().expect("blocks");
+    assert!(blocks.len() <= 50);
+    assert!(
+        blocks[0]["text"]["text"]
+            .as_str()
+            .expect("header")
+            .chars()
+            .count()
+            <= 150
+    );
+    fn texts<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match v.as_str() {
+                        Some(text) if k == "text" => out.push(text),
+                        _ => texts(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    texts(&message, &mut all);
+    assert!(all.len() > 5);
+    for text in all {
+        assert!(
+            text.chars().count() <= 3000,
+            "{} chars",
+            text.chars().count()
+        );
+    }
+    assert!(message["text"].as_str().expect("fallback").chars().count() <= 3000);
+    assert!(message.to_string().contains("estimated"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_the_process_logs_contains_the_webhook_url_or_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), RULES).expect("rules");
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let store = Store::connect(&url).await.expect("store");
+    seed(&store, &["search-api", "checkout-api"]).await;
+    check(&store, &rules(&[("r.toml", RULES)])).await;
+    store.close().await;
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/TSECRET/BSECRET/hooksecretvalue"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/services/TSECRET/BSECRET/hooksecretvalue"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"ok": false, "error": "invalid_auth"})),
+        )
+        .mount(&server)
+        .await;
+    let webhook = format!("{}/services/TSECRET/BSECRET/hooksecretvalue", server.uri());
+    let api = server.uri();
+    let rules_dir = dir.path().to_path_buf();
+    let run = move |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"))
+            .args([
+                "--store",
+                &url,
+                "--rules",
+                rules_dir.to_str().expect("utf-8"),
+            ])
+            .args(args)
+            .env("COSTSPLIT_LOG", "trace")
+            .env("COSTSPLIT_SLACK_WEBHOOK_URL", &webhook)
+            .env("COSTSPLIT_SLACK_BOT_TOKEN", "xoxb-tokensecretvalue")
+            .env("COSTSPLIT_SLACK_API_URL", &api)
+            .output()
+            .expect("runs")
+    };
+    let outputs =
+        tokio::task::spawn_blocking(move || vec![run(&["notify"]), run(&["alerts", "list"])])
+            .await
+            .expect("commands");
+    let mut everything = String::new();
+    for out in &outputs {
+        everything.push_str(&String::from_utf8_lossy(&out.stdout));
+        everything.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        everything.contains("delivered 1 alert(s), 1 failed permanently"),
+        "{everything}"
+    );
+    assert!(
+        everything.contains("chat.postMessage: invalid_auth"),
+        "{everything}"
+    );
+    for secret in ["hooksecretvalue", "TSECRET", "tokensecretvalue"] {
+        assert!(
+            !everything.contains(secret),
+            "`{secret}` leaked into the output:\n{everything}"
+        );
+    }
+    assert_eq!(received_bodies(&server).await.len(), 3);
+}
