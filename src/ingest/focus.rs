@@ -161,6 +161,11 @@ impl Source {
 }
 
 pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
+    read_file_in_slices(path, SLICE_ROWS)
+}
+
+/// [`read_file`] with a chosen number of line items per query (tests use small slices).
+pub fn read_file_in_slices(path: &Path, slice_rows: usize) -> Result<FileFacts, ImportError> {
     let format = FileFormat::detect(path).ok_or_else(|| ImportError::UnknownFormat {
         file: path.to_path_buf(),
     })?;
@@ -193,20 +198,23 @@ pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
         .collect_schema()
         .map_err(|e| unreadable(path, &e))?;
 
-    let grouped = aggregate(frame, &columns, &schema).collect_with_engine(Engine::Streaming);
-    let frame = match grouped {
-        // One plan with one sink always yields a single frame.
-        Ok(result) => result.unwrap_single(),
-        Err(e) => {
-            return Err(if csv {
-                diagnose_csv(path, source.path(), &columns).unwrap_or_else(|| unreadable(path, &e))
-            } else {
-                unreadable(path, &e)
-            })
+    drop(frame);
+    let scan_path = source.path().to_path_buf();
+    let scan_columns = Columns {
+        names: columns.names.clone(),
+    };
+    // A fresh scan per slice, so nothing a finished query cached stays alive.
+    let scan = move || -> PolarsResult<LazyFrame> {
+        if csv {
+            Ok(scan_csv(&scan_path, &scan_columns))
+        } else {
+            LazyFrame::scan_parquet(
+                PlRefPath::new(scan_path.to_string_lossy().as_ref()),
+                ScanArgsParquet::default(),
+            )
         }
     };
-    let facts = to_raw_facts(path, &frame, &schema, &columns);
-    let facts = match facts {
+    let facts = match aggregate_in_batches(path, &scan, &columns, &schema, slice_rows.max(1)) {
         Ok(facts) => facts,
         Err(err) if csv => return Err(diagnose_csv(path, source.path(), &columns).unwrap_or(err)),
         Err(err) => return Err(err),
@@ -327,18 +335,72 @@ fn cost_expr(name: &str) -> Expr {
         .fill_null(lit(0i64))
 }
 
-fn aggregate(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame {
+/// Line items aggregated per query. Each slice of the file is one streaming query whose
+/// memory is released before the next starts, so the peak follows this size and the number
+/// of distinct facts, not the size of the file.
+const SLICE_ROWS: usize = 2_000_000;
+
+/// Aggregates the file slice by slice and merges the partial facts.
+fn aggregate_in_batches(
+    path: &Path,
+    scan: &dyn Fn() -> PolarsResult<LazyFrame>,
+    columns: &Columns,
+    schema: &Schema,
+    slice_rows: usize,
+) -> Result<Vec<RawFact>, ImportError> {
+    let mut facts: Vec<RawFact> = Vec::new();
+    let mut merged_len = 0;
+    let mut tag_cache: HashMap<String, Tags> = HashMap::new();
+    let mut offset: i64 = 0;
+    loop {
+        let slice = scan()
+            .map_err(|e| unreadable(path, &e))?
+            .slice(offset, slice_rows as IdxSize);
+        let grouped = group_keys(select_keys_and_costs(slice, columns, schema))
+            .collect_with_engine(Engine::Streaming)
+            .map_err(|e| unreadable(path, &e))?
+            // One plan with one sink always yields a single frame.
+            .unwrap_single();
+        if grouped.height() == 0 {
+            break;
+        }
+        let lines: i64 = grouped
+            .column("lines")
+            .and_then(|c| c.cast(&DataType::Int64))
+            .and_then(|c| Ok(c.i64()?.sum().unwrap_or(0)))
+            .map_err(|e| unreadable(path, &e))?;
+        facts.extend(to_raw_facts(
+            path,
+            &grouped,
+            schema,
+            columns,
+            &mut tag_cache,
+        )?);
+        if facts.len() > 2 * merged_len.max(1000) {
+            facts = merge_facts(facts);
+            merged_len = facts.len();
+        }
+        if lines < slice_rows as i64 {
+            break;
+        }
+        offset += slice_rows as i64;
+    }
+    Ok(merge_facts(facts))
+}
+
+/// The key and cost columns of every line item, derived in the streaming engine.
+fn select_keys_and_costs(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame {
     let dtype = |name: &str| schema.get(name).cloned().unwrap_or(DataType::String);
     let charge = columns
         .get(Col::ChargePeriodStart)
         .expect("required column");
-    let mut keys = vec![day_expr(charge, &dtype(charge)).alias(DAY)];
-    keys.push(match columns.get(Col::BillingPeriodStart) {
+    let mut select = vec![day_expr(charge, &dtype(charge)).alias(DAY)];
+    select.push(match columns.get(Col::BillingPeriodStart) {
         Some(name) => day_expr(name, &dtype(name)).alias(PERIOD),
         None => day_expr(charge, &dtype(charge)).alias(PERIOD),
     });
     for (alias, col_kind) in KEYS {
-        keys.push(match columns.get(col_kind) {
+        select.push(match columns.get(col_kind) {
             Some(name) => col(name)
                 .cast(DataType::String)
                 .fill_null(lit(""))
@@ -346,20 +408,22 @@ fn aggregate(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame 
             None => lit("").alias(alias),
         });
     }
-    // Derive every key and cost column first, then group by plain columns with plain sums:
-    // aggregations over expressions make the streaming group-by keep its input rows, and
-    // memory then grows with the file.
+    select.push(
+        cost_expr(columns.get(Col::EffectiveCost).expect("required column")).alias("effective"),
+    );
+    select.push(cost_expr(columns.get(Col::BilledCost).expect("required column")).alias("billed"));
+    frame.select(select)
+}
+
+/// Groups line items by the fact keys, with plain sums (aggregating over expressions would
+/// make the streaming group-by keep its input rows).
+fn group_keys(frame: LazyFrame) -> LazyFrame {
     let names: Vec<Expr> = [DAY, PERIOD]
         .into_iter()
         .chain(KEYS.iter().map(|(alias, _)| *alias))
         .map(col)
         .collect();
-    let mut select = keys;
-    select.push(
-        cost_expr(columns.get(Col::EffectiveCost).expect("required column")).alias("effective"),
-    );
-    select.push(cost_expr(columns.get(Col::BilledCost).expect("required column")).alias("billed"));
-    frame.select(select).group_by(names).agg([
+    frame.group_by(names).agg([
         col("effective").sum(),
         col("billed").sum(),
         len().alias("lines"),
@@ -385,6 +449,7 @@ fn to_raw_facts(
     frame: &DataFrame,
     schema: &Schema,
     columns: &Columns,
+    tag_cache: &mut HashMap<String, Tags>,
 ) -> Result<Vec<RawFact>, ImportError> {
     let get = |name: &str| frame.column(name).map_err(|e| unreadable(path, &e));
     let day = get(DAY)?;
@@ -406,7 +471,6 @@ fn to_raw_facts(
         .map_err(|e| unreadable(path, &e))?;
     let lines = lines.i64().map_err(|e| unreadable(path, &e))?.clone();
 
-    let mut tag_cache: HashMap<String, Tags> = HashMap::new();
     let mut facts = Vec::with_capacity(frame.height());
     for row in 0..frame.height() {
         let bad = |col: Col, problem: String| ImportError::BadValue {
@@ -473,7 +537,7 @@ fn to_raw_facts(
             billed: i128::from(billed.get(row).unwrap_or(0)),
         });
     }
-    Ok(merge_facts(facts))
+    Ok(facts)
 }
 
 /// Decodes a FOCUS `Tags` value: a JSON object, or empty. Non-string values are kept as

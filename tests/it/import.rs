@@ -111,8 +111,15 @@ fn csv_gzip_and_parquet_of_one_month_give_the_same_facts() {
         } else {
             world.write_csv(&path).expect("csv");
         }
-        let imported = costsplit::ingest::read_files(&[path]).expect(name);
+        let imported = costsplit::ingest::read_files(std::slice::from_ref(&path)).expect(name);
         assert_eq!(imported.line_items, 20_000, "{name}");
+        // Read in several slices (as a big file is), the facts are the same.
+        let sliced = costsplit::ingest::focus::read_file_in_slices(&path, 7_000).expect(name);
+        assert_eq!(sliced.line_items, 20_000, "{name}");
+        let sliced = costsplit::ingest::focus::round_to_nanos(
+            costsplit::ingest::focus::merge_facts(sliced.facts),
+        );
+        assert_eq!(sliced, imported.facts, "{name}: slicing changes nothing");
         facts.push(imported.facts);
     }
     assert!(!facts[0].is_empty());
