@@ -1,10 +1,11 @@
 //! FOCUS 1.0-1.2 billing files (CSV, gzip CSV, parquet) into daily facts.
 //!
-//! The fast path is one polars streaming query per file: select the needed columns, turn
-//! each cost into integer nano-units, and group by the fact keys plus the raw `Tags` string,
-//! so memory follows the number of distinct facts, not the file. Each distinct `Tags` value is
-//! then decoded once. When polars rejects a file, or a key looks wrong, a slower row-by-row
-//! pass finds the first bad row and column so the error can name them.
+//! The fast path is a polars streaming query per slice of the file: select the needed
+//! columns, turn each cost into integer 1e-11 units, and group by the fact keys plus the raw
+//! `Tags` string, so memory follows the slice and the number of distinct facts, not the
+//! file. Each distinct `Tags` value is then decoded once. When polars rejects a file, or a
+//! key looks wrong, a slower row-by-row pass finds the first bad row and column so the error
+//! can name them. Never writes the store.
 
 use std::collections::HashMap;
 use std::io::Read;

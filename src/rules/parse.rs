@@ -285,34 +285,8 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) {
         &["settings", "service", "pool", "alerts"],
         "a rules file",
     );
-    if let Some(table) = ctx.table(root, "alerts") {
-        let loc = ctx.key_loc(root, "alerts");
-        if let Some((_, first)) = &raw.alerts {
-            ctx.error(
-                root.get_key_value("alerts").and_then(|(k, _)| k.span()),
-                format!(
-                    "[alerts] is already given at {}; keep one [alerts] table",
-                    first.short()
-                ),
-            );
-        } else {
-            raw.alerts = Some((walk_alerts(ctx, table), loc));
-        }
-    }
-    if let Some(table) = ctx.table(root, "settings") {
-        let loc = ctx.key_loc(root, "settings");
-        if let Some((_, first)) = &raw.settings {
-            ctx.error(
-                root.get_key_value("settings").and_then(|(k, _)| k.span()),
-                format!(
-                    "[settings] is already given at {}; keep one [settings] table",
-                    first.short()
-                ),
-            );
-        } else {
-            raw.settings = Some((walk_settings(ctx, table), loc));
-        }
-    }
+    walk_single(ctx, root, "settings", &mut raw.settings, walk_settings);
+    walk_single(ctx, root, "alerts", &mut raw.alerts, walk_alerts);
     for (key, walk) in [("service", walk_service as Walker), ("pool", walk_pool)] {
         let Some(item) = root.get(key) else { continue };
         match item {
@@ -326,6 +300,30 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) {
                 format!("`{key}` must be written as [[{key}]] tables, one per {key}"),
             ),
         }
+    }
+}
+
+/// A table that may appear once across all rules files, like `[settings]`.
+fn walk_single<T>(
+    ctx: &mut FileCtx<'_>,
+    root: &dyn TableLike,
+    key: &str,
+    slot: &mut Option<(T, Loc)>,
+    walk: fn(&mut FileCtx<'_>, &dyn TableLike) -> T,
+) {
+    let Some(table) = ctx.table(root, key) else {
+        return;
+    };
+    let loc = ctx.key_loc(root, key);
+    match slot {
+        Some((_, first)) => {
+            let message = format!(
+                "[{key}] is already given at {}; keep one [{key}] table",
+                first.short()
+            );
+            ctx.error(root.get_key_value(key).and_then(|(k, _)| k.span()), message);
+        }
+        None => *slot = Some((walk(ctx, table), loc)),
     }
 }
 
