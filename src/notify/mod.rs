@@ -162,7 +162,7 @@ pub async fn deliver(
                 "alert {} waits until {} before its next try",
                 row.id, row.next_attempt_at
             ));
-            summary.still_pending = pending.len() - index;
+            summary.still_pending += pending.len() - index;
             return Ok(summary);
         }
         let alert: Alert = serde_json::from_str(&row.payload)
@@ -212,7 +212,7 @@ pub async fn deliver(
                             .await?;
                         warn!(alert = row.id, %reason, "Slack unavailable; the alert stays pending");
                         summary.stopped = Some(reason);
-                        summary.still_pending = pending.len() - index;
+                        summary.still_pending += pending.len() - index;
                         return Ok(summary);
                     }
                     warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
