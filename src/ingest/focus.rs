@@ -370,13 +370,7 @@ fn aggregate_in_batches(
             .and_then(|c| c.cast(&DataType::Int64))
             .and_then(|c| Ok(c.i64()?.sum().unwrap_or(0)))
             .map_err(|e| unreadable(path, &e))?;
-        facts.extend(to_raw_facts(
-            path,
-            &grouped,
-            schema,
-            columns,
-            &mut tag_cache,
-        )?);
+        facts.extend(to_raw_facts(path, &grouped, columns, &mut tag_cache)?);
         if facts.len() > 2 * merged_len.max(1000) {
             facts = merge_facts(facts);
             merged_len = facts.len();
@@ -448,7 +442,6 @@ fn day_at(column: &Column, row: usize) -> Option<NaiveDate> {
 fn to_raw_facts(
     path: &Path,
     frame: &DataFrame,
-    schema: &Schema,
     columns: &Columns,
     tag_cache: &mut HashMap<String, Tags>,
 ) -> Result<Vec<RawFact>, ImportError> {
@@ -480,15 +473,18 @@ fn to_raw_facts(
             column: columns.get(col).unwrap_or(col.names()[0]).to_string(),
             problem,
         };
-        let charge = columns.get(Col::ChargePeriodStart).unwrap_or_default();
+        let shown = |c: &Column| {
+            c.str()
+                .ok()
+                .and_then(|s| s.get(row))
+                .map_or_else(|| format!("of type {}", c.dtype()), |v| format!("`{v}`"))
+        };
         let day = day_at(day, row).ok_or_else(|| {
             bad(
                 Col::ChargePeriodStart,
                 format!(
-                    "unknown date format (dtype {}); use ISO 8601 such as 2025-03-01T00:00:00Z",
-                    schema
-                        .get(charge)
-                        .map_or("?".to_string(), |d| d.to_string())
+                    "unknown date format {} (first 10 characters); use ISO 8601 such as 2025-03-01T00:00:00Z",
+                    shown(day)
                 ),
             )
         })?;

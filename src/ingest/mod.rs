@@ -39,16 +39,25 @@ pub enum ImportError {
         column: String,
         found: String,
     },
-    #[error("{file}:{row}: column `{column}`: {problem}")]
+    #[error("{file}{}: column `{column}`: {problem}", row_suffix(*.row))]
     BadValue {
         file: PathBuf,
-        /// The line number for CSV (the header is line 1), the 1-based data row for parquet.
+        /// The line number for CSV (the header is line 1); 0 when the row is not known (a
+        /// value found after aggregation of a parquet file).
         row: u64,
         column: String,
         problem: String,
     },
     #[error("{file}: {message}")]
     Unreadable { file: PathBuf, message: String },
+}
+
+fn row_suffix(row: u64) -> String {
+    if row == 0 {
+        String::new()
+    } else {
+        format!(":{row}")
+    }
 }
 
 /// The formats a billing file can come in.

@@ -253,3 +253,29 @@ async fn mixed_currencies_in_one_pool_are_refused_and_nothing_is_stored() {
     );
     assert_eq!(t.store.count(Table::Allocations).await.expect("count"), 0);
 }
+
+#[test]
+fn a_parquet_file_with_a_bad_date_names_the_file_and_column() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad-date.parquet");
+    let text = |name: &str, v: &str| Column::new(name.into(), [v, v]);
+    let mut df = DataFrame::new_infer_height(vec![
+        text("ChargePeriodStart", "03/01/2025 05:00"),
+        text("BillingCurrency", "USD"),
+        Column::new("BilledCost".into(), [1.0f64, 2.0]),
+        Column::new("EffectiveCost".into(), [1.0f64, 2.0]),
+    ])
+    .expect("frame");
+    ParquetWriter::new(std::fs::File::create(&path).expect("create"))
+        .finish(&mut df)
+        .expect("write parquet");
+    let err = costsplit::ingest::read_files(&[path]).expect_err("bad date");
+    let message = err.to_string();
+    assert!(
+        message.contains(
+            "bad-date.parquet: column `ChargePeriodStart`: unknown date format `03/01/2025`"
+        ),
+        "{message}"
+    );
+}
