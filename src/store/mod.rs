@@ -250,7 +250,11 @@ impl Store {
         .bind(day_key(to))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(fact_from_row).collect()
+        // Facts of one resource share their tags: decode each distinct JSON text once.
+        let mut tags_cache: std::collections::HashMap<String, Tags> = Default::default();
+        rows.iter()
+            .map(|row| fact_from_row(row, &mut tags_cache))
+            .collect()
     }
 
     /// Replaces the allocations of `from..=to` with `allocations`, in one transaction, and
@@ -488,12 +492,19 @@ fn day_from(row: &AnyRow, index: usize) -> anyhow::Result<NaiveDate> {
     parse_day(&text).with_context(|| format!("bad day `{text}` in the store"))
 }
 
-fn fact_from_row(row: &AnyRow) -> anyhow::Result<Fact> {
-    let tags: String = row.try_get(8)?;
-    let tags: Tags = if tags.is_empty() {
-        Tags::new()
-    } else {
-        serde_json::from_str(&tags).context("bad tags JSON in the store")?
+fn fact_from_row(
+    row: &AnyRow,
+    cache: &mut std::collections::HashMap<String, Tags>,
+) -> anyhow::Result<Fact> {
+    let text: String = row.try_get(8)?;
+    let tags: Tags = match cache.get(&text) {
+        Some(tags) => tags.clone(),
+        None if text.is_empty() => Tags::new(),
+        None => {
+            let tags: Tags = serde_json::from_str(&text).context("bad tags JSON in the store")?;
+            cache.insert(text, tags.clone());
+            tags
+        }
     };
     let day = day_from(row, 0)?;
     Ok(Fact {
