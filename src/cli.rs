@@ -523,7 +523,7 @@ async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
     println!();
     print_preview(day, &alerts, rules.alerts.dashboard_url.as_deref(), false);
     println!(
-        "\nno Slack configured, so nothing was sent; with COSTSPLIT_SLACK_WEBHOOK_URL set, `costsplit --store {url} alerts check --date 2025-03-31 --lookback 30 && costsplit notify` delivers them"
+        "\nno Slack configured, so nothing was sent; with COSTSPLIT_SLACK_WEBHOOK_URL set, `costsplit --store {url} alerts check --date 2025-03-31 --lookback 30 && costsplit --store {url} notify` delivers them"
     );
     println!("next: costsplit --store {url} report --month 2025-03 --format csv");
     Ok(if report.reconciled() { 0 } else { 1 })

@@ -224,31 +224,36 @@ fn median(values: &mut [i64]) -> i64 {
     }
 }
 
-/// Differences per component between `current` and the mean of `baseline_days`, largest
-/// magnitude first, at most five, zeros dropped.
-fn drivers(
-    series: &Series,
-    current: &[NaiveDate],
-    baseline_days: &[NaiveDate],
-) -> Vec<(String, Nanos)> {
-    let mut delta: BTreeMap<String, i128> = BTreeMap::new();
-    for d in current {
+/// Cost per component over some days.
+fn component_sums(series: &Series, days: &[NaiveDate]) -> BTreeMap<String, i128> {
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    for d in days {
         if let Some(day) = series.days.get(d) {
             for (k, v) in &day.components {
-                *delta.entry(k.clone()).or_default() += i128::from(v.0);
+                *sums.entry(k.clone()).or_default() += i128::from(v.0);
             }
         }
     }
-    if !baseline_days.is_empty() {
-        let n = baseline_days.len() as i128;
-        let scale = current.len().max(1) as i128;
-        for d in baseline_days {
-            if let Some(day) = series.days.get(d) {
-                for (k, v) in &day.components {
-                    *delta.entry(k.clone()).or_default() -= i128::from(v.0) * scale / n;
-                }
-            }
-        }
+    sums
+}
+
+/// Differences per component between `current` and `baseline` (its mean per day scaled to
+/// the length of `current` when `averaged`, else its plain sum), largest magnitude first, at
+/// most five, zeros dropped.
+fn drivers(
+    series: &Series,
+    current: &[NaiveDate],
+    baseline: &[NaiveDate],
+    averaged: bool,
+) -> Vec<(String, Nanos)> {
+    let mut delta = component_sums(series, current);
+    let (scale, n) = if averaged {
+        (current.len().max(1) as i128, baseline.len().max(1) as i128)
+    } else {
+        (1, 1)
+    };
+    for (k, v) in component_sums(series, baseline) {
+        *delta.entry(k).or_default() -= v * scale / n;
     }
     let mut out: Vec<(String, Nanos)> = delta
         .into_iter()
@@ -332,7 +337,7 @@ pub fn detect_spikes(
                     amount: Nanos(x),
                     baseline: Nanos(base),
                     change_bp: percent_bp(Nanos(x - base), Nanos(base)),
-                    drivers: drivers(series, &[day], &baseline_days),
+                    drivers: drivers(series, &[day], &baseline_days, true),
                     estimated: series.days.get(&day).is_some_and(|d| d.estimated),
                 });
             }
@@ -394,23 +399,7 @@ pub fn detect_month_over_month(series: &Series, t: &Thresholds, day: NaiveDate) 
     if !fires {
         return Vec::new();
     }
-    let mut drivers_cur = drivers(series, &current, &[]);
-    let prev_drivers = drivers(series, &previous, &[]);
-    // current - previous, per component
-    let mut delta: BTreeMap<String, i64> = BTreeMap::new();
-    for (k, v) in drivers_cur.drain(..) {
-        *delta.entry(k).or_default() += v.0;
-    }
-    for (k, v) in prev_drivers {
-        *delta.entry(k).or_default() -= v.0;
-    }
-    let mut drivers: Vec<(String, Nanos)> = delta
-        .into_iter()
-        .filter(|(_, v)| *v != 0)
-        .map(|(k, v)| (k, Nanos(v)))
-        .collect();
-    drivers.sort_by(|a, b| b.1 .0.abs().cmp(&a.1 .0.abs()).then(a.0.cmp(&b.0)));
-    drivers.truncate(5);
+    let drivers = drivers(series, &current, &previous, false);
     vec![Alert {
         kind: AlertKind::MonthOverMonth,
         service: series.service.clone(),

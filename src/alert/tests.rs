@@ -147,3 +147,31 @@ fn month_over_month_moves_both_ways_and_at_close() {
     v.extend(vec![1050; 31]);
     assert!(detect_month_over_month(&series(&v), &t, mid).is_empty());
 }
+
+#[test]
+fn month_over_month_drivers_are_true_differences_beyond_the_top_five() {
+    // Six components at $100 a day; in March component `f` triples.
+    let mut s = series(&[]);
+    let feb = NaiveDate::from_ymd_opt(2025, 2, 1).expect("valid");
+    for i in 0..(28 + 31) {
+        let d = feb + chrono::Duration::days(i);
+        let mut components = BTreeMap::new();
+        for c in ["a", "b", "c", "d", "e", "f"] {
+            let dollars = if c == "f" && i >= 28 { 300 } else { 100 };
+            components.insert(c.to_string(), Nanos(dollars * D));
+        }
+        let total = components.values().copied().sum();
+        s.days.insert(
+            d,
+            DayCost {
+                total,
+                components,
+                estimated: false,
+            },
+        );
+    }
+    let mid = NaiveDate::from_ymd_opt(2025, 3, 15).expect("valid");
+    let alerts = detect_month_over_month(&s, &Thresholds::defaults(), mid);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].drivers, vec![("f".to_string(), Nanos(3000 * D))]);
+}
