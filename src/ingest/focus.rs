@@ -106,6 +106,7 @@ impl Col {
 }
 
 /// Where each needed column is in a file (its actual name).
+#[derive(Clone)]
 struct Columns {
     names: HashMap<Col, String>,
 }
@@ -180,41 +181,28 @@ pub fn read_file_in_slices(path: &Path, slice_rows: usize) -> Result<FileFacts, 
         _ => Source::Plain(path.to_path_buf()),
     };
     let csv = format != FileFormat::Parquet;
-    let (frame, columns) = if csv {
-        let header = csv_header(path, source.path())?;
-        let columns = Columns::resolve(path, &header)?;
-        (scan_csv(source.path(), &columns), columns)
-    } else {
-        let mut frame = LazyFrame::scan_parquet(
-            PlRefPath::new(source.path().to_string_lossy().as_ref()),
-            ScanArgsParquet::default(),
-        )
-        .map_err(|e| unreadable(path, &e))?;
-        let schema = frame.collect_schema().map_err(|e| unreadable(path, &e))?;
-        let header: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-        (frame, Columns::resolve(path, &header)?)
-    };
-    let schema = frame
-        .clone()
-        .collect_schema()
-        .map_err(|e| unreadable(path, &e))?;
-
-    drop(frame);
     let scan_path = source.path().to_path_buf();
-    let scan_columns = Columns {
-        names: columns.names.clone(),
+    let columns = if csv {
+        Columns::resolve(path, &csv_header(path, &scan_path)?)?
+    } else {
+        let schema = scan_parquet(&scan_path)
+            .and_then(|mut frame| frame.collect_schema())
+            .map_err(|e| unreadable(path, &e))?;
+        let header: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+        Columns::resolve(path, &header)?
     };
+    let scan_columns = columns.clone();
     // A fresh scan per slice, so nothing a finished query cached stays alive.
     let scan = move || -> PolarsResult<LazyFrame> {
         if csv {
             Ok(scan_csv(&scan_path, &scan_columns))
         } else {
-            LazyFrame::scan_parquet(
-                PlRefPath::new(scan_path.to_string_lossy().as_ref()),
-                ScanArgsParquet::default(),
-            )
+            scan_parquet(&scan_path)
         }
     };
+    let schema = scan()
+        .and_then(|mut frame| frame.collect_schema())
+        .map_err(|e| unreadable(path, &e))?;
     let facts = match aggregate_in_batches(path, &scan, &columns, &schema, slice_rows.max(1)) {
         Ok(facts) => facts,
         Err(err) if csv => return Err(diagnose_csv(path, source.path(), &columns).unwrap_or(err)),
@@ -280,6 +268,13 @@ fn csv_header(file: &Path, path: &Path) -> Result<Vec<String>, ImportError> {
         }),
         Err(e) => Err(unreadable(file, &e)),
     }
+}
+
+fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
+    LazyFrame::scan_parquet(
+        PlRefPath::new(path.to_string_lossy().as_ref()),
+        ScanArgsParquet::default(),
+    )
 }
 
 fn scan_csv(path: &Path, columns: &Columns) -> LazyFrame {
