@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use tracing::{info, warn};
 
 use crate::alert::Alert;
-use crate::store::Store;
+use crate::store::{AttemptOutcome, Store};
 use slack::{SendError, Target};
 
 /// A secret string (webhook URL, token). Its `Debug` shows `***`; it has no `Display`.
@@ -174,7 +174,14 @@ pub async fn deliver(
                 env_suffix(&row.team)
             );
             store
-                .record_alert_retry(row.id, row.attempts, &reason, "")
+                .record_alert_attempt(
+                    row.id,
+                    row.attempts,
+                    AttemptOutcome::Retry {
+                        reason: &reason,
+                        next_attempt_at: "",
+                    },
+                )
                 .await?;
             warn!(alert = row.id, service = %row.service, "{reason}");
             summary.still_pending += 1;
@@ -189,14 +196,24 @@ pub async fn deliver(
             match slack::send(&client, &settings.api_url, target, &message).await {
                 Ok(()) => {
                     store
-                        .mark_alert_sent(row.id, attempts, &stamp(now()))
+                        .record_alert_attempt(
+                            row.id,
+                            attempts,
+                            AttemptOutcome::Sent { at: &stamp(now()) },
+                        )
                         .await?;
                     info!(alert = row.id, service = %row.service, kind = %row.kind, "alert delivered");
                     summary.sent += 1;
                     break;
                 }
                 Err(SendError::Permanent { reason }) => {
-                    store.mark_alert_failed(row.id, attempts, &reason).await?;
+                    store
+                        .record_alert_attempt(
+                            row.id,
+                            attempts,
+                            AttemptOutcome::Failed { reason: &reason },
+                        )
+                        .await?;
                     warn!(alert = row.id, service = %row.service, %reason, "alert failed permanently");
                     summary.failed += 1;
                     break;
@@ -208,7 +225,14 @@ pub async fn deliver(
                     if tries >= settings.max_attempts {
                         let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
                         store
-                            .record_alert_retry(row.id, attempts, &reason, &stamp(next))
+                            .record_alert_attempt(
+                                row.id,
+                                attempts,
+                                AttemptOutcome::Retry {
+                                    reason: &reason,
+                                    next_attempt_at: &stamp(next),
+                                },
+                            )
                             .await?;
                         warn!(alert = row.id, %reason, "Slack unavailable; the alert stays pending");
                         summary.stopped = Some(reason);

@@ -15,7 +15,7 @@ use crate::money::Nanos;
 
 mod outbox;
 
-pub use outbox::{EnqueueResult, NewAlert, OutboxRow};
+pub use outbox::{AttemptOutcome, EnqueueResult, NewAlert, OutboxRow};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

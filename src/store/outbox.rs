@@ -46,6 +46,20 @@ pub struct OutboxRow {
     pub sent_at: String,
 }
 
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome<'a> {
+    /// Slack accepted it at this time.
+    Sent { at: &'a str },
+    /// Permanent: not retried; the reason stays visible.
+    Failed { reason: &'a str },
+    /// Retriable: still pending, tried again after `next_attempt_at` (empty: at once).
+    Retry {
+        reason: &'a str,
+        next_attempt_at: &'a str,
+    },
+}
+
 /// What one detection run changed in the outbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnqueueResult {
@@ -233,47 +247,34 @@ impl Store {
         rows.iter().map(outbox_row).collect()
     }
 
-    pub async fn mark_alert_sent(&self, id: i64, attempts: i64, now: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE alerts SET state = 'sent', sent_at = $1, attempts = $2, last_error = '' WHERE id = $3 AND state = 'pending'")
-            .bind(now)
-            .bind(attempts)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A permanent failure: the alert stops being retried; the reason stays visible.
-    pub async fn mark_alert_failed(
+    /// Records the outcome of trying to deliver a pending alert (`attempts` tries so far).
+    /// Only pending alerts change, so a late outcome cannot undo a resolution.
+    pub async fn record_alert_attempt(
         &self,
         id: i64,
         attempts: i64,
-        reason: &str,
+        outcome: AttemptOutcome<'_>,
     ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE alerts SET state = 'failed', attempts = $1, last_error = $2 WHERE id = $3 AND state = 'pending'")
-            .bind(attempts)
-            .bind(reason)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// A retriable failure: still pending, to be tried again after `next_attempt_at`.
-    pub async fn record_alert_retry(
-        &self,
-        id: i64,
-        attempts: i64,
-        reason: &str,
-        next_attempt_at: &str,
-    ) -> anyhow::Result<()> {
-        sqlx::query("UPDATE alerts SET attempts = $1, last_error = $2, next_attempt_at = $3 WHERE id = $4 AND state = 'pending'")
-            .bind(attempts)
-            .bind(reason)
-            .bind(next_attempt_at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let (state, error, next_attempt_at, sent_at) = match outcome {
+            AttemptOutcome::Sent { at } => ("sent", "", "", at),
+            AttemptOutcome::Failed { reason } => ("failed", reason, "", ""),
+            AttemptOutcome::Retry {
+                reason,
+                next_attempt_at,
+            } => ("pending", reason, next_attempt_at, ""),
+        };
+        sqlx::query(
+            "UPDATE alerts SET state = $1, attempts = $2, last_error = $3, next_attempt_at = $4, sent_at = $5
+             WHERE id = $6 AND state = 'pending'",
+        )
+        .bind(state)
+        .bind(attempts)
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(sent_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
