@@ -9,13 +9,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::allocate::UsageWeights;
 use crate::config::{Config, Overrides};
+use crate::ingest::cost_explorer::calls_cost;
 use crate::ingest::generate::{GenSpec, World};
 use crate::jobs;
 use crate::model::{month_bounds, parse_day};
+use crate::money::human;
 use crate::notify::{self, SlackSettings};
 use crate::report::Format;
 use crate::rules;
-use crate::store::Store;
+use crate::store::{Store, SyncStatus};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +75,12 @@ pub enum Command {
     },
     /// Deliver pending alerts to Slack, in order (webhooks and tokens from the environment)
     Notify,
+    /// Fetch billing from a provider API into the store (Cost Explorer; see [aws] in
+    /// costsplit.toml)
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
     /// Apply database migrations (also done at every start)
     Migrate,
     /// Write a seeded synthetic month of FOCUS line items (for tests and benchmarks)
@@ -85,6 +93,26 @@ pub enum RulesCommand {
     Check {
         /// Rules directory (default: the configured rules directory)
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Pull daily cost from AWS Cost Explorer for every configured account and replace those
+    /// days' facts. Default window: the last `restate_days` complete days, plus the previous
+    /// month until its bill is final (`month_final_day`)
+    Billing {
+        /// First day, YYYY-MM-DD (with --to: sync exactly this window)
+        #[arg(long, value_name = "DAY", requires = "to")]
+        from: Option<String>,
+        /// Last day (inclusive), YYYY-MM-DD
+        #[arg(long, value_name = "DAY", requires = "from")]
+        to: Option<String>,
+    },
+    /// List recent sync runs: window, outcome, API calls and their cost
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
     },
 }
 
@@ -283,6 +311,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             print!("{}", report.render(format, args.service.is_some()));
             Ok(if report.reconciled() { 0 } else { 1 })
         }
+        Command::Sync { command } => sync(&config, command).await,
         Command::Demo(args) => demo(&config, &args).await,
         Command::Alerts { command } => alerts(&config, command).await,
         Command::Notify => {
@@ -307,6 +336,94 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 None => Ok(0),
             }
+        }
+    }
+}
+
+async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
+    match command {
+        SyncCommand::Billing { from, to } => {
+            let settings = config.aws.as_ref().context(
+                "no [aws] section in the config file; add one with the accounts to sync, e.g.\n\n[aws]\n[[aws.accounts]]\nid = \"123456789012\"",
+            )?;
+            let window = match (from, to) {
+                (Some(from), Some(to)) => {
+                    let day = |s: &str| {
+                        parse_day(s)
+                            .with_context(|| format!("`{s}` is not a day; write it as YYYY-MM-DD"))
+                    };
+                    Some((day(&from)?, day(&to)?))
+                }
+                _ => None,
+            };
+            let rules = rules::load_or_error(&config.rules_dir)?;
+            let service_tag = rules
+                .settings
+                .service_tag_keys
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "service".to_string());
+            let store = Store::connect(&config.store_url).await?;
+            let summary = jobs::sync_billing(
+                &store,
+                settings,
+                &service_tag,
+                window,
+                chrono::Utc::now().date_naive(),
+                &now(),
+            )
+            .await;
+            store.close().await;
+            let summary = summary?;
+            for a in &summary.accounts {
+                let calls = format!(
+                    "{} call(s), {}",
+                    a.calls,
+                    human(calls_cost(a.calls), "USD", false)
+                );
+                match a.status {
+                    SyncStatus::Ok => println!(
+                        "account {}: {}..{} synced: {} facts, {} estimated day(s); {calls}",
+                        a.account, a.from, a.to, a.facts, a.estimated_days
+                    ),
+                    _ => eprintln!("error: account {}: {}; {calls}", a.account, a.message),
+                }
+            }
+            if !summary.skipped.is_empty() {
+                eprintln!(
+                    "error: not attempted (call cap reached): account(s) {}",
+                    summary.skipped.join(", ")
+                );
+            }
+            println!(
+                "{} Cost Explorer call(s) this run ({})",
+                summary.calls(),
+                human(calls_cost(summary.calls()), "USD", false)
+            );
+            Ok(if summary.complete() { 0 } else { 1 })
+        }
+        SyncCommand::Runs { limit } => {
+            let store = Store::connect(&config.store_url).await?;
+            let runs = store.sync_runs(limit).await?;
+            store.close().await;
+            println!(
+                "{:<20}  {:<14}  {:<23}  {:<7}  {:>5}  {:>8}  {:>6}  detail",
+                "created", "account", "window", "status", "calls", "cost", "facts"
+            );
+            for r in &runs {
+                println!(
+                    "{:<20}  {:<14}  {:<23}  {:<7}  {:>5}  {:>8}  {:>6}  {}",
+                    r.created_at,
+                    r.account,
+                    format!("{}..{}", r.from, r.to),
+                    r.status.as_str(),
+                    r.calls,
+                    r.cost.format(2),
+                    r.facts,
+                    r.message
+                );
+            }
+            Ok(0)
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::ingest::cost_explorer::AwsSettings;
 use crate::model::CostBasis;
 
 pub const DEFAULT_STORE_URL: &str = "sqlite://costsplit.db";
@@ -17,6 +18,8 @@ pub struct Config {
     pub store_url: String,
     pub rules_dir: PathBuf,
     pub cost_basis: CostBasis,
+    /// `[aws]`: Cost Explorer sync (only from the file).
+    pub aws: Option<AwsSettings>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -25,6 +28,7 @@ struct FileConfig {
     store_url: Option<String>,
     rules_dir: Option<PathBuf>,
     cost_basis: Option<String>,
+    aws: Option<AwsSettings>,
 }
 
 /// Command-line overrides (the highest layer).
@@ -71,10 +75,15 @@ impl Config {
             .or(file.cost_basis)
             .unwrap_or_else(|| "effective".to_string());
         let cost_basis = basis.parse().map_err(anyhow::Error::msg)?;
+        if let Some(aws) = &file.aws {
+            aws.validate()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
         Ok(Config {
             store_url,
             rules_dir,
             cost_basis,
+            aws: file.aws,
         })
     }
 }
@@ -87,7 +96,7 @@ fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
                 .map(|s| text[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1);
             anyhow::anyhow!(
-                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis",
+                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis and the [aws] table (see README)",
                 path.display(),
                 e.message()
             )

@@ -12,11 +12,14 @@ use tracing::info;
 use crate::alert::{self, Alert, Series};
 use crate::allocate::{self, conservation_gaps, Input, UsageWeights};
 use crate::ingest;
+use crate::ingest::cost_explorer::{self, AwsSettings, CallBudget, FetchError, Query};
 use crate::model::CostBasis;
 use crate::money::Nanos;
 use crate::report::Report;
 use crate::rules::Rules;
-use crate::store::{EnqueueResult, ImportRecord, NewAlert, RunRecord, Store};
+use crate::store::{
+    EnqueueResult, FactScope, ImportRecord, NewAlert, RunRecord, Store, SyncRun, SyncStatus,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -49,7 +52,7 @@ pub async fn import_files(
         created_at: now.to_string(),
         source: "focus".to_string(),
         files: imported.files.clone(),
-        periods: imported.periods.iter().cloned().collect(),
+        scope: FactScope::Periods(imported.periods.iter().cloned().collect()),
         line_items: imported.line_items,
     };
     let import_id = store.replace_facts(&record, &imported.facts).await?;
@@ -62,7 +65,7 @@ pub async fn import_files(
         import_id,
         line_items: imported.line_items,
         facts: imported.facts.len(),
-        periods: record.periods,
+        periods: imported.periods.iter().cloned().collect(),
         effective: imported.facts.iter().map(|f| f.effective).sum(),
         billed: imported.facts.iter().map(|f| f.billed).sum(),
     };
@@ -164,7 +167,8 @@ pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow
     let basis: CostBasis = provenance[0].0.parse().map_err(anyhow::Error::msg)?;
     let services = store.service_totals(from, to).await?;
     let billed = store.billed_totals(from, to, basis).await?;
-    Ok(Report::new(from, to, basis, provenance, services, billed))
+    let estimated = store.estimated_days(from, to).await?;
+    Ok(Report::new(from, to, basis, provenance, services, billed).with_estimated_days(estimated))
 }
 
 /// Runs the detectors for `day` (default: the last allocated day) over the stored
@@ -226,4 +230,163 @@ pub async fn check_alerts(
         "alerts checked"
     );
     Ok((day, alerts, Some(result)))
+}
+
+/// What one account's sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSync {
+    pub account: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub status: SyncStatus,
+    pub calls: u32,
+    pub facts: usize,
+    pub estimated_days: usize,
+    /// Why the window was not stored (empty when it was).
+    pub message: String,
+}
+
+/// What a billing sync did, account by account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSummary {
+    pub accounts: Vec<AccountSync>,
+    /// Accounts not attempted because the call cap was reached first.
+    pub skipped: Vec<String>,
+}
+
+impl SyncSummary {
+    pub fn calls(&self) -> u32 {
+        self.accounts.iter().map(|a| a.calls).sum()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.skipped.is_empty() && self.accounts.iter().all(|a| a.status == SyncStatus::Ok)
+    }
+}
+
+/// Fetches each configured account's window from Cost Explorer (the restatement window for
+/// `today`, or `window`) and replaces exactly those days' facts, one account at a time, each
+/// in one transaction with its run record. A window that fails or hits the call cap writes no
+/// facts; its run is still recorded with the calls it made.
+pub async fn sync_billing(
+    store: &Store,
+    settings: &AwsSettings,
+    service_tag: &str,
+    window: Option<(NaiveDate, NaiveDate)>,
+    today: NaiveDate,
+    now: &str,
+) -> anyhow::Result<SyncSummary> {
+    anyhow::ensure!(
+        !settings.accounts.is_empty(),
+        "no AWS account to sync: add one to costsplit.toml, e.g.\n\n[aws]\n[[aws.accounts]]\nid = \"123456789012\""
+    );
+    let (from, to) = window.unwrap_or_else(|| settings.restatement_window(today));
+    anyhow::ensure!(from <= to, "the window is empty: {from} is after {to}");
+    let group_by = settings
+        .group_keys(service_tag)
+        .map_err(anyhow::Error::msg)?;
+    let mut budget = CallBudget {
+        made: 0,
+        max: settings.max_calls_per_run,
+    };
+    let mut summary = SyncSummary {
+        accounts: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (i, account) in settings.accounts.iter().enumerate() {
+        let query = Query {
+            account: account.id.clone(),
+            from,
+            to,
+            group_by: group_by.clone(),
+            effective_metric: settings.effective_metric.clone(),
+            billed_metric: settings.billed_metric.clone(),
+        };
+        let started = Instant::now();
+        let client = cost_explorer::client(settings, account).await;
+        let before = budget.made;
+        let fetched = cost_explorer::fetch(&client, &query, &mut budget)
+            .await
+            .and_then(|results| cost_explorer::to_raw_facts(&query, &results));
+        let calls = budget.made - before;
+        let mut run = SyncRun {
+            created_at: now.to_string(),
+            source: "cost-explorer".to_string(),
+            account: account.id.clone(),
+            from,
+            to,
+            status: SyncStatus::Ok,
+            calls: i64::from(calls),
+            cost: cost_explorer::calls_cost(calls),
+            facts: 0,
+            estimated_days: 0,
+            message: String::new(),
+        };
+        let mut outcome = AccountSync {
+            account: account.id.clone(),
+            from,
+            to,
+            status: SyncStatus::Ok,
+            calls,
+            facts: 0,
+            estimated_days: 0,
+            message: String::new(),
+        };
+        match fetched {
+            Ok(raw) => {
+                let facts = ingest::focus::round_to_nanos(ingest::focus::merge_facts(raw));
+                let estimated: std::collections::BTreeSet<NaiveDate> = facts
+                    .iter()
+                    .filter(|f| f.estimated)
+                    .map(|f| f.day)
+                    .collect();
+                run.facts = facts.len() as i64;
+                run.estimated_days = estimated.len() as i64;
+                let record = ImportRecord {
+                    created_at: now.to_string(),
+                    source: "cost-explorer".to_string(),
+                    files: Vec::new(),
+                    scope: FactScope::Days {
+                        account: account.id.clone(),
+                        from,
+                        to,
+                    },
+                    line_items: facts.len() as i64,
+                };
+                store.commit_sync(&record, &facts, &run).await?;
+                outcome.facts = facts.len();
+                outcome.estimated_days = estimated.len();
+            }
+            Err(err) => {
+                let capped = matches!(err, FetchError::CallCap { .. });
+                run.status = if capped {
+                    SyncStatus::Capped
+                } else {
+                    SyncStatus::Failed
+                };
+                run.message = format!("{err}; days {from}..{to} were not synced");
+                store.record_sync_failure(&run).await?;
+                outcome.status = run.status;
+                outcome.message = run.message.clone();
+                if capped {
+                    summary.accounts.push(outcome);
+                    summary.skipped = settings.accounts[i + 1..]
+                        .iter()
+                        .map(|a| a.id.clone())
+                        .collect();
+                    return Ok(summary);
+                }
+            }
+        }
+        info!(
+            account = %account.id,
+            calls,
+            facts = outcome.facts,
+            ms = started.elapsed().as_millis() as u64,
+            status = outcome.status.as_str(),
+            "billing sync"
+        );
+        summary.accounts.push(outcome);
+    }
+    Ok(summary)
 }

@@ -29,6 +29,8 @@ pub struct Report {
     pub services: Vec<ServiceTotal>,
     pub billed: BTreeMap<String, Nanos>,
     pub allocated: BTreeMap<String, Nanos>,
+    /// Days whose billing data the provider may still revise (Cost Explorer `Estimated`).
+    pub estimated_days: Vec<NaiveDate>,
 }
 
 impl Report {
@@ -70,7 +72,23 @@ impl Report {
             services,
             billed,
             allocated,
+            estimated_days: Vec::new(),
         }
+    }
+
+    /// Marks the days the provider may still revise.
+    pub fn with_estimated_days(mut self, days: Vec<NaiveDate>) -> Report {
+        self.estimated_days = days;
+        self
+    }
+
+    fn estimated_line(&self) -> Option<String> {
+        let first = self.estimated_days.first()?;
+        let last = self.estimated_days.last()?;
+        Some(format!(
+            "estimated: {} day(s) between {first} and {last} may still be restated by the provider; their figures can change",
+            self.estimated_days.len()
+        ))
     }
 
     /// Allocated equals billed for every currency.
@@ -141,6 +159,9 @@ impl Report {
                 let _ = writeln!(out, "{line}");
             }
         }
+        if let Some(line) = self.estimated_line() {
+            let _ = writeln!(out, "{line}");
+        }
         out
     }
 
@@ -194,6 +215,7 @@ impl Report {
             "cost_basis": self.basis.as_str(),
             "rules": self.provenance.iter().map(|(_, h)| h).collect::<Vec<_>>(),
             "services": services,
+            "estimated_days": self.estimated_days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         });
         if !filtered {
             value["billed"] = self

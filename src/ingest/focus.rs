@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 
-use super::{FileFormat, ImportError};
+use super::{cur, FileFormat, ImportError};
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
 
@@ -112,7 +112,11 @@ struct Columns {
 }
 
 impl Columns {
-    fn resolve(file: &Path, header: &[String]) -> Result<Columns, ImportError> {
+    fn resolve(
+        file: &Path,
+        header: &[String],
+        format: &'static str,
+    ) -> Result<Columns, ImportError> {
         let mut names = HashMap::new();
         for col in Col::ALL {
             let found = col.names().iter().find_map(|want| {
@@ -133,6 +137,7 @@ impl Columns {
                     return Err(ImportError::MissingColumn {
                         file: file.to_path_buf(),
                         column: col.names()[0].to_string(),
+                        format,
                         found: found.join(", "),
                     });
                 }
@@ -182,20 +187,55 @@ pub fn read_file_in_slices(path: &Path, slice_rows: usize) -> Result<FileFacts, 
     };
     let csv = format != FileFormat::Parquet;
     let scan_path = source.path().to_path_buf();
-    let columns = if csv {
-        Columns::resolve(path, &csv_header(path, &scan_path)?)?
+    let names =
+        |schema: &Schema| -> Vec<String> { schema.iter_names().map(|n| n.to_string()).collect() };
+    // `Some(schema)` when the file is a CUR export, read through its FOCUS projection.
+    let (columns, cur_schema) = if csv {
+        let header = csv_header(path, &scan_path)?;
+        if cur::is_cur(&header) {
+            return Err(ImportError::Unreadable {
+                file: path.to_path_buf(),
+                message: "this is an AWS CUR export in CSV; costsplit reads CUR 2.0 as parquet (choose Parquet as the Data Export's file format)".to_string(),
+            });
+        }
+        (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
     } else {
         let schema = scan_parquet(&scan_path)
             .and_then(|mut frame| frame.collect_schema())
             .map_err(|e| unreadable(path, &e))?;
-        let header: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-        Columns::resolve(path, &header)?
+        let header = names(&schema);
+        if cur::is_cur(&header) {
+            if let Some(column) = cur::missing_column(&header) {
+                return Err(ImportError::MissingColumn {
+                    file: path.to_path_buf(),
+                    column: column.to_string(),
+                    format: "an AWS CUR 2.0",
+                    found: header
+                        .iter()
+                        .take(12)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            let projected = scan_parquet(&scan_path)
+                .and_then(|frame| cur::project(frame, &schema).collect_schema())
+                .map_err(|e| unreadable(path, &e))?;
+            (
+                Columns::resolve(path, &names(&projected), "an AWS CUR 2.0")?,
+                Some(schema),
+            )
+        } else {
+            (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
+        }
     };
     let scan_columns = columns.clone();
     // A fresh scan per slice, so nothing a finished query cached stays alive.
     let scan = move || -> PolarsResult<LazyFrame> {
         if csv {
             Ok(scan_csv(&scan_path, &scan_columns))
+        } else if let Some(schema) = &cur_schema {
+            Ok(cur::project(scan_parquet(&scan_path)?, schema))
         } else {
             scan_parquet(&scan_path)
         }
@@ -535,6 +575,9 @@ fn to_raw_facts(
 /// Decodes a FOCUS `Tags` value: a JSON object, or empty. Non-string values are kept as
 /// their JSON text; null values are dropped.
 pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
+    if raw.starts_with(cur::KV_TAGS) {
+        return Ok(cur::decode_tags(raw));
+    }
     let raw = raw.trim();
     if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
         return Ok(Tags::new());

@@ -1,7 +1,9 @@
-//! Billing sources: FOCUS export files (CSV, gzip CSV, parquet) today; Cost Explorer and
-//! CUR 2.0 next. Every source yields the same daily [`Fact`]s. Sources read; they never write
-//! the store and never look at rules.
+//! Billing sources: FOCUS export files (CSV, gzip CSV, parquet), AWS CUR 2.0 parquet files
+//! and the Cost Explorer API. Every source yields the same daily [`Fact`]s. Sources read;
+//! they never write the store and never look at rules.
 
+pub mod cost_explorer;
+pub mod cur;
 pub mod focus;
 pub mod generate;
 
@@ -33,10 +35,11 @@ pub enum ImportError {
     UnknownFormat { file: PathBuf },
     #[error("{file}: the file has no line items (is it the right export?)")]
     Empty { file: PathBuf },
-    #[error("{file}:1: missing required column `{column}`; a FOCUS 1.0-1.2 export has it (columns found: {found})")]
+    #[error("{file}:1: missing required column `{column}`; {format} export has it (columns found: {found})")]
     MissingColumn {
         file: PathBuf,
         column: String,
+        format: &'static str,
         found: String,
     },
     #[error("{file}{}: column `{column}`: {problem}", row_suffix(*.row))]

@@ -14,8 +14,10 @@ use crate::model::{day_key, parse_day, Allocation, CostBasis, Fact, Method, Tags
 use crate::money::Nanos;
 
 mod outbox;
+mod sync;
 
 pub use outbox::{AttemptOutcome, EnqueueResult, NewAlert, OutboxRow};
+pub use sync::{SyncRun, SyncStatus};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -49,9 +51,35 @@ pub struct ImportRecord {
     pub created_at: String,
     pub source: String,
     pub files: Vec<String>,
-    /// (billing period `YYYY-MM`, billing account) pairs replaced by this import.
-    pub periods: Vec<(String, String)>,
+    /// The stored facts this import replaces.
+    pub scope: FactScope,
     pub line_items: i64,
+}
+
+/// Which stored facts a batch of new facts replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactScope {
+    /// (billing period `YYYY-MM`, billing account) pairs: a billing file holds whole periods.
+    Periods(Vec<(String, String)>),
+    /// One account's days `from..=to`: an API sync window.
+    Days {
+        account: String,
+        from: NaiveDate,
+        to: NaiveDate,
+    },
+}
+
+impl FactScope {
+    fn describe(&self) -> String {
+        match self {
+            FactScope::Periods(periods) => periods
+                .iter()
+                .map(|(p, a)| format!("{p}/{a}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            FactScope::Days { account, from, to } => format!("{account}:{from}..{to}"),
+        }
+    }
 }
 
 /// What an allocation run wrote.
@@ -177,22 +205,42 @@ impl Store {
         facts: &[Fact],
     ) -> anyhow::Result<i64> {
         let mut tx = self.pool.begin().await?;
-        for (period, account) in &record.periods {
-            sqlx::query(
-                "DELETE FROM billing_facts WHERE billing_period = $1 AND billing_account = $2",
-            )
-            .bind(period)
-            .bind(account)
-            .execute(&mut *tx)
-            .await?;
+        let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
+        tx.commit().await?;
+        Ok(import_id)
+    }
+
+    async fn replace_facts_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        record: &ImportRecord,
+        facts: &[Fact],
+    ) -> anyhow::Result<i64> {
+        match &record.scope {
+            FactScope::Periods(periods) => {
+                for (period, account) in periods {
+                    sqlx::query(
+                        "DELETE FROM billing_facts WHERE billing_period = $1 AND billing_account = $2",
+                    )
+                    .bind(period)
+                    .bind(account)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            FactScope::Days { account, from, to } => {
+                sqlx::query(
+                    "DELETE FROM billing_facts WHERE billing_account = $1 AND day >= $2 AND day <= $3",
+                )
+                .bind(account)
+                .bind(day_key(*from))
+                .bind(day_key(*to))
+                .execute(&mut **tx)
+                .await?;
+            }
         }
         let effective: i128 = facts.iter().map(|f| i128::from(f.effective.0)).sum();
         let billed: i128 = facts.iter().map(|f| i128::from(f.billed.0)).sum();
-        let periods: Vec<String> = record
-            .periods
-            .iter()
-            .map(|(p, a)| format!("{p}/{a}"))
-            .collect();
         let import_id: i64 = sqlx::query(
             "INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_nanos, billed_nanos)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -200,12 +248,12 @@ impl Store {
         .bind(&record.created_at)
         .bind(&record.source)
         .bind(record.files.join("\n"))
-        .bind(periods.join(","))
+        .bind(record.scope.describe())
         .bind(record.line_items)
         .bind(facts.len() as i64)
         .bind(saturate(effective))
         .bind(saturate(billed))
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?
         .try_get(0)?;
 
@@ -231,10 +279,25 @@ impl Store {
                     .bind(i64::from(f.estimated))
                     .bind(import_id);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(import_id)
+    }
+
+    /// Days in `from..=to` that hold facts the provider may still revise.
+    pub async fn estimated_days(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<NaiveDate>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT day FROM billing_facts WHERE estimated <> 0 AND day >= $1 AND day <= $2 ORDER BY day",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| day_from(row, 0)).collect()
     }
 
     /// Facts with `from <= day <= to`.
@@ -443,6 +506,7 @@ pub enum Table {
     Imports,
     Allocations,
     AllocationRuns,
+    SyncRuns,
 }
 
 impl Table {
@@ -452,6 +516,7 @@ impl Table {
             Table::Imports => "imports",
             Table::Allocations => "allocations",
             Table::AllocationRuns => "allocation_runs",
+            Table::SyncRuns => "sync_runs",
         }
     }
 }

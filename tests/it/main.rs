@@ -4,7 +4,9 @@ mod support;
 
 mod alerts;
 mod cli;
+mod cur;
 mod generated;
 mod import;
 mod rules_check;
 mod store;
+mod sync;

@@ -2,7 +2,7 @@
 
 use costsplit::model::{Allocation, CostBasis, Fact, Method, Tags};
 use costsplit::money::Nanos;
-use costsplit::store::{ImportRecord, RunRecord, Table};
+use costsplit::store::{FactScope, ImportRecord, RunRecord, Table};
 
 use crate::support::{day, Kind, TestStore, BOTH, NOW};
 
@@ -32,7 +32,7 @@ fn record(period: &str) -> ImportRecord {
         created_at: NOW.into(),
         source: "focus".into(),
         files: vec!["test.csv".into()],
-        periods: vec![(period.into(), "payer".into())],
+        scope: FactScope::Periods(vec![(period.into(), "payer".into())]),
         line_items: 3,
     }
 }

@@ -128,3 +128,79 @@ pub fn day(text: &str) -> chrono::NaiveDate {
 }
 
 pub const NOW: &str = "2026-01-01T00:00:00Z";
+
+/// moto's server (`moto_server`, installed by scripts/test into a project-local venv) on a
+/// free loopback port; killed when dropped.
+pub struct Moto {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let bin = std::env::var("COSTSPLIT_MOTO_SERVER")
+            .unwrap_or_else(|_| format!("{}/.venv/bin/moto_server", env!("CARGO_MANIFEST_DIR")));
+        assert!(
+            Path::new(&bin).exists(),
+            "moto_server not found at {bin}: run the tests with scripts/test, which installs moto into a venv (or set COSTSPLIT_MOTO_SERVER)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = client.get(format!("{}/moto-api/", moto.url)).send().await {
+                if response.status().is_success() {
+                    return moto;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("moto_server did not answer on {} within 30 s", moto.url);
+    }
+
+    /// Queues Cost Explorer `GetCostAndUsage` answers for an account; moto hands them out in
+    /// order, one per distinct request body.
+    pub async fn seed_cost_and_usage(&self, account: &str, results: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/moto-api/static/ce/cost-and-usage-results",
+                self.url
+            ))
+            .json(&serde_json::json!({ "account_id": account, "results": results }))
+            .send()
+            .await
+            .expect("moto answers");
+        assert!(
+            response.status().is_success(),
+            "seeding failed: {response:?}"
+        );
+    }
+
+    /// Forgets every seeded answer and cached response.
+    pub async fn reset(&self) {
+        reqwest::Client::new()
+            .post(format!("{}/moto-api/reset", self.url))
+            .send()
+            .await
+            .expect("moto answers");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

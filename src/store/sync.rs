@@ -1,0 +1,136 @@
+//! Billing sync runs: the facts of a window and the record of the calls that fetched them,
+//! written together; failed runs are recorded too, since their calls were paid for.
+
+use chrono::NaiveDate;
+use sqlx::Row;
+
+use super::{day_from, ImportRecord, Store};
+use crate::model::{day_key, Fact};
+use crate::money::Nanos;
+
+/// How a sync of one account's window ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStatus {
+    /// The window's facts replaced what the store held for those days.
+    Ok,
+    /// The API failed (after retries); nothing was written for the window.
+    Failed,
+    /// The per-run call cap stopped it; nothing was written for the window.
+    Capped,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Ok => "ok",
+            SyncStatus::Failed => "failed",
+            SyncStatus::Capped => "capped",
+        }
+    }
+
+    fn parse(text: &str) -> SyncStatus {
+        match text {
+            "ok" => SyncStatus::Ok,
+            "capped" => SyncStatus::Capped,
+            _ => SyncStatus::Failed,
+        }
+    }
+}
+
+/// One account's sync of one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub created_at: String,
+    pub source: String,
+    pub account: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub status: SyncStatus,
+    /// API requests made (every page counts).
+    pub calls: i64,
+    /// What those requests cost.
+    pub cost: Nanos,
+    pub facts: i64,
+    pub estimated_days: i64,
+    pub message: String,
+}
+
+impl Store {
+    /// Replaces the window's facts and records the run, in one transaction.
+    pub async fn commit_sync(
+        &self,
+        record: &ImportRecord,
+        facts: &[Fact],
+        run: &SyncRun,
+    ) -> anyhow::Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
+        insert_run(&mut tx, run, Some(import_id)).await?;
+        tx.commit().await?;
+        Ok(import_id)
+    }
+
+    /// Records a run that wrote no facts (failed or capped).
+    pub async fn record_sync_failure(&self, run: &SyncRun) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_run(&mut tx, run, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The most recent runs first.
+    pub async fn sync_runs(&self, limit: i64) -> anyhow::Result<Vec<SyncRun>> {
+        let rows = sqlx::query(
+            "SELECT created_at, source, account, from_day, to_day, status, calls, cost_nanos,
+                    facts, estimated_days, message
+             FROM sync_runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SyncRun {
+                    created_at: row.try_get(0)?,
+                    source: row.try_get(1)?,
+                    account: row.try_get(2)?,
+                    from: day_from(row, 3)?,
+                    to: day_from(row, 4)?,
+                    status: SyncStatus::parse(&row.try_get::<String, _>(5)?),
+                    calls: row.try_get(6)?,
+                    cost: Nanos(row.try_get(7)?),
+                    facts: row.try_get(8)?,
+                    estimated_days: row.try_get(9)?,
+                    message: row.try_get(10)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_run(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &SyncRun,
+    import_id: Option<i64>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO sync_runs (created_at, source, account, from_day, to_day, status, calls,
+                                cost_nanos, facts, estimated_days, message, import_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&run.created_at)
+    .bind(&run.source)
+    .bind(&run.account)
+    .bind(day_key(run.from))
+    .bind(day_key(run.to))
+    .bind(run.status.as_str())
+    .bind(run.calls)
+    .bind(run.cost.0)
+    .bind(run.facts)
+    .bind(run.estimated_days)
+    .bind(&run.message)
+    .bind(import_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
