@@ -2,7 +2,7 @@
 
 use costsplit::model::{Allocation, CostBasis, Fact, Method, Tags};
 use costsplit::money::Nanos;
-use costsplit::store::{FactScope, ImportRecord, RunRecord, Table};
+use costsplit::store::{FactScope, ImportRecord, RunRecord, SyncRun, SyncStatus, Table};
 
 use crate::support::{day, Kind, TestStore, BOTH, NOW};
 
@@ -238,4 +238,97 @@ async fn a_bad_store_url_fails_without_showing_the_password() {
     let message = format!("{err:#}");
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("***"), "{message}");
+}
+
+async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let mut other = fact("2025-03-02", "2025-03", "", 5);
+    other.billing_account = "member".into();
+    let before = [
+        fact("2025-03-01", "2025-03", "", 1),
+        fact("2025-03-02", "2025-03", "", 2),
+        fact("2025-03-03", "2025-03", "", 3),
+        other.clone(),
+    ];
+    t.store
+        .replace_facts(&record("2025-03"), &before[..3])
+        .await
+        .expect("payer");
+    let member = ImportRecord {
+        scope: FactScope::Periods(vec![("2025-03".into(), "member".into())]),
+        ..record("2025-03")
+    };
+    t.store
+        .replace_facts(&member, &before[3..])
+        .await
+        .expect("member");
+
+    let window = |from: &str, to: &str| ImportRecord {
+        source: "cost-explorer".into(),
+        files: Vec::new(),
+        scope: FactScope::Days {
+            account: "payer".into(),
+            from: day(from),
+            to: day(to),
+        },
+        ..record("2025-03")
+    };
+    let run = |status: SyncStatus, calls: i64| SyncRun {
+        created_at: NOW.into(),
+        source: "cost-explorer".into(),
+        account: "payer".into(),
+        from: day("2025-03-02"),
+        to: day("2025-03-03"),
+        status,
+        calls,
+        cost: Nanos(calls * 10_000_000),
+        facts: 1,
+        estimated_days: 1,
+        message: String::new(),
+    };
+    let mut restated = fact("2025-03-02", "2025-03", "", 20);
+    restated.estimated = true;
+    t.store
+        .commit_sync(
+            &window("2025-03-02", "2025-03-03"),
+            std::slice::from_ref(&restated),
+            &run(SyncStatus::Ok, 2),
+        )
+        .await
+        .expect("sync");
+    let after = t
+        .store
+        .facts(day("2025-03-01"), day("2025-03-31"))
+        .await
+        .expect("facts");
+    // Day 1 of payer and the member account are untouched; days 2-3 of payer are the window.
+    assert_eq!(after, vec![before[0].clone(), other, restated], "{kind:?}");
+    assert_eq!(
+        t.store
+            .estimated_days(day("2025-03-01"), day("2025-03-31"))
+            .await
+            .expect("estimated"),
+        vec![day("2025-03-02")]
+    );
+
+    t.store
+        .record_sync_failure(&SyncRun {
+            message: "throttled".into(),
+            ..run(SyncStatus::Failed, 3)
+        })
+        .await
+        .expect("failure recorded");
+    let runs = t.store.sync_runs(10).await.expect("runs");
+    assert_eq!(runs.len(), 2, "{kind:?}");
+    assert_eq!(runs[0].status, SyncStatus::Failed);
+    assert_eq!(runs[0].calls, 3);
+    assert_eq!(runs[1], run(SyncStatus::Ok, 2));
+    assert_eq!(t.store.count(Table::SyncRuns).await.expect("count"), 2);
+}
+
+#[tokio::test]
+async fn a_sync_window_replaces_one_accounts_days_with_its_run_record_on_both() {
+    for kind in BOTH {
+        a_sync_window_replaces_one_accounts_days_with_its_run_record(kind).await;
+    }
 }
