@@ -8,6 +8,11 @@ use super::{day_from, ImportRecord, Store};
 use crate::model::{day_key, Fact};
 use crate::money::Nanos;
 
+pub(super) const INSERT_RUN_SQL: &str =
+    "INSERT INTO sync_runs (created_at, source, account, from_day, to_day, status, calls,
+                            cost_nanos, facts, estimated_days, message, import_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
 /// How a sync of one account's window ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncStatus {
@@ -63,6 +68,9 @@ impl Store {
         facts: &[Fact],
         run: &SyncRun,
     ) -> anyhow::Result<i64> {
+        if let Some(file) = &self.sqlite_file {
+            return super::sqlite_bulk::replace_facts(file, record, facts, Some(run)).await;
+        }
         let mut tx = self.pool.begin().await?;
         let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
         insert_run(&mut tx, run, Some(import_id)).await?;
@@ -113,24 +121,20 @@ async fn insert_run(
     run: &SyncRun,
     import_id: Option<i64>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
-        "INSERT INTO sync_runs (created_at, source, account, from_day, to_day, status, calls,
-                                cost_nanos, facts, estimated_days, message, import_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&run.created_at)
-    .bind(&run.source)
-    .bind(&run.account)
-    .bind(day_key(run.from))
-    .bind(day_key(run.to))
-    .bind(run.status.as_str())
-    .bind(run.calls)
-    .bind(run.cost.0)
-    .bind(run.facts)
-    .bind(run.estimated_days)
-    .bind(&run.message)
-    .bind(import_id)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(INSERT_RUN_SQL)
+        .bind(&run.created_at)
+        .bind(&run.source)
+        .bind(&run.account)
+        .bind(day_key(run.from))
+        .bind(day_key(run.to))
+        .bind(run.status.as_str())
+        .bind(run.calls)
+        .bind(run.cost.0)
+        .bind(run.facts)
+        .bind(run.estimated_days)
+        .bind(&run.message)
+        .bind(import_id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -1,0 +1,196 @@
+//! The SQLite fast path for the two bulk operations, writing a batch of facts and reading a
+//! range of them: rusqlite on its own connection to the store's file, with one prepared
+//! statement per batch. sqlx's SQLite driver costs ~15 us per row (a worker thread and a
+//! channel per row), which made these two steps most of an import + allocate. Same SQL text
+//! and the same transaction boundaries as the sqlx path; WAL mode lets the two connections
+//! share the file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::NaiveDate;
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+
+use super::sync::INSERT_RUN_SQL;
+use super::{
+    decode_tags, insert_sql, saturate, tags_json, FactScope, ImportRecord, SyncRun,
+    DELETE_DAYS_SQL, DELETE_PERIOD_SQL, FACT_COLUMNS, INSERT_IMPORT_SQL, SELECT_FACTS_SQL,
+};
+use crate::model::{day_key, parse_day, Fact};
+use crate::money::Nanos;
+
+/// The file of a `sqlite://FILE?...` URL (`None` for an in-memory database).
+pub(super) fn file_of(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+fn open(file: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening the SQLite store {}", file.display()))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+/// Runs blocking work without stalling a multi-threaded runtime's other tasks.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
+/// [`super::Store::replace_facts`] (and, with `run`, `commit_sync`) in one transaction.
+pub(super) async fn replace_facts(
+    file: &Path,
+    record: &ImportRecord,
+    facts: &[Fact],
+    run: Option<&SyncRun>,
+) -> anyhow::Result<i64> {
+    blocking(|| {
+        let mut conn = open(file)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match &record.scope {
+            FactScope::Periods(periods) => {
+                for (period, account) in periods {
+                    tx.execute(DELETE_PERIOD_SQL, params![period, account])?;
+                }
+            }
+            FactScope::Days { account, from, to } => {
+                tx.execute(
+                    DELETE_DAYS_SQL,
+                    params![account, day_key(*from), day_key(*to)],
+                )?;
+            }
+        }
+        let effective: i128 = facts.iter().map(|f| i128::from(f.effective.0)).sum();
+        let billed: i128 = facts.iter().map(|f| i128::from(f.billed.0)).sum();
+        let import_id: i64 = tx.query_row(
+            INSERT_IMPORT_SQL,
+            params![
+                record.created_at,
+                record.source,
+                record.files.join("\n"),
+                record.scope.describe(),
+                record.line_items,
+                facts.len() as i64,
+                saturate(effective),
+                saturate(billed)
+            ],
+            |row| row.get(0),
+        )?;
+        {
+            let mut insert = tx.prepare(&insert_sql("billing_facts", FACT_COLUMNS, 15, 1))?;
+            for f in facts {
+                insert.execute(params![
+                    day_key(f.day),
+                    f.billing_period,
+                    f.billing_account,
+                    f.sub_account,
+                    f.provider,
+                    f.provider_service,
+                    f.resource_id,
+                    f.charge_category,
+                    tags_json(&f.tags),
+                    f.currency,
+                    f.effective.0,
+                    f.billed.0,
+                    f.line_count,
+                    i64::from(f.estimated),
+                    import_id
+                ])?;
+            }
+        }
+        if let Some(run) = run {
+            tx.execute(
+                INSERT_RUN_SQL,
+                params![
+                    run.created_at,
+                    run.source,
+                    run.account,
+                    day_key(run.from),
+                    day_key(run.to),
+                    run.status.as_str(),
+                    run.calls,
+                    run.cost.0,
+                    run.facts,
+                    run.estimated_days,
+                    run.message,
+                    Some(import_id)
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(import_id)
+    })
+}
+
+/// [`super::Store::facts`]: facts with `from <= day <= to`.
+pub(super) async fn facts(
+    file: &Path,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> anyhow::Result<Vec<Fact>> {
+    blocking(|| {
+        let conn = open(file)?;
+        let mut select = conn.prepare(SELECT_FACTS_SQL)?;
+        let mut rows = select.query(params![day_key(from), day_key(to)])?;
+        let mut tags_cache = HashMap::new();
+        let mut facts = Vec::new();
+        while let Some(row) = rows.next()? {
+            let day: String = row.get(0)?;
+            facts.push(Fact {
+                day: parse_day(&day).with_context(|| format!("bad day `{day}` in the store"))?,
+                billing_period: row.get(1)?,
+                billing_account: row.get(2)?,
+                sub_account: row.get(3)?,
+                provider: row.get(4)?,
+                provider_service: row.get(5)?,
+                resource_id: row.get(6)?,
+                charge_category: row.get(7)?,
+                tags: decode_tags(row.get(8)?, &mut tags_cache)?,
+                currency: row.get(9)?,
+                effective: Nanos(row.get(10)?),
+                billed: Nanos(row.get(11)?),
+                line_count: row.get(12)?,
+                estimated: row.get::<_, i64>(13)? != 0,
+            });
+        }
+        Ok(facts)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_of_a_url() {
+        assert_eq!(
+            file_of("sqlite://costsplit.db?mode=rwc"),
+            Some(PathBuf::from("costsplit.db"))
+        );
+        assert_eq!(
+            file_of("sqlite:///tmp/a.db"),
+            Some(PathBuf::from("/tmp/a.db"))
+        );
+        assert_eq!(file_of("sqlite::memory:"), None);
+        assert_eq!(file_of("postgres://x@h/db"), None);
+    }
+}
