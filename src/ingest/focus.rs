@@ -168,7 +168,11 @@ impl Source {
 }
 
 pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
-    read_file_in_slices(path, SLICE_ROWS)
+    let slice_rows = std::env::var("COSTSPLIT_IMPORT_SLICE_ROWS")
+        .ok()
+        .and_then(|v| v.trim().replace('_', "").parse().ok())
+        .unwrap_or(SLICE_ROWS);
+    read_file_in_slices(path, slice_rows)
 }
 
 /// [`read_file`] with a chosen number of line items per query (tests use small slices).
@@ -373,7 +377,8 @@ fn cost_expr(name: &str) -> Expr {
 
 /// Line items aggregated per query. Each slice of the file is one streaming query whose
 /// memory is released before the next starts, so the peak follows this size and the number
-/// of distinct facts, not the size of the file.
+/// of distinct facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it
+/// (less memory, more passes).
 const SLICE_ROWS: usize = 2_000_000;
 
 /// Aggregates the file slice by slice and merges the partial facts.
