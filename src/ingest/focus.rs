@@ -168,15 +168,36 @@ impl Source {
 }
 
 pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
-    let slice_rows = std::env::var("COSTSPLIT_IMPORT_SLICE_ROWS")
-        .ok()
-        .and_then(|v| v.trim().replace('_', "").parse().ok())
-        .unwrap_or(SLICE_ROWS);
-    read_file_in_slices(path, slice_rows)
+    read_file_in_slices(path, Slicing::from_env())
 }
 
-/// [`read_file`] with a chosen number of line items per query (tests use small slices).
-pub fn read_file_in_slices(path: &Path, slice_rows: usize) -> Result<FileFacts, ImportError> {
+/// How much of a file one streaming query aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slicing {
+    /// Parquet: line items per query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 2,000,000).
+    pub rows: usize,
+    /// CSV: bytes of the file per query, cut at a record boundary
+    /// (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`, default 64). Each byte is parsed once.
+    pub csv_bytes: usize,
+}
+
+impl Slicing {
+    pub fn from_env() -> Slicing {
+        let number = |name: &str| -> Option<usize> {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().replace('_', "").parse().ok())
+        };
+        Slicing {
+            rows: number("COSTSPLIT_IMPORT_SLICE_ROWS").unwrap_or(SLICE_ROWS),
+            csv_bytes: number("COSTSPLIT_IMPORT_CSV_CHUNK_MB")
+                .map_or(CSV_CHUNK_BYTES, |mb| mb << 20),
+        }
+    }
+}
+
+/// [`read_file`] with chosen slices (tests use small ones).
+pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, ImportError> {
     let format = FileFormat::detect(path).ok_or_else(|| ImportError::UnknownFormat {
         file: path.to_path_buf(),
     })?;
@@ -233,21 +254,53 @@ pub fn read_file_in_slices(path: &Path, slice_rows: usize) -> Result<FileFacts, 
             (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
         }
     };
-    let scan_columns = columns.clone();
-    // A fresh scan per slice, so nothing a finished query cached stays alive.
-    let scan = move || -> PolarsResult<LazyFrame> {
-        if csv {
-            Ok(scan_csv(&scan_path, &scan_columns))
-        } else if let Some(schema) = &cur_schema {
-            Ok(cur::project(scan_parquet(&scan_path)?, schema))
-        } else {
-            scan_parquet(&scan_path)
-        }
+    let schema = if csv {
+        scan_csv(&scan_path, &columns).collect_schema()
+    } else {
+        scan_parquet(&scan_path).and_then(|frame| match &cur_schema {
+            Some(cur_schema) => cur::project(frame, cur_schema).collect_schema(),
+            None => {
+                let mut frame = frame;
+                frame.collect_schema()
+            }
+        })
+    }
+    .map_err(|e| unreadable(path, &e))?;
+    let result = if csv {
+        // Each chunk of the file is handed to polars once: a CSV cannot be sliced without
+        // parsing everything before the slice.
+        let mut chunks = CsvChunks::open(&scan_path, slicing.csv_bytes.max(1)).map_err(io)?;
+        let mut next = || -> Result<Option<LazyFrame>, ImportError> {
+            Ok(chunks
+                .next_chunk()
+                .map_err(io)?
+                .map(|bytes| scan_csv_bytes(bytes, &columns)))
+        };
+        aggregate_parts(path, &mut next, &columns, &schema)
+    } else {
+        // A fresh scan per slice, so nothing a finished query cached stays alive.
+        let scan = || -> PolarsResult<LazyFrame> {
+            let frame = scan_parquet(&scan_path)?;
+            Ok(match &cur_schema {
+                Some(cur_schema) => cur::project(frame, cur_schema),
+                None => frame,
+            })
+        };
+        let rows = parquet_rows(&scan_path).map_err(|e| unreadable(path, &e))?;
+        let slice_rows = slicing.rows.max(1);
+        let mut offset = 0usize;
+        let mut next = || -> Result<Option<LazyFrame>, ImportError> {
+            if offset >= rows {
+                return Ok(None);
+            }
+            let frame = scan().map_err(|e| unreadable(path, &e))?;
+            let slice = frame.slice(offset as i64, slice_rows as IdxSize);
+            offset += slice_rows;
+            Ok(Some(slice))
+        };
+        aggregate_parts(path, &mut next, &columns, &schema)
     };
-    let schema = scan()
-        .and_then(|mut frame| frame.collect_schema())
-        .map_err(|e| unreadable(path, &e))?;
-    let facts = match aggregate_in_batches(path, &scan, &columns, &schema, slice_rows.max(1)) {
+    let facts = match result {
         Ok(facts) => facts,
         Err(err) if csv => return Err(diagnose_csv(path, source.path(), &columns).unwrap_or(err)),
         Err(err) => return Err(err),
@@ -322,6 +375,19 @@ fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
 }
 
 fn scan_csv(path: &Path, columns: &Columns) -> LazyFrame {
+    csv_options(
+        LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref())),
+        columns,
+    )
+}
+
+/// A chunk of a CSV file (header line first) as a lazy frame.
+fn scan_csv_bytes(bytes: Vec<u8>, columns: &Columns) -> LazyFrame {
+    let sources = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(bytes)]));
+    csv_options(LazyCsvReader::new_with_sources(sources), columns)
+}
+
+fn csv_options(reader: LazyCsvReader, columns: &Columns) -> LazyFrame {
     // Every column is read as text except the costs, so no type inference can go wrong on a
     // column that looks numeric in its first rows (account ids) and is not later.
     let mut overrides = Schema::default();
@@ -330,14 +396,14 @@ fn scan_csv(path: &Path, columns: &Columns) -> LazyFrame {
             overrides.with_column(name.into(), DataType::Float64);
         }
     }
-    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+    reader
         .with_has_header(true)
         .with_infer_schema_length(Some(0))
         .with_dtype_overwrite(Some(Arc::new(overrides)))
         .with_null_values(Some(NullValues::AllColumns(vec!["NULL".into()])))
         .with_missing_is_null(true)
         .finish()
-        .expect("a CSV scan plan with a known path builds")
+        .expect("a CSV scan plan over a known source builds")
 }
 
 /// Output column names of the grouped query.
@@ -381,46 +447,147 @@ fn cost_expr(name: &str) -> Expr {
 /// (less memory, more passes).
 const SLICE_ROWS: usize = 2_000_000;
 
-/// Aggregates the file slice by slice and merges the partial facts.
-fn aggregate_in_batches(
+/// Bytes of a CSV file per query (about 180,000 line items of a typical export).
+const CSV_CHUNK_BYTES: usize = 64 << 20;
+
+/// Aggregates the file part by part (each part one streaming query) and merges the partial
+/// facts.
+fn aggregate_parts(
     path: &Path,
-    scan: &dyn Fn() -> PolarsResult<LazyFrame>,
+    next_part: &mut dyn FnMut() -> Result<Option<LazyFrame>, ImportError>,
     columns: &Columns,
     schema: &Schema,
-    slice_rows: usize,
 ) -> Result<Vec<RawFact>, ImportError> {
     let mut facts: Vec<RawFact> = Vec::new();
     let mut merged_len = 0;
     let mut tag_cache: HashMap<String, Tags> = HashMap::new();
-    let mut offset: i64 = 0;
-    loop {
-        let slice = scan()
-            .map_err(|e| unreadable(path, &e))?
-            .slice(offset, slice_rows as IdxSize);
-        let grouped = group_keys(select_keys_and_costs(slice, columns, schema))
+    while let Some(part) = next_part()? {
+        let grouped = group_keys(select_keys_and_costs(part, columns, schema))
             .collect_with_engine(Engine::Streaming)
             .map_err(|e| unreadable(path, &e))?
             // One plan with one sink always yields a single frame.
             .unwrap_single();
-        if grouped.height() == 0 {
-            break;
-        }
-        let lines: i64 = grouped
-            .column("lines")
-            .and_then(|c| c.cast(&DataType::Int64))
-            .and_then(|c| Ok(c.i64()?.sum().unwrap_or(0)))
-            .map_err(|e| unreadable(path, &e))?;
         facts.extend(to_raw_facts(path, &grouped, columns, &mut tag_cache)?);
         if facts.len() > 2 * merged_len.max(1000) {
             facts = merge_facts(facts);
             merged_len = facts.len();
         }
-        if lines < slice_rows as i64 {
-            break;
-        }
-        offset += slice_rows as i64;
     }
     Ok(merge_facts(facts))
+}
+
+/// Rows of a parquet file, from its metadata.
+fn parquet_rows(path: &Path) -> PolarsResult<usize> {
+    let counted = scan_parquet(path)?
+        .select([len().alias("rows")])
+        .collect()?;
+    let rows = counted.column("rows")?.cast(&DataType::Int64)?;
+    Ok(rows.i64()?.get(0).unwrap_or(0).max(0) as usize)
+}
+
+/// A CSV file in chunks of about `chunk_bytes`, each cut after a complete record (a newline
+/// outside quotes) and starting with the header line, so each parses on its own.
+struct CsvChunks {
+    file: std::fs::File,
+    header: Vec<u8>,
+    carry: Vec<u8>,
+    chunk_bytes: usize,
+    eof: bool,
+}
+
+impl CsvChunks {
+    fn open(path: &Path, chunk_bytes: usize) -> std::io::Result<CsvChunks> {
+        let mut chunks = CsvChunks {
+            file: std::fs::File::open(path)?,
+            header: Vec::new(),
+            carry: Vec::new(),
+            chunk_bytes,
+            eof: false,
+        };
+        let mut start = Vec::new();
+        let mut block = vec![0u8; 64 << 10];
+        loop {
+            let n = chunks.file.read(&mut block)?;
+            start.extend_from_slice(&block[..n]);
+            if let Some(end) = start.iter().position(|&b| b == b'\n') {
+                chunks.carry = start.split_off(end + 1);
+                chunks.header = start;
+                return Ok(chunks);
+            }
+            if n == 0 {
+                // A header without a newline and no records.
+                chunks.header = start;
+                chunks.header.push(b'\n');
+                chunks.eof = true;
+                return Ok(chunks);
+            }
+        }
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut body = std::mem::take(&mut self.carry);
+        let mut block = vec![0u8; 8 << 20];
+        loop {
+            while !self.eof && body.len() < self.chunk_bytes {
+                let n = self.file.read(&mut block)?;
+                if n == 0 {
+                    self.eof = true;
+                }
+                body.extend_from_slice(&block[..n]);
+            }
+            if self.eof {
+                if body.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Ok(None);
+                }
+                return Ok(Some(self.with_header(body)));
+            }
+            let limit = self.chunk_bytes.min(body.len());
+            if let Some(cut) = last_record_end(&body[..limit]).or_else(|| first_record_end(&body)) {
+                self.carry = body.split_off(cut);
+                return Ok(Some(self.with_header(body)));
+            }
+            // One record longer than a chunk (or an open quote): read on.
+            let n = self.file.read(&mut block)?;
+            if n == 0 {
+                self.eof = true;
+            }
+            body.extend_from_slice(&block[..n]);
+        }
+    }
+
+    fn with_header(&self, body: Vec<u8>) -> Vec<u8> {
+        let mut chunk = Vec::with_capacity(self.header.len() + body.len());
+        chunk.extend_from_slice(&self.header);
+        chunk.extend_from_slice(&body);
+        chunk
+    }
+}
+
+/// The position just after the first newline that ends a record (outside quotes).
+fn first_record_end(body: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The position just after the last newline that ends a record: outside quotes, counting
+/// quotes from the start of `body` (which starts at a record boundary).
+fn last_record_end(body: &[u8]) -> Option<usize> {
+    let mut end = body.len();
+    while let Some(newline) = body[..end].iter().rposition(|&b| b == b'\n') {
+        let quotes = body[..newline].iter().filter(|&&b| b == b'"').count();
+        if quotes % 2 == 0 {
+            return Some(newline + 1);
+        }
+        end = newline;
+    }
+    None
 }
 
 /// The key and cost columns of every line item, derived in the streaming engine.
@@ -776,6 +943,26 @@ mod tests {
         assert!(looks_like_timestamp("2025-03-01"));
         assert!(!looks_like_timestamp("09/18/2024 22:00"));
         assert!(!looks_like_timestamp("2025-13-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn csv_chunks_end_after_a_record_not_inside_quotes() {
+        assert_eq!(last_record_end(b"a,b\nc,d\n"), Some(8));
+        assert_eq!(last_record_end(b"a,b\nc,\"x\ny"), Some(4));
+        assert_eq!(last_record_end(b"a,\"x\ny\"\nc,"), Some(8));
+        assert_eq!(last_record_end(b"a,\"x\ny"), None);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, "h1,h2\n1,\"two\nlines\"\n3,4\n5,6\n").expect("write");
+        let mut chunks = CsvChunks::open(&path, 4).expect("open");
+        let mut seen = Vec::new();
+        while let Some(chunk) = chunks.next_chunk().expect("read") {
+            let text = String::from_utf8(chunk).expect("utf-8");
+            assert!(text.starts_with("h1,h2\n"), "{text:?}");
+            seen.push(text["h1,h2\n".len()..].to_string());
+        }
+        assert_eq!(seen, ["1,\"two\nlines\"\n", "3,4\n", "5,6\n"]);
     }
 
     #[test]

@@ -114,7 +114,11 @@ fn csv_gzip_and_parquet_of_one_month_give_the_same_facts() {
         let imported = costsplit::ingest::read_files(std::slice::from_ref(&path)).expect(name);
         assert_eq!(imported.line_items, 20_000, "{name}");
         // Read in several slices (as a big file is), the facts are the same.
-        let sliced = costsplit::ingest::focus::read_file_in_slices(&path, 7_000).expect(name);
+        let slicing = costsplit::ingest::focus::Slicing {
+            rows: 7_000,
+            csv_bytes: 300_000,
+        };
+        let sliced = costsplit::ingest::focus::read_file_in_slices(&path, slicing).expect(name);
         assert_eq!(sliced.line_items, 20_000, "{name}");
         let sliced = costsplit::ingest::focus::round_to_nanos(
             costsplit::ingest::focus::merge_facts(sliced.facts),
