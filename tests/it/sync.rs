@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use costsplit::store::Store;
+use costsplit::model::Fact;
+use costsplit::store::{Store, SyncRun};
 use serde_json::{json, Value};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -76,6 +77,10 @@ impl Workspace {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("COSTSPLIT_LOG", "info");
         cmd.output().expect("the binary runs")
+    }
+
+    fn sync(&self, from: &str, to: &str) -> Output {
+        self.run(&["sync", "billing", "--from", from, "--to", to])
     }
 
     fn store_url(&self) -> String {
@@ -191,8 +196,14 @@ fn allocate(ws: &Workspace) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
-async fn open(ws: &Workspace) -> Store {
-    Store::connect(&ws.store_url()).await.expect("store opens")
+/// What the store holds after the binary ran: the facts of `from..=to` and the sync runs
+/// (newest first).
+async fn stored(ws: &Workspace, from: &str, to: &str) -> (Vec<Fact>, Vec<SyncRun>) {
+    let store = Store::connect(&ws.store_url()).await.expect("store opens");
+    let facts = store.facts(day(from), day(to)).await.expect("facts");
+    let runs = store.sync_runs(10).await.expect("runs");
+    store.close().await;
+    (facts, runs)
 }
 
 #[tokio::test]
@@ -201,14 +212,7 @@ async fn sync_allocate_report_matches_the_seeded_cost_explorer_data() {
     moto.seed_cost_and_usage(ACCOUNT, three_days()).await;
     let ws = Workspace::new(&aws_config(&moto.url, ""));
 
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-03",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-03");
     assert!(out.status.success(), "{}", show(&out));
     let stdout = text(&out.stdout);
     assert!(
@@ -220,11 +224,7 @@ async fn sync_allocate_report_matches_the_seeded_cost_explorer_data() {
     assert!(!all.contains(SECRET), "the secret key leaked: {all}");
 
     // The facts, not the calls: the untagged RDS and Lambda cost is there, untagged.
-    let store = open(&ws).await;
-    let facts = store
-        .facts(day("2026-11-01"), day("2026-11-03"))
-        .await
-        .expect("facts");
+    let (facts, runs) = stored(&ws, "2026-11-01", "2026-11-03").await;
     assert_eq!(facts.len(), 9);
     assert!(facts.iter().all(|f| f.billing_account == ACCOUNT));
     let untagged: Vec<_> = facts.iter().filter(|f| f.tags.is_empty()).collect();
@@ -232,11 +232,9 @@ async fn sync_allocate_report_matches_the_seeded_cost_explorer_data() {
     assert!(facts
         .iter()
         .all(|f| f.estimated == (f.day == day("2026-11-03"))));
-    let runs = store.sync_runs(10).await.expect("runs");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].calls, 2);
     assert_eq!(runs[0].cost.0, 20_000_000);
-    store.close().await;
 
     allocate(&ws);
     let (value, totals) = report(&ws);
@@ -260,14 +258,7 @@ async fn sync_allocate_report_matches_the_seeded_cost_explorer_data() {
     );
 
     // The same window again (moto answers the same request the same way): totals unchanged.
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-03",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-03");
     assert!(out.status.success(), "{}", show(&out));
     allocate(&ws);
     assert_eq!(report(&ws).1, totals);
@@ -288,14 +279,7 @@ async fn sync_allocate_report_matches_the_seeded_cost_explorer_data() {
         }]),
     )
     .await;
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-03",
-        "--to",
-        "2026-11-03",
-    ]);
+    let out = ws.sync("2026-11-03", "2026-11-03");
     assert!(out.status.success(), "{}", show(&out));
     allocate(&ws);
     let (value, totals) = report(&ws);
@@ -318,14 +302,7 @@ async fn the_call_cap_stops_the_run_and_commits_nothing() {
     moto.seed_cost_and_usage(ACCOUNT, three_days()).await;
     let ws = Workspace::new(&aws_config(&moto.url, "max_calls_per_run = 1"));
 
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-03",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-03");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("max_calls_per_run = 1"), "{stderr}");
@@ -333,16 +310,10 @@ async fn the_call_cap_stops_the_run_and_commits_nothing() {
         stderr.contains("days 2026-11-01..2026-11-03 were not synced"),
         "{stderr}"
     );
-    let store = open(&ws).await;
-    assert!(store
-        .facts(day("2026-11-01"), day("2026-11-03"))
-        .await
-        .expect("facts")
-        .is_empty());
-    let runs = store.sync_runs(10).await.expect("runs");
+    let (facts, runs) = stored(&ws, "2026-11-01", "2026-11-03").await;
+    assert!(facts.is_empty());
     assert_eq!(runs[0].status.as_str(), "capped");
     assert_eq!(runs[0].calls, 1);
-    store.close().await;
 }
 
 #[tokio::test]
@@ -365,20 +336,9 @@ async fn accounts_sync_one_after_another_with_an_assumed_role() {
         aws_config(&moto.url, "")
     ));
 
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-01",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-01");
     assert!(out.status.success(), "{}", show(&out));
-    let store = open(&ws).await;
-    let facts = store
-        .facts(day("2026-11-01"), day("2026-11-01"))
-        .await
-        .expect("facts");
+    let (facts, _) = stored(&ws, "2026-11-01", "2026-11-01").await;
     let seen: Vec<(String, String, i64)> = facts
         .iter()
         .map(|f| {
@@ -396,7 +356,6 @@ async fn accounts_sync_one_after_another_with_an_assumed_role() {
             (member.to_string(), "api".to_string(), 2_500_000_000),
         ]
     );
-    store.close().await;
 }
 
 fn ce_page() -> Value {
@@ -454,25 +413,13 @@ async fn throttling_and_5xx_are_retried_with_backoff() {
         .await;
     let ws = Workspace::new(&aws_config(&server.uri(), "max_attempts = 5"));
 
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-01",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-01");
     assert!(out.status.success(), "{}", show(&out));
     let requests = server.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 4, "two throttled, one 503, then the page");
-    let store = open(&ws).await;
-    let facts = store
-        .facts(day("2026-11-01"), day("2026-11-01"))
-        .await
-        .expect("facts");
+    let (facts, _) = stored(&ws, "2026-11-01", "2026-11-01").await;
     assert_eq!(facts.len(), 1);
     assert_eq!(facts[0].effective.0, 4_200_000_000);
-    store.close().await;
 }
 
 #[tokio::test]
@@ -484,26 +431,12 @@ async fn a_sync_that_gives_up_keeps_what_was_stored_and_names_the_missing_days()
         .mount(&server)
         .await;
     let ws = Workspace::new(&aws_config(&server.uri(), "max_attempts = 3"));
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-01",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-01");
     assert!(out.status.success(), "{}", show(&out));
 
     server.reset().await;
     ce_request().respond_with(throttled()).mount(&server).await;
-    let out = ws.run(&[
-        "sync",
-        "billing",
-        "--from",
-        "2026-11-01",
-        "--to",
-        "2026-11-01",
-    ]);
+    let out = ws.sync("2026-11-01", "2026-11-01");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("LimitExceededException"), "{stderr}");
@@ -516,16 +449,10 @@ async fn a_sync_that_gives_up_keeps_what_was_stored_and_names_the_missing_days()
         3,
         "max_attempts bounds the retries"
     );
-    let store = open(&ws).await;
-    let facts = store
-        .facts(day("2026-11-01"), day("2026-11-01"))
-        .await
-        .expect("facts");
+    let (facts, runs) = stored(&ws, "2026-11-01", "2026-11-01").await;
     assert_eq!(facts.len(), 1, "the earlier sync's facts are untouched");
     assert_eq!(facts[0].effective.0, 4_200_000_000);
-    let runs = store.sync_runs(10).await.expect("runs");
     assert_eq!(runs[0].status.as_str(), "failed");
-    store.close().await;
 }
 
 #[test]
