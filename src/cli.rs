@@ -210,16 +210,15 @@ impl RangeArgs {
             (Some(month), _, _) => month_bounds(month).with_context(|| {
                 format!("`{month}` is not a month; write it as YYYY-MM, e.g. 2025-03")
             }),
-            (None, Some(from), Some(to)) => {
-                let day = |s: &str| {
-                    parse_day(s)
-                        .with_context(|| format!("`{s}` is not a day; write it as YYYY-MM-DD"))
-                };
-                Ok((day(from)?, day(to)?))
-            }
+            (None, Some(from), Some(to)) => Ok((day_arg(from)?, day_arg(to)?)),
             _ => anyhow::bail!("say which days: --month YYYY-MM, or --from DAY --to DAY"),
         }
     }
+}
+
+/// A `YYYY-MM-DD` command-line argument.
+fn day_arg(text: &str) -> anyhow::Result<NaiveDate> {
+    parse_day(text).with_context(|| format!("`{text}` is not a day; write it as YYYY-MM-DD"))
 }
 
 fn now() -> String {
@@ -347,13 +346,7 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
                 "no [aws] section in the config file; add one with the accounts to sync, e.g.\n\n[aws]\n[[aws.accounts]]\nid = \"123456789012\"",
             )?;
             let window = match (from, to) {
-                (Some(from), Some(to)) => {
-                    let day = |s: &str| {
-                        parse_day(s)
-                            .with_context(|| format!("`{s}` is not a day; write it as YYYY-MM-DD"))
-                    };
-                    Some((day(&from)?, day(&to)?))
-                }
+                (Some(from), Some(to)) => Some((day_arg(&from)?, day_arg(&to)?)),
                 _ => None,
             };
             let rules = rules::load_or_error(&config.rules_dir)?;

@@ -232,30 +232,17 @@ pub async fn check_alerts(
     Ok((day, alerts, Some(result)))
 }
 
-/// What one account's sync did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountSync {
-    pub account: String,
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-    pub status: SyncStatus,
-    pub calls: u32,
-    pub facts: usize,
-    pub estimated_days: usize,
-    /// Why the window was not stored (empty when it was).
-    pub message: String,
-}
-
 /// What a billing sync did, account by account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncSummary {
-    pub accounts: Vec<AccountSync>,
+    /// One run record per account attempted (as stored in `sync_runs`).
+    pub accounts: Vec<SyncRun>,
     /// Accounts not attempted because the call cap was reached first.
     pub skipped: Vec<String>,
 }
 
 impl SyncSummary {
-    pub fn calls(&self) -> u32 {
+    pub fn calls(&self) -> i64 {
         self.accounts.iter().map(|a| a.calls).sum()
     }
 
@@ -317,17 +304,7 @@ pub async fn sync_billing(
             to,
             status: SyncStatus::Ok,
             calls: i64::from(calls),
-            cost: cost_explorer::calls_cost(calls),
-            facts: 0,
-            estimated_days: 0,
-            message: String::new(),
-        };
-        let mut outcome = AccountSync {
-            account: account.id.clone(),
-            from,
-            to,
-            status: SyncStatus::Ok,
-            calls,
+            cost: cost_explorer::calls_cost(i64::from(calls)),
             facts: 0,
             estimated_days: 0,
             message: String::new(),
@@ -354,8 +331,6 @@ pub async fn sync_billing(
                     line_items: facts.len() as i64,
                 };
                 store.commit_sync(&record, &facts, &run).await?;
-                outcome.facts = facts.len();
-                outcome.estimated_days = estimated.len();
             }
             Err(err) => {
                 let capped = matches!(err, FetchError::CallCap { .. });
@@ -366,10 +341,8 @@ pub async fn sync_billing(
                 };
                 run.message = format!("{err}; days {from}..{to} were not synced");
                 store.record_sync_failure(&run).await?;
-                outcome.status = run.status;
-                outcome.message = run.message.clone();
                 if capped {
-                    summary.accounts.push(outcome);
+                    summary.accounts.push(run);
                     summary.skipped = settings.accounts[i + 1..]
                         .iter()
                         .map(|a| a.id.clone())
@@ -381,12 +354,12 @@ pub async fn sync_billing(
         info!(
             account = %account.id,
             calls,
-            facts = outcome.facts,
+            facts = run.facts,
             ms = started.elapsed().as_millis() as u64,
-            status = outcome.status.as_str(),
+            status = run.status.as_str(),
             "billing sync"
         );
-        summary.accounts.push(outcome);
+        summary.accounts.push(run);
     }
     Ok(summary)
 }

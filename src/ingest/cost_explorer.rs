@@ -31,8 +31,8 @@ use crate::money::Nanos;
 pub const COST_PER_CALL: Nanos = Nanos(10_000_000);
 
 /// What `calls` requests cost.
-pub fn calls_cost(calls: u32) -> Nanos {
-    Nanos(COST_PER_CALL.0 * i64::from(calls))
+pub fn calls_cost(calls: i64) -> Nanos {
+    Nanos(COST_PER_CALL.0 * calls)
 }
 
 /// Amounts are read at 1e-11, like billing files, and rounded to nano-units once per day.
