@@ -4,14 +4,33 @@ with the shared resources split by the weight table, the same rules costsplit ap
 shared=true split by per-resource weights; everything else untagged -> unallocated).
 
 usage: reference.py INPUT WEIGHTS OUT.csv   (prints wall seconds of the query)
+       reference.py --scan INPUT            (prints wall seconds of a bare scan of the
+                                             needed columns: the floor any reader pays)
 """
 import sys
 import time
 
 import duckdb
 
+
+def reader(src):
+    if src.endswith(".parquet"):
+        return f"read_parquet('{src}')"
+    return f"read_csv('{src}', header=true, all_varchar=false)"
+
+
+if sys.argv[1] == "--scan":
+    src = sys.argv[2]
+    query = f"""select count(*), min(ChargePeriodStart), max(BillingPeriodStart), sum(EffectiveCost),
+        sum(BilledCost), max(ResourceId), max(Tags), max(ServiceName), max(ChargeCategory),
+        max(BillingAccountId), max(SubAccountId), max(ServiceProviderName), max(BillingCurrency)
+        from {reader(src)}"""
+    start = time.perf_counter()
+    duckdb.sql(query).fetchall()
+    print(f"{time.perf_counter() - start:.3f}")
+    sys.exit(0)
+
 src, weights, out = sys.argv[1], sys.argv[2], sys.argv[3]
-reader = f"read_parquet('{src}')" if src.endswith(".parquet") else f"read_csv('{src}', header=true, all_varchar=false)"
 query = f"""
 with li as (
   select cast(ChargePeriodStart as date) as day,
@@ -19,7 +38,7 @@ with li as (
          ResourceId as r,
          nullif(lower(trim(json_extract_string(Tags, '$.service'))), '') as svc,
          json_extract_string(Tags, '$.shared') = 'true' as shared
-  from {reader}
+  from {reader(src)}
 ),
 w as (select resource_id as r, service, weight, sum(weight) over (partition by resource_id) as tw
       from read_csv('{weights}', header=true)),

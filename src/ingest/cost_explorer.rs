@@ -451,18 +451,7 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
 
 /// A Cost Explorer amount (`"12.3456789"`, sometimes `"1.2E-7"`) at 1e-11.
 fn parse_amount(text: &str) -> Option<i128> {
-    let text = text.trim();
-    let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
-        return crate::money::parse_scaled(text, DECIMALS);
-    };
-    let exponent: i32 = exponent.parse().ok()?;
-    let scale = i32::try_from(DECIMALS).ok()? + exponent;
-    if !(0..=30).contains(&scale) {
-        // Below 1e-30 the amount is zero at this precision; above, it does not fit.
-        return (scale < 0).then_some(0);
-    }
-    let scale = u32::try_from(scale).ok()?;
-    crate::money::parse_scaled(mantissa, scale)
+    crate::money::parse_decimal(text.as_bytes(), DECIMALS)
 }
 
 #[cfg(test)]

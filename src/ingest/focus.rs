@@ -1,19 +1,23 @@
 //! FOCUS 1.0-1.2 billing files (CSV, gzip CSV, parquet) into daily facts.
 //!
-//! The fast path is a polars streaming query per slice of the file: select the needed
-//! columns, turn each cost into integer 1e-11 units, and group by the fact keys plus the raw
-//! `Tags` string, so memory follows the slice and the number of distinct facts, not the
-//! file. Each distinct `Tags` value is then decoded once. When polars rejects a file, or a
-//! key looks wrong, a slower row-by-row pass finds the first bad row and column so the error
-//! can name them. Never writes the store.
+//! Every line item is summed into its fact by an [`Aggregator`] (interned keys, each distinct
+//! `Tags` value decoded once), so memory follows the number of distinct facts, not the file.
+//! CSV is parsed by [`super::csv_file`] on every core; parquet (FOCUS or CUR 2.0) is read by
+//! polars in slices of rows, only the needed columns, each slice aggregated while polars
+//! decodes the next. Costs are summed in 1e-11 units and rounded to nano-units once. Never
+//! writes the store.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use polars::prelude::*;
 
+use super::aggregate::{Aggregator, KEY_COUNT};
+use super::csv_file::{CsvFile, DayCache};
 use super::{cur, FileFormat, ImportError};
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
@@ -41,7 +45,7 @@ pub struct FileFacts {
 /// The FOCUS columns costsplit reads. The first name is the FOCUS 1.2 name; later ones are
 /// accepted aliases. Matching is case-insensitive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Col {
+pub(super) enum Col {
     ChargePeriodStart,
     BillingPeriodStart,
     BillingCurrency,
@@ -56,8 +60,20 @@ enum Col {
     Tags,
 }
 
+/// The key columns of a fact, in the order of [`super::aggregate`]'s keys.
+pub(super) const KEY_COLUMNS: [Col; KEY_COUNT] = [
+    Col::BillingAccountId,
+    Col::SubAccountId,
+    Col::Provider,
+    Col::ServiceName,
+    Col::ResourceId,
+    Col::ChargeCategory,
+    Col::BillingCurrency,
+    Col::Tags,
+];
+
 impl Col {
-    const ALL: [Col; 12] = [
+    pub(super) const ALL: [Col; 12] = [
         Col::ChargePeriodStart,
         Col::BillingPeriodStart,
         Col::BillingCurrency,
@@ -96,18 +112,18 @@ impl Col {
         )
     }
 
-    fn is_cost(self) -> bool {
+    pub(super) fn is_cost(self) -> bool {
         matches!(self, Col::EffectiveCost | Col::BilledCost)
     }
 
-    fn is_date(self) -> bool {
+    pub(super) fn is_date(self) -> bool {
         matches!(self, Col::ChargePeriodStart | Col::BillingPeriodStart)
     }
 }
 
 /// Where each needed column is in a file (its actual name).
 #[derive(Clone)]
-struct Columns {
+pub(super) struct Columns {
     names: HashMap<Col, String>,
 }
 
@@ -147,23 +163,8 @@ impl Columns {
         Ok(Columns { names })
     }
 
-    fn get(&self, col: Col) -> Option<&str> {
+    pub(super) fn get(&self, col: Col) -> Option<&str> {
         self.names.get(&col).map(String::as_str)
-    }
-}
-
-/// Keeps a decompressed copy of a gzip file alive while it is read.
-enum Source {
-    Plain(PathBuf),
-    Decompressed(tempfile::TempPath),
-}
-
-impl Source {
-    fn path(&self) -> &Path {
-        match self {
-            Source::Plain(p) => p,
-            Source::Decompressed(p) => p,
-        }
     }
 }
 
@@ -171,13 +172,13 @@ pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
     read_file_in_slices(path, Slicing::from_env())
 }
 
-/// How much of a file one streaming query aggregates.
+/// How much of a file is read at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slicing {
-    /// Parquet: line items per query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 2,000,000).
+    /// Parquet: line items per polars query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 500,000).
     pub rows: usize,
-    /// CSV: bytes of the file per query, cut at a record boundary
-    /// (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`, default 64). Each byte is parsed once.
+    /// CSV: bytes of the file per chunk a worker parses, cut at a record boundary
+    /// (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`, default 16).
     pub csv_bytes: usize,
 }
 
@@ -201,110 +202,35 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     let format = FileFormat::detect(path).ok_or_else(|| ImportError::UnknownFormat {
         file: path.to_path_buf(),
     })?;
-    let io = |source| ImportError::Io {
+    std::fs::metadata(path).map_err(|source| ImportError::Io {
         file: path.to_path_buf(),
         source,
-    };
-    std::fs::metadata(path).map_err(io)?;
-    let source = match format {
-        FileFormat::GzipCsv => Source::Decompressed(decompress(path).map_err(io)?),
-        _ => Source::Plain(path.to_path_buf()),
-    };
-    let csv = format != FileFormat::Parquet;
-    let scan_path = source.path().to_path_buf();
-    let names =
-        |schema: &Schema| -> Vec<String> { schema.iter_names().map(|n| n.to_string()).collect() };
-    // `Some(schema)` when the file is a CUR export, read through its FOCUS projection.
-    let (columns, cur_schema) = if csv {
-        let header = csv_header(path, &scan_path)?;
-        if cur::is_cur(&header) {
-            return Err(ImportError::Unreadable {
-                file: path.to_path_buf(),
-                message: "this is an AWS CUR export in CSV; costsplit reads CUR 2.0 as parquet (choose Parquet as the Data Export's file format)".to_string(),
-            });
-        }
-        (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
-    } else {
-        let schema = scan_parquet(&scan_path)
-            .and_then(|mut frame| frame.collect_schema())
-            .map_err(|e| unreadable(path, &e))?;
-        let header = names(&schema);
-        if cur::is_cur(&header) {
-            if let Some(column) = cur::missing_column(&header) {
-                return Err(ImportError::MissingColumn {
+    })?;
+    let sums = match format {
+        FileFormat::Csv | FileFormat::GzipCsv => {
+            let file = CsvFile::open(
+                path,
+                format == FileFormat::GzipCsv,
+                slicing.csv_bytes.max(1),
+            )?;
+            if cur::is_cur(&file.header) {
+                return Err(ImportError::Unreadable {
                     file: path.to_path_buf(),
-                    column: column.to_string(),
-                    format: "an AWS CUR 2.0",
-                    found: header
-                        .iter()
-                        .take(12)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    message: "this is an AWS CUR export in CSV; costsplit reads CUR 2.0 as parquet (choose Parquet as the Data Export's file format)".to_string(),
                 });
             }
-            let projected = scan_parquet(&scan_path)
-                .and_then(|frame| cur::project(frame, &schema).collect_schema())
-                .map_err(|e| unreadable(path, &e))?;
-            (
-                Columns::resolve(path, &names(&projected), "an AWS CUR 2.0")?,
-                Some(schema),
-            )
-        } else {
-            (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
+            let columns = Columns::resolve(path, &file.header, "a FOCUS 1.0-1.2")?;
+            file.aggregate(path, &columns)?
         }
+        FileFormat::Parquet => read_parquet(path, slicing.rows.max(1))?,
     };
-    let schema = if csv {
-        scan_csv(&scan_path, &columns).collect_schema()
-    } else {
-        scan_parquet(&scan_path).and_then(|frame| match &cur_schema {
-            Some(cur_schema) => cur::project(frame, cur_schema).collect_schema(),
-            None => {
-                let mut frame = frame;
-                frame.collect_schema()
-            }
-        })
-    }
-    .map_err(|e| unreadable(path, &e))?;
-    let result = if csv {
-        // Each chunk of the file is handed to polars once: a CSV cannot be sliced without
-        // parsing everything before the slice.
-        let mut chunks = CsvChunks::open(&scan_path, slicing.csv_bytes.max(1)).map_err(io)?;
-        let mut next = || -> Result<Option<LazyFrame>, ImportError> {
-            Ok(chunks
-                .next_chunk()
-                .map_err(io)?
-                .map(|bytes| scan_csv_bytes(bytes, &columns)))
-        };
-        aggregate_parts(path, &mut next, &columns, &schema)
-    } else {
-        // A fresh scan per slice, so nothing a finished query cached stays alive.
-        let scan = || -> PolarsResult<LazyFrame> {
-            let frame = scan_parquet(&scan_path)?;
-            Ok(match &cur_schema {
-                Some(cur_schema) => cur::project(frame, cur_schema),
-                None => frame,
-            })
-        };
-        let rows = parquet_rows(&scan_path).map_err(|e| unreadable(path, &e))?;
-        let slice_rows = slicing.rows.max(1);
-        let mut offset = 0usize;
-        let mut next = || -> Result<Option<LazyFrame>, ImportError> {
-            if offset >= rows {
-                return Ok(None);
-            }
-            let frame = scan().map_err(|e| unreadable(path, &e))?;
-            let slice = frame.slice(offset as i64, slice_rows as IdxSize);
-            offset += slice_rows;
-            Ok(Some(slice))
-        };
-        aggregate_parts(path, &mut next, &columns, &schema)
-    };
-    let facts = match result {
-        Ok(facts) => facts,
-        Err(err) if csv => return Err(diagnose_csv(path, source.path(), &columns).unwrap_or(err)),
-        Err(err) => return Err(err),
-    };
+    let started = Instant::now();
+    let facts = sums.into_raw_facts();
+    tracing::debug!(
+        facts = facts.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "facts built"
+    );
     let line_items: i64 = facts.iter().map(|f| f.fact.line_count).sum();
     if line_items == 0 {
         return Err(ImportError::Empty {
@@ -329,6 +255,149 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     })
 }
 
+/// A FOCUS or CUR 2.0 parquet file, `slice_rows` rows per polars query. One thread runs the
+/// queries (polars decodes on its own pool) while this one sums the previous slice.
+fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportError> {
+    let names =
+        |schema: &Schema| -> Vec<String> { schema.iter_names().map(|n| n.to_string()).collect() };
+    let schema = scan_parquet(path)
+        .and_then(|mut frame| frame.collect_schema())
+        .map_err(|e| unreadable(path, &e))?;
+    let header = names(&schema);
+    // `Some(schema)` when the file is a CUR export, read through its FOCUS projection.
+    let (columns, cur_schema) = if cur::is_cur(&header) {
+        if let Some(column) = cur::missing_column(&header) {
+            return Err(ImportError::MissingColumn {
+                file: path.to_path_buf(),
+                column: column.to_string(),
+                format: "an AWS CUR 2.0",
+                found: header
+                    .iter()
+                    .take(12)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let projected = scan_parquet(path)
+            .and_then(|frame| cur::project(frame, &schema).collect_schema())
+            .map_err(|e| unreadable(path, &e))?;
+        (
+            Columns::resolve(path, &names(&projected), "an AWS CUR 2.0")?,
+            Some(schema),
+        )
+    } else {
+        (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
+    };
+    // A fresh scan per slice, so nothing a finished query cached stays alive.
+    let scan = || -> PolarsResult<LazyFrame> {
+        let frame = scan_parquet(path)?;
+        Ok(match &cur_schema {
+            Some(cur_schema) => cur::project(frame, cur_schema),
+            None => frame,
+        })
+    };
+    let schema = scan()
+        .and_then(|mut frame| frame.collect_schema())
+        .map_err(|e| unreadable(path, &e))?;
+    let rows = parquet_rows(path).map_err(|e| unreadable(path, &e))?;
+    // Slices are numbered so that, of several bad slices, the first is reported.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, PolarsResult<DataFrame>)>(1);
+    let receiver = Mutex::new(receiver);
+    let failed = AtomicBool::new(false);
+    let (columns, schema, scan) = (&columns, &schema, &scan);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, 8);
+    let results: Vec<Result<Aggregator, (usize, ImportError)>> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut offset = 0usize;
+            let mut number = 0usize;
+            while offset < rows && !failed.load(Ordering::Relaxed) {
+                let slice = scan().and_then(|frame| {
+                    select_keys_and_costs(frame, columns, schema)
+                        .slice(offset as i64, slice_rows as IdxSize)
+                        .collect_with_engine(Engine::Streaming)
+                        .map(|frames| frames.unwrap_single())
+                });
+                let stop = slice.is_err();
+                if sender.send((number, slice)).is_err() || stop {
+                    return;
+                }
+                offset += slice_rows;
+                number += 1;
+            }
+            drop(sender);
+        });
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut sums = Aggregator::default();
+                    loop {
+                        let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((number, slice)) = next else {
+                            return Ok(sums);
+                        };
+                        let added = slice
+                            .map_err(|e| unreadable(path, &e))
+                            .and_then(|frame| add_frame(path, &frame, columns, &mut sums));
+                        if let Err(e) = added {
+                            failed.store(true, Ordering::Relaxed);
+                            // Drain, so the reader is never left blocked on a full channel.
+                            while receiver
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .recv()
+                                .is_ok()
+                            {}
+                            return Err((number, e));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a parquet worker does not panic"))
+            .collect()
+    });
+    merge_workers(path, results)
+}
+
+/// One aggregator from several workers' (each `Ok`, or the numbered part that failed first).
+pub(super) fn merge_workers(
+    path: &Path,
+    results: Vec<Result<Aggregator, (usize, ImportError)>>,
+) -> Result<Aggregator, ImportError> {
+    let mut first_error: Option<(usize, ImportError)> = None;
+    let mut total = Aggregator::default();
+    for result in results {
+        match result {
+            Ok(sums) if first_error.is_none() => {
+                total.absorb(sums).map_err(|r| ImportError::BadValue {
+                    file: path.to_path_buf(),
+                    row: 0,
+                    column: KEY_COLUMNS[r.key].names()[0].to_string(),
+                    problem: r.problem,
+                })?;
+            }
+            Ok(_) => {}
+            Err((number, e)) => {
+                if first_error
+                    .as_ref()
+                    .is_none_or(|(first, _)| number < *first)
+                {
+                    first_error = Some((number, e));
+                }
+            }
+        }
+    }
+    match first_error {
+        Some((_, e)) => Err(e),
+        None => Ok(total),
+    }
+}
+
 fn unreadable(path: &Path, error: &dyn std::fmt::Display) -> ImportError {
     ImportError::Unreadable {
         file: path.to_path_buf(),
@@ -341,32 +410,6 @@ fn unreadable(path: &Path, error: &dyn std::fmt::Display) -> ImportError {
     }
 }
 
-fn decompress(path: &Path) -> std::io::Result<tempfile::TempPath> {
-    let mut input =
-        flate2::read::MultiGzDecoder::new(std::io::BufReader::new(std::fs::File::open(path)?));
-    let mut output = tempfile::Builder::new().suffix(".csv").tempfile()?;
-    std::io::copy(&mut input, &mut output)?;
-    Ok(output.into_temp_path())
-}
-
-fn csv_header(file: &Path, path: &Path) -> Result<Vec<String>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_path(path)
-        .map_err(|e| unreadable(file, &e))?;
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => Ok(record
-            .iter()
-            .map(|s| s.trim_start_matches('\u{feff}').to_string())
-            .collect()),
-        Ok(false) => Err(ImportError::Empty {
-            file: file.to_path_buf(),
-        }),
-        Err(e) => Err(unreadable(file, &e)),
-    }
-}
-
 fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
     LazyFrame::scan_parquet(
         PlRefPath::new(path.to_string_lossy().as_ref()),
@@ -374,50 +417,18 @@ fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
     )
 }
 
-fn scan_csv(path: &Path, columns: &Columns) -> LazyFrame {
-    csv_options(
-        LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref())),
-        columns,
-    )
-}
-
-/// A chunk of a CSV file (header line first) as a lazy frame.
-fn scan_csv_bytes(bytes: Vec<u8>, columns: &Columns) -> LazyFrame {
-    let sources = ScanSources::Buffers(Arc::from([polars_buffer::Buffer::from(bytes)]));
-    csv_options(LazyCsvReader::new_with_sources(sources), columns)
-}
-
-fn csv_options(reader: LazyCsvReader, columns: &Columns) -> LazyFrame {
-    // Every column is read as text except the costs, so no type inference can go wrong on a
-    // column that looks numeric in its first rows (account ids) and is not later.
-    let mut overrides = Schema::default();
-    for col in [Col::EffectiveCost, Col::BilledCost] {
-        if let Some(name) = columns.get(col) {
-            overrides.with_column(name.into(), DataType::Float64);
-        }
-    }
-    reader
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .with_dtype_overwrite(Some(Arc::new(overrides)))
-        .with_null_values(Some(NullValues::AllColumns(vec!["NULL".into()])))
-        .with_missing_is_null(true)
-        .finish()
-        .expect("a CSV scan plan over a known source builds")
-}
-
-/// Output column names of the grouped query.
+/// Output column names of the selecting query.
 const DAY: &str = "day";
 const PERIOD: &str = "period";
-const KEYS: [(&str, Col); 8] = [
-    ("billing_account", Col::BillingAccountId),
-    ("sub_account", Col::SubAccountId),
-    ("provider", Col::Provider),
-    ("service", Col::ServiceName),
-    ("resource", Col::ResourceId),
-    ("category", Col::ChargeCategory),
-    ("currency", Col::BillingCurrency),
-    ("tags", Col::Tags),
+const KEY_ALIASES: [&str; KEY_COUNT] = [
+    "billing_account",
+    "sub_account",
+    "provider",
+    "service",
+    "resource",
+    "category",
+    "currency",
+    "tags",
 ];
 
 /// The day of a timestamp column: the `YYYY-MM-DD` prefix of text, or days since the epoch
@@ -441,40 +452,13 @@ fn cost_expr(name: &str) -> Expr {
         .fill_null(lit(0i64))
 }
 
-/// Line items aggregated per query. Each slice of the file is one streaming query whose
-/// memory is released before the next starts, so the peak follows this size and the number
-/// of distinct facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it
-/// (less memory, more passes).
-const SLICE_ROWS: usize = 2_000_000;
+/// Line items per polars query of a parquet file. At most one slice per worker, one waiting
+/// and one being decoded are alive, so the peak follows this size and the number of distinct
+/// facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it (less memory, more queries).
+const SLICE_ROWS: usize = 500_000;
 
-/// Bytes of a CSV file per query (about 180,000 line items of a typical export).
-const CSV_CHUNK_BYTES: usize = 64 << 20;
-
-/// Aggregates the file part by part (each part one streaming query) and merges the partial
-/// facts.
-fn aggregate_parts(
-    path: &Path,
-    next_part: &mut dyn FnMut() -> Result<Option<LazyFrame>, ImportError>,
-    columns: &Columns,
-    schema: &Schema,
-) -> Result<Vec<RawFact>, ImportError> {
-    let mut facts: Vec<RawFact> = Vec::new();
-    let mut merged_len = 0;
-    let mut tag_cache: HashMap<String, Tags> = HashMap::new();
-    while let Some(part) = next_part()? {
-        let grouped = group_keys(select_keys_and_costs(part, columns, schema))
-            .collect_with_engine(Engine::Streaming)
-            .map_err(|e| unreadable(path, &e))?
-            // One plan with one sink always yields a single frame.
-            .unwrap_single();
-        facts.extend(to_raw_facts(path, &grouped, columns, &mut tag_cache)?);
-        if facts.len() > 2 * merged_len.max(1000) {
-            facts = merge_facts(facts);
-            merged_len = facts.len();
-        }
-    }
-    Ok(merge_facts(facts))
-}
+/// Bytes of a CSV file per chunk a worker parses (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`).
+const CSV_CHUNK_BYTES: usize = 16 << 20;
 
 /// Rows of a parquet file, from its metadata.
 fn parquet_rows(path: &Path) -> PolarsResult<usize> {
@@ -485,112 +469,8 @@ fn parquet_rows(path: &Path) -> PolarsResult<usize> {
     Ok(rows.i64()?.get(0).unwrap_or(0).max(0) as usize)
 }
 
-/// A CSV file in chunks of about `chunk_bytes`, each cut after a complete record (a newline
-/// outside quotes) and starting with the header line, so each parses on its own.
-struct CsvChunks {
-    file: std::fs::File,
-    header: Vec<u8>,
-    carry: Vec<u8>,
-    chunk_bytes: usize,
-    eof: bool,
-}
-
-impl CsvChunks {
-    fn open(path: &Path, chunk_bytes: usize) -> std::io::Result<CsvChunks> {
-        let mut chunks = CsvChunks {
-            file: std::fs::File::open(path)?,
-            header: Vec::new(),
-            carry: Vec::new(),
-            chunk_bytes,
-            eof: false,
-        };
-        let mut start = Vec::new();
-        let mut block = vec![0u8; 64 << 10];
-        loop {
-            let n = chunks.file.read(&mut block)?;
-            start.extend_from_slice(&block[..n]);
-            if let Some(end) = start.iter().position(|&b| b == b'\n') {
-                chunks.carry = start.split_off(end + 1);
-                chunks.header = start;
-                return Ok(chunks);
-            }
-            if n == 0 {
-                // A header without a newline and no records.
-                chunks.header = start;
-                chunks.header.push(b'\n');
-                chunks.eof = true;
-                return Ok(chunks);
-            }
-        }
-    }
-
-    fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let mut body = std::mem::take(&mut self.carry);
-        let mut block = vec![0u8; 8 << 20];
-        loop {
-            while !self.eof && body.len() < self.chunk_bytes {
-                let n = self.file.read(&mut block)?;
-                if n == 0 {
-                    self.eof = true;
-                }
-                body.extend_from_slice(&block[..n]);
-            }
-            if self.eof {
-                if body.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Ok(None);
-                }
-                return Ok(Some(self.with_header(body)));
-            }
-            let limit = self.chunk_bytes.min(body.len());
-            if let Some(cut) = last_record_end(&body[..limit]).or_else(|| first_record_end(&body)) {
-                self.carry = body.split_off(cut);
-                return Ok(Some(self.with_header(body)));
-            }
-            // One record longer than a chunk (or an open quote): read on.
-            let n = self.file.read(&mut block)?;
-            if n == 0 {
-                self.eof = true;
-            }
-            body.extend_from_slice(&block[..n]);
-        }
-    }
-
-    fn with_header(&self, body: Vec<u8>) -> Vec<u8> {
-        let mut chunk = Vec::with_capacity(self.header.len() + body.len());
-        chunk.extend_from_slice(&self.header);
-        chunk.extend_from_slice(&body);
-        chunk
-    }
-}
-
-/// The position just after the first newline that ends a record (outside quotes).
-fn first_record_end(body: &[u8]) -> Option<usize> {
-    let mut quoted = false;
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' if !quoted => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The position just after the last newline that ends a record: outside quotes, counting
-/// quotes from the start of `body` (which starts at a record boundary).
-fn last_record_end(body: &[u8]) -> Option<usize> {
-    let mut end = body.len();
-    while let Some(newline) = body[..end].iter().rposition(|&b| b == b'\n') {
-        let quotes = body[..newline].iter().filter(|&&b| b == b'"').count();
-        if quotes % 2 == 0 {
-            return Some(newline + 1);
-        }
-        end = newline;
-    }
-    None
-}
-
-/// The key and cost columns of every line item, derived in the streaming engine.
+/// The key and cost columns of every line item: days, text keys (empty for null) and costs
+/// in 1e-11 units.
 fn select_keys_and_costs(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame {
     let dtype = |name: &str| schema.get(name).cloned().unwrap_or(DataType::String);
     let charge = columns
@@ -601,7 +481,7 @@ fn select_keys_and_costs(frame: LazyFrame, columns: &Columns, schema: &Schema) -
         Some(name) => day_expr(name, &dtype(name)).alias(PERIOD),
         None => day_expr(charge, &dtype(charge)).alias(PERIOD),
     });
-    for (alias, col_kind) in KEYS {
+    for (alias, col_kind) in KEY_ALIASES.into_iter().zip(KEY_COLUMNS) {
         select.push(match columns.get(col_kind) {
             Some(name) => col(name)
                 .cast(DataType::String)
@@ -617,131 +497,108 @@ fn select_keys_and_costs(frame: LazyFrame, columns: &Columns, schema: &Schema) -
     frame.select(select)
 }
 
-/// Groups line items by the fact keys, with plain sums (aggregating over expressions would
-/// make the streaming group-by keep its input rows).
-fn group_keys(frame: LazyFrame) -> LazyFrame {
-    let names: Vec<Expr> = [DAY, PERIOD]
-        .into_iter()
-        .chain(KEYS.iter().map(|(alias, _)| *alias))
-        .map(col)
-        .collect();
-    frame.group_by(names).agg([
-        col("effective").sum(),
-        col("billed").sum(),
-        len().alias("lines"),
-    ])
+/// A date key column: Int32 days since the epoch, or `YYYY-MM-DD` text.
+enum Days<'a> {
+    Numbers(
+        Box<dyn Iterator<Item = Option<i32>> + 'a>,
+        Option<(i32, NaiveDate)>,
+    ),
+    Text(Box<dyn Iterator<Item = Option<&'a str>> + 'a>, DayCache),
 }
 
-/// Reads a date key column (text `YYYY-MM-DD` or Int32 days since the epoch) at `row`.
-fn day_at(column: &Column, row: usize) -> Option<NaiveDate> {
-    match column.dtype() {
-        DataType::Int32 => {
-            let days = column.i32().ok()?.get(row)?;
-            NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)
-        }
-        _ => {
-            let text = column.str().ok()?.get(row)?;
-            NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+impl<'a> Days<'a> {
+    fn new(column: &'a Column) -> PolarsResult<Days<'a>> {
+        Ok(match column.dtype() {
+            DataType::Int32 => Days::Numbers(Box::new(column.i32()?.iter()), None),
+            _ => Days::Text(Box::new(column.str()?.iter()), DayCache::default()),
+        })
+    }
+
+    /// The next day, or what it was instead.
+    fn next(&mut self) -> Result<NaiveDate, String> {
+        match self {
+            Days::Numbers(values, last) => {
+                let days = values.next().flatten().ok_or("an empty date")?;
+                match last {
+                    Some((n, day)) if *n == days => Ok(*day),
+                    _ => {
+                        let day = days
+                            .checked_add(719_163)
+                            .and_then(NaiveDate::from_num_days_from_ce_opt)
+                            .ok_or_else(|| format!("date {days} days from 1970"))?;
+                        *last = Some((days, day));
+                        Ok(day)
+                    }
+                }
+            }
+            Days::Text(values, cache) => {
+                let text = values.next().flatten().ok_or("an empty date")?;
+                cache.parse(text.as_bytes()).ok_or_else(|| {
+                    format!(
+                        "unknown date format `{text}` (first 10 characters); use ISO 8601 such as 2025-03-01T00:00:00Z"
+                    )
+                })
+            }
         }
     }
 }
 
-fn to_raw_facts(
+/// Sums one selected slice of a parquet file.
+fn add_frame(
     path: &Path,
     frame: &DataFrame,
     columns: &Columns,
-    tag_cache: &mut HashMap<String, Tags>,
-) -> Result<Vec<RawFact>, ImportError> {
+    sums: &mut Aggregator,
+) -> Result<(), ImportError> {
+    let bad = |col: Col, problem: String| ImportError::BadValue {
+        file: path.to_path_buf(),
+        row: 0,
+        column: columns.get(col).unwrap_or(col.names()[0]).to_string(),
+        problem,
+    };
+    let polars = |e: PolarsError| unreadable(path, &e);
     let get = |name: &str| frame.column(name).map_err(|e| unreadable(path, &e));
-    let day = get(DAY)?;
-    let period = get(PERIOD)?;
-    let mut text = Vec::new();
-    for (alias, _) in KEYS {
-        text.push(get(alias)?.str().map_err(|e| unreadable(path, &e))?.clone());
-    }
-    let effective = get("effective")?
-        .i64()
-        .map_err(|e| unreadable(path, &e))?
-        .clone();
-    let billed = get("billed")?
-        .i64()
-        .map_err(|e| unreadable(path, &e))?
-        .clone();
-    let lines = get("lines")?
-        .cast(&DataType::Int64)
-        .map_err(|e| unreadable(path, &e))?;
-    let lines = lines.i64().map_err(|e| unreadable(path, &e))?.clone();
-
-    let mut facts = Vec::with_capacity(frame.height());
-    for row in 0..frame.height() {
-        let bad = |col: Col, problem: String| ImportError::BadValue {
-            file: path.to_path_buf(),
-            row: 0,
-            column: columns.get(col).unwrap_or(col.names()[0]).to_string(),
-            problem,
-        };
-        let shown = |c: &Column| {
-            c.str()
-                .ok()
-                .and_then(|s| s.get(row))
-                .map_or_else(|| format!("of type {}", c.dtype()), |v| format!("`{v}`"))
-        };
-        let day = day_at(day, row).ok_or_else(|| {
-            bad(
-                Col::ChargePeriodStart,
-                format!(
-                    "unknown date format {} (first 10 characters); use ISO 8601 such as 2025-03-01T00:00:00Z",
-                    shown(day)
-                ),
-            )
-        })?;
-        let period_day = day_at(period, row).ok_or_else(|| {
-            bad(
-                Col::BillingPeriodStart,
-                "unknown date format; use ISO 8601 such as 2025-03-01T00:00:00Z".to_string(),
-            )
-        })?;
-        let value = |i: usize| text[i].get(row).unwrap_or_default().to_string();
-        let currency = value(6);
-        if currency.trim().is_empty() {
-            return Err(bad(Col::BillingCurrency, "empty currency".to_string()));
+    let (day, period) = (get(DAY)?, get(PERIOD)?);
+    let mut days = Days::new(day).map_err(polars)?;
+    let mut periods = Days::new(period).map_err(polars)?;
+    // A column at a time: each column's values and distinct values stay in cache.
+    let mut ids = Vec::with_capacity(KEY_COUNT);
+    for (key, alias) in KEY_ALIASES.into_iter().enumerate() {
+        let values = get(alias)?.str().map_err(polars)?;
+        let mut column = Vec::with_capacity(values.len());
+        for value in values.iter() {
+            let id = sums
+                .intern(key, value.unwrap_or_default().as_bytes())
+                .map_err(|r| bad(KEY_COLUMNS[r.key], r.problem))?;
+            column.push(id);
         }
-        let raw_tags = value(7);
-        let tags = match tag_cache.get(&raw_tags) {
-            Some(tags) => tags.clone(),
-            None => {
-                let tags = parse_tags(&raw_tags).map_err(|e| {
-                    bad(
-                        Col::Tags,
-                        format!("not a JSON object of tags ({e}): {raw_tags}"),
-                    )
-                })?;
-                tag_cache.insert(raw_tags, tags.clone());
-                tags
-            }
-        };
-        facts.push(RawFact {
-            fact: Fact {
-                day,
-                billing_period: format!("{:04}-{:02}", period_day.year(), period_day.month()),
-                billing_account: value(0),
-                sub_account: value(1),
-                provider: value(2),
-                provider_service: value(3),
-                resource_id: value(4),
-                charge_category: value(5),
-                tags,
-                currency: currency.trim().to_ascii_uppercase(),
-                effective: Nanos::ZERO,
-                billed: Nanos::ZERO,
-                line_count: lines.get(row).unwrap_or(0),
-                estimated: false,
-            },
-            effective: i128::from(effective.get(row).unwrap_or(0)),
-            billed: i128::from(billed.get(row).unwrap_or(0)),
-        });
+        ids.push(column);
     }
-    Ok(facts)
+    let mut effective = get("effective")?.i64().map_err(polars)?.iter();
+    let mut billed = get("billed")?.i64().map_err(polars)?.iter();
+    let period_col = if columns.get(Col::BillingPeriodStart).is_some() {
+        Col::BillingPeriodStart
+    } else {
+        Col::ChargePeriodStart
+    };
+    for row in 0..frame.height() {
+        let day = days
+            .next()
+            .map_err(|problem| bad(Col::ChargePeriodStart, problem))?;
+        let period = periods.next().map_err(|problem| bad(period_col, problem))?;
+        let mut key = [0u32; KEY_COUNT];
+        for (id, column) in key.iter_mut().zip(&ids) {
+            *id = column[row];
+        }
+        sums.add_ids(
+            day,
+            period,
+            key,
+            i128::from(effective.next().flatten().unwrap_or(0)),
+            i128::from(billed.next().flatten().unwrap_or(0)),
+        );
+    }
+    Ok(())
 }
 
 /// Decodes a FOCUS `Tags` value: a JSON object, or empty. Non-string values are kept as
@@ -765,9 +622,11 @@ pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
         .collect())
 }
 
-/// Sums facts that share every key (raw tag strings that decode to the same tags merge here).
+/// Sums facts that share every key (raw tag strings that decode to the same tags merge here),
+/// in key order, so the result does not depend on how the lines were read.
 pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
-    facts.sort_by(|a, b| fact_key(&a.fact).cmp(&fact_key(&b.fact)));
+    // Equal keys are summed, so a stable sort buys nothing.
+    facts.sort_unstable_by(|a, b| fact_key(&a.fact).cmp(&fact_key(&b.fact)));
     let mut merged: Vec<RawFact> = Vec::with_capacity(facts.len());
     for raw in facts {
         match merged.last_mut() {
@@ -821,6 +680,7 @@ pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
         .collect()
 }
 
+/// Day and resource first: they tell nearly all facts apart, so comparisons end early.
 type FactKey<'a> = (
     NaiveDate,
     &'a str,
@@ -837,133 +697,21 @@ type FactKey<'a> = (
 fn fact_key(f: &Fact) -> FactKey<'_> {
     (
         f.day,
+        &f.resource_id,
         &f.billing_period,
         &f.billing_account,
         &f.sub_account,
         &f.provider,
         &f.provider_service,
-        &f.resource_id,
         &f.charge_category,
         &f.currency,
         &f.tags,
     )
 }
 
-/// Row-by-row check of a CSV file, used only when the fast path failed: finds the first row
-/// whose cost, date, currency or tags cannot be read.
-fn diagnose_csv(file: &Path, path: &Path, columns: &Columns) -> Option<ImportError> {
-    let reader = std::fs::File::open(path).ok()?;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(std::io::BufReader::new(reader).take(u64::MAX));
-    let header: Vec<String> = reader
-        .headers()
-        .ok()?
-        .iter()
-        .map(|s| s.trim_start_matches('\u{feff}').to_string())
-        .collect();
-    let index = |col: Col| {
-        columns
-            .get(col)
-            .and_then(|name| header.iter().position(|h| h == name))
-    };
-    // Checked left to right, as a person reads the row.
-    let mut checks: Vec<(Col, usize)> = Col::ALL
-        .iter()
-        .filter_map(|&c| index(c).map(|i| (c, i)))
-        .collect();
-    checks.sort_by_key(|&(_, i)| i);
-    let mut record = csv::StringRecord::new();
-    loop {
-        let line = reader.position().line();
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                return Some(ImportError::BadValue {
-                    file: file.to_path_buf(),
-                    row: e.position().map_or(line, |p| p.line()),
-                    column: "-".to_string(),
-                    problem: format!("malformed CSV row: {e}"),
-                })
-            }
-        }
-        let line = record.position().map_or(line, |p| p.line());
-        for &(col, i) in &checks {
-            let value = record.get(i).unwrap_or("").trim();
-            let null = value.is_empty() || value == "NULL";
-            let problem = if col.is_cost()
-                && !null
-                && value.parse::<f64>().map_or(true, |v| !v.is_finite())
-            {
-                Some(format!("`{value}` is not a number"))
-            } else if col.is_date() && !null && !looks_like_timestamp(value) {
-                Some(format!(
-                    "unknown date format `{value}`; use ISO 8601 such as 2025-03-01T00:00:00Z"
-                ))
-            } else if col.is_date() && null && col == Col::ChargePeriodStart {
-                Some("empty ChargePeriodStart".to_string())
-            } else if col == Col::BillingCurrency && null {
-                Some("empty currency".to_string())
-            } else if col == Col::Tags && !null {
-                parse_tags(value)
-                    .err()
-                    .map(|e| format!("not a JSON object of tags ({e})"))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Some(ImportError::BadValue {
-                    file: file.to_path_buf(),
-                    row: line,
-                    column: header[i].clone(),
-                    problem,
-                });
-            }
-        }
-    }
-}
-
-/// `YYYY-MM-DD`, optionally followed by `T` or a space and a time.
-fn looks_like_timestamp(value: &str) -> bool {
-    let date_ok = value.len() >= 10
-        && value.is_char_boundary(10)
-        && NaiveDate::parse_from_str(&value[..10], "%Y-%m-%d").is_ok();
-    date_ok && (value.len() == 10 || matches!(value.as_bytes()[10], b'T' | b' '))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_in_focus_forms_are_accepted() {
-        assert!(looks_like_timestamp("2024-09-18 22:00:00"));
-        assert!(looks_like_timestamp("2025-03-01T00:00:00Z"));
-        assert!(looks_like_timestamp("2025-03-01"));
-        assert!(!looks_like_timestamp("09/18/2024 22:00"));
-        assert!(!looks_like_timestamp("2025-13-01T00:00:00Z"));
-    }
-
-    #[test]
-    fn csv_chunks_end_after_a_record_not_inside_quotes() {
-        assert_eq!(last_record_end(b"a,b\nc,d\n"), Some(8));
-        assert_eq!(last_record_end(b"a,b\nc,\"x\ny"), Some(4));
-        assert_eq!(last_record_end(b"a,\"x\ny\"\nc,"), Some(8));
-        assert_eq!(last_record_end(b"a,\"x\ny"), None);
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.csv");
-        std::fs::write(&path, "h1,h2\n1,\"two\nlines\"\n3,4\n5,6\n").expect("write");
-        let mut chunks = CsvChunks::open(&path, 4).expect("open");
-        let mut seen = Vec::new();
-        while let Some(chunk) = chunks.next_chunk().expect("read") {
-            let text = String::from_utf8(chunk).expect("utf-8");
-            assert!(text.starts_with("h1,h2\n"), "{text:?}");
-            seen.push(text["h1,h2\n".len()..].to_string());
-        }
-        assert_eq!(seen, ["1,\"two\nlines\"\n", "3,4\n", "5,6\n"]);
-    }
 
     #[test]
     fn tags_decode_with_non_string_values() {

@@ -2,7 +2,9 @@
 //! and the Cost Explorer API. Every source yields the same daily [`Fact`]s. Sources read;
 //! they never write the store and never look at rules.
 
+mod aggregate;
 pub mod cost_explorer;
+mod csv_file;
 pub mod cur;
 pub mod focus;
 pub mod generate;
@@ -92,12 +94,25 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
     let mut imported = Imported::default();
     let mut raw = Vec::new();
     for path in paths {
+        let started = std::time::Instant::now();
         let file = focus::read_file(path)?;
+        tracing::info!(
+            stage = "read lines",
+            file = %path.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "import timing"
+        );
         imported.line_items += file.line_items;
         imported.periods.extend(file.periods);
         raw.extend(file.facts);
         imported.files.push(path.display().to_string());
     }
+    let started = std::time::Instant::now();
     imported.facts = focus::round_to_nanos(focus::merge_facts(raw));
+    tracing::info!(
+        stage = "read: merge and round facts",
+        ms = started.elapsed().as_millis() as u64,
+        "import timing"
+    );
     Ok(imported)
 }

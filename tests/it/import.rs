@@ -283,3 +283,47 @@ fn a_parquet_file_with_a_bad_date_names_the_file_and_column() {
         "{message}"
     );
 }
+
+/// Chunks are parsed in parallel; the error still names the file's first bad row, by its line,
+/// in plain and in gzip CSV.
+#[test]
+fn the_first_bad_row_is_named_by_its_line_whatever_the_chunks() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = format!("{HEADER}\n");
+    for i in 0..3_000 {
+        let cost = match i {
+            2_000 => "1.2.3".to_string(),
+            2_500 => "oops".to_string(),
+            _ => "0.5".to_string(),
+        };
+        text.push_str(&good_row(&cost));
+        text.push('\n');
+    }
+    let plain = write(&dir, "bad-late.csv", &text);
+    let gzip = dir.path().join("bad-late.csv.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gzip).expect("create"),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(text.as_bytes()).expect("gzip");
+    encoder.finish().expect("gzip");
+    for path in [plain, gzip] {
+        for csv_bytes in [1_000, 20_000, 16 << 20] {
+            let slicing = costsplit::ingest::focus::Slicing {
+                rows: 1_000,
+                csv_bytes,
+            };
+            let err = costsplit::ingest::focus::read_file_in_slices(&path, slicing)
+                .err()
+                .expect("a bad row");
+            // Header is line 1, row i is line i + 2.
+            assert!(
+                err.to_string()
+                    .contains(":2002: column `BilledCost`: `1.2.3` is not a number"),
+                "{} with {csv_bytes}-byte chunks: {err}",
+                path.display()
+            );
+        }
+    }
+}

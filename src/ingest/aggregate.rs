@@ -1,0 +1,353 @@
+//! Line items summed into facts, one line at a time, in memory that follows the number of
+//! distinct facts and distinct key values, never the number of lines.
+//!
+//! Each key column's values are interned to small integers (comparing with the previous
+//! line's value first: billing files repeat account, provider and currency on every line),
+//! so a line costs a few integer hashes instead of hashing and comparing ten strings. A new
+//! currency or tags value is checked, and tags decoded, once, when first seen.
+
+use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
+
+use super::focus::{parse_tags, RawFact};
+use crate::model::{Fact, Tags};
+use crate::money::Nanos;
+
+/// The text key columns of a fact, in this order.
+pub const KEY_COUNT: usize = 8;
+pub const ACCOUNT: usize = 0;
+pub const SUB_ACCOUNT: usize = 1;
+pub const PROVIDER: usize = 2;
+pub const SERVICE: usize = 3;
+pub const RESOURCE: usize = 4;
+pub const CATEGORY: usize = 5;
+pub const CURRENCY: usize = 6;
+pub const TAGS: usize = 7;
+
+/// One line item: its day, billing month, key values (empty for null) and costs in 1e-11
+/// units.
+pub struct Line<'a> {
+    pub day: NaiveDate,
+    pub period: NaiveDate,
+    pub keys: [&'a [u8]; KEY_COUNT],
+    pub effective: i128,
+    pub billed: i128,
+}
+
+/// A key value the aggregator refused: which key column, and why.
+#[derive(Debug)]
+pub struct Rejected {
+    pub key: usize,
+    pub problem: String,
+}
+
+/// A fact's key within its day.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    month: i32,
+    ids: [u32; KEY_COUNT],
+}
+
+#[derive(Default)]
+struct Sums {
+    effective: i128,
+    billed: i128,
+    lines: i64,
+}
+
+#[derive(Default)]
+struct Interner {
+    ids: FxHashMap<Box<[u8]>, u32>,
+    values: Vec<String>,
+    last: Option<u32>,
+}
+
+impl Interner {
+    /// The id of `value`, and whether it is new.
+    fn intern(&mut self, value: &[u8]) -> Result<(u32, bool), String> {
+        if let Some(last) = self.last {
+            if self.values[last as usize].as_bytes() == value {
+                return Ok((last, false));
+            }
+        }
+        let (id, new) = match self.ids.get(value) {
+            Some(&id) => (id, false),
+            None => {
+                let text = std::str::from_utf8(value)
+                    .map_err(|_| "is not valid UTF-8 text".to_string())?;
+                let id = u32::try_from(self.values.len())
+                    .map_err(|_| "has more than 4 billion distinct values".to_string())?;
+                self.values.push(text.to_string());
+                self.ids.insert(value.into(), id);
+                (id, true)
+            }
+        };
+        self.last = Some(id);
+        Ok((id, new))
+    }
+}
+
+/// Sums line items per fact key.
+#[derive(Default)]
+pub struct Aggregator {
+    keys: [Interner; KEY_COUNT],
+    /// Decoded tags, by tags id.
+    tags: Vec<Tags>,
+    /// One map per day: a file is mostly in time order, so the facts being summed stay in
+    /// cache, where one map of a month's facts would miss on nearly every line.
+    days: Vec<(NaiveDate, FxHashMap<Key, Sums>)>,
+    day_index: FxHashMap<NaiveDate, usize>,
+    last_day: Option<(NaiveDate, usize)>,
+    last_month: Option<(NaiveDate, i32)>,
+}
+
+impl Aggregator {
+    pub fn add(&mut self, line: &Line<'_>) -> Result<(), Rejected> {
+        let mut ids = [0u32; KEY_COUNT];
+        for (i, value) in line.keys.iter().enumerate() {
+            ids[i] = self.intern(i, value)?;
+        }
+        self.add_ids(line.day, line.period, ids, line.effective, line.billed);
+        Ok(())
+    }
+
+    /// The id of a value of key column `key` (checked when first seen).
+    pub fn intern(&mut self, key: usize, value: &[u8]) -> Result<u32, Rejected> {
+        let (id, new) = self.keys[key]
+            .intern(value)
+            .map_err(|problem| Rejected { key, problem })?;
+        if new {
+            self.check_new(key, id)?;
+        }
+        Ok(id)
+    }
+
+    /// Adds a line whose key values are already interned.
+    pub fn add_ids(
+        &mut self,
+        day: NaiveDate,
+        period: NaiveDate,
+        ids: [u32; KEY_COUNT],
+        effective: i128,
+        billed: i128,
+    ) {
+        let day = self.day_slot(day);
+        let key = Key {
+            month: self.month_number(period),
+            ids,
+        };
+        let sums = self.days[day].1.entry(key).or_default();
+        sums.effective += effective;
+        sums.billed += billed;
+        sums.lines += 1;
+    }
+
+    /// The index of `day`'s map in `days`.
+    fn day_slot(&mut self, day: NaiveDate) -> usize {
+        match self.last_day {
+            Some((last, slot)) if last == day => slot,
+            _ => {
+                let slot = *self.day_index.entry(day).or_insert_with(|| {
+                    self.days.push((day, FxHashMap::default()));
+                    self.days.len() - 1
+                });
+                self.last_day = Some((day, slot));
+                slot
+            }
+        }
+    }
+
+    fn month_number(&mut self, day: NaiveDate) -> i32 {
+        match self.last_month {
+            Some((last, n)) if last == day => n,
+            _ => {
+                let n = chrono::Datelike::year(&day) * 12 + chrono::Datelike::month0(&day) as i32;
+                self.last_month = Some((day, n));
+                n
+            }
+        }
+    }
+
+    /// Checks a key value seen for the first time (and decodes tags once).
+    fn check_new(&mut self, key: usize, id: u32) -> Result<(), Rejected> {
+        let value = &self.keys[key].values[id as usize];
+        match key {
+            CURRENCY if value.trim().is_empty() => Err(Rejected {
+                key,
+                problem: "empty currency".to_string(),
+            }),
+            TAGS => {
+                let tags = parse_tags(value).map_err(|e| Rejected {
+                    key,
+                    problem: format!("not a JSON object of tags ({e}): {value}"),
+                })?;
+                self.tags.push(tags);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Adds everything `other` summed (its ids are mapped onto this aggregator's).
+    pub fn absorb(&mut self, other: Aggregator) -> Result<(), Rejected> {
+        let mut maps: Vec<Vec<u32>> = Vec::with_capacity(KEY_COUNT);
+        for (i, interner) in other.keys.iter().enumerate() {
+            let mut map = Vec::with_capacity(interner.values.len());
+            for value in &interner.values {
+                map.push(self.intern(i, value.as_bytes())?);
+            }
+            maps.push(map);
+        }
+        for (day, facts) in other.days {
+            let slot = self.day_slot(day);
+            for (key, sums) in facts {
+                let mut mapped = key;
+                for (i, id) in mapped.ids.iter_mut().enumerate() {
+                    *id = maps[i][*id as usize];
+                }
+                let into = self.days[slot].1.entry(mapped).or_default();
+                into.effective += sums.effective;
+                into.billed += sums.billed;
+                into.lines += sums.lines;
+            }
+        }
+        Ok(())
+    }
+
+    /// The summed facts (amounts still in 1e-11 units).
+    pub fn into_raw_facts(self) -> Vec<RawFact> {
+        let text = |key: &Key, i: usize| self.keys[i].values[key.ids[i] as usize].clone();
+        let mut facts = Vec::with_capacity(self.days.iter().map(|(_, f)| f.len()).sum());
+        for (key, sums, day) in self
+            .days
+            .iter()
+            .flat_map(|(day, facts)| facts.iter().map(move |(key, sums)| (key, sums, *day)))
+        {
+            facts.push(RawFact {
+                fact: Fact {
+                    day,
+                    billing_period: format!("{:04}-{:02}", key.month / 12, key.month % 12 + 1),
+                    billing_account: text(key, ACCOUNT),
+                    sub_account: text(key, SUB_ACCOUNT),
+                    provider: text(key, PROVIDER),
+                    provider_service: text(key, SERVICE),
+                    resource_id: text(key, RESOURCE),
+                    charge_category: text(key, CATEGORY),
+                    tags: self.tags[key.ids[TAGS] as usize].clone(),
+                    currency: self.keys[CURRENCY].values[key.ids[CURRENCY] as usize]
+                        .trim()
+                        .to_ascii_uppercase(),
+                    effective: Nanos::ZERO,
+                    billed: Nanos::ZERO,
+                    line_count: sums.lines,
+                    estimated: false,
+                },
+                effective: sums.effective,
+                billed: sums.billed,
+            });
+        }
+        facts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("day")
+    }
+
+    fn line<'a>(d: &str, resource: &'a str, tags: &'a str, cost: i128) -> Line<'a> {
+        Line {
+            day: day(d),
+            period: day("2025-03-01"),
+            keys: [
+                b"payer",
+                b"",
+                b"AWS",
+                b"EC2",
+                resource.as_bytes(),
+                b"Usage",
+                b"usd",
+                tags.as_bytes(),
+            ],
+            effective: cost,
+            billed: cost * 2,
+        }
+    }
+
+    #[test]
+    fn lines_sum_per_key_and_two_aggregators_merge() {
+        let mut a = Aggregator::default();
+        a.add(&line("2025-03-01", "i-1", "{}", 5)).expect("ok");
+        a.add(&line("2025-03-01", "i-1", "{}", 7)).expect("ok");
+        a.add(&line("2025-03-02", "i-1", "{}", 1)).expect("ok");
+        let mut b = Aggregator::default();
+        b.add(&line("2025-03-02", "i-2", r#"{"service":"x"}"#, 3))
+            .expect("ok");
+        b.add(&line("2025-03-01", "i-1", "{}", 100)).expect("ok");
+        a.absorb(b).expect("merge");
+        let mut facts = a.into_raw_facts();
+        facts.sort_by_key(|f| (f.fact.day, f.fact.resource_id.clone()));
+        let got: Vec<_> = facts
+            .iter()
+            .map(|f| {
+                (
+                    f.fact.day.to_string(),
+                    f.fact.resource_id.as_str(),
+                    f.effective,
+                    f.billed,
+                    f.fact.line_count,
+                    f.fact.currency.as_str(),
+                    f.fact.billing_period.as_str(),
+                    f.fact.tags.get("service").cloned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "2025-03-01".into(),
+                    "i-1",
+                    112,
+                    224,
+                    3,
+                    "USD",
+                    "2025-03",
+                    None
+                ),
+                ("2025-03-02".into(), "i-1", 1, 2, 1, "USD", "2025-03", None),
+                (
+                    "2025-03-02".into(),
+                    "i-2",
+                    3,
+                    6,
+                    1,
+                    "USD",
+                    "2025-03",
+                    Some("x".to_string())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_tags_and_empty_currency_are_refused_when_first_seen() {
+        let mut a = Aggregator::default();
+        let err = a
+            .add(&line("2025-03-01", "i-1", "{service:a}", 1))
+            .unwrap_err();
+        assert_eq!(err.key, TAGS);
+        assert!(
+            err.problem.starts_with("not a JSON object of tags"),
+            "{err:?}"
+        );
+        let mut bad = line("2025-03-01", "i-1", "{}", 1);
+        bad.keys[CURRENCY] = b" ";
+        assert_eq!(a.add(&bad).unwrap_err().key, CURRENCY);
+        bad.keys[CURRENCY] = b"\xff";
+        assert!(a.add(&bad).unwrap_err().problem.contains("UTF-8"));
+    }
+}

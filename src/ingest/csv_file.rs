@@ -1,0 +1,496 @@
+//! FOCUS CSV (plain or gzip) into summed line items, in parallel, in bounded memory.
+//!
+//! The file (or the gzip stream) is cut into chunks after complete records; worker threads
+//! take chunks in file order, parse them with the `csv` crate and sum the lines into their
+//! own [`Aggregator`], which are merged at the end. Memory is a chunk per worker plus the
+//! distinct facts. Costs are parsed as exact decimals. A bad row stops every worker after its
+//! current chunk, and the first bad row of the file is reported with its line and column.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+
+use super::aggregate::{Aggregator, Line, KEY_COUNT};
+use super::focus::{merge_workers, parse_tags, Col, Columns, KEY_COLUMNS};
+use super::ImportError;
+
+/// Costs are summed in 1e-11 units (see `focus::FINE_PER_NANO`).
+const FINE_DECIMALS: u32 = 11;
+
+/// An opened CSV file: its header and the rest, in chunks.
+pub struct CsvFile {
+    pub header: Vec<String>,
+    chunks: CsvChunks,
+}
+
+impl CsvFile {
+    /// Opens `path`, decompressing gzip as it is read (no temporary copy).
+    pub fn open(path: &Path, gzip: bool, chunk_bytes: usize) -> Result<CsvFile, ImportError> {
+        let io = |source| ImportError::Io {
+            file: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let input: Box<dyn Read + Send> = if gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+                file,
+            )))
+        } else {
+            Box::new(file)
+        };
+        let chunks = CsvChunks::open(input, chunk_bytes.max(1)).map_err(io)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(chunks.header.as_slice());
+        let mut record = csv::StringRecord::new();
+        let header = match reader.read_record(&mut record) {
+            Ok(true) => record
+                .iter()
+                .map(|s| s.trim_start_matches('\u{feff}').to_string())
+                .collect(),
+            Ok(false) => Vec::new(),
+            Err(e) => {
+                return Err(ImportError::Unreadable {
+                    file: path.to_path_buf(),
+                    message: format!("the header line is not CSV: {e}"),
+                })
+            }
+        };
+        if header.iter().all(|h| h.trim().is_empty()) {
+            return Err(ImportError::Empty {
+                file: path.to_path_buf(),
+            });
+        }
+        Ok(CsvFile { header, chunks })
+    }
+
+    /// Sums every line of the file.
+    pub fn aggregate(self, path: &Path, columns: &Columns) -> Result<Aggregator, ImportError> {
+        let layout = Layout::new(&self.header, columns);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, usize::from)
+            .clamp(1, 8);
+        let chunks = Mutex::new((self.chunks, 0usize));
+        let failed = AtomicBool::new(false);
+        let results: Vec<Result<Aggregator, (usize, ImportError)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut sums = Aggregator::default();
+                        let mut record = csv::ByteRecord::new();
+                        loop {
+                            if failed.load(Ordering::Relaxed) {
+                                return Ok(sums);
+                            }
+                            let (chunk, seq) = {
+                                let mut guard = chunks.lock().unwrap_or_else(|e| e.into_inner());
+                                let next = guard.0.next_chunk();
+                                guard.1 += 1;
+                                (next, guard.1)
+                            };
+                            let chunk = match chunk {
+                                Ok(Some(chunk)) => chunk,
+                                Ok(None) => return Ok(sums),
+                                Err(source) => {
+                                    failed.store(true, Ordering::Relaxed);
+                                    let file = path.to_path_buf();
+                                    return Err((seq, ImportError::Io { file, source }));
+                                }
+                            };
+                            if let Err(e) = layout.add_chunk(path, &chunk, &mut record, &mut sums) {
+                                failed.store(true, Ordering::Relaxed);
+                                return Err((seq, e));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a CSV worker does not panic"))
+                .collect()
+        });
+        merge_workers(path, results)
+    }
+}
+
+/// Where each needed column is in a row.
+struct Layout {
+    fields: usize,
+    header: Vec<String>,
+    charge: usize,
+    period: Option<usize>,
+    effective: usize,
+    billed: usize,
+    keys: [Option<usize>; KEY_COUNT],
+    /// Every needed (column, index), left to right as a person reads the row.
+    checks: Vec<(Col, usize)>,
+}
+
+impl Layout {
+    fn new(header: &[String], columns: &Columns) -> Layout {
+        let index = |col: Col| {
+            columns
+                .get(col)
+                .and_then(|name| header.iter().position(|h| h == name))
+        };
+        let mut checks: Vec<(Col, usize)> = Col::ALL
+            .iter()
+            .filter_map(|&c| index(c).map(|i| (c, i)))
+            .collect();
+        checks.sort_by_key(|&(_, i)| i);
+        Layout {
+            fields: header.len(),
+            header: header.to_vec(),
+            charge: index(Col::ChargePeriodStart).expect("a required column"),
+            period: index(Col::BillingPeriodStart),
+            effective: index(Col::EffectiveCost).expect("a required column"),
+            billed: index(Col::BilledCost).expect("a required column"),
+            keys: KEY_COLUMNS.map(index),
+            checks,
+        }
+    }
+
+    fn add_chunk(
+        &self,
+        path: &Path,
+        chunk: &Chunk,
+        record: &mut csv::ByteRecord,
+        sums: &mut Aggregator,
+    ) -> Result<(), ImportError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(chunk.body.as_slice());
+        let mut charge_days = DayCache::default();
+        let mut period_days = DayCache::default();
+        loop {
+            let line_in_chunk = reader.position().line();
+            match reader.read_byte_record(record) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    let line = e.position().map_or(line_in_chunk, |p| p.line());
+                    return Err(ImportError::BadValue {
+                        file: path.to_path_buf(),
+                        row: chunk.first_line + line - 1,
+                        column: "-".to_string(),
+                        problem: format!("malformed CSV row: {e}"),
+                    });
+                }
+            }
+            let row = chunk.first_line + record.position().map_or(line_in_chunk, |p| p.line()) - 1;
+            if record.len() == 1 && record[0].trim_ascii().is_empty() {
+                continue; // a blank line
+            }
+            let bad = |problem: Option<(usize, String)>| {
+                let (column, problem) = self.first_problem(record).unwrap_or_else(|| {
+                    let (i, p) = problem.unwrap_or((usize::MAX, "unreadable row".to_string()));
+                    (self.header.get(i).cloned().unwrap_or_default(), p)
+                });
+                ImportError::BadValue {
+                    file: path.to_path_buf(),
+                    row,
+                    column,
+                    problem,
+                }
+            };
+            if record.len() != self.fields {
+                return Err(ImportError::BadValue {
+                    file: path.to_path_buf(),
+                    row,
+                    column: "-".to_string(),
+                    problem: format!(
+                        "malformed CSV row: {} fields where the header has {}",
+                        record.len(),
+                        self.fields
+                    ),
+                });
+            }
+            let field = |i: usize| record.get(i).unwrap_or_default();
+            let day = charge_days
+                .parse(field(self.charge))
+                .ok_or_else(|| bad(None))?;
+            let period = match self.period.map(field).map(null_to_empty) {
+                Some(value) if !value.trim_ascii().is_empty() => {
+                    period_days.parse(value).ok_or_else(|| bad(None))?
+                }
+                _ => day,
+            };
+            let cost = |i: usize| parse_cost(field(i)).ok_or_else(|| bad(None));
+            let effective = cost(self.effective)?;
+            let billed = cost(self.billed)?;
+            let keys = self
+                .keys
+                .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i))));
+            sums.add(&Line {
+                day,
+                period,
+                keys,
+                effective,
+                billed,
+            })
+            .map_err(|r| bad(self.keys[r.key].map(|i| (i, r.problem))))?;
+        }
+    }
+
+    /// The leftmost problem of a row, as (column name, problem): only called once a row has
+    /// failed, so it may be slow.
+    fn first_problem(&self, record: &csv::ByteRecord) -> Option<(String, String)> {
+        for &(col, i) in &self.checks {
+            let raw = record.get(i).unwrap_or_default();
+            let shown = String::from_utf8_lossy(raw.trim_ascii());
+            let null = null_to_empty(raw).trim_ascii().is_empty();
+            let problem = if col.is_cost() && parse_cost(raw).is_none() {
+                Some(format!("`{shown}` is not a number"))
+            } else if col == Col::ChargePeriodStart && null {
+                Some("empty ChargePeriodStart".to_string())
+            } else if col.is_date() && !null && DayCache::default().parse(raw).is_none() {
+                Some(format!(
+                    "unknown date format `{shown}`; use ISO 8601 such as 2025-03-01T00:00:00Z"
+                ))
+            } else if std::str::from_utf8(raw).is_err() {
+                Some("is not valid UTF-8 text".to_string())
+            } else if col == Col::BillingCurrency && null {
+                Some("empty currency".to_string())
+            } else if col == Col::Tags && !null {
+                parse_tags(&shown)
+                    .err()
+                    .map(|e| format!("not a JSON object of tags ({e}): {shown}"))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Some((self.header[i].clone(), problem));
+            }
+        }
+        None
+    }
+}
+
+/// `NULL` (the FOCUS convention) reads as an empty value.
+fn null_to_empty(value: &[u8]) -> &[u8] {
+    if value == b"NULL" {
+        b""
+    } else {
+        value
+    }
+}
+
+/// A cost in 1e-11 units; empty and `NULL` are zero.
+fn parse_cost(value: &[u8]) -> Option<i128> {
+    let value = null_to_empty(value.trim_ascii());
+    if value.is_empty() {
+        Some(0)
+    } else {
+        crate::money::parse_decimal(value, FINE_DECIMALS)
+    }
+}
+
+/// Parses the day of `YYYY-MM-DD[T or space, then a time]`, remembering the last date seen
+/// (consecutive lines mostly share it).
+#[derive(Default)]
+pub(super) struct DayCache {
+    prefix: [u8; 10],
+    day: Option<NaiveDate>,
+}
+
+impl DayCache {
+    pub(super) fn parse(&mut self, value: &[u8]) -> Option<NaiveDate> {
+        let value = value.trim_ascii();
+        if value.len() < 10 || (value.len() > 10 && !matches!(value[10], b'T' | b' ')) {
+            return None;
+        }
+        let prefix = &value[..10];
+        if self.day.is_some() && prefix == self.prefix {
+            return self.day;
+        }
+        if prefix[4] != b'-' || prefix[7] != b'-' {
+            return None;
+        }
+        let number = |s: &[u8]| {
+            s.iter().try_fold(0u32, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+            })
+        };
+        let day = NaiveDate::from_ymd_opt(
+            i32::try_from(number(&prefix[..4])?).ok()?,
+            number(&prefix[5..7])?,
+            number(&prefix[8..])?,
+        )?;
+        self.prefix.copy_from_slice(prefix);
+        self.day = Some(day);
+        Some(day)
+    }
+}
+
+/// Part of the file's body, cut after a complete record.
+struct Chunk {
+    body: Vec<u8>,
+    /// The file line its first byte is on (the header is line 1).
+    first_line: u64,
+}
+
+/// A CSV stream in chunks of about `chunk_bytes`, each cut after a complete record (a newline
+/// outside quotes), so each parses on its own.
+struct CsvChunks {
+    input: Box<dyn Read + Send>,
+    header: Vec<u8>,
+    carry: Vec<u8>,
+    chunk_bytes: usize,
+    next_line: u64,
+    eof: bool,
+}
+
+impl CsvChunks {
+    fn open(input: Box<dyn Read + Send>, chunk_bytes: usize) -> std::io::Result<CsvChunks> {
+        let mut chunks = CsvChunks {
+            input,
+            header: Vec::new(),
+            carry: Vec::new(),
+            chunk_bytes,
+            next_line: 2,
+            eof: false,
+        };
+        let mut start = Vec::new();
+        let mut block = vec![0u8; 64 << 10];
+        loop {
+            let n = chunks.read(&mut block)?;
+            start.extend_from_slice(&block[..n]);
+            if let Some(end) = start.iter().position(|&b| b == b'\n') {
+                chunks.carry = start.split_off(end + 1);
+                chunks.header = start;
+                return Ok(chunks);
+            }
+            if n == 0 {
+                // A header without a newline and no records.
+                chunks.header = start;
+                chunks.eof = true;
+                return Ok(chunks);
+            }
+        }
+    }
+
+    fn read(&mut self, block: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.input.read(block) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn next_chunk(&mut self) -> std::io::Result<Option<Chunk>> {
+        let mut body = std::mem::take(&mut self.carry);
+        body.reserve(self.chunk_bytes.saturating_sub(body.len()) + 1);
+        let mut block = vec![0u8; (1 << 20).min(self.chunk_bytes.max(4096))];
+        loop {
+            while !self.eof && body.len() < self.chunk_bytes {
+                let n = self.read(&mut block)?;
+                if n == 0 {
+                    self.eof = true;
+                }
+                body.extend_from_slice(&block[..n]);
+            }
+            if self.eof {
+                if body.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Ok(None);
+                }
+                return Ok(Some(self.emit(body)));
+            }
+            let limit = self.chunk_bytes.min(body.len());
+            if let Some(cut) = last_record_end(&body[..limit]).or_else(|| first_record_end(&body)) {
+                self.carry = body.split_off(cut);
+                return Ok(Some(self.emit(body)));
+            }
+            // One record longer than a chunk (or an open quote): read on.
+            let n = self.read(&mut block)?;
+            if n == 0 {
+                self.eof = true;
+            }
+            body.extend_from_slice(&block[..n]);
+        }
+    }
+
+    fn emit(&mut self, body: Vec<u8>) -> Chunk {
+        let first_line = self.next_line;
+        self.next_line += body.iter().filter(|&&b| b == b'\n').count() as u64;
+        Chunk { body, first_line }
+    }
+}
+
+/// The position just after the first newline that ends a record (outside quotes).
+fn first_record_end(body: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The position just after the last newline that ends a record: outside quotes, counting
+/// quotes from the start of `body` (which starts at a record boundary).
+fn last_record_end(body: &[u8]) -> Option<usize> {
+    let mut end = body.len();
+    let mut quotes = body.iter().filter(|&&b| b == b'"').count();
+    while let Some(newline) = body[..end].iter().rposition(|&b| b == b'\n') {
+        quotes -= body[newline..end].iter().filter(|&&b| b == b'"').count();
+        if quotes % 2 == 0 {
+            return Some(newline + 1);
+        }
+        end = newline;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_end_after_a_record_not_inside_quotes() {
+        assert_eq!(last_record_end(b"a,b\nc,d\n"), Some(8));
+        assert_eq!(last_record_end(b"a,b\nc,\"x\ny"), Some(4));
+        assert_eq!(last_record_end(b"a,\"x\ny\"\nc,"), Some(8));
+        assert_eq!(last_record_end(b"a,\"x\ny"), None);
+
+        let text = "h1,h2\n1,\"two\nlines\"\n3,4\n5,6\n";
+        let mut chunks = CsvChunks::open(Box::new(std::io::Cursor::new(text)), 4).expect("open");
+        assert_eq!(chunks.header, b"h1,h2\n");
+        let mut seen = Vec::new();
+        while let Some(chunk) = chunks.next_chunk().expect("read") {
+            seen.push((
+                String::from_utf8(chunk.body).expect("utf-8"),
+                chunk.first_line,
+            ));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("1,\"two\nlines\"\n".to_string(), 2),
+                ("3,4\n".to_string(), 4),
+                ("5,6\n".to_string(), 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn days_are_read_from_focus_timestamps() {
+        let mut cache = DayCache::default();
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        assert_eq!(cache.parse(b"2024-09-18 22:00:00"), day("2024-09-18"));
+        assert_eq!(cache.parse(b"2024-09-18T23:00:00Z"), day("2024-09-18"));
+        assert_eq!(cache.parse(b"2025-03-01"), day("2025-03-01"));
+        assert_eq!(cache.parse(b"2025-03-01X"), None);
+        assert_eq!(cache.parse(b"09/18/2024 22:00"), None);
+        assert_eq!(cache.parse(b"2025-13-01T00:00:00Z"), None);
+        assert_eq!(cache.parse(b"2025-02-30"), None);
+    }
+}
