@@ -214,15 +214,46 @@ impl Aggregator {
         Ok(())
     }
 
-    /// The summed facts (amounts still in 1e-11 units).
+    /// The summed facts (amounts still in 1e-11 units), in the order of
+    /// `focus::merge_facts` (day, resource, period, then the other keys), whatever order the
+    /// lines came in. Sorted by each value's rank among its column's distinct values, so the
+    /// sort compares integers, not strings.
     pub fn into_raw_facts(self) -> Vec<RawFact> {
-        let text = |key: &Key, i: usize| self.keys[i].values[key.ids[i] as usize].clone();
-        let mut facts = Vec::with_capacity(self.days.iter().map(|(_, f)| f.len()).sum());
-        for (key, sums, day) in self
+        let currencies: Vec<String> = self.keys[CURRENCY]
+            .values
+            .iter()
+            .map(|c| c.trim().to_ascii_uppercase())
+            .collect();
+        let ranks: Vec<Vec<u32>> = (0..KEY_COUNT)
+            .map(|i| match i {
+                CURRENCY => ranks(&currencies),
+                TAGS => ranks(&self.tags),
+                _ => ranks(&self.keys[i].values),
+            })
+            .collect();
+        let order = |key: &Key, i: usize| ranks[i][key.ids[i] as usize];
+        let mut entries: Vec<(NaiveDate, &Key, &Sums)> = self
             .days
             .iter()
-            .flat_map(|(day, facts)| facts.iter().map(move |(key, sums)| (key, sums, *day)))
-        {
+            .flat_map(|(day, facts)| facts.iter().map(move |(key, sums)| (*day, key, sums)))
+            .collect();
+        entries.sort_unstable_by_key(|&(day, key, _)| {
+            (
+                day,
+                order(key, RESOURCE),
+                key.month,
+                order(key, ACCOUNT),
+                order(key, SUB_ACCOUNT),
+                order(key, PROVIDER),
+                order(key, SERVICE),
+                order(key, CATEGORY),
+                order(key, CURRENCY),
+                order(key, TAGS),
+            )
+        });
+        let text = |key: &Key, i: usize| self.keys[i].values[key.ids[i] as usize].clone();
+        let mut facts = Vec::with_capacity(entries.len());
+        for (day, key, sums) in entries {
             facts.push(RawFact {
                 fact: Fact {
                     day,
@@ -234,9 +265,7 @@ impl Aggregator {
                     resource_id: text(key, RESOURCE),
                     charge_category: text(key, CATEGORY),
                     tags: self.tags[key.ids[TAGS] as usize].clone(),
-                    currency: self.keys[CURRENCY].values[key.ids[CURRENCY] as usize]
-                        .trim()
-                        .to_ascii_uppercase(),
+                    currency: currencies[key.ids[CURRENCY] as usize].clone(),
                     effective: Nanos::ZERO,
                     billed: Nanos::ZERO,
                     line_count: sums.lines,
@@ -248,6 +277,21 @@ impl Aggregator {
         }
         facts
     }
+}
+
+/// Each value's rank in sorted order (equal values share a rank).
+fn ranks<T: Ord>(values: &[T]) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_unstable_by(|&a, &b| values[a].cmp(&values[b]));
+    let mut ranks = vec![0u32; values.len()];
+    let mut rank = 0u32;
+    for (n, &i) in order.iter().enumerate() {
+        if n > 0 && values[order[n - 1]] != values[i] {
+            rank += 1;
+        }
+        ranks[i] = rank;
+    }
+    ranks
 }
 
 #[cfg(test)]

@@ -175,7 +175,7 @@ pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
 /// How much of a file is read at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slicing {
-    /// Parquet: line items per polars query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 500,000).
+    /// Parquet: line items per polars query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 50,000).
     pub rows: usize,
     /// CSV: bytes of the file per chunk a worker parses, cut at a record boundary
     /// (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`, default 16).
@@ -455,7 +455,7 @@ fn cost_expr(name: &str) -> Expr {
 /// Line items per polars query of a parquet file. At most one slice per worker, one waiting
 /// and one being decoded are alive, so the peak follows this size and the number of distinct
 /// facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it (less memory, more queries).
-const SLICE_ROWS: usize = 500_000;
+const SLICE_ROWS: usize = 50_000;
 
 /// Bytes of a CSV file per chunk a worker parses (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`).
 const CSV_CHUNK_BYTES: usize = 16 << 20;
