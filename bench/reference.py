@@ -21,7 +21,7 @@ def reader(src):
 
 if sys.argv[1] == "--scan":
     src = sys.argv[2]
-    query = f"""select count(*), min(ChargePeriodStart), max(BillingPeriodStart), sum(EffectiveCost),
+    query = f"""select count(*), min(ChargePeriodStart)::varchar, max(BillingPeriodStart)::varchar, sum(EffectiveCost),
         sum(BilledCost), max(ResourceId), max(Tags), max(ServiceName), max(ChargeCategory),
         max(BillingAccountId), max(SubAccountId), max(ServiceProviderName), max(BillingCurrency)
         from {reader(src)}"""

@@ -100,7 +100,7 @@ table="$WORK/BENCHMARKS.table.md"
   echo "| rows | format | import s | allocate s | costsplit s | costsplit peak MB | DuckDB s | DuckDB peak MB | costsplit / DuckDB | DuckDB scan s | costsplit / scan | agreement |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   while IFS=$'\t' read -r rows fmt ti ta ot om rt rm_ ratio st sratio check; do
-    echo "| $(printf "%'d" "$rows") | $fmt | $ti | $ta | $ot | $om | $rt | $rm_ | $ratio | $st | $sratio | $check |"
+    echo "| $(echo "$rows" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta') | $fmt | $ti | $ta | $ot | $om | $rt | $rm_ | $ratio | $st | $sratio | $check |"
   done < "$results"
   echo
   echo "Start-up: the bundled 1,000-row FOCUS sample imports in ${small_t} s (${small_m%.*} MB peak) and allocates in ${small_a} s."
