@@ -6,10 +6,14 @@
 //! so a line costs a few integer hashes instead of hashing and comparing ten strings. A new
 //! currency or tags value is checked, and tags decoded, once, when first seen.
 
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
 
-use super::focus::{parse_tags, RawFact};
+use super::focus::{parse_tags, RawFact, KEY_COLUMNS};
+use super::ImportError;
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
 
@@ -276,6 +280,72 @@ impl Aggregator {
             });
         }
         facts
+    }
+}
+
+/// Sums numbered parts of a file on every core. Each worker takes the next part from `next`
+/// (parts come in file order), adds it to its own aggregator with `add`, and the aggregators
+/// are merged at the end. A failure (also flagged in `failed`, which a part's producer may
+/// watch) stops the other workers after their current part; of several failures, the one of
+/// the earliest part is returned, so the error names the first bad place in the file.
+pub fn sum_in_parallel<P>(
+    path: &Path,
+    failed: &AtomicBool,
+    next: impl Fn() -> Option<(usize, P)> + Sync,
+    add: impl Fn(P, &mut Aggregator) -> Result<(), ImportError> + Sync,
+) -> Result<Aggregator, ImportError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, 8);
+    let results: Vec<Result<Aggregator, (usize, ImportError)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut sums = Aggregator::default();
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some((number, part)) = next() else {
+                            break;
+                        };
+                        if let Err(e) = add(part, &mut sums) {
+                            failed.store(true, Ordering::Relaxed);
+                            return Err((number, e));
+                        }
+                    }
+                    Ok(sums)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("an import worker does not panic"))
+            .collect()
+    });
+    let mut first_error: Option<(usize, ImportError)> = None;
+    let mut total = Aggregator::default();
+    for result in results {
+        match result {
+            Ok(sums) if first_error.is_none() => {
+                total.absorb(sums).map_err(|r| ImportError::BadValue {
+                    file: path.to_path_buf(),
+                    row: 0,
+                    column: KEY_COLUMNS[r.key].names()[0].to_string(),
+                    problem: r.problem,
+                })?;
+            }
+            Ok(_) => {}
+            Err((number, e)) => {
+                if first_error
+                    .as_ref()
+                    .is_none_or(|(first, _)| number < *first)
+                {
+                    first_error = Some((number, e));
+                }
+            }
+        }
+    }
+    match first_error {
+        Some((_, e)) => Err(e),
+        None => Ok(total),
     }
 }
 

@@ -8,13 +8,13 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use chrono::NaiveDate;
 
-use super::aggregate::{Aggregator, Line, KEY_COUNT};
-use super::focus::{merge_workers, parse_tags, Col, Columns, KEY_COLUMNS};
+use super::aggregate::{sum_in_parallel, Aggregator, Line, KEY_COUNT};
+use super::focus::{parse_tags, Col, Columns, KEY_COLUMNS};
 use super::ImportError;
 
 /// Costs are summed in 1e-11 units (see `focus::FINE_PER_NANO`).
@@ -70,50 +70,30 @@ impl CsvFile {
     /// Sums every line of the file.
     pub fn aggregate(self, path: &Path, columns: &Columns) -> Result<Aggregator, ImportError> {
         let layout = Layout::new(&self.header, columns);
-        let workers = std::thread::available_parallelism()
-            .map_or(2, usize::from)
-            .clamp(1, 8);
         let chunks = Mutex::new((self.chunks, 0usize));
         let failed = AtomicBool::new(false);
-        let results: Vec<Result<Aggregator, (usize, ImportError)>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut sums = Aggregator::default();
-                        let mut record = csv::ByteRecord::new();
-                        loop {
-                            if failed.load(Ordering::Relaxed) {
-                                return Ok(sums);
-                            }
-                            let (chunk, seq) = {
-                                let mut guard = chunks.lock().unwrap_or_else(|e| e.into_inner());
-                                let next = guard.0.next_chunk();
-                                guard.1 += 1;
-                                (next, guard.1)
-                            };
-                            let chunk = match chunk {
-                                Ok(Some(chunk)) => chunk,
-                                Ok(None) => return Ok(sums),
-                                Err(source) => {
-                                    failed.store(true, Ordering::Relaxed);
-                                    let file = path.to_path_buf();
-                                    return Err((seq, ImportError::Io { file, source }));
-                                }
-                            };
-                            if let Err(e) = layout.add_chunk(path, &chunk, &mut record, &mut sums) {
-                                failed.store(true, Ordering::Relaxed);
-                                return Err((seq, e));
-                            }
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a CSV worker does not panic"))
-                .collect()
-        });
-        merge_workers(path, results)
+        let next = || {
+            let mut guard = chunks.lock().unwrap_or_else(|e| e.into_inner());
+            guard.1 += 1;
+            let number = guard.1;
+            match guard.0.next_chunk() {
+                Ok(None) => None,
+                Ok(Some(chunk)) => Some((number, Ok(chunk))),
+                Err(source) => Some((number, Err(source))),
+            }
+        };
+        sum_in_parallel(
+            path,
+            &failed,
+            next,
+            |chunk: std::io::Result<Chunk>, sums| {
+                let chunk = chunk.map_err(|source| ImportError::Io {
+                    file: path.to_path_buf(),
+                    source,
+                })?;
+                layout.add_chunk(path, &chunk, &mut csv::ByteRecord::new(), sums)
+            },
+        )
     }
 }
 

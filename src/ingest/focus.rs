@@ -16,7 +16,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use polars::prelude::*;
 
-use super::aggregate::{Aggregator, KEY_COUNT};
+use super::aggregate::{sum_in_parallel, Aggregator, KEY_COUNT};
 use super::csv_file::{CsvFile, DayCache};
 use super::{cur, FileFormat, ImportError};
 use crate::model::{Fact, Tags};
@@ -88,7 +88,7 @@ impl Col {
         Col::Tags,
     ];
 
-    fn names(self) -> &'static [&'static str] {
+    pub(super) fn names(self) -> &'static [&'static str] {
         match self {
             Col::ChargePeriodStart => &["ChargePeriodStart"],
             Col::BillingPeriodStart => &["BillingPeriodStart"],
@@ -306,10 +306,7 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
     let receiver = Mutex::new(receiver);
     let failed = AtomicBool::new(false);
     let (columns, schema, scan) = (&columns, &schema, &scan);
-    let workers = std::thread::available_parallelism()
-        .map_or(2, usize::from)
-        .clamp(1, 8);
-    let results: Vec<Result<Aggregator, (usize, ImportError)>> = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut offset = 0usize;
             let mut number = 0usize;
@@ -329,73 +326,25 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
             }
             drop(sender);
         });
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut sums = Aggregator::default();
-                    loop {
-                        let next = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((number, slice)) = next else {
-                            return Ok(sums);
-                        };
-                        let added = slice
-                            .map_err(|e| unreadable(path, &e))
-                            .and_then(|frame| add_frame(path, &frame, columns, &mut sums));
-                        if let Err(e) = added {
-                            failed.store(true, Ordering::Relaxed);
-                            // Drain, so the reader is never left blocked on a full channel.
-                            while receiver
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .recv()
-                                .is_ok()
-                            {}
-                            return Err((number, e));
-                        }
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a parquet worker does not panic"))
-            .collect()
-    });
-    merge_workers(path, results)
-}
-
-/// One aggregator from several workers' (each `Ok`, or the numbered part that failed first).
-pub(super) fn merge_workers(
-    path: &Path,
-    results: Vec<Result<Aggregator, (usize, ImportError)>>,
-) -> Result<Aggregator, ImportError> {
-    let mut first_error: Option<(usize, ImportError)> = None;
-    let mut total = Aggregator::default();
-    for result in results {
-        match result {
-            Ok(sums) if first_error.is_none() => {
-                total.absorb(sums).map_err(|r| ImportError::BadValue {
-                    file: path.to_path_buf(),
-                    row: 0,
-                    column: KEY_COLUMNS[r.key].names()[0].to_string(),
-                    problem: r.problem,
-                })?;
-            }
-            Ok(_) => {}
-            Err((number, e)) => {
-                if first_error
-                    .as_ref()
-                    .is_none_or(|(first, _)| number < *first)
-                {
-                    first_error = Some((number, e));
-                }
-            }
-        }
-    }
-    match first_error {
-        Some((_, e)) => Err(e),
-        None => Ok(total),
-    }
+        // Owns the receiver: when the workers are done, it is dropped with this closure,
+        // which ends a reader still waiting to send.
+        let next = move || {
+            receiver
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recv()
+                .ok()
+        };
+        sum_in_parallel(
+            path,
+            &failed,
+            next,
+            |frame: PolarsResult<DataFrame>, sums| {
+                let frame = frame.map_err(|e| unreadable(path, &e))?;
+                add_frame(path, &frame, columns, sums)
+            },
+        )
+    })
 }
 
 fn unreadable(path: &Path, error: &dyn std::fmt::Display) -> ImportError {
