@@ -208,11 +208,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     })?;
     let sums = match format {
         FileFormat::Csv | FileFormat::GzipCsv => {
-            let file = CsvFile::open(
-                path,
-                format == FileFormat::GzipCsv,
-                slicing.csv_bytes.max(1),
-            )?;
+            let file = CsvFile::open(path, format == FileFormat::GzipCsv, slicing.csv_bytes)?;
             if cur::is_cur(&file.header) {
                 return Err(ImportError::Unreadable {
                     file: path.to_path_buf(),
@@ -256,7 +252,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
 }
 
 /// A FOCUS or CUR 2.0 parquet file, `slice_rows` rows per polars query. One thread runs the
-/// queries (polars decodes on its own pool) while this one sums the previous slice.
+/// queries (polars decodes on its own pool) while worker threads sum the slices already read.
 fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportError> {
     let names =
         |schema: &Schema| -> Vec<String> { schema.iter_names().map(|n| n.to_string()).collect() };
@@ -264,8 +260,9 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
         .and_then(|mut frame| frame.collect_schema())
         .map_err(|e| unreadable(path, &e))?;
     let header = names(&schema);
-    // `Some(schema)` when the file is a CUR export, read through its FOCUS projection.
-    let (columns, cur_schema) = if cur::is_cur(&header) {
+    // `Some(schema)` when the file is a CUR export, read through its FOCUS projection; and the
+    // schema the query sees.
+    let (columns, cur_schema, schema) = if cur::is_cur(&header) {
         if let Some(column) = cur::missing_column(&header) {
             return Err(ImportError::MissingColumn {
                 file: path.to_path_buf(),
@@ -285,9 +282,11 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
         (
             Columns::resolve(path, &names(&projected), "an AWS CUR 2.0")?,
             Some(schema),
+            projected,
         )
     } else {
-        (Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?, None)
+        let columns = Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?;
+        (columns, None, schema)
     };
     // A fresh scan per slice, so nothing a finished query cached stays alive.
     let scan = || -> PolarsResult<LazyFrame> {
@@ -297,9 +296,6 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
             None => frame,
         })
     };
-    let schema = scan()
-        .and_then(|mut frame| frame.collect_schema())
-        .map_err(|e| unreadable(path, &e))?;
     let rows = parquet_rows(path).map_err(|e| unreadable(path, &e))?;
     // Slices are numbered so that, of several bad slices, the first is reported.
     let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, PolarsResult<DataFrame>)>(1);
