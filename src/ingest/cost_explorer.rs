@@ -386,6 +386,15 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
                 line_count: 1,
                 estimated: result.estimated(),
             };
+            // A group whose keys do not match the request cannot be attributed: refuse the
+            // answer rather than guess which key is which.
+            if group.keys().len() != query.group_by.len() {
+                return Err(bad(format!(
+                    "{day}: a group with keys {:?} for a request grouped by {} key(s)",
+                    group.keys(),
+                    query.group_by.len()
+                )));
+            }
             for (key, value) in query.group_by.iter().zip(group.keys()) {
                 match key {
                     GroupKey::Tag(tag) => {
@@ -408,10 +417,14 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
             }
             let metrics = group.metrics();
             let metric = |name: &str| -> Result<(i128, String), FetchError> {
-                let Some(value) = metrics.and_then(|m| m.get(name)) else {
-                    return Ok((0, String::new()));
-                };
-                let text = value.amount().unwrap_or("0");
+                // Cost Explorer returns every metric asked for; a missing one is not zero.
+                let value = metrics.and_then(|m| m.get(name));
+                let text = value.and_then(|v| v.amount()).ok_or_else(|| {
+                    bad(format!(
+                        "{day} {:?}: the answer has no {name} amount",
+                        group.keys()
+                    ))
+                })?;
                 let amount = parse_amount(text).ok_or_else(|| {
                     bad(format!(
                         "{day} {:?}: {name} amount `{text}` is not a number",
@@ -420,7 +433,11 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
                 })?;
                 Ok((
                     amount,
-                    value.unit().unwrap_or("").trim().to_ascii_uppercase(),
+                    value
+                        .and_then(|v| v.unit())
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_uppercase(),
                 ))
             };
             let (effective, effective_unit) = metric(&query.effective_metric)?;
@@ -530,7 +547,7 @@ mod tests {
                     .build(),
             )
             .build();
-        let facts = to_raw_facts(&query, &[result]).expect("facts");
+        let facts = to_raw_facts(&query, std::slice::from_ref(&result)).expect("facts");
         assert_eq!(facts.len(), 2);
         assert!(facts[0].fact.tags.is_empty());
         assert!(facts[0].fact.estimated);
@@ -545,7 +562,45 @@ mod tests {
         let mut outside = query.clone();
         outside.from = day("2026-11-02");
         outside.to = day("2026-11-03");
-        assert!(to_raw_facts(&outside, &[]).expect("empty").is_empty());
+        let refused = to_raw_facts(&outside, std::slice::from_ref(&result))
+            .expect_err("a day outside the window is refused");
+        assert!(
+            refused.to_string().contains("outside the requested window"),
+            "{refused}"
+        );
+
+        // Answers that cannot be attributed are refused, never read as zero.
+        let interval = DateInterval::builder()
+            .start("2026-11-01")
+            .end("2026-11-02")
+            .build()
+            .expect("interval");
+        let one_key = ResultByTime::builder()
+            .time_period(interval.clone())
+            .groups(
+                Group::builder()
+                    .keys("service$web")
+                    .metrics("AmortizedCost", money("1"))
+                    .metrics("UnblendedCost", money("1"))
+                    .build(),
+            )
+            .build();
+        assert!(to_raw_facts(&query, &[one_key]).is_err());
+        let no_billed = ResultByTime::builder()
+            .time_period(interval)
+            .groups(
+                Group::builder()
+                    .keys("service$web")
+                    .keys("Amazon Simple Storage Service")
+                    .metrics("AmortizedCost", money("1"))
+                    .build(),
+            )
+            .build();
+        let refused = to_raw_facts(&query, &[no_billed]).expect_err("a missing metric");
+        assert!(
+            refused.to_string().contains("no UnblendedCost amount"),
+            "{refused}"
+        );
     }
 
     #[test]

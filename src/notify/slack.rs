@@ -95,6 +95,12 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
     json!({"text": truncate(&alert.summary(), MAX_TEXT), "blocks": blocks})
 }
 
+/// The most of an answer that is read. A `chat.postMessage` success echoes the whole message
+/// back (kilobytes with its blocks); nothing Slack sends comes near this.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+/// How much of an answer is kept in a failure reason.
+const MAX_REASON: usize = 200;
+
 /// Posts one message. `api_url` is Slack's Web API base (`https://slack.com/api`).
 pub async fn send(
     client: &reqwest::Client,
@@ -102,72 +108,316 @@ pub async fn send(
     target: Target<'_>,
     message: &Value,
 ) -> Result<(), SendError> {
-    let request = match target {
-        Target::Webhook(url) => client.post(url.expose()).json(message),
+    let (request, secret) = match target {
+        Target::Webhook(url) => (client.post(url.expose()).json(message), url),
         Target::Bot { token, channel } => {
             let mut body = message.clone();
             body["channel"] = json!(channel);
-            client
+            let request = client
                 .post(format!(
                     "{}/chat.postMessage",
                     api_url.trim_end_matches('/')
                 ))
                 .bearer_auth(token.expose())
-                .json(&body)
+                .json(&body);
+            (request, token)
         }
     };
     let response = request.send().await.map_err(|e| SendError::Retry {
         reason: format!("cannot reach Slack: {}", e.without_url()),
         after: None,
     })?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = response.text().await.unwrap_or_default();
-    let body = truncate(body.trim(), 200);
-    if status.as_u16() == 429 {
-        return Err(SendError::Retry {
-            reason: "rate limited by Slack (HTTP 429)".into(),
-            after: retry_after,
-        });
-    }
-    if status.is_server_error() {
-        return Err(SendError::Retry {
-            reason: format!("Slack answered HTTP {}", status.as_u16()),
-            after: retry_after,
-        });
-    }
-    match target {
-        Target::Webhook(_) if status.is_success() && body == "ok" => Ok(()),
-        Target::Webhook(_) => Err(SendError::Permanent {
-            reason: format!(
-                "webhook refused the message: HTTP {} {body}",
-                status.as_u16()
-            ),
-        }),
-        Target::Bot { .. } => {
-            let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            if status.is_success() && parsed["ok"] == json!(true) {
-                return Ok(());
+    let answer = Answer {
+        status: response.status().as_u16(),
+        retry_after: response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs),
+        body: read_body(response).await,
+    };
+    let outcome = match target {
+        Target::Webhook(_) => answer.webhook_outcome(),
+        Target::Bot { .. } => answer.post_message_outcome(),
+    };
+    // Whatever a server says, a reason never carries the URL or token it was sent with.
+    outcome.map_err(|e| e.redact(secret.expose()))
+}
+
+/// Reads the whole body, up to `MAX_ANSWER_BYTES`; `Err` says why it could not.
+async fn read_body(mut response: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_ANSWER_BYTES => {
+                return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"))
             }
-            let error = parsed["error"]
-                .as_str()
-                .unwrap_or("unreadable answer")
-                .to_string();
-            if error == "ratelimited" {
-                Err(SendError::Retry {
-                    reason: "chat.postMessage: ratelimited".into(),
-                    after: retry_after,
-                })
-            } else {
-                Err(SendError::Permanent {
-                    reason: format!("chat.postMessage: {error}"),
-                })
-            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Ok(String::from_utf8_lossy(&body).into_owned()),
+            Err(e) => return Err(format!("answer cut off: {}", e.without_url())),
         }
+    }
+}
+
+/// What Slack answered: the status, its `Retry-After`, and the whole body (or why it could
+/// not be read). Sorting it into an outcome is pure, so every answer shape is unit-tested.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Result<String, String>,
+}
+
+/// `chat.postMessage` errors after which the message was not posted and a later try can work.
+const TRANSIENT_API_ERRORS: [&str; 4] = [
+    "ratelimited",
+    "request_timeout",
+    "service_unavailable",
+    "internal_error",
+];
+
+impl Answer {
+    fn shown_body(&self) -> String {
+        match &self.body {
+            Ok(text) => truncate(text.trim(), MAX_REASON),
+            Err(why) => why.clone(),
+        }
+    }
+
+    /// The status codes every Slack endpoint shares: 429 and 5xx are tried again.
+    fn retriable(&self, what: &str) -> Option<SendError> {
+        match self.status {
+            429 => Some(SendError::Retry {
+                reason: format!("{what}: rate limited by Slack (HTTP 429)"),
+                after: self.retry_after,
+            }),
+            500..=599 => Some(SendError::Retry {
+                reason: format!("{what}: Slack answered HTTP {}", self.status),
+                after: self.retry_after,
+            }),
+            _ => None,
+        }
+    }
+
+    /// An incoming webhook answers `200 ok`, or a status with a plain-text error
+    /// (`invalid_payload`, `channel_not_found`, …).
+    pub fn webhook_outcome(&self) -> Result<(), SendError> {
+        if let Some(retry) = self.retriable("webhook") {
+            return Err(retry);
+        }
+        match (&self.body, self.status) {
+            (Ok(text), 200..=299) if text.trim() == "ok" => Ok(()),
+            (_, 200..=299) => Err(SendError::Permanent {
+                reason: format!(
+                    "webhook answered HTTP {} with `{}` instead of `ok`; the message may have been posted, check the channel",
+                    self.status,
+                    self.shown_body()
+                ),
+            }),
+            _ => Err(SendError::Permanent {
+                reason: format!(
+                    "webhook refused the message: HTTP {} {}",
+                    self.status,
+                    self.shown_body()
+                ),
+            }),
+        }
+    }
+
+    /// `chat.postMessage` answers JSON: `{"ok":true,…}` echoing the posted message, or
+    /// `{"ok":false,"error":…}` (also with HTTP 200).
+    pub fn post_message_outcome(&self) -> Result<(), SendError> {
+        let parsed = self
+            .body
+            .as_ref()
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let error = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str);
+        if let Some(retry) = self.retriable("chat.postMessage") {
+            return Err(match (retry, error) {
+                (SendError::Retry { after, .. }, Some(error)) => SendError::Retry {
+                    reason: format!("chat.postMessage: {error} (HTTP {})", self.status),
+                    after,
+                },
+                (retry, _) => retry,
+            });
+        }
+        match parsed.as_ref().and_then(|v| v.get("ok")).and_then(Value::as_bool) {
+            Some(true) if (200..300).contains(&self.status) => Ok(()),
+            Some(_) => {
+                let error = error.unwrap_or("no error code").to_string();
+                if TRANSIENT_API_ERRORS.contains(&error.as_str()) {
+                    Err(SendError::Retry {
+                        reason: format!("chat.postMessage: {error}"),
+                        after: self.retry_after,
+                    })
+                } else {
+                    Err(SendError::Permanent {
+                        reason: format!("chat.postMessage: {error}"),
+                    })
+                }
+            }
+            None if (200..300).contains(&self.status) => Err(SendError::Permanent {
+                reason: format!(
+                    "chat.postMessage: HTTP {} with an answer that is not Slack's JSON (`{}`); the message may have been posted, check the channel",
+                    self.status,
+                    self.shown_body()
+                ),
+            }),
+            None => Err(SendError::Permanent {
+                reason: format!(
+                    "chat.postMessage: HTTP {} {}",
+                    self.status,
+                    self.shown_body()
+                ),
+            }),
+        }
+    }
+}
+
+impl SendError {
+    fn redact(self, secret: &str) -> SendError {
+        let clean = |reason: String| {
+            if secret.is_empty() {
+                reason
+            } else {
+                reason.replace(secret, "***")
+            }
+        };
+        match self {
+            SendError::Retry { reason, after } => SendError::Retry {
+                reason: clean(reason),
+                after,
+            },
+            SendError::Permanent { reason } => SendError::Permanent {
+                reason: clean(reason),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            body: Ok(body.to_string()),
+        }
+    }
+
+    /// The shape of a real `chat.postMessage` success (Slack's API reference): the whole
+    /// message echoed back with its blocks, the bot's profile and the warnings Slack adds.
+    fn echoed_success(blocks: usize) -> String {
+        let blocks: Vec<Value> = (0..blocks)
+            .map(|i| json!({"type": "section", "block_id": format!("b{i:04}"), "text": {"type": "mrkdwn", "text": "*Service*\ncheckout-api ".repeat(20), "verbatim": false}}))
+            .collect();
+        json!({
+            "ok": true,
+            "channel": "C0123ABCDEF",
+            "ts": "1732435200.000100",
+            "message": {
+                "user": "U0123ABCDEF", "type": "message", "ts": "1732435200.000100",
+                "bot_id": "B0123ABCDEF", "app_id": "A0123ABCDEF", "text": "Cost spike: checkout-api",
+                "team": "T0123ABCDEF",
+                "bot_profile": {"id": "B0123ABCDEF", "app_id": "A0123ABCDEF", "name": "costsplit",
+                    "icons": {"image_36": "https://a.slack-edge.com/80588/img/plugins/app/bot_36.png"},
+                    "deleted": false, "updated": 1_732_000_000, "team_id": "T0123ABCDEF"},
+                "blocks": blocks
+            },
+            "warning": "missing_charset",
+            "response_metadata": {"warnings": ["missing_charset"]}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_full_size_post_message_success_is_delivered() {
+        let body = echoed_success(50);
+        assert!(body.len() > 20_000, "{} bytes", body.len());
+        assert_eq!(answer(200, &body).post_message_outcome(), Ok(()));
+    }
+
+    #[test]
+    fn ok_false_with_http_200_is_a_permanent_failure_with_slacks_error() {
+        let body = r#"{"ok":false,"error":"channel_not_found","warning":"missing_charset","response_metadata":{"warnings":["missing_charset"]}}"#;
+        assert_eq!(
+            answer(200, body).post_message_outcome(),
+            Err(SendError::Permanent {
+                reason: "chat.postMessage: channel_not_found".into()
+            })
+        );
+    }
+
+    #[test]
+    fn ratelimited_is_retried_after_slacks_delay() {
+        let limited = Answer {
+            status: 429,
+            retry_after: Some(Duration::from_secs(30)),
+            body: Ok(r#"{"ok":false,"error":"ratelimited"}"#.into()),
+        };
+        assert_eq!(
+            limited.post_message_outcome(),
+            Err(SendError::Retry {
+                reason: "chat.postMessage: ratelimited (HTTP 429)".into(),
+                after: Some(Duration::from_secs(30))
+            })
+        );
+        let in_body = answer(200, r#"{"ok":false,"error":"ratelimited"}"#);
+        assert!(matches!(
+            in_body.post_message_outcome(),
+            Err(SendError::Retry { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unreadable_success_is_failed_visibly_not_resent() {
+        let cut = echoed_success(3)[..150].to_string();
+        let Err(SendError::Permanent { reason }) = answer(200, &cut).post_message_outcome() else {
+            panic!("a cut answer is not retried: the message may already be in the channel");
+        };
+        assert!(reason.contains("may have been posted"), "{reason}");
+        assert!(reason.chars().count() < 400, "{reason}");
+    }
+
+    #[test]
+    fn webhook_answers_are_plain_text() {
+        assert_eq!(answer(200, "ok").webhook_outcome(), Ok(()));
+        assert_eq!(
+            answer(404, "channel_not_found").webhook_outcome(),
+            Err(SendError::Permanent {
+                reason: "webhook refused the message: HTTP 404 channel_not_found".into()
+            })
+        );
+        assert!(matches!(
+            answer(500, "rollup_error").webhook_outcome(),
+            Err(SendError::Retry { .. })
+        ));
+        let Err(SendError::Permanent { reason }) =
+            answer(200, &"<html>".repeat(10_000)).webhook_outcome()
+        else {
+            panic!("a 200 that is not `ok` is not counted as delivered");
+        };
+        assert!(reason.chars().count() < 400, "{reason}");
+    }
+
+    #[test]
+    fn reasons_never_repeat_the_secret_a_server_echoed() {
+        let error = SendError::Permanent {
+            reason: "webhook refused the message: HTTP 400 bad https://hooks.example/T1/B1/xyz"
+                .into(),
+        };
+        assert_eq!(
+            error.redact("https://hooks.example/T1/B1/xyz"),
+            SendError::Permanent {
+                reason: "webhook refused the message: HTTP 400 bad ***".into()
+            }
+        );
     }
 }

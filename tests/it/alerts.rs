@@ -12,6 +12,7 @@ use costsplit::store::{RunRecord, Store};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::slack_standin::SlackStandIn;
 use crate::support::{day, rules, Kind, TestStore, BOTH, NOW};
 
 const D: i64 = costsplit::money::NANOS_PER_UNIT;
@@ -240,6 +241,96 @@ async fn channel_not_found_is_permanent_and_recorded() {
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     assert_eq!(auth, Some("Bearer xoxb-test-token"));
+}
+
+/// The regression from issue 10: a `chat.postMessage` success echoes the whole message (kilobytes),
+/// and reading only its first 200 characters recorded every delivered alert as failed.
+async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let rules = rules(&[("r.toml", RULES)]);
+    seed(&t.store, &["checkout-api", "search-api"]).await;
+    assert_eq!(check(&t.store, &rules).await, 2);
+    let server = MockServer::start().await;
+    let slack = SlackStandIn::new("xoxb-test-token", &["#payments-cost"]);
+    Mock::given(method("POST"))
+        .respond_with(slack.clone())
+        .mount(&server)
+        .await;
+    // checkout-api has a channel (bot token); search-api has none (webhook).
+    let s = settings(&server, true, true);
+    let summary = notify::deliver(&t.store, &s, &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    assert_eq!(
+        (summary.sent, summary.failed),
+        (2, 0),
+        "{kind:?}: {summary:?}"
+    );
+    // Far past the 200 characters the notifier used to read before parsing.
+    assert!(
+        slack.largest_answer() > 1_000,
+        "the echo is full-size: {} bytes",
+        slack.largest_answer()
+    );
+    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    assert_eq!(sent.len(), 2, "{kind:?}: {sent:?}");
+    assert!(sent.iter().all(|a| a.attempts == 1), "{sent:?}");
+    assert!(t
+        .store
+        .list_alerts(Some("failed"))
+        .await
+        .expect("list")
+        .is_empty());
+    notify::deliver(&t.store, &s, &chrono::Utc::now)
+        .await
+        .expect("deliver again");
+    assert_eq!(received_bodies(&server).await.len(), 2, "each posted once");
+}
+
+#[tokio::test]
+async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo_on_both_stores() {
+    for kind in BOTH {
+        post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kind).await;
+    }
+}
+
+#[tokio::test]
+async fn post_message_ratelimited_is_retried_and_ok_false_is_failed_with_slacks_error() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    // search-api posts to a channel the bot is not in.
+    let with_channels = RULES.replace(
+        "name = \"search-api\"\nteam = \"search\"",
+        "name = \"search-api\"\nteam = \"search\"\nslack_channel = \"#archived\"",
+    );
+    let rules = rules(&[("r.toml", &with_channels)]);
+    seed(&t.store, &["checkout-api", "search-api"]).await;
+    assert_eq!(check(&t.store, &rules).await, 2);
+    let server = MockServer::start().await;
+    let slack = SlackStandIn::with_rate_limit("xoxb-test-token", &["#payments-cost"], 1);
+    Mock::given(method("POST"))
+        .respond_with(slack.clone())
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let summary = notify::deliver(&t.store, &settings(&server, false, true), &chrono::Utc::now)
+        .await
+        .expect("deliver");
+    assert_eq!((summary.sent, summary.failed), (1, 1), "{summary:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].service, "checkout-api");
+    let failed = t.store.list_alerts(Some("failed")).await.expect("list");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].service, "search-api");
+    // Whichever alert met the rate limit was tried again: three calls for two alerts.
+    assert_eq!(sent[0].attempts + failed[0].attempts, 3);
+    assert_eq!(failed[0].last_error, "chat.postMessage: channel_not_found");
+    assert!(slack.largest_answer() > 1_000);
+    assert_eq!(received_bodies(&server).await.len(), 3);
 }
 
 #[tokio::test]

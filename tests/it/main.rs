@@ -8,5 +8,6 @@ mod cur;
 mod generated;
 mod import;
 mod rules_check;
+mod slack_standin;
 mod store;
 mod sync;
