@@ -53,8 +53,9 @@ pub enum Command {
     /// Generate a month of billing data, import it into a fresh SQLite store, allocate it
     /// with the rules and print the per-service table with the reconciliation line
     Demo(DemoArgs),
-    /// Import FOCUS 1.0-1.2 billing files (.csv, .csv.gz, .parquet); replaces the billing
-    /// periods they contain. Give every part of a multi-part export in one call.
+    /// Import billing files: FOCUS 1.0-1.3 (.csv, .csv.gz, .parquet), AWS CUR 2.0 (.parquet,
+    /// .csv, .csv.gz) or legacy CUR (.csv, .csv.gz); a FILE may be an export folder or an AWS
+    /// export manifest. All of them are one batch: it replaces the billing periods they hold
     Import {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,

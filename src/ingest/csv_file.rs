@@ -67,9 +67,15 @@ impl CsvFile {
         Ok(CsvFile { header, chunks })
     }
 
-    /// Sums every line of the file.
+    /// Sums every line of a FOCUS file.
     pub fn aggregate(self, path: &Path, columns: &Columns) -> Result<Aggregator, ImportError> {
         let layout = Layout::new(&self.header, columns);
+        self.aggregate_with(path, &layout)
+    }
+
+    /// Sums every line of the file, each record mapped onto a line item by `rows`.
+    pub fn aggregate_with(self, path: &Path, rows: &dyn RowMap) -> Result<Aggregator, ImportError> {
+        let fields = self.header.len();
         let chunks = Mutex::new((self.chunks, 0usize));
         let failed = AtomicBool::new(false);
         let next = || {
@@ -91,15 +97,96 @@ impl CsvFile {
                     file: path.to_path_buf(),
                     source,
                 })?;
-                layout.add_chunk(path, &chunk, &mut csv::ByteRecord::new(), sums)
+                add_chunk(path, fields, rows, &chunk, sums)
             },
         )
     }
 }
 
+/// What a format's row mapper builds for a line beside the record's own fields (tags text,
+/// a service name read out of a JSON column), reused from line to line.
+#[derive(Default)]
+pub struct Scratch {
+    pub tags: Vec<u8>,
+    pub service: Vec<u8>,
+    /// The last JSON text a value was read from, and that value.
+    pub last_json: Vec<u8>,
+    pub last_value: Vec<u8>,
+}
+
+/// A format's mapping of one CSV record onto the common line item: one per format (FOCUS
+/// here, CUR in `cur.rs`), so the reader itself knows no format's columns.
+pub trait RowMap: Sync {
+    /// The line item of `record`, or (column name, problem) for the leftmost bad value.
+    fn line<'r>(
+        &self,
+        record: &'r csv::ByteRecord,
+        scratch: &'r mut Scratch,
+        days: &mut [DayCache; 2],
+    ) -> Result<Line<'r>, (String, String)>;
+
+    /// The column behind key `key` of a line (for an error about its value).
+    fn key_column(&self, record: &csv::ByteRecord, key: usize) -> (String, Option<String>);
+}
+
+fn add_chunk(
+    path: &Path,
+    fields: usize,
+    rows: &dyn RowMap,
+    chunk: &Chunk,
+    sums: &mut Aggregator,
+) -> Result<(), ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(chunk.body.as_slice());
+    let mut record = csv::ByteRecord::new();
+    let mut scratch = Scratch::default();
+    let mut days = [DayCache::default(), DayCache::default()];
+    loop {
+        let line_in_chunk = reader.position().line();
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                let line = e.position().map_or(line_in_chunk, |p| p.line());
+                return Err(ImportError::BadValue {
+                    file: path.to_path_buf(),
+                    row: chunk.first_line + line - 1,
+                    column: "-".to_string(),
+                    problem: format!("malformed CSV row: {e}"),
+                });
+            }
+        }
+        let row = chunk.first_line + record.position().map_or(line_in_chunk, |p| p.line()) - 1;
+        if record.len() == 1 && record[0].trim_ascii().is_empty() {
+            continue; // a blank line
+        }
+        let bad = |(column, problem): (String, String)| ImportError::BadValue {
+            file: path.to_path_buf(),
+            row,
+            column,
+            problem,
+        };
+        if record.len() != fields {
+            return Err(bad((
+                "-".to_string(),
+                format!(
+                    "malformed CSV row: {} fields where the header has {fields}",
+                    record.len()
+                ),
+            )));
+        }
+        let line = rows.line(&record, &mut scratch, &mut days).map_err(bad)?;
+        if let Err(r) = sums.add(&line) {
+            let (column, better) = rows.key_column(&record, r.key);
+            return Err(bad((column, better.unwrap_or(r.problem))));
+        }
+    }
+}
+
 /// Where each needed column is in a row.
 struct Layout {
-    fields: usize,
     header: Vec<String>,
     charge: usize,
     period: Option<usize>,
@@ -123,7 +210,6 @@ impl Layout {
             .collect();
         checks.sort_by_key(|&(_, i)| i);
         Layout {
-            fields: header.len(),
             header: header.to_vec(),
             charge: index(Col::ChargePeriodStart).expect("a required column"),
             period: index(Col::BillingPeriodStart),
@@ -133,90 +219,53 @@ impl Layout {
             checks,
         }
     }
+}
 
-    fn add_chunk(
+impl RowMap for Layout {
+    fn line<'r>(
         &self,
-        path: &Path,
-        chunk: &Chunk,
-        record: &mut csv::ByteRecord,
-        sums: &mut Aggregator,
-    ) -> Result<(), ImportError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(chunk.body.as_slice());
-        let mut charge_days = DayCache::default();
-        let mut period_days = DayCache::default();
-        loop {
-            let line_in_chunk = reader.position().line();
-            match reader.read_byte_record(record) {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => {
-                    let line = e.position().map_or(line_in_chunk, |p| p.line());
-                    return Err(ImportError::BadValue {
-                        file: path.to_path_buf(),
-                        row: chunk.first_line + line - 1,
-                        column: "-".to_string(),
-                        problem: format!("malformed CSV row: {e}"),
-                    });
-                }
+        record: &'r csv::ByteRecord,
+        _scratch: &'r mut Scratch,
+        [charge_days, period_days]: &mut [DayCache; 2],
+    ) -> Result<Line<'r>, (String, String)> {
+        let bad = || {
+            self.first_problem(record)
+                .unwrap_or_else(|| ("-".to_string(), "unreadable row".to_string()))
+        };
+        let field = |i: usize| record.get(i).unwrap_or_default();
+        let day = charge_days.parse(field(self.charge)).ok_or_else(bad)?;
+        let period = match self.period.map(field).map(null_to_empty) {
+            Some(value) if !value.trim_ascii().is_empty() => {
+                period_days.parse(value).ok_or_else(bad)?
             }
-            let row = chunk.first_line + record.position().map_or(line_in_chunk, |p| p.line()) - 1;
-            if record.len() == 1 && record[0].trim_ascii().is_empty() {
-                continue; // a blank line
-            }
-            let bad = |problem: Option<(usize, String)>| {
-                let (column, problem) = self.first_problem(record).unwrap_or_else(|| {
-                    let (i, p) = problem.unwrap_or((usize::MAX, "unreadable row".to_string()));
-                    (self.header.get(i).cloned().unwrap_or_default(), p)
-                });
-                ImportError::BadValue {
-                    file: path.to_path_buf(),
-                    row,
-                    column,
-                    problem,
-                }
-            };
-            if record.len() != self.fields {
-                return Err(ImportError::BadValue {
-                    file: path.to_path_buf(),
-                    row,
-                    column: "-".to_string(),
-                    problem: format!(
-                        "malformed CSV row: {} fields where the header has {}",
-                        record.len(),
-                        self.fields
-                    ),
-                });
-            }
-            let field = |i: usize| record.get(i).unwrap_or_default();
-            let day = charge_days
-                .parse(field(self.charge))
-                .ok_or_else(|| bad(None))?;
-            let period = match self.period.map(field).map(null_to_empty) {
-                Some(value) if !value.trim_ascii().is_empty() => {
-                    period_days.parse(value).ok_or_else(|| bad(None))?
-                }
-                _ => day,
-            };
-            let cost = |i: usize| parse_cost(field(i)).ok_or_else(|| bad(None));
-            let effective = cost(self.effective)?;
-            let billed = cost(self.billed)?;
-            let keys = self
+            _ => day,
+        };
+        let cost = |i: usize| parse_cost(field(i)).ok_or_else(bad);
+        Ok(Line {
+            day,
+            period,
+            effective: cost(self.effective)?,
+            billed: cost(self.billed)?,
+            keys: self
                 .keys
-                .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i))));
-            sums.add(&Line {
-                day,
-                period,
-                keys,
-                effective,
-                billed,
-            })
-            .map_err(|r| bad(self.keys[r.key].map(|i| (i, r.problem))))?;
-        }
+                .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i)))),
+        })
     }
 
+    fn key_column(&self, record: &csv::ByteRecord, key: usize) -> (String, Option<String>) {
+        match self.first_problem(record) {
+            Some((column, problem)) => (column, Some(problem)),
+            None => (
+                self.keys[key]
+                    .and_then(|i| self.header.get(i).cloned())
+                    .unwrap_or_default(),
+                None,
+            ),
+        }
+    }
+}
+
+impl Layout {
     /// The leftmost problem of a row, as (column name, problem): only called once a row has
     /// failed, so it may be slow.
     fn first_problem(&self, record: &csv::ByteRecord) -> Option<(String, String)> {
@@ -252,7 +301,7 @@ impl Layout {
 }
 
 /// `NULL` (the FOCUS convention) reads as an empty value.
-fn null_to_empty(value: &[u8]) -> &[u8] {
+pub(super) fn null_to_empty(value: &[u8]) -> &[u8] {
     if value == b"NULL" {
         b""
     } else {
@@ -261,7 +310,7 @@ fn null_to_empty(value: &[u8]) -> &[u8] {
 }
 
 /// A cost in 1e-11 units; empty and `NULL` are zero.
-fn parse_cost(value: &[u8]) -> Option<i128> {
+pub(super) fn parse_cost(value: &[u8]) -> Option<i128> {
     let value = null_to_empty(value.trim_ascii());
     if value.is_empty() {
         Some(0)

@@ -9,9 +9,16 @@
 
 use polars::prelude::*;
 
+use super::aggregate::{Line, KEY_COUNT};
+use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
+use super::ImportError;
+
 /// Marks a `Tags` value encoded by this module (key/value pairs, not JSON). See
 /// [`super::focus::parse_tags`].
 pub const KV_TAGS: char = '\u{1d}';
+/// Marks a `Tags` value that is CUR 2.0's `resource_tags` map as JSON text (CSV exports):
+/// decoded once per distinct value, user tags losing their `user_` prefix.
+pub const CUR_JSON_TAGS: char = '\u{1c}';
 pub const KV_PAIR: char = '\u{1f}';
 pub const KV_SEP: char = '\u{1e}';
 
@@ -25,9 +32,171 @@ pub const REQUIRED: [&str; 3] = [
     "line_item_currency_code",
 ];
 
-/// A CUR 2.0 (or legacy CUR in parquet) file is recognised by its usage start column.
+/// A CUR 2.0 file (or a legacy CUR in parquet, which AWS writes with the same snake_case
+/// names) is recognised by its usage start column.
 pub fn is_cur(header: &[String]) -> bool {
     header.iter().any(|h| h == USAGE_START)
+}
+
+/// A legacy CUR CSV (`lineItem/UsageStartDate`, `resourceTags/user:KEY`, ...).
+pub fn is_legacy_cur(header: &[String]) -> bool {
+    header.iter().any(|h| h == Field::UsageStart.legacy())
+}
+
+/// The CUR columns costsplit reads, in both naming schemes: CUR 2.0 (and parquet) snake_case,
+/// and the legacy CUR's `category/Name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    UsageStart,
+    PeriodStart,
+    Payer,
+    UsageAccount,
+    ProductName,
+    ProductCode,
+    ResourceId,
+    LineItemType,
+    Currency,
+    Unblended,
+    SpEffective,
+    SpTotalCommitment,
+    SpUsedCommitment,
+    RiEffective,
+    RiUnusedAmortizedUpfront,
+    RiUnusedRecurring,
+    RiArn,
+}
+
+impl Field {
+    const ALL: [Field; 17] = [
+        Field::UsageStart,
+        Field::PeriodStart,
+        Field::Payer,
+        Field::UsageAccount,
+        Field::ProductName,
+        Field::ProductCode,
+        Field::ResourceId,
+        Field::LineItemType,
+        Field::Currency,
+        Field::Unblended,
+        Field::SpEffective,
+        Field::SpTotalCommitment,
+        Field::SpUsedCommitment,
+        Field::RiEffective,
+        Field::RiUnusedAmortizedUpfront,
+        Field::RiUnusedRecurring,
+        Field::RiArn,
+    ];
+
+    /// (CUR 2.0 name, legacy CUR name).
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Field::UsageStart => (USAGE_START, "lineItem/UsageStartDate"),
+            Field::PeriodStart => (
+                "bill_billing_period_start_date",
+                "bill/BillingPeriodStartDate",
+            ),
+            Field::Payer => ("bill_payer_account_id", "bill/PayerAccountId"),
+            Field::UsageAccount => ("line_item_usage_account_id", "lineItem/UsageAccountId"),
+            Field::ProductName => ("product_product_name", "product/ProductName"),
+            Field::ProductCode => ("line_item_product_code", "lineItem/ProductCode"),
+            Field::ResourceId => ("line_item_resource_id", "lineItem/ResourceId"),
+            Field::LineItemType => (TYPE, "lineItem/LineItemType"),
+            Field::Currency => ("line_item_currency_code", "lineItem/CurrencyCode"),
+            Field::Unblended => ("line_item_unblended_cost", "lineItem/UnblendedCost"),
+            Field::SpEffective => (
+                "savings_plan_savings_plan_effective_cost",
+                "savingsPlan/SavingsPlanEffectiveCost",
+            ),
+            Field::SpTotalCommitment => (
+                "savings_plan_total_commitment_to_date",
+                "savingsPlan/TotalCommitmentToDate",
+            ),
+            Field::SpUsedCommitment => {
+                ("savings_plan_used_commitment", "savingsPlan/UsedCommitment")
+            }
+            Field::RiEffective => ("reservation_effective_cost", "reservation/EffectiveCost"),
+            Field::RiUnusedAmortizedUpfront => (
+                "reservation_unused_amortized_upfront_fee_for_billing_period",
+                "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
+            ),
+            Field::RiUnusedRecurring => (
+                "reservation_unused_recurring_fee",
+                "reservation/UnusedRecurringFee",
+            ),
+            Field::RiArn => (
+                "reservation_reservation_a_r_n",
+                "reservation/ReservationARN",
+            ),
+        }
+    }
+
+    fn snake(self) -> &'static str {
+        self.names().0
+    }
+
+    fn legacy(self) -> &'static str {
+        self.names().1
+    }
+
+    fn required(self) -> bool {
+        matches!(self, Field::UsageStart | Field::Unblended | Field::Currency)
+    }
+}
+
+/// How AWS amortizes a line item (the effective cost), by `line_item_line_item_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Amortized {
+    /// Its unblended cost.
+    Unblended,
+    /// Savings-plan covered usage: the plan's effective cost.
+    SavingsPlanEffective,
+    /// The unused part of the plan's commitment.
+    UnusedCommitment,
+    /// Reserved usage: the reservation's effective cost.
+    ReservationEffective,
+    /// The unused part of the reservation's fees.
+    UnusedReservation,
+    /// Replaced by amortization: negations and upfront fees.
+    Zero,
+}
+
+fn amortized(line_type: &str, has_reservation: bool) -> Amortized {
+    match line_type {
+        "SavingsPlanCoveredUsage" => Amortized::SavingsPlanEffective,
+        "SavingsPlanRecurringFee" => Amortized::UnusedCommitment,
+        "SavingsPlanNegation" | "SavingsPlanUpfrontFee" => Amortized::Zero,
+        "DiscountedUsage" => Amortized::ReservationEffective,
+        "RIFee" => Amortized::UnusedReservation,
+        "Fee" if has_reservation => Amortized::Zero,
+        _ => Amortized::Unblended,
+    }
+}
+
+/// The FOCUS charge category of a CUR line item type.
+const CATEGORIES: [(&str, &[&str]); 4] = [
+    (
+        "Usage",
+        &["Usage", "DiscountedUsage", "SavingsPlanCoveredUsage"],
+    ),
+    ("Tax", &["Tax"]),
+    ("Credit", &["Credit", "Refund"]),
+    (
+        "Purchase",
+        &[
+            "Fee",
+            "RIFee",
+            "SavingsPlanRecurringFee",
+            "SavingsPlanUpfrontFee",
+        ],
+    ),
+];
+const OTHER_CATEGORY: &str = "Adjustment";
+
+fn category(line_type: &str) -> &'static str {
+    CATEGORIES
+        .iter()
+        .find(|(_, types)| types.contains(&line_type))
+        .map_or(OTHER_CATEGORY, |(category, _)| category)
 }
 
 /// The first required CUR column the file lacks.
@@ -58,46 +227,70 @@ pub fn project(frame: LazyFrame, schema: &Schema) -> LazyFrame {
     let kind = || text(TYPE);
     let is = |value: &str| kind().eq(lit(value.to_string()));
     let unblended = cost("line_item_unblended_cost");
-    let effective = when(is("SavingsPlanCoveredUsage"))
-        .then(cost("savings_plan_savings_plan_effective_cost"))
-        .when(is("SavingsPlanRecurringFee"))
-        .then(cost("savings_plan_total_commitment_to_date") - cost("savings_plan_used_commitment"))
-        .when(is("SavingsPlanNegation").or(is("SavingsPlanUpfrontFee")))
-        .then(lit(0.0))
-        .when(is("DiscountedUsage"))
-        .then(cost("reservation_effective_cost"))
-        .when(is("RIFee"))
-        .then(
+    let has_reservation = text("reservation_reservation_a_r_n").neq(lit(""));
+    let rule = |amortized: Amortized| match amortized {
+        Amortized::Unblended => unblended.clone(),
+        Amortized::SavingsPlanEffective => cost("savings_plan_savings_plan_effective_cost"),
+        Amortized::UnusedCommitment => {
+            cost("savings_plan_total_commitment_to_date") - cost("savings_plan_used_commitment")
+        }
+        Amortized::ReservationEffective => cost("reservation_effective_cost"),
+        Amortized::UnusedReservation => {
             cost("reservation_unused_amortized_upfront_fee_for_billing_period")
-                + cost("reservation_unused_recurring_fee"),
-        )
-        .when(is("Fee").and(text("reservation_reservation_a_r_n").neq(lit(""))))
-        .then(lit(0.0))
+                + cost("reservation_unused_recurring_fee")
+        }
+        Amortized::Zero => lit(0.0),
+    };
+    let mut effective = when(is("Fee").and(has_reservation))
+        .then(rule(amortized("Fee", true)))
         .otherwise(unblended.clone());
-    let category = when(
-        is("Usage")
-            .or(is("DiscountedUsage"))
-            .or(is("SavingsPlanCoveredUsage")),
-    )
-    .then(lit("Usage"))
-    .when(is("Tax"))
-    .then(lit("Tax"))
-    .when(is("Credit").or(is("Refund")))
-    .then(lit("Credit"))
-    .when(
-        is("Fee")
-            .or(is("RIFee"))
-            .or(is("SavingsPlanRecurringFee"))
-            .or(is("SavingsPlanUpfrontFee")),
-    )
-    .then(lit("Purchase"))
-    .otherwise(lit("Adjustment"));
-    let service = if has("product_product_name") {
-        when(text("product_product_name").neq(lit("")))
-            .then(text("product_product_name"))
-            .otherwise(text("line_item_product_code"))
-    } else {
-        text("line_item_product_code")
+    for line_type in [
+        "SavingsPlanCoveredUsage",
+        "SavingsPlanRecurringFee",
+        "SavingsPlanNegation",
+        "SavingsPlanUpfrontFee",
+        "DiscountedUsage",
+        "RIFee",
+    ] {
+        effective = when(is(line_type))
+            .then(rule(amortized(line_type, false)))
+            .otherwise(effective);
+    }
+    let mut category = lit(OTHER_CATEGORY);
+    for (name, types) in CATEGORIES.iter().rev() {
+        let matches = types
+            .iter()
+            .map(|t| is(t))
+            .reduce(|a, b| a.or(b))
+            .expect("every category has a line item type");
+        category = when(matches).then(lit(*name)).otherwise(category);
+    }
+    // The product name (as Cost Explorer and FOCUS name services), else the product code.
+    let product_name = match schema.get("product") {
+        _ if has(Field::ProductName.snake()) => Some(text(Field::ProductName.snake())),
+        Some(DataType::List(inner)) if matches!(inner.as_ref(), DataType::Struct(_)) => {
+            let entry = || element().struct_();
+            Some(
+                col("product")
+                    .list()
+                    .eval(
+                        entry()
+                            .field_by_name("value")
+                            .filter(entry().field_by_name("key").eq(lit(PRODUCT_NAME_KEY))),
+                    )
+                    .list()
+                    .first()
+                    .cast(DataType::String)
+                    .fill_null(lit("")),
+            )
+        }
+        _ => None,
+    };
+    let service = match product_name {
+        Some(name) => when(name.clone().neq(lit("")))
+            .then(name)
+            .otherwise(text("line_item_product_code")),
+        None => text("line_item_product_code"),
     };
     let period = if has("bill_billing_period_start_date") {
         col("bill_billing_period_start_date")
@@ -138,8 +331,17 @@ fn tags_expr(schema: &Schema) -> Expr {
                 .join(lit(KV_PAIR.to_string()), true)
                 .fill_null(lit(""))
         }
-        // A JSON text column: decoded like FOCUS `Tags`.
-        Some(DataType::String) => return col("resource_tags").fill_null(lit("")),
+        // A JSON text column.
+        Some(DataType::String) => {
+            return concat_str(
+                [
+                    lit(CUR_JSON_TAGS.to_string()),
+                    col("resource_tags").fill_null(lit("")),
+                ],
+                "",
+                false,
+            )
+        }
         _ => {
             let parts: Vec<Expr> = schema
                 .iter_names()
@@ -160,8 +362,18 @@ fn tags_expr(schema: &Schema) -> Expr {
     concat_str([lit(KV_TAGS.to_string()), encoded], "", false)
 }
 
-/// Decodes [`KV_TAGS`] text. CUR names user tags `user_<key>`; they become `<key>`, as in
-/// Cost Explorer and FOCUS. Empty values are no tag.
+/// The key of the product name in CUR 2.0's `product` map.
+const PRODUCT_NAME_KEY: &str = "product_name";
+
+/// A user tag's key as Cost Explorer and FOCUS show it: CUR 2.0 names it `user_<key>`, the
+/// legacy CUR `user:<key>`.
+fn tag_key(key: &str) -> &str {
+    key.strip_prefix("user_")
+        .or_else(|| key.strip_prefix("user:"))
+        .unwrap_or(key)
+}
+
+/// Decodes [`KV_TAGS`] text. Empty values are no tag.
 pub fn decode_tags(raw: &str) -> crate::model::Tags {
     raw.trim_start_matches(KV_TAGS)
         .split(KV_PAIR)
@@ -170,10 +382,254 @@ pub fn decode_tags(raw: &str) -> crate::model::Tags {
             if value.is_empty() {
                 return None;
             }
-            let key = key.strip_prefix("user_").unwrap_or(key);
-            Some((key.to_string(), value.to_string()))
+            Some((tag_key(key).to_string(), value.to_string()))
         })
         .collect()
+}
+
+/// Decodes [`CUR_JSON_TAGS`] text: a JSON object of tags (`{}` or empty for none).
+pub fn decode_json_tags(raw: &str) -> Result<crate::model::Tags, serde_json::Error> {
+    let raw = raw.trim_start_matches(CUR_JSON_TAGS).trim();
+    if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
+        return Ok(crate::model::Tags::new());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(s) if s.is_empty() => return None,
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Some((tag_key(&k).to_string(), value))
+        })
+        .collect())
+}
+
+/// Where the tags of a CUR CSV row are.
+enum TagColumns {
+    /// CUR 2.0: the `resource_tags` map as JSON text.
+    Json(usize),
+    /// Legacy CUR `resourceTags/user:KEY` or CUR 2.0 `resource_tags_user_KEY` columns:
+    /// (index, key).
+    Columns(Vec<(usize, String)>),
+}
+
+/// A CUR 2.0 or legacy CUR CSV: where each needed column is, and how a row becomes a line.
+pub struct CurCsv {
+    header: Vec<String>,
+    fields: [Option<usize>; Field::ALL.len()],
+    /// CUR 2.0's `product` map as JSON text, when there is no product name column.
+    product_json: Option<usize>,
+    tags: TagColumns,
+}
+
+impl CurCsv {
+    pub fn new(file: &std::path::Path, header: &[String]) -> Result<CurCsv, ImportError> {
+        let legacy = is_legacy_cur(header);
+        let position = |name: &str| header.iter().position(|h| h.trim() == name);
+        let mut fields = [None; Field::ALL.len()];
+        for (slot, field) in fields.iter_mut().zip(Field::ALL) {
+            let name = if legacy {
+                field.legacy()
+            } else {
+                field.snake()
+            };
+            *slot = position(name);
+            if slot.is_none() && field.required() {
+                let format = if legacy {
+                    "a legacy AWS CUR"
+                } else {
+                    "an AWS CUR 2.0"
+                };
+                return Err(ImportError::missing_column(file, name, format, header));
+            }
+        }
+        let tags = match position("resource_tags") {
+            Some(i) if !legacy => TagColumns::Json(i),
+            _ => TagColumns::Columns(
+                header
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, h)| {
+                        let key = h
+                            .strip_prefix("resourceTags/")
+                            .or_else(|| h.strip_prefix("resource_tags_"))?;
+                        Some((i, key.to_string()))
+                    })
+                    .collect(),
+            ),
+        };
+        Ok(CurCsv {
+            header: header.to_vec(),
+            fields,
+            product_json: if legacy { None } else { position("product") },
+            tags,
+        })
+    }
+
+    fn index(&self, field: Field) -> Option<usize> {
+        self.fields[Field::ALL
+            .iter()
+            .position(|f| *f == field)
+            .expect("every field is in ALL")]
+    }
+
+    fn name(&self, field: Field) -> String {
+        self.index(field)
+            .and_then(|i| self.header.get(i).cloned())
+            .unwrap_or_else(|| field.snake().to_string())
+    }
+}
+
+impl RowMap for CurCsv {
+    fn line<'r>(
+        &self,
+        record: &'r csv::ByteRecord,
+        scratch: &'r mut Scratch,
+        [usage_days, period_days]: &mut [DayCache; 2],
+    ) -> Result<Line<'r>, (String, String)> {
+        let raw = |field: Field| -> &'r [u8] {
+            self.index(field)
+                .and_then(|i| record.get(i))
+                .map_or(&b""[..], |v| null_to_empty(v.trim_ascii()))
+        };
+        let shown = |field: Field| String::from_utf8_lossy(raw(field)).into_owned();
+        let date = |field: Field, cache: &mut DayCache| {
+            cache.parse(raw(field)).ok_or_else(|| {
+                (
+                    self.name(field),
+                    format!(
+                        "unknown date format `{}`; CUR dates look like 2026-04-01T00:00:00.000Z",
+                        shown(field)
+                    ),
+                )
+            })
+        };
+        let cost = |field: Field| {
+            parse_cost(raw(field)).ok_or_else(|| {
+                (
+                    self.name(field),
+                    format!("`{}` is not a number", shown(field)),
+                )
+            })
+        };
+        let day = date(Field::UsageStart, usage_days)?;
+        let period = if raw(Field::PeriodStart).is_empty() {
+            day
+        } else {
+            date(Field::PeriodStart, period_days)?
+        };
+        let line_type = std::str::from_utf8(raw(Field::LineItemType)).unwrap_or_default();
+        let billed = cost(Field::Unblended)?;
+        let effective = match amortized(line_type, !raw(Field::RiArn).is_empty()) {
+            Amortized::Unblended => billed,
+            Amortized::SavingsPlanEffective => cost(Field::SpEffective)?,
+            Amortized::UnusedCommitment => {
+                cost(Field::SpTotalCommitment)? - cost(Field::SpUsedCommitment)?
+            }
+            Amortized::ReservationEffective => cost(Field::RiEffective)?,
+            Amortized::UnusedReservation => {
+                cost(Field::RiUnusedAmortizedUpfront)? + cost(Field::RiUnusedRecurring)?
+            }
+            Amortized::Zero => 0,
+        };
+        // Tags: the JSON text as it is (decoded once per distinct value), or the tag
+        // columns encoded as key/value pairs.
+        let Scratch {
+            tags,
+            service,
+            last_json,
+            last_value,
+        } = scratch;
+        tags.clear();
+        match &self.tags {
+            TagColumns::Json(i) => {
+                let text = record.get(*i).unwrap_or_default().trim_ascii();
+                if !text.is_empty() && text != b"{}" {
+                    tags.extend_from_slice(CUR_JSON_TAGS.to_string().as_bytes());
+                    tags.extend_from_slice(text);
+                }
+            }
+            TagColumns::Columns(columns) => {
+                for (i, key) in columns {
+                    let value = null_to_empty(record.get(*i).unwrap_or_default().trim_ascii());
+                    if value.is_empty() {
+                        continue;
+                    }
+                    tags.extend_from_slice(
+                        if tags.is_empty() {
+                            KV_TAGS.to_string()
+                        } else {
+                            KV_PAIR.to_string()
+                        }
+                        .as_bytes(),
+                    );
+                    tags.extend_from_slice(key.as_bytes());
+                    tags.extend_from_slice(KV_SEP.to_string().as_bytes());
+                    tags.extend_from_slice(value);
+                }
+            }
+        }
+        // Service: the product name, else the product code.
+        service.clear();
+        service.extend_from_slice(raw(Field::ProductName));
+        if service.is_empty() {
+            if let Some(i) = self.product_json {
+                let text = record.get(i).unwrap_or_default().trim_ascii();
+                if text != last_json.as_slice() {
+                    last_json.clear();
+                    last_json.extend_from_slice(text);
+                    last_value.clear();
+                    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(text) {
+                        if let Some(serde_json::Value::String(name)) = map.get(PRODUCT_NAME_KEY) {
+                            last_value.extend_from_slice(name.as_bytes());
+                        }
+                    }
+                }
+                service.extend_from_slice(last_value);
+            }
+        }
+        if service.is_empty() {
+            service.extend_from_slice(raw(Field::ProductCode));
+        }
+        let (tags, service): (&'r [u8], &'r [u8]) = (tags, service);
+        let mut keys: [&'r [u8]; KEY_COUNT] = [b""; KEY_COUNT];
+        keys[super::aggregate::ACCOUNT] = raw(Field::Payer);
+        keys[super::aggregate::SUB_ACCOUNT] = raw(Field::UsageAccount);
+        keys[super::aggregate::PROVIDER] = b"AWS";
+        keys[super::aggregate::SERVICE] = service;
+        keys[super::aggregate::RESOURCE] = raw(Field::ResourceId);
+        keys[super::aggregate::CATEGORY] = category(line_type).as_bytes();
+        keys[super::aggregate::CURRENCY] = raw(Field::Currency);
+        keys[super::aggregate::TAGS] = tags;
+        Ok(Line {
+            day,
+            period,
+            keys,
+            effective,
+            billed,
+        })
+    }
+
+    fn key_column(&self, _record: &csv::ByteRecord, key: usize) -> (String, Option<String>) {
+        use super::aggregate::{ACCOUNT, CURRENCY, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS};
+        let column = match key {
+            ACCOUNT => self.name(Field::Payer),
+            SUB_ACCOUNT => self.name(Field::UsageAccount),
+            SERVICE => self.name(Field::ProductCode),
+            RESOURCE => self.name(Field::ResourceId),
+            CURRENCY => self.name(Field::Currency),
+            TAGS => match &self.tags {
+                TagColumns::Json(i) => self.header[*i].clone(),
+                TagColumns::Columns(_) => "resourceTags".to_string(),
+            },
+            _ => "-".to_string(),
+        };
+        (column, None)
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! FOCUS 1.0-1.2 billing files (CSV, gzip CSV, parquet) into daily facts.
+//! FOCUS 1.0-1.3 billing files (CSV, gzip CSV, parquet) into daily facts.
 //!
 //! Every line item is summed into its fact by an [`Aggregator`] (interned keys, each distinct
 //! `Tags` value decoded once), so memory follows the number of distinct facts, not the file.
@@ -146,16 +146,12 @@ impl Columns {
                     names.insert(col, name);
                 }
                 None if col.required() => {
-                    let mut found: Vec<&str> = header.iter().map(String::as_str).take(12).collect();
-                    if header.len() > 12 {
-                        found.push("...");
-                    }
-                    return Err(ImportError::MissingColumn {
-                        file: file.to_path_buf(),
-                        column: col.names()[0].to_string(),
+                    return Err(ImportError::missing_column(
+                        file,
+                        col.names()[0],
                         format,
-                        found: found.join(", "),
-                    });
+                        header,
+                    ));
                 }
                 None => {}
             }
@@ -209,14 +205,14 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     let sums = match format {
         FileFormat::Csv | FileFormat::GzipCsv => {
             let file = CsvFile::open(path, format == FileFormat::GzipCsv, slicing.csv_bytes)?;
-            if cur::is_cur(&file.header) {
-                return Err(ImportError::Unreadable {
-                    file: path.to_path_buf(),
-                    message: "this is an AWS CUR export in CSV; costsplit reads CUR 2.0 as parquet (choose Parquet as the Data Export's file format)".to_string(),
-                });
+            if cur::is_cur(&file.header) || cur::is_legacy_cur(&file.header) {
+                let rows = cur::CurCsv::new(path, &file.header)?;
+                file.aggregate_with(path, &rows)?
+            } else {
+                super::refuse_foreign(path, &file.header)?;
+                let columns = Columns::resolve(path, &file.header, FOCUS)?;
+                file.aggregate(path, &columns)?
             }
-            let columns = Columns::resolve(path, &file.header, "a FOCUS 1.0-1.2")?;
-            file.aggregate(path, &columns)?
         }
         FileFormat::Parquet => read_parquet(path, slicing.rows.max(1))?,
     };
@@ -264,17 +260,12 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
     // schema the query sees.
     let (columns, cur_schema, schema) = if cur::is_cur(&header) {
         if let Some(column) = cur::missing_column(&header) {
-            return Err(ImportError::MissingColumn {
-                file: path.to_path_buf(),
-                column: column.to_string(),
-                format: "an AWS CUR 2.0",
-                found: header
-                    .iter()
-                    .take(12)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+            return Err(ImportError::missing_column(
+                path,
+                column,
+                "an AWS CUR 2.0",
+                &header,
+            ));
         }
         let projected = scan_parquet(path)
             .and_then(|frame| cur::project(frame, &schema).collect_schema())
@@ -285,7 +276,8 @@ fn read_parquet(path: &Path, slice_rows: usize) -> Result<Aggregator, ImportErro
             projected,
         )
     } else {
-        let columns = Columns::resolve(path, &header, "a FOCUS 1.0-1.2")?;
+        super::refuse_foreign(path, &header)?;
+        let columns = Columns::resolve(path, &header, FOCUS)?;
         (columns, None, schema)
     };
     // A fresh scan per slice, so nothing a finished query cached stays alive.
@@ -361,6 +353,8 @@ fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
         ScanArgsParquet::default(),
     )
 }
+
+const FOCUS: &str = "a FOCUS 1.0-1.3";
 
 /// Output column names of the selecting query.
 const DAY: &str = "day";
@@ -551,6 +545,9 @@ fn add_frame(
 pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
     if raw.starts_with(cur::KV_TAGS) {
         return Ok(cur::decode_tags(raw));
+    }
+    if raw.starts_with(cur::CUR_JSON_TAGS) {
+        return cur::decode_json_tags(raw);
     }
     let raw = raw.trim();
     if raw.is_empty() || raw.eq_ignore_ascii_case("null") {

@@ -1,8 +1,9 @@
-//! Billing sources: FOCUS export files (CSV, gzip CSV, parquet), AWS CUR 2.0 parquet files
-//! and the Cost Explorer API. Every source yields the same daily [`Fact`]s. Sources read;
+//! Billing sources: FOCUS export files (CSV, gzip CSV, parquet), AWS CUR 2.0 (parquet, CSV,
+//! gzip CSV) and legacy CUR (CSV, gzip CSV) files, and the Cost Explorer API. Every source yields the same daily [`Fact`]s. Sources read;
 //! they never write the store and never look at rules.
 
 mod aggregate;
+pub mod batch;
 pub mod cost_explorer;
 mod csv_file;
 pub mod cur;
@@ -33,7 +34,9 @@ pub enum ImportError {
         file: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}: unknown file type; give a FOCUS export as .csv, .csv.gz or .parquet")]
+    #[error(
+        "{file}: unknown file type; give a FOCUS or AWS CUR export as .csv, .csv.gz or .parquet"
+    )]
     UnknownFormat { file: PathBuf },
     #[error("{file}: the file has no line items (is it the right export?)")]
     Empty { file: PathBuf },
@@ -55,6 +58,22 @@ pub enum ImportError {
     },
     #[error("{file}: {message}")]
     Unreadable { file: PathBuf, message: String },
+}
+
+impl ImportError {
+    /// A required column is missing; the message lists the first columns the file has.
+    fn missing_column(file: &Path, column: &str, format: &'static str, header: &[String]) -> Self {
+        let mut found: Vec<&str> = header.iter().map(String::as_str).take(12).collect();
+        if header.len() > 12 {
+            found.push("...");
+        }
+        ImportError::MissingColumn {
+            file: file.to_path_buf(),
+            column: column.to_string(),
+            format,
+            found: found.join(", "),
+        }
+    }
 }
 
 fn row_suffix(row: u64) -> String {
@@ -88,12 +107,52 @@ impl FileFormat {
     }
 }
 
+/// Exports that are not billing line items costsplit reads, recognised by their columns, with
+/// what to export instead: (a column that marks it, what it is and what to do).
+const FOREIGN: [(&str, &str); 4] = [
+    (
+        "CostInBillingCurrency",
+        "an Azure cost details export (actual or amortized cost), not FOCUS: export the FOCUS dataset (Cost Management > Exports > \"Cost and usage (FOCUS)\") instead",
+    ),
+    (
+        "costInBillingCurrency",
+        "an Azure cost details export (actual or amortized cost), not FOCUS: export the FOCUS dataset (Cost Management > Exports > \"Cost and usage (FOCUS)\") instead",
+    ),
+    (
+        "usage_start_time",
+        "a Google Cloud billing export, not FOCUS: export Google Cloud's FOCUS view of the billing data instead",
+    ),
+    (
+        "ResultsByTime",
+        "a Cost Explorer answer, not a billing export: let costsplit pull Cost Explorer itself (costsplit sync billing)",
+    ),
+];
+
+/// Refuses a file that is a known kind of export costsplit does not read, saying what to do.
+fn refuse_foreign(file: &Path, header: &[String]) -> Result<(), ImportError> {
+    if header.iter().any(|h| h.trim() == "ChargePeriodStart") {
+        return Ok(());
+    }
+    match FOREIGN
+        .iter()
+        .find(|(column, _)| header.iter().any(|h| h.trim() == *column))
+    {
+        Some((_, what)) => Err(ImportError::Unreadable {
+            file: file.to_path_buf(),
+            message: format!("this is {what}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Reads billing files into daily facts. All files are one batch: together they replace the
 /// billing periods they contain (give every part of a multi-part export in one call).
+/// `paths` may name folders and export manifests too (see [`batch::expand`]).
 pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
+    let paths = batch::expand(paths)?;
     let mut imported = Imported::default();
     let mut raw = Vec::new();
-    for path in paths {
+    for path in &paths {
         let started = std::time::Instant::now();
         let file = focus::read_file(path)?;
         tracing::info!(

@@ -11,3 +11,4 @@ mod rules_check;
 mod slack_standin;
 mod store;
 mod sync;
+mod thirdparty;
