@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::allocate::UsageWeights;
 use crate::config::{Config, Overrides};
+use crate::demo::generate::{GenSpec, World};
 use crate::ingest::cost_explorer::calls_cost;
-use crate::ingest::generate::{GenSpec, World};
 use crate::jobs;
 use crate::model::{month_bounds, parse_day};
 use crate::money::human;
@@ -562,13 +562,13 @@ async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
     let spike = spec.services.get(5).cloned().unwrap_or_default();
     let rise = spec.services.get(4).cloned().unwrap_or_default();
     spec.adjustments = vec![
-        crate::ingest::generate::Adjustment {
+        crate::demo::generate::Adjustment {
             service: spike.clone(),
             from: date(3, 20),
             to: date(3, 20),
             percent: 600,
         },
-        crate::ingest::generate::Adjustment {
+        crate::demo::generate::Adjustment {
             service: rise.clone(),
             from: date(3, 1),
             to: date(3, 31),

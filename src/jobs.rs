@@ -311,7 +311,7 @@ pub async fn sync_billing(
         };
         match fetched {
             Ok(raw) => {
-                let facts = ingest::focus::round_to_nanos(ingest::focus::merge_facts(raw));
+                let facts = ingest::aggregate::round_to_nanos(ingest::aggregate::merge_facts(raw));
                 let estimated: std::collections::BTreeSet<NaiveDate> = facts
                     .iter()
                     .filter(|f| f.estimated)

@@ -8,6 +8,7 @@ pub mod alert;
 pub mod allocate;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod jobs;
 pub mod model;

@@ -1,4 +1,4 @@
-//! Line items summed into facts, one line at a time, in memory that follows the number of
+//! Line items summed into facts (the one place amounts are rounded), one line at a time, in memory that follows the number of
 //! distinct facts and distinct key values, never the number of lines.
 //!
 //! Each key column's values are interned to small integers (comparing with the previous
@@ -6,37 +6,24 @@
 //! so a line costs a few integer hashes instead of hashing and comparing ten strings. A new
 //! currency or tags value is checked, and tags decoded, once, when first seen.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
 
-use super::focus::{parse_tags, RawFact, KEY_COLUMNS};
+use super::line::{
+    parse_tags, Line, RawFact, ACCOUNT, CATEGORY, CURRENCY, KEY_COUNT, KEY_NAMES, PROVIDER,
+    RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
+};
 use super::ImportError;
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
 
-/// The text key columns of a fact, in this order.
-pub const KEY_COUNT: usize = 8;
-pub const ACCOUNT: usize = 0;
-pub const SUB_ACCOUNT: usize = 1;
-pub const PROVIDER: usize = 2;
-pub const SERVICE: usize = 3;
-pub const RESOURCE: usize = 4;
-pub const CATEGORY: usize = 5;
-pub const CURRENCY: usize = 6;
-pub const TAGS: usize = 7;
-
-/// One line item: its day, billing month, key values (empty for null) and costs in 1e-11
-/// units.
-pub struct Line<'a> {
-    pub day: NaiveDate,
-    pub period: NaiveDate,
-    pub keys: [&'a [u8]; KEY_COUNT],
-    pub effective: i128,
-    pub billed: i128,
-}
+/// Billing files carry up to 11 decimals; amounts are summed at 1e-11 and rounded to
+/// nano-units once, per batch, keeping each day's total exact (see [`round_to_nanos`]).
+pub const FINE_PER_NANO: i128 = 100;
 
 /// A key value the aggregator refused: which key column, and why.
 #[derive(Debug)]
@@ -219,7 +206,7 @@ impl Aggregator {
     }
 
     /// The summed facts (amounts still in 1e-11 units), in the order of
-    /// `focus::merge_facts` (day, resource, period, then the other keys), whatever order the
+    /// [`merge_facts`] (day, resource, period, then the other keys), whatever order the
     /// lines came in. Sorted by each value's rank among its column's distinct values, so the
     /// sort compares integers, not strings.
     pub fn into_raw_facts(self) -> Vec<RawFact> {
@@ -328,7 +315,7 @@ pub fn sum_in_parallel<P>(
                 total.absorb(sums).map_err(|r| ImportError::BadValue {
                     file: path.to_path_buf(),
                     row: 0,
-                    column: KEY_COLUMNS[r.key].names()[0].to_string(),
+                    column: KEY_NAMES[r.key].to_string(),
                     problem: r.problem,
                 })?;
             }
@@ -362,6 +349,93 @@ fn ranks<T: Ord>(values: &[T]) -> Vec<u32> {
         ranks[i] = rank;
     }
     ranks
+}
+
+/// Sums facts that share every key (raw tag strings that decode to the same tags merge here),
+/// in key order, so the result does not depend on how the lines were read.
+pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
+    // Equal keys are summed, so a stable sort buys nothing.
+    facts.sort_unstable_by(|a, b| fact_key(&a.fact).cmp(&fact_key(&b.fact)));
+    let mut merged: Vec<RawFact> = Vec::with_capacity(facts.len());
+    for raw in facts {
+        match merged.last_mut() {
+            Some(last) if fact_key(&last.fact) == fact_key(&raw.fact) => {
+                last.effective += raw.effective;
+                last.billed += raw.billed;
+                last.fact.line_count += raw.fact.line_count;
+                last.fact.estimated |= raw.fact.estimated;
+            }
+            _ => merged.push(raw),
+        }
+    }
+    merged
+}
+
+/// Rounds 1e-11 amounts to nano-units so that, for every day and currency, the facts sum to
+/// the exact total of the line items rounded once (no drift from rounding each line item).
+pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
+    let mut groups: HashMap<(NaiveDate, String), Vec<usize>> = HashMap::new();
+    for (i, r) in raw.iter().enumerate() {
+        groups
+            .entry((r.fact.day, r.fact.currency.clone()))
+            .or_default()
+            .push(i);
+    }
+    let mut effective = vec![0i64; raw.len()];
+    let mut billed = vec![0i64; raw.len()];
+    for indexes in groups.values() {
+        let values: Vec<i128> = indexes.iter().map(|&i| raw[i].effective).collect();
+        for (&i, v) in indexes
+            .iter()
+            .zip(crate::money::round_preserving_sum(&values, FINE_PER_NANO))
+        {
+            effective[i] = v;
+        }
+        let values: Vec<i128> = indexes.iter().map(|&i| raw[i].billed).collect();
+        for (&i, v) in indexes
+            .iter()
+            .zip(crate::money::round_preserving_sum(&values, FINE_PER_NANO))
+        {
+            billed[i] = v;
+        }
+    }
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| Fact {
+            effective: Nanos(effective[i]),
+            billed: Nanos(billed[i]),
+            ..r.fact
+        })
+        .collect()
+}
+
+/// Day and resource first: they tell nearly all facts apart, so comparisons end early.
+type FactKey<'a> = (
+    NaiveDate,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a Tags,
+);
+
+fn fact_key(f: &Fact) -> FactKey<'_> {
+    (
+        f.day,
+        &f.resource_id,
+        &f.billing_period,
+        &f.billing_account,
+        &f.sub_account,
+        &f.provider,
+        &f.provider_service,
+        &f.charge_category,
+        &f.currency,
+        &f.tags,
+    )
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use aws_sdk_costexplorer::Client;
 use chrono::{Datelike, Days, NaiveDate};
 use serde::Deserialize;
 
-use super::focus::RawFact;
+use super::line::RawFact;
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
 

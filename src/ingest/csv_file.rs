@@ -1,4 +1,6 @@
-//! FOCUS CSV (plain or gzip) into summed line items, in parallel, in bounded memory.
+//! CSV billing files (plain or gzip), whatever their format, into summed line items, in
+//! parallel, in bounded memory. A format maps each record onto a line item (a [`RowMap`]);
+//! this knows no format's columns.
 //!
 //! The file (or the gzip stream) is cut into chunks after complete records; worker threads
 //! take chunks in file order, parse them with the `csv` crate and sum the lines into their
@@ -13,11 +15,11 @@ use std::sync::Mutex;
 
 use chrono::NaiveDate;
 
-use super::aggregate::{sum_in_parallel, Aggregator, Line, KEY_COUNT};
-use super::focus::{parse_tags, Col, Columns, KEY_COLUMNS};
+use super::aggregate::{sum_in_parallel, Aggregator};
+use super::line::Line;
 use super::ImportError;
 
-/// Costs are summed in 1e-11 units (see `focus::FINE_PER_NANO`).
+/// Costs are summed in 1e-11 units (see `aggregate::FINE_PER_NANO`).
 const FINE_DECIMALS: u32 = 11;
 
 /// An opened CSV file: its header and the rest, in chunks.
@@ -67,14 +69,8 @@ impl CsvFile {
         Ok(CsvFile { header, chunks })
     }
 
-    /// Sums every line of a FOCUS file.
-    pub fn aggregate(self, path: &Path, columns: &Columns) -> Result<Aggregator, ImportError> {
-        let layout = Layout::new(&self.header, columns);
-        self.aggregate_with(path, &layout)
-    }
-
     /// Sums every line of the file, each record mapped onto a line item by `rows`.
-    pub fn aggregate_with(self, path: &Path, rows: &dyn RowMap) -> Result<Aggregator, ImportError> {
+    pub fn aggregate(self, path: &Path, rows: &dyn RowMap) -> Result<Aggregator, ImportError> {
         let fields = self.header.len();
         let chunks = Mutex::new((self.chunks, 0usize));
         let failed = AtomicBool::new(false);
@@ -182,121 +178,6 @@ fn add_chunk(
             let (column, better) = rows.key_column(&record, r.key);
             return Err(bad((column, better.unwrap_or(r.problem))));
         }
-    }
-}
-
-/// Where each needed column is in a row.
-struct Layout {
-    header: Vec<String>,
-    charge: usize,
-    period: Option<usize>,
-    effective: usize,
-    billed: usize,
-    keys: [Option<usize>; KEY_COUNT],
-    /// Every needed (column, index), left to right as a person reads the row.
-    checks: Vec<(Col, usize)>,
-}
-
-impl Layout {
-    fn new(header: &[String], columns: &Columns) -> Layout {
-        let index = |col: Col| {
-            columns
-                .get(col)
-                .and_then(|name| header.iter().position(|h| h == name))
-        };
-        let mut checks: Vec<(Col, usize)> = Col::ALL
-            .iter()
-            .filter_map(|&c| index(c).map(|i| (c, i)))
-            .collect();
-        checks.sort_by_key(|&(_, i)| i);
-        Layout {
-            header: header.to_vec(),
-            charge: index(Col::ChargePeriodStart).expect("a required column"),
-            period: index(Col::BillingPeriodStart),
-            effective: index(Col::EffectiveCost).expect("a required column"),
-            billed: index(Col::BilledCost).expect("a required column"),
-            keys: KEY_COLUMNS.map(index),
-            checks,
-        }
-    }
-}
-
-impl RowMap for Layout {
-    fn line<'r>(
-        &self,
-        record: &'r csv::ByteRecord,
-        _scratch: &'r mut Scratch,
-        [charge_days, period_days]: &mut [DayCache; 2],
-    ) -> Result<Line<'r>, (String, String)> {
-        let bad = || {
-            self.first_problem(record)
-                .unwrap_or_else(|| ("-".to_string(), "unreadable row".to_string()))
-        };
-        let field = |i: usize| record.get(i).unwrap_or_default();
-        let day = charge_days.parse(field(self.charge)).ok_or_else(bad)?;
-        let period = match self.period.map(field).map(null_to_empty) {
-            Some(value) if !value.trim_ascii().is_empty() => {
-                period_days.parse(value).ok_or_else(bad)?
-            }
-            _ => day,
-        };
-        let cost = |i: usize| parse_cost(field(i)).ok_or_else(bad);
-        Ok(Line {
-            day,
-            period,
-            effective: cost(self.effective)?,
-            billed: cost(self.billed)?,
-            keys: self
-                .keys
-                .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i)))),
-        })
-    }
-
-    fn key_column(&self, record: &csv::ByteRecord, key: usize) -> (String, Option<String>) {
-        match self.first_problem(record) {
-            Some((column, problem)) => (column, Some(problem)),
-            None => (
-                self.keys[key]
-                    .and_then(|i| self.header.get(i).cloned())
-                    .unwrap_or_default(),
-                None,
-            ),
-        }
-    }
-}
-
-impl Layout {
-    /// The leftmost problem of a row, as (column name, problem): only called once a row has
-    /// failed, so it may be slow.
-    fn first_problem(&self, record: &csv::ByteRecord) -> Option<(String, String)> {
-        for &(col, i) in &self.checks {
-            let raw = record.get(i).unwrap_or_default();
-            let shown = String::from_utf8_lossy(raw.trim_ascii());
-            let null = null_to_empty(raw).trim_ascii().is_empty();
-            let problem = if col.is_cost() && parse_cost(raw).is_none() {
-                Some(format!("`{shown}` is not a number"))
-            } else if col == Col::ChargePeriodStart && null {
-                Some("empty ChargePeriodStart".to_string())
-            } else if col.is_date() && !null && DayCache::default().parse(raw).is_none() {
-                Some(format!(
-                    "unknown date format `{shown}`; use ISO 8601 such as 2025-03-01T00:00:00Z"
-                ))
-            } else if std::str::from_utf8(raw).is_err() {
-                Some("is not valid UTF-8 text".to_string())
-            } else if col == Col::BillingCurrency && null {
-                Some("empty currency".to_string())
-            } else if col == Col::Tags && !null {
-                parse_tags(&shown)
-                    .err()
-                    .map(|e| format!("not a JSON object of tags ({e}): {shown}"))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Some((self.header[i].clone(), problem));
-            }
-        }
-        None
     }
 }
 

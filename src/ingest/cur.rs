@@ -1,6 +1,8 @@
-//! AWS CUR 2.0 (Data Exports) parquet files, read through the FOCUS path: [`project`] turns
-//! the CUR columns into the FOCUS columns the importer reads, inside the same lazy query, so
-//! CUR files get the same slicing, grouping, rounding and error reporting as FOCUS files.
+//! AWS Cost and Usage Reports: CUR 2.0 (Data Exports; parquet, CSV, gzip CSV) and the legacy
+//! CUR (CSV, gzip CSV), their columns declared once in both naming schemes ([`Field`]).
+//! Parquet is read through the FOCUS selection: [`project`] turns the CUR columns into FOCUS
+//! columns inside the same lazy query. CSV rows map onto the common line item directly
+//! ([`CurCsv`]). Both follow the same amortization and category tables.
 //!
 //! The amortized (effective) cost follows AWS's definition per line item type: savings-plan
 //! covered usage at its effective cost, reserved usage at the reservation's effective cost,
@@ -9,18 +11,13 @@
 
 use polars::prelude::*;
 
-use super::aggregate::{Line, KEY_COUNT};
 use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
+use super::line::{
+    Line, ACCOUNT, CATEGORY, CURRENCY, CUR_JSON_TAGS, KEY_COUNT, KV_PAIR, KV_SEP, KV_TAGS,
+    PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
+};
+use super::parquet::{scan_parquet, unreadable, Selection};
 use super::ImportError;
-
-/// Marks a `Tags` value encoded by this module (key/value pairs, not JSON). See
-/// [`super::focus::parse_tags`].
-pub const KV_TAGS: char = '\u{1d}';
-/// Marks a `Tags` value that is CUR 2.0's `resource_tags` map as JSON text (CSV exports):
-/// decoded once per distinct value, user tags losing their `user_` prefix.
-pub const CUR_JSON_TAGS: char = '\u{1c}';
-pub const KV_PAIR: char = '\u{1f}';
-pub const KV_SEP: char = '\u{1e}';
 
 const USAGE_START: &str = "line_item_usage_start_date";
 const TYPE: &str = "line_item_line_item_type";
@@ -206,6 +203,38 @@ pub fn missing_column(header: &[String]) -> Option<&'static str> {
         .find(|want| !header.iter().any(|h| h == want))
 }
 
+/// What to read from a CUR parquet file with this schema: its FOCUS projection, read as FOCUS.
+pub fn parquet_selection(
+    path: &std::path::Path,
+    schema: &Schema,
+) -> Result<Selection, ImportError> {
+    let header = super::parquet::names(schema);
+    if let Some(column) = missing_column(&header) {
+        return Err(ImportError::missing_column(
+            path,
+            column,
+            "an AWS CUR 2.0",
+            &header,
+        ));
+    }
+    let projected = scan_parquet(path)
+        .and_then(|frame| project(frame, schema).collect_schema())
+        .map_err(|e| unreadable(path, &e))?;
+    let Selection {
+        query,
+        day_column,
+        period_column,
+        key_columns,
+    } = super::focus::parquet_selection(path, &projected, "an AWS CUR 2.0")?;
+    let schema = schema.clone();
+    Ok(Selection {
+        query: Box::new(move |frame| query(project(frame, &schema))),
+        day_column,
+        period_column,
+        key_columns,
+    })
+}
+
 /// Selects the FOCUS columns (`ChargePeriodStart`, `BilledCost`, `EffectiveCost`, `Tags`, ...)
 /// computed from the CUR columns of `frame`, whose schema is `schema`.
 pub fn project(frame: LazyFrame, schema: &Schema) -> LazyFrame {
@@ -364,49 +393,6 @@ fn tags_expr(schema: &Schema) -> Expr {
 
 /// The key of the product name in CUR 2.0's `product` map.
 const PRODUCT_NAME_KEY: &str = "product_name";
-
-/// A user tag's key as Cost Explorer and FOCUS show it: CUR 2.0 names it `user_<key>`, the
-/// legacy CUR `user:<key>`.
-fn tag_key(key: &str) -> &str {
-    key.strip_prefix("user_")
-        .or_else(|| key.strip_prefix("user:"))
-        .unwrap_or(key)
-}
-
-/// Decodes [`KV_TAGS`] text. Empty values are no tag.
-pub fn decode_tags(raw: &str) -> crate::model::Tags {
-    raw.trim_start_matches(KV_TAGS)
-        .split(KV_PAIR)
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once(KV_SEP)?;
-            if value.is_empty() {
-                return None;
-            }
-            Some((tag_key(key).to_string(), value.to_string()))
-        })
-        .collect()
-}
-
-/// Decodes [`CUR_JSON_TAGS`] text: a JSON object of tags (`{}` or empty for none).
-pub fn decode_json_tags(raw: &str) -> Result<crate::model::Tags, serde_json::Error> {
-    let raw = raw.trim_start_matches(CUR_JSON_TAGS).trim();
-    if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
-        return Ok(crate::model::Tags::new());
-    }
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
-    Ok(map
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::Null => return None,
-                serde_json::Value::String(s) if s.is_empty() => return None,
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            Some((tag_key(&k).to_string(), value))
-        })
-        .collect())
-}
 
 /// Where the tags of a CUR CSV row are.
 enum TagColumns {
@@ -597,14 +583,14 @@ impl RowMap for CurCsv {
         }
         let (tags, service): (&'r [u8], &'r [u8]) = (tags, service);
         let mut keys: [&'r [u8]; KEY_COUNT] = [b""; KEY_COUNT];
-        keys[super::aggregate::ACCOUNT] = raw(Field::Payer);
-        keys[super::aggregate::SUB_ACCOUNT] = raw(Field::UsageAccount);
-        keys[super::aggregate::PROVIDER] = b"AWS";
-        keys[super::aggregate::SERVICE] = service;
-        keys[super::aggregate::RESOURCE] = raw(Field::ResourceId);
-        keys[super::aggregate::CATEGORY] = category(line_type).as_bytes();
-        keys[super::aggregate::CURRENCY] = raw(Field::Currency);
-        keys[super::aggregate::TAGS] = tags;
+        keys[ACCOUNT] = raw(Field::Payer);
+        keys[SUB_ACCOUNT] = raw(Field::UsageAccount);
+        keys[PROVIDER] = b"AWS";
+        keys[SERVICE] = service;
+        keys[RESOURCE] = raw(Field::ResourceId);
+        keys[CATEGORY] = category(line_type).as_bytes();
+        keys[CURRENCY] = raw(Field::Currency);
+        keys[TAGS] = tags;
         Ok(Line {
             day,
             period,
@@ -615,7 +601,6 @@ impl RowMap for CurCsv {
     }
 
     fn key_column(&self, _record: &csv::ByteRecord, key: usize) -> (String, Option<String>) {
-        use super::aggregate::{ACCOUNT, CURRENCY, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS};
         let column = match key {
             ACCOUNT => self.name(Field::Payer),
             SUB_ACCOUNT => self.name(Field::UsageAccount),
@@ -629,20 +614,5 @@ impl RowMap for CurCsv {
             _ => "-".to_string(),
         };
         (column, None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encoded_tags_decode_with_user_prefix_removed() {
-        let raw = format!("{KV_TAGS}user_service{KV_SEP}web{KV_PAIR}user_team{KV_SEP}{KV_PAIR}aws_createdBy{KV_SEP}x");
-        let tags = decode_tags(&raw);
-        assert_eq!(tags.get("service").map(String::as_str), Some("web"));
-        assert!(!tags.contains_key("team"));
-        assert_eq!(tags.get("aws_createdBy").map(String::as_str), Some("x"));
-        assert!(decode_tags(&KV_TAGS.to_string()).is_empty());
     }
 }

@@ -2,18 +2,22 @@
 //! gzip CSV) and legacy CUR (CSV, gzip CSV) files, and the Cost Explorer API. Every source yields the same daily [`Fact`]s. Sources read;
 //! they never write the store and never look at rules.
 
-mod aggregate;
+pub mod aggregate;
 pub mod batch;
 pub mod cost_explorer;
 mod csv_file;
-pub mod cur;
-pub mod focus;
-pub mod generate;
+mod cur;
+mod focus;
+pub mod line;
+mod parquet;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::model::Fact;
+use csv_file::CsvFile;
+use line::RawFact;
 
 /// What reading a batch of billing files produced.
 #[derive(Debug, Default)]
@@ -145,6 +149,116 @@ fn refuse_foreign(file: &Path, header: &[String]) -> Result<(), ImportError> {
     }
 }
 
+/// Facts and periods read from one file.
+pub struct FileFacts {
+    pub facts: Vec<RawFact>,
+    pub periods: Vec<(String, String)>,
+    pub line_items: i64,
+}
+
+/// Reads one billing file into facts (not yet rounded).
+pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
+    read_file_in_slices(path, Slicing::from_env())
+}
+
+/// How much of a file is read at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slicing {
+    /// Parquet: line items per polars query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 50,000).
+    pub rows: usize,
+    /// CSV: bytes of the file per chunk a worker parses, cut at a record boundary
+    /// (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`, default 16).
+    pub csv_bytes: usize,
+}
+
+impl Slicing {
+    pub fn from_env() -> Slicing {
+        let number = |name: &str| -> Option<usize> {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().replace('_', "").parse().ok())
+        };
+        Slicing {
+            rows: number("COSTSPLIT_IMPORT_SLICE_ROWS").unwrap_or(SLICE_ROWS),
+            csv_bytes: number("COSTSPLIT_IMPORT_CSV_CHUNK_MB")
+                .map_or(CSV_CHUNK_BYTES, |mb| mb << 20),
+        }
+    }
+}
+
+/// [`read_file`] with chosen slices (tests use small ones).
+pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, ImportError> {
+    let format = FileFormat::detect(path).ok_or_else(|| ImportError::UnknownFormat {
+        file: path.to_path_buf(),
+    })?;
+    std::fs::metadata(path).map_err(|source| ImportError::Io {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    // The one place a file's format is recognised, by its columns.
+    let sums = match format {
+        FileFormat::Csv | FileFormat::GzipCsv => {
+            let file = CsvFile::open(path, format == FileFormat::GzipCsv, slicing.csv_bytes)?;
+            if cur::is_cur(&file.header) || cur::is_legacy_cur(&file.header) {
+                let rows = cur::CurCsv::new(path, &file.header)?;
+                file.aggregate(path, &rows)?
+            } else {
+                refuse_foreign(path, &file.header)?;
+                let rows = focus::csv_rows(path, &file.header)?;
+                file.aggregate(path, &rows)?
+            }
+        }
+        FileFormat::Parquet => {
+            let schema = parquet::schema(path)?;
+            let header = parquet::names(&schema);
+            let selection = if cur::is_cur(&header) {
+                cur::parquet_selection(path, &schema)?
+            } else {
+                refuse_foreign(path, &header)?;
+                focus::parquet_selection(path, &schema, focus::FOCUS)?
+            };
+            parquet::read(path, slicing.rows.max(1), &selection)?
+        }
+    };
+    let started = Instant::now();
+    let facts = sums.into_raw_facts();
+    tracing::debug!(
+        facts = facts.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "facts built"
+    );
+    let line_items: i64 = facts.iter().map(|f| f.fact.line_count).sum();
+    if line_items == 0 {
+        return Err(ImportError::Empty {
+            file: path.to_path_buf(),
+        });
+    }
+    let mut periods: Vec<(String, String)> = facts
+        .iter()
+        .map(|f| {
+            (
+                f.fact.billing_period.clone(),
+                f.fact.billing_account.clone(),
+            )
+        })
+        .collect();
+    periods.sort();
+    periods.dedup();
+    Ok(FileFacts {
+        facts,
+        periods,
+        line_items,
+    })
+}
+
+/// Line items per polars query of a parquet file. At most one slice per worker, one waiting
+/// and one being decoded are alive, so the peak follows this size and the number of distinct
+/// facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it (less memory, more queries).
+const SLICE_ROWS: usize = 50_000;
+
+/// Bytes of a CSV file per chunk a worker parses (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`).
+const CSV_CHUNK_BYTES: usize = 16 << 20;
+
 /// Reads billing files into daily facts. All files are one batch: together they replace the
 /// billing periods they contain (give every part of a multi-part export in one call).
 /// `paths` may name folders and export manifests too (see [`batch::expand`]).
@@ -154,7 +268,7 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
     let mut raw = Vec::new();
     for path in &paths {
         let started = std::time::Instant::now();
-        let file = focus::read_file(path)?;
+        let file = read_file(path)?;
         tracing::info!(
             stage = "read lines",
             file = %path.display(),
@@ -167,7 +281,7 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
         imported.files.push(path.display().to_string());
     }
     let started = std::time::Instant::now();
-    imported.facts = focus::round_to_nanos(focus::merge_facts(raw));
+    imported.facts = aggregate::round_to_nanos(aggregate::merge_facts(raw));
     tracing::info!(
         stage = "read: merge and round facts",
         ms = started.elapsed().as_millis() as u64,

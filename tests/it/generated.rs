@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use costsplit::allocate::UsageWeights;
-use costsplit::ingest::generate::{GenSpec, World};
+use costsplit::demo::generate::{GenSpec, World};
 use costsplit::jobs;
 use costsplit::model::CostBasis;
 use costsplit::money::Nanos;

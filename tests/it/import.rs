@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use costsplit::allocate::UsageWeights;
-use costsplit::ingest::generate::{GenSpec, World};
+use costsplit::demo::generate::{GenSpec, World};
 use costsplit::jobs;
 use costsplit::model::CostBasis;
 use costsplit::store::Table;
@@ -114,14 +114,14 @@ fn csv_gzip_and_parquet_of_one_month_give_the_same_facts() {
         let imported = costsplit::ingest::read_files(std::slice::from_ref(&path)).expect(name);
         assert_eq!(imported.line_items, 20_000, "{name}");
         // Read in several slices (as a big file is), the facts are the same.
-        let slicing = costsplit::ingest::focus::Slicing {
+        let slicing = costsplit::ingest::Slicing {
             rows: 7_000,
             csv_bytes: 300_000,
         };
-        let sliced = costsplit::ingest::focus::read_file_in_slices(&path, slicing).expect(name);
+        let sliced = costsplit::ingest::read_file_in_slices(&path, slicing).expect(name);
         assert_eq!(sliced.line_items, 20_000, "{name}");
-        let sliced = costsplit::ingest::focus::round_to_nanos(
-            costsplit::ingest::focus::merge_facts(sliced.facts),
+        let sliced = costsplit::ingest::aggregate::round_to_nanos(
+            costsplit::ingest::aggregate::merge_facts(sliced.facts),
         );
         assert_eq!(sliced, imported.facts, "{name}: slicing changes nothing");
         facts.push(imported.facts);
@@ -310,11 +310,11 @@ fn the_first_bad_row_is_named_by_its_line_whatever_the_chunks() {
     encoder.finish().expect("gzip");
     for path in [plain, gzip] {
         for csv_bytes in [1_000, 20_000, 16 << 20] {
-            let slicing = costsplit::ingest::focus::Slicing {
+            let slicing = costsplit::ingest::Slicing {
                 rows: 1_000,
                 csv_bytes,
             };
-            let err = costsplit::ingest::focus::read_file_in_slices(&path, slicing)
+            let err = costsplit::ingest::read_file_in_slices(&path, slicing)
                 .err()
                 .expect("a bad row");
             // Header is line 1, row i is line i + 2.

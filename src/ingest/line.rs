@@ -1,0 +1,149 @@
+//! The common line item every format maps its rows onto, and the fact keys, declared once:
+//! what a [`Line`] carries, in which order, and how its tags text is decoded. Formats build
+//! lines; the aggregator sums them. Nothing here reads a file.
+
+use chrono::NaiveDate;
+
+use crate::model::{Fact, Tags};
+
+/// The text key columns of a fact, in this order (also the column names of a parquet
+/// selection, see `parquet.rs`).
+pub const KEY_NAMES: [&str; KEY_COUNT] = [
+    "billing_account",
+    "sub_account",
+    "provider",
+    "service",
+    "resource",
+    "category",
+    "currency",
+    "tags",
+];
+pub const KEY_COUNT: usize = 8;
+pub const ACCOUNT: usize = 0;
+pub const SUB_ACCOUNT: usize = 1;
+pub const PROVIDER: usize = 2;
+pub const SERVICE: usize = 3;
+pub const RESOURCE: usize = 4;
+pub const CATEGORY: usize = 5;
+pub const CURRENCY: usize = 6;
+pub const TAGS: usize = 7;
+
+/// One line item: its day, billing month, key values (empty for null) and costs in 1e-11
+/// units. The `TAGS` value is tags text in one of the encodings [`parse_tags`] reads.
+pub struct Line<'a> {
+    pub day: NaiveDate,
+    pub period: NaiveDate,
+    pub keys: [&'a [u8]; KEY_COUNT],
+    pub effective: i128,
+    pub billed: i128,
+}
+
+/// A fact whose amounts are still in 1e-11 units, before the one rounding to nano-units.
+/// (The `effective` and `billed` of `fact` are zero until then.)
+#[derive(Debug, Clone)]
+pub struct RawFact {
+    pub fact: Fact,
+    pub effective: i128,
+    pub billed: i128,
+}
+
+/// Marks a `Tags` value encoded as key/value pairs, not JSON (CUR tag columns). See
+/// [`parse_tags`].
+pub const KV_TAGS: char = '\u{1d}';
+/// Marks a `Tags` value that is CUR 2.0's `resource_tags` map as JSON text (CSV exports):
+/// decoded once per distinct value, user tags losing their `user_` prefix.
+pub const CUR_JSON_TAGS: char = '\u{1c}';
+pub const KV_PAIR: char = '\u{1f}';
+pub const KV_SEP: char = '\u{1e}';
+
+/// Decodes a `Tags` key value: FOCUS's JSON object (or empty; non-string values are kept as
+/// their JSON text, null values are dropped), or one of the two CUR encodings.
+pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
+    if raw.starts_with(KV_TAGS) {
+        return Ok(decode_tags(raw));
+    }
+    if raw.starts_with(CUR_JSON_TAGS) {
+        return decode_json_tags(raw);
+    }
+    let raw = raw.trim();
+    if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
+        return Ok(Tags::new());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some((k, s)),
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
+/// A user tag's key as Cost Explorer and FOCUS show it: CUR 2.0 names it `user_<key>`, the
+/// legacy CUR `user:<key>`.
+fn tag_key(key: &str) -> &str {
+    key.strip_prefix("user_")
+        .or_else(|| key.strip_prefix("user:"))
+        .unwrap_or(key)
+}
+
+/// Decodes [`KV_TAGS`] text. Empty values are no tag.
+pub fn decode_tags(raw: &str) -> crate::model::Tags {
+    raw.trim_start_matches(KV_TAGS)
+        .split(KV_PAIR)
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once(KV_SEP)?;
+            if value.is_empty() {
+                return None;
+            }
+            Some((tag_key(key).to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Decodes [`CUR_JSON_TAGS`] text: a JSON object of tags (`{}` or empty for none).
+pub fn decode_json_tags(raw: &str) -> Result<crate::model::Tags, serde_json::Error> {
+    let raw = raw.trim_start_matches(CUR_JSON_TAGS).trim();
+    if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
+        return Ok(crate::model::Tags::new());
+    }
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(s) if s.is_empty() => return None,
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Some((tag_key(&k).to_string(), value))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_tags_decode_with_user_prefix_removed() {
+        let raw = format!("{KV_TAGS}user_service{KV_SEP}web{KV_PAIR}user_team{KV_SEP}{KV_PAIR}aws_createdBy{KV_SEP}x");
+        let tags = decode_tags(&raw);
+        assert_eq!(tags.get("service").map(String::as_str), Some("web"));
+        assert!(!tags.contains_key("team"));
+        assert_eq!(tags.get("aws_createdBy").map(String::as_str), Some("x"));
+        assert!(decode_tags(&KV_TAGS.to_string()).is_empty());
+    }
+
+    #[test]
+    fn tags_decode_with_non_string_values() {
+        let tags = parse_tags(r#"{"service": "a", "n": 3, "x": null}"#).expect("valid");
+        assert_eq!(tags.get("service").map(String::as_str), Some("a"));
+        assert_eq!(tags.get("n").map(String::as_str), Some("3"));
+        assert!(!tags.contains_key("x"));
+        assert!(parse_tags("NULL").expect("null").is_empty());
+        assert!(parse_tags("[1]").is_err());
+    }
+}
