@@ -110,6 +110,14 @@ pub enum SyncCommand {
         #[arg(long, value_name = "DAY", requires = "from")]
         to: Option<String>,
     },
+    /// Pull billing exports (CUR 2.0, FOCUS, legacy CUR) from the S3 locations in
+    /// `[[exports]]`: every billing period whose manifest or objects changed since it was
+    /// imported replaces that period's facts
+    Exports {
+        /// Only the export with this name
+        #[arg(long, value_name = "NAME")]
+        export: Option<String>,
+    },
     /// List recent sync runs: window, outcome, API calls and their cost
     Runs {
         #[arg(long, default_value_t = 20)]
@@ -396,18 +404,54 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
             );
             Ok(if summary.complete() { 0 } else { 1 })
         }
+        SyncCommand::Exports { export } => {
+            let exports: Vec<_> = config
+                .exports
+                .iter()
+                .filter(|e| export.as_ref().is_none_or(|name| e.name() == *name))
+                .cloned()
+                .collect();
+            if exports.is_empty() {
+                anyhow::bail!(match export {
+                    Some(name) => format!("no [[exports]] entry is named `{name}` in the config file"),
+                    None => "no [[exports]] entries in the config file; add one per S3 export, e.g.\n\n[[exports]]\nbucket = \"my-billing-bucket\"\nprefix = \"cur/my-export\"\nformat = \"cur2\"".to_string(),
+                });
+            }
+            let store = Store::connect(&config.store_url).await?;
+            let runs = jobs::sync_exports(&store, &exports, &now()).await;
+            store.close().await;
+            let runs = runs?;
+            let mut failed = 0;
+            for r in &runs {
+                match r.status {
+                    SyncStatus::Failed => {
+                        failed += 1;
+                        eprintln!("error: export {}: {}", r.account, r.message);
+                    }
+                    _ => println!(
+                        "export {}: {} ({} request(s))",
+                        r.account, r.message, r.calls
+                    ),
+                }
+            }
+            if runs.is_empty() {
+                println!("no billing periods found under the exports' prefixes");
+            }
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
         SyncCommand::Runs { limit } => {
             let store = Store::connect(&config.store_url).await?;
             let runs = store.sync_runs(limit).await?;
             store.close().await;
             println!(
-                "{:<20}  {:<14}  {:<23}  {:<7}  {:>5}  {:>8}  {:>6}  detail",
-                "created", "account", "window", "status", "calls", "cost", "facts"
+                "{:<20}  {:<13}  {:<14}  {:<23}  {:<9}  {:>5}  {:>8}  {:>6}  detail",
+                "created", "source", "account", "window", "status", "calls", "cost", "facts"
             );
             for r in &runs {
                 println!(
-                    "{:<20}  {:<14}  {:<23}  {:<7}  {:>5}  {:>8}  {:>6}  {}",
+                    "{:<20}  {:<13}  {:<14}  {:<23}  {:<9}  {:>5}  {:>8}  {:>6}  {}",
                     r.created_at,
+                    r.source,
                     r.account,
                     format!("{}..{}", r.from, r.to),
                     r.status.as_str(),

@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::ingest::cost_explorer::AwsSettings;
+use crate::ingest::s3_exports::ExportSource;
 use crate::model::CostBasis;
 
 pub const DEFAULT_STORE_URL: &str = "sqlite://costsplit.db";
@@ -20,6 +21,8 @@ pub struct Config {
     pub cost_basis: CostBasis,
     /// `[aws]`: Cost Explorer sync (only from the file).
     pub aws: Option<AwsSettings>,
+    /// `[[exports]]`: billing exports pulled from S3 (only from the file).
+    pub exports: Vec<ExportSource>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -29,6 +32,8 @@ struct FileConfig {
     rules_dir: Option<PathBuf>,
     cost_basis: Option<String>,
     aws: Option<AwsSettings>,
+    #[serde(default)]
+    exports: Vec<ExportSource>,
 }
 
 /// Command-line overrides (the highest layer).
@@ -79,11 +84,17 @@ impl Config {
             aws.validate()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
+        for export in &file.exports {
+            export
+                .validate()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
         Ok(Config {
             store_url,
             rules_dir,
             cost_basis,
             aws: file.aws,
+            exports: file.exports,
         })
     }
 }
@@ -96,7 +107,7 @@ fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
                 .map(|s| text[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1);
             anyhow::anyhow!(
-                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis and the [aws] table (see README)",
+                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis, the [aws] table and [[exports]] entries (see README)",
                 path.display(),
                 e.message()
             )

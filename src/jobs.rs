@@ -251,6 +251,164 @@ impl SyncSummary {
     }
 }
 
+/// The source name export syncs are recorded under in `sync_runs`.
+pub const EXPORT_SOURCE: &str = "s3-export";
+
+/// Pulls billing exports from S3: lists each export's prefix once, and for every billing
+/// period whose manifest or objects changed since it was last imported (its fingerprint),
+/// downloads the parts the manifest lists and replaces the period's facts, with the run
+/// record, in one transaction. A period that fails (a missing or unreadable part, another
+/// account's bill) is recorded and leaves its stored facts as they were; the other periods
+/// and exports go on. Returns one run record per period seen (and one per export that could
+/// not be listed).
+pub async fn sync_exports(
+    store: &Store,
+    exports: &[ingest::s3_exports::ExportSource],
+    now: &str,
+) -> anyhow::Result<Vec<SyncRun>> {
+    use ingest::s3_exports;
+    let mut runs = Vec::new();
+    for source in exports {
+        let name = source.name();
+        let layout = source.layout().map_err(anyhow::Error::msg)?;
+        let client = s3_exports::client(source).await;
+        let today = chrono::DateTime::parse_from_rfc3339(now)
+            .map(|t| t.date_naive())
+            .unwrap_or_default();
+        let run = |from: NaiveDate, to: NaiveDate| SyncRun {
+            created_at: now.to_string(),
+            source: EXPORT_SOURCE.to_string(),
+            account: name.clone(),
+            from,
+            to,
+            status: SyncStatus::Ok,
+            calls: 0,
+            cost: Nanos::ZERO,
+            facts: 0,
+            estimated_days: 0,
+            message: String::new(),
+            fingerprint: String::new(),
+        };
+        let listing = match s3_exports::list(&client, source).await {
+            Ok(listing) => listing,
+            Err(message) => {
+                let failed = SyncRun {
+                    status: SyncStatus::Failed,
+                    calls: 1,
+                    message,
+                    ..run(today, today)
+                };
+                store.record_sync_without_facts(&failed).await?;
+                runs.push(failed);
+                continue;
+            }
+        };
+        let periods = s3_exports::periods(layout, &listing);
+        info!(export = %name, objects = listing.objects.len(), periods = periods.len(), "export listed");
+        for (index, period) in periods.iter().enumerate() {
+            if source
+                .since
+                .as_ref()
+                .is_some_and(|since| period.period < *since)
+            {
+                continue;
+            }
+            let (from, to) =
+                crate::model::month_bounds(&period.period).context("a listed period is a month")?;
+            let mut this = SyncRun {
+                calls: if index == 0 { listing.requests } else { 0 },
+                fingerprint: period.fingerprint.clone(),
+                ..run(from, to)
+            };
+            let stored = store
+                .last_imported_fingerprint(EXPORT_SOURCE, &name, from)
+                .await?;
+            if stored.as_deref() == Some(period.fingerprint.as_str()) {
+                this.status = SyncStatus::Unchanged;
+                this.message = format!("{} unchanged since it was imported", period.period);
+                store.record_sync_without_facts(&this).await?;
+                runs.push(this);
+                continue;
+            }
+            match import_export_period(&client, source, &listing, period).await {
+                Ok((imported, requests)) => {
+                    this.calls += requests;
+                    this.facts = imported.facts.len() as i64;
+                    this.message = format!(
+                        "{} imported: {} line items from {} part(s)",
+                        period.period,
+                        imported.line_items,
+                        imported.files.len()
+                    );
+                    let record = ImportRecord {
+                        created_at: now.to_string(),
+                        source: EXPORT_SOURCE.to_string(),
+                        files: imported.files.clone(),
+                        scope: FactScope::Periods(imported.periods.iter().cloned().collect()),
+                        line_items: imported.line_items,
+                    };
+                    store.commit_sync(&record, &imported.facts, &this).await?;
+                }
+                Err((message, requests)) => {
+                    this.calls += requests;
+                    this.status = SyncStatus::Failed;
+                    this.fingerprint = String::new();
+                    this.message = format!(
+                        "{}: {message}; its stored facts are unchanged",
+                        period.period
+                    );
+                    store.record_sync_without_facts(&this).await?;
+                }
+            }
+            info!(export = %name, period = %period.period, status = this.status.as_str(), calls = this.calls, "export sync");
+            runs.push(this);
+        }
+    }
+    Ok(runs)
+}
+
+/// Downloads one period's parts into a temporary folder and reads them as one batch. Errors
+/// name the S3 objects, not the temporary files.
+async fn import_export_period(
+    client: &aws_sdk_s3::Client,
+    source: &ingest::s3_exports::ExportSource,
+    listing: &ingest::s3_exports::Listing,
+    period: &ingest::s3_exports::Period,
+) -> Result<(ingest::Imported, i64), (String, i64)> {
+    let dir = tempfile::tempdir().map_err(|e| (format!("a temporary folder: {e}"), 0))?;
+    let (files, requests) =
+        ingest::s3_exports::download(client, source, listing, period, dir.path()).await?;
+    let locals: Vec<PathBuf> = files.iter().map(|(local, _)| local.clone()).collect();
+    let read = tokio::task::spawn_blocking(move || ingest::read_files(&locals))
+        .await
+        .map_err(|e| (format!("the import task stopped: {e}"), requests))?;
+    let name_objects = |text: String| {
+        files.iter().fold(text, |text, (local, uri)| {
+            text.replace(&local.display().to_string(), uri)
+        })
+    };
+    let mut imported = read.map_err(|e| (name_objects(e.to_string()), requests))?;
+    imported.files = files.iter().map(|(_, uri)| uri.clone()).collect();
+    if let Some((other, _)) = imported.periods.iter().find(|(p, _)| *p != period.period) {
+        return Err((
+            format!(
+                "the parts of billing period {} hold line items of {other}; nothing was imported",
+                period.period
+            ),
+            requests,
+        ));
+    }
+    if let Some(account) = &source.account {
+        if let Some((_, other)) = imported.periods.iter().find(|(_, a)| a != account) {
+            return Err((
+                format!("the export holds the bill of account {other}, not {account} (the export's `account`); nothing was imported"),
+                requests,
+            ));
+        }
+    }
+    Ok((imported, requests))
+}
+
 /// Fetches each configured account's window from Cost Explorer (the restatement window for
 /// `today`, or `window`) and replaces exactly those days' facts, one account at a time, each
 /// in one transaction with its run record. A window that fails or hits the call cap writes no
@@ -308,6 +466,7 @@ pub async fn sync_billing(
             facts: 0,
             estimated_days: 0,
             message: String::new(),
+            fingerprint: String::new(),
         };
         match fetched {
             Ok(raw) => {
@@ -340,7 +499,7 @@ pub async fn sync_billing(
                     SyncStatus::Failed
                 };
                 run.message = format!("{err}; days {from}..{to} were not synced");
-                store.record_sync_failure(&run).await?;
+                store.record_sync_without_facts(&run).await?;
                 if capped {
                     summary.accounts.push(run);
                     summary.skipped = settings.accounts[i + 1..]

@@ -12,9 +12,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_costexplorer::error::DisplayErrorContext;
 use aws_sdk_costexplorer::types::{
     DateInterval, Granularity, GroupDefinition, GroupDefinitionType, ResultByTime,
@@ -276,35 +273,17 @@ pub enum FetchError {
 /// A Cost Explorer client for one account: the standard credential chain (or the profile),
 /// the role assumed if configured, the endpoint override, and the SDK's standard retry.
 pub async fn client(settings: &AwsSettings, account: &AwsAccount) -> Client {
-    let retry = RetryConfig::standard()
-        .with_max_attempts(settings.max_attempts.max(1))
-        .with_initial_backoff(Duration::from_millis(settings.initial_backoff_ms));
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .operation_attempt_timeout(Duration::from_secs(60))
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()))
-        .retry_config(retry)
-        .timeout_config(timeouts);
-    if let Some(profile) = &account.profile {
-        loader = loader.profile_name(profile);
-    }
-    if let Some(url) = &settings.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let base = loader.load().await;
-    let mut config = aws_sdk_costexplorer::config::Builder::from(&base);
-    if let Some(role) = &account.role_arn {
-        let mut provider = aws_config::sts::AssumeRoleProvider::builder(role)
-            .session_name("costsplit")
-            .configure(&base);
-        if let Some(external_id) = &account.external_id {
-            provider = provider.external_id(external_id);
-        }
-        config = config.credentials_provider(provider.build().await);
-    }
-    Client::from_conf(config.build())
+    let config = super::aws::sdk_config(super::aws::Access {
+        region: &settings.region,
+        endpoint_url: settings.endpoint_url.as_deref(),
+        profile: account.profile.as_deref(),
+        role_arn: account.role_arn.as_deref(),
+        external_id: account.external_id.as_deref(),
+        max_attempts: settings.max_attempts,
+        initial_backoff: Duration::from_millis(settings.initial_backoff_ms),
+    })
+    .await;
+    Client::new(&config)
 }
 
 /// Fetches every page of the query's window. Each request is counted in `budget` before it

@@ -3,6 +3,7 @@
 //! they never write the store and never look at rules.
 
 pub mod aggregate;
+mod aws;
 pub mod batch;
 pub mod cost_explorer;
 mod csv_file;
@@ -10,6 +11,7 @@ mod cur;
 mod focus;
 pub mod line;
 mod parquet;
+pub mod s3_exports;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

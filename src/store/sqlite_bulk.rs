@@ -132,7 +132,8 @@ pub(super) async fn replace_facts(
                     run.facts,
                     run.estimated_days,
                     run.message,
-                    Some(import_id)
+                    Some(import_id),
+                    run.fingerprint
                 ],
             )?;
         }

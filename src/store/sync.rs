@@ -10,8 +10,8 @@ use crate::money::Nanos;
 
 pub(super) const INSERT_RUN_SQL: &str =
     "INSERT INTO sync_runs (created_at, source, account, from_day, to_day, status, calls,
-                            cost_nanos, facts, estimated_days, message, import_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+                            cost_nanos, facts, estimated_days, message, import_id, fingerprint)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// How a sync of one account's window ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum SyncStatus {
     Failed,
     /// The per-run call cap stopped it; nothing was written for the window.
     Capped,
+    /// The source had not changed since the last import; nothing was written.
+    Unchanged,
 }
 
 impl SyncStatus {
@@ -30,6 +32,7 @@ impl SyncStatus {
             SyncStatus::Ok => "ok",
             SyncStatus::Failed => "failed",
             SyncStatus::Capped => "capped",
+            SyncStatus::Unchanged => "unchanged",
         }
     }
 
@@ -37,6 +40,7 @@ impl SyncStatus {
         match text {
             "ok" => SyncStatus::Ok,
             "capped" => SyncStatus::Capped,
+            "unchanged" => SyncStatus::Unchanged,
             _ => SyncStatus::Failed,
         }
     }
@@ -58,6 +62,8 @@ pub struct SyncRun {
     pub facts: i64,
     pub estimated_days: i64,
     pub message: String,
+    /// What the sync saw of its source (see migration 0005); empty for Cost Explorer.
+    pub fingerprint: String,
 }
 
 impl Store {
@@ -78,19 +84,40 @@ impl Store {
         Ok(import_id)
     }
 
-    /// Records a run that wrote no facts (failed or capped).
-    pub async fn record_sync_failure(&self, run: &SyncRun) -> anyhow::Result<()> {
+    /// Records a run that wrote no facts (failed, capped or unchanged).
+    pub async fn record_sync_without_facts(&self, run: &SyncRun) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         insert_run(&mut tx, run, None).await?;
         tx.commit().await?;
         Ok(())
     }
 
+    /// The fingerprint of the last run of `source`/`account` starting on `from` that imported
+    /// facts: what the store holds now.
+    pub async fn last_imported_fingerprint(
+        &self,
+        source: &str,
+        account: &str,
+        from: NaiveDate,
+    ) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT fingerprint FROM sync_runs
+             WHERE source = $1 AND account = $2 AND from_day = $3 AND status = 'ok'
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(source)
+        .bind(account)
+        .bind(day_key(from))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
     /// The most recent runs first.
     pub async fn sync_runs(&self, limit: i64) -> anyhow::Result<Vec<SyncRun>> {
         let rows = sqlx::query(
             "SELECT created_at, source, account, from_day, to_day, status, calls, cost_nanos,
-                    facts, estimated_days, message
+                    facts, estimated_days, message, fingerprint
              FROM sync_runs ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
@@ -110,6 +137,7 @@ impl Store {
                     facts: row.try_get(8)?,
                     estimated_days: row.try_get(9)?,
                     message: row.try_get(10)?,
+                    fingerprint: row.try_get(11)?,
                 })
             })
             .collect()
@@ -134,6 +162,7 @@ async fn insert_run(
         .bind(run.estimated_days)
         .bind(&run.message)
         .bind(import_id)
+        .bind(&run.fingerprint)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -5,6 +5,7 @@ mod support;
 mod alerts;
 mod cli;
 mod cur;
+mod exports;
 mod generated;
 mod import;
 mod rules_check;

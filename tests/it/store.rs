@@ -285,6 +285,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
         facts: 1,
         estimated_days: 1,
         message: String::new(),
+        fingerprint: "fp-1".into(),
     };
     let mut restated = fact("2025-03-02", "2025-03", "", 20);
     restated.estimated = true;
@@ -312,7 +313,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
     );
 
     t.store
-        .record_sync_failure(&SyncRun {
+        .record_sync_without_facts(&SyncRun {
             message: "throttled".into(),
             ..run(SyncStatus::Failed, 3)
         })
@@ -324,6 +325,22 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
     assert_eq!(runs[0].calls, 3);
     assert_eq!(runs[1], run(SyncStatus::Ok, 2));
     assert_eq!(t.store.count(Table::SyncRuns).await.expect("count"), 2);
+    // What the store holds is the last run that imported, not the last run.
+    assert_eq!(
+        t.store
+            .last_imported_fingerprint("cost-explorer", "payer", day("2025-03-02"))
+            .await
+            .expect("fingerprint"),
+        Some("fp-1".to_string()),
+        "{kind:?}"
+    );
+    assert_eq!(
+        t.store
+            .last_imported_fingerprint("cost-explorer", "payer", day("2025-03-01"))
+            .await
+            .expect("fingerprint"),
+        None
+    );
 }
 
 #[tokio::test]

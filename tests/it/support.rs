@@ -129,6 +129,29 @@ pub fn day(text: &str) -> chrono::NaiveDate {
 
 pub const NOW: &str = "2026-01-01T00:00:00Z";
 
+/// The costsplit binary run in `dir` as a user with AWS credentials would run it: the given
+/// secret access key, no AWS config or credential files, no instance metadata, and none of
+/// the caller's costsplit or AWS endpoint settings.
+pub fn costsplit_with_aws(dir: &Path, secret: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"));
+    cmd.current_dir(dir)
+        .env_remove("COSTSPLIT_STORE_URL")
+        .env_remove("COSTSPLIT_RULES_DIR")
+        .env_remove("COSTSPLIT_CONFIG")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    cmd
+}
+
 /// moto's server (`moto_server`, installed by scripts/test into a project-local venv) on a
 /// free loopback port; killed when dropped.
 pub struct Moto {

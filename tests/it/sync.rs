@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{day, Moto};
+use crate::support::{costsplit_with_aws, day, Moto};
 
 const ACCOUNT: &str = "123456789012";
 const SECRET: &str = "s3cr3t-access-key-never-logged";
@@ -58,24 +58,8 @@ impl Workspace {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
-        cmd.current_dir(self.path())
-            .args(args)
-            .env_remove("COSTSPLIT_STORE_URL")
-            .env_remove("COSTSPLIT_RULES_DIR")
-            .env_remove("COSTSPLIT_CONFIG")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env("AWS_CONFIG_FILE", self.path().join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.path().join("no-aws-credentials"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("COSTSPLIT_LOG", "info");
+        let mut cmd = costsplit_with_aws(self.path(), SECRET);
+        cmd.args(args).env("COSTSPLIT_LOG", "info");
         cmd.output().expect("the binary runs")
     }
 
