@@ -227,3 +227,37 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// An exact decimal (`-1.3333E-6`, `205.498553815914165999`) in units of 1e-12, parsed here
+/// on its own (not with the importer's parser), rounded half away from zero.
+pub fn picos(text: &str) -> i128 {
+    let (mantissa, exponent) = match text.split_once(['E', 'e']) {
+        Some((m, e)) => (m, e.parse::<i32>().expect("exponent")),
+        None => (text, 0),
+    };
+    let negative = mantissa.starts_with('-');
+    let digits = mantissa.trim_start_matches(['-', '+']);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let all: Vec<u32> = format!("{int}{frac}")
+        .chars()
+        .map(|c| c.to_digit(10).expect("a digit"))
+        .collect();
+    // value = all * 10^(exponent - frac.len()); in picos: shift by 12.
+    let shift = exponent - frac.len() as i32 + 12;
+    let mut value: i128 = 0;
+    let mut round_up = false;
+    for (i, d) in all.iter().enumerate() {
+        let position = all.len() as i32 - 1 - i as i32 + shift; // power of ten of this digit
+        if position >= 0 {
+            value += i128::from(*d) * 10i128.pow(position as u32);
+        } else if position == -1 {
+            round_up = *d >= 5;
+        }
+    }
+    value += i128::from(round_up);
+    if negative {
+        -value
+    } else {
+        value
+    }
+}

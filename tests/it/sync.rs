@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{costsplit_with_aws, day, Moto};
+use crate::support::{costsplit_with_aws, day, picos, Moto};
 
 const ACCOUNT: &str = "123456789012";
 const SECRET: &str = "s3cr3t-access-key-never-logged";
@@ -454,4 +454,96 @@ fn a_missing_aws_section_says_what_to_add() {
         "{}",
         show(&out)
     );
+}
+
+/// A real Cost Explorer answer (tests/data/thirdparty/cloudtoolbox-ce-daily-service: DAILY,
+/// grouped by SERVICE, 86 days, 945 groups, April still estimated, Tax on the 1st of each
+/// month), replayed through moto. The account has no commitments, so the answer carries only
+/// `UnblendedCost`; its `AmortizedCost` is that same amount (copied here, as Cost Explorer
+/// would answer for such an account). Amounts carry up to 10 decimals: each day's total is
+/// rounded to nano-units once, so it is within half a nano-unit of the exact sum of the
+/// answer's text, and the whole within a nano-unit per day of PROVENANCE.md's figures.
+#[tokio::test]
+async fn a_real_daily_cost_explorer_answer_is_stored_within_a_nano_per_day() {
+    let text = std::fs::read_to_string(crate::support::data(
+        "thirdparty/cloudtoolbox-ce-daily-service/CostData.response.json",
+    ))
+    .expect("the answer");
+    let mut answer: Value = serde_json::from_str(&text).expect("JSON");
+    // The exact total of each day, in 1e-12 units, from the answer's own text.
+    let mut exact: std::collections::BTreeMap<chrono::NaiveDate, i128> = Default::default();
+    for result in answer["ResultsByTime"].as_array_mut().expect("results") {
+        let start = day(result["TimePeriod"]["Start"].as_str().expect("start"));
+        for group in result["Groups"].as_array_mut().expect("groups") {
+            let unblended = group["Metrics"]["UnblendedCost"].clone();
+            *exact.entry(start).or_default() +=
+                picos(unblended["Amount"].as_str().expect("amount"));
+            group["Metrics"]["AmortizedCost"] = unblended;
+        }
+    }
+    let moto = Moto::start().await;
+    moto.seed_cost_and_usage(ACCOUNT, json!([answer])).await;
+    let ws = Workspace::new(&aws_config(
+        &moto.url,
+        "group_by = [\"DIMENSION:SERVICE\"]\nmax_calls_per_run = 1",
+    ));
+    let out = ws.sync("2024-02-01", "2024-04-26");
+    assert!(out.status.success(), "{}", show(&out));
+    let (facts, runs) = stored(&ws, "2024-02-01", "2024-04-26").await;
+    assert_eq!(runs[0].calls, 1, "one request: {runs:?}");
+    assert_eq!(exact.len(), 86);
+    for (d, exact) in &exact {
+        let stored: i64 = facts
+            .iter()
+            .filter(|f| f.day == *d)
+            .map(|f| f.billed.0)
+            .sum();
+        let off = (i128::from(stored) * 1000 - exact).abs();
+        assert!(
+            off <= 500,
+            "{d}: stored {stored} nano-units, exact {exact} picos"
+        );
+    }
+    let total = |from: &str, to: &str| -> i128 {
+        facts
+            .iter()
+            .filter(|f| f.day >= day(from) && f.day <= day(to))
+            .map(|f| i128::from(f.billed.0) * 1000)
+            .sum()
+    };
+    for (from, to, figure, days) in [
+        ("2024-02-01", "2024-04-26", "67.2540521894", 86),
+        ("2024-02-01", "2024-02-29", "16.4910808573", 29),
+        ("2024-03-01", "2024-03-31", "4.9254159439", 31),
+        ("2024-04-01", "2024-04-26", "45.8375553882", 26),
+    ] {
+        let off = (total(from, to) - picos(figure)).abs();
+        assert!(
+            off <= days * 500,
+            "{from}..{to}: {} picos from {figure}",
+            off
+        );
+    }
+    let estimated: std::collections::BTreeSet<_> = facts
+        .iter()
+        .filter(|f| f.estimated)
+        .map(|f| f.day)
+        .collect();
+    assert_eq!(estimated.len(), 26, "every April day is estimated");
+    let tax: Vec<(chrono::NaiveDate, i64)> = facts
+        .iter()
+        .filter(|f| f.charge_category == "Tax")
+        .map(|f| (f.day, f.billed.0))
+        .collect();
+    assert_eq!(
+        tax,
+        [
+            (day("2024-02-01"), 3_300_000_000),
+            (day("2024-03-01"), 990_000_000),
+            (day("2024-04-01"), 9_170_000_000)
+        ]
+    );
+    assert!(facts
+        .iter()
+        .all(|f| f.tags.is_empty() && f.billing_account == ACCOUNT));
 }

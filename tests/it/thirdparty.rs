@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use costsplit::ingest::{self, Imported};
 use costsplit::model::Fact;
 
-use crate::support::data;
+use crate::support::{data, picos};
 
 fn thirdparty(path: &str) -> PathBuf {
     data(&format!("thirdparty/{path}"))
@@ -25,40 +25,6 @@ const CUR2_PARQUET: &str =
 const CUR2_MANIFEST: &str = "olaraji-aws-cur2-csv/ha-project-CUR-daily-1-Manifest.json";
 const LEGACY_CUR: &str = "focus-converters-aws-cur-legacy/sample-anonymous-aws-export-dataset.csv";
 const AZURE_FOCUS: &str = "cur-anon-azure-focus/sample_focus.csv";
-
-/// An exact decimal (`-1.3333E-6`, `205.498553815914165999`) in units of 1e-12, parsed here
-/// on its own (not with the importer's parser), rounded half away from zero.
-fn picos(text: &str) -> i128 {
-    let (mantissa, exponent) = match text.split_once(['E', 'e']) {
-        Some((m, e)) => (m, e.parse::<i32>().expect("exponent")),
-        None => (text, 0),
-    };
-    let negative = mantissa.starts_with('-');
-    let digits = mantissa.trim_start_matches(['-', '+']);
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let all: Vec<u32> = format!("{int}{frac}")
-        .chars()
-        .map(|c| c.to_digit(10).expect("a digit"))
-        .collect();
-    // value = all * 10^(exponent - frac.len()); in picos: shift by 12.
-    let shift = exponent - frac.len() as i32 + 12;
-    let mut value: i128 = 0;
-    let mut round_up = false;
-    for (i, d) in all.iter().enumerate() {
-        let position = all.len() as i32 - 1 - i as i32 + shift; // power of ten of this digit
-        if position >= 0 {
-            value += i128::from(*d) * 10i128.pow(position as u32);
-        } else if position == -1 {
-            round_up = *d >= 5;
-        }
-    }
-    value += i128::from(round_up);
-    if negative {
-        -value
-    } else {
-        value
-    }
-}
 
 /// Nano-units as picos.
 fn picos_of(nanos: i64) -> i128 {
