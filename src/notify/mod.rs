@@ -142,7 +142,12 @@ pub struct DeliverySummary {
     pub stopped: Option<String>,
 }
 
-/// Delivers pending alerts in order. `now` gives the time to record (RFC 3339).
+/// How long a deliverer's claim on an alert lasts: longer than one alert can take (its tries,
+/// timeouts and `Retry-After` waits), so a claim expires only when its deliverer died.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
+
+/// Delivers pending alerts in order, claiming each before sending it, so that deliverers
+/// running at the same time never send the same alert. `now` gives the time to record.
 pub async fn deliver(
     store: &Store,
     settings: &SlackSettings,
@@ -152,18 +157,23 @@ pub async fn deliver(
         .timeout(Duration::from_secs(15))
         .build()
         .context("building the HTTP client")?;
-    let pending = store.pending_alerts().await?;
     let mut summary = DeliverySummary::default();
     let stamp =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    for (index, row) in pending.iter().enumerate() {
+    let lease = chrono::Duration::from_std(CLAIM_LEASE).expect("a lease of minutes");
+    let mut after = 0;
+    while let Some(row) = store
+        .claim_next_alert(after, &stamp(now()), &stamp(now() + lease))
+        .await?
+    {
+        after = row.id;
         if !row.next_attempt_at.is_empty() && row.next_attempt_at > stamp(now()) {
+            store.release_alert(row.id).await?;
             summary.stopped = Some(format!(
                 "alert {} waits until {} before its next try",
                 row.id, row.next_attempt_at
             ));
-            summary.still_pending += pending.len() - index;
-            return Ok(summary);
+            break;
         }
         let alert: Alert = serde_json::from_str(&row.payload)
             .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;
@@ -184,7 +194,6 @@ pub async fn deliver(
                 )
                 .await?;
             warn!(alert = row.id, service = %row.service, "{reason}");
-            summary.still_pending += 1;
             continue;
         };
         let message = slack::message(&alert, settings.dashboard_url.as_deref());
@@ -236,7 +245,7 @@ pub async fn deliver(
                             .await?;
                         warn!(alert = row.id, %reason, "Slack unavailable; the alert stays pending");
                         summary.stopped = Some(reason);
-                        summary.still_pending += pending.len() - index;
+                        summary.still_pending = store.list_alerts(Some("pending")).await?.len();
                         return Ok(summary);
                     }
                     warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
@@ -245,5 +254,6 @@ pub async fn deliver(
             }
         }
     }
+    summary.still_pending = store.list_alerts(Some("pending")).await?.len();
     Ok(summary)
 }

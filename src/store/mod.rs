@@ -143,6 +143,36 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Holds an exclusive lock on `<database>.lock` until dropped, waiting for it if another
+/// process holds it.
+async fn lock_file(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(file)
+    })
+    .await
+    .context("the store lock task stopped")?
+}
+
+/// What a write replaces; each has its own PostgreSQL advisory lock key (arbitrary constants,
+/// "costsplit" in ASCII plus a number, so they do not meet another application's keys).
+#[derive(Debug, Clone, Copy)]
+#[repr(i64)]
+enum Writer {
+    Facts = 0x636f_7374_7370_0001,
+    Allocations = 0x636f_7374_7370_0002,
+}
+
 impl Store {
     /// Connects (creating a SQLite file on first use) and applies pending migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Store> {
@@ -200,8 +230,35 @@ impl Store {
             backend,
             sqlite_file,
         };
+        // Two processes starting on a fresh SQLite file would both create the tables; a lock
+        // file beside the database makes them migrate one after the other (PostgreSQL's
+        // migrator takes its own lock).
+        let _migrating = match &store.sqlite_file {
+            Some(file) => Some(lock_file(file).await?),
+            None => None,
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Makes writers of the same table take turns, on PostgreSQL as SQLite's write lock does:
+    /// a transaction-scoped advisory lock taken before the first DELETE, so a second
+    /// replacement waits for the first to commit and then deletes what it wrote (under READ
+    /// COMMITTED each statement sees what committed before it began). Without it, two imports
+    /// of one month both delete the old rows and both insert: the month doubles.
+    async fn serialize(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        writer: Writer,
+    ) -> anyhow::Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(writer as i64)
+                .execute(&mut **tx)
+                .await
+                .context("waiting for another costsplit writing the same data")?;
+        }
+        Ok(())
     }
 
     pub fn backend(&self) -> Backend {
@@ -246,6 +303,7 @@ impl Store {
         record: &ImportRecord,
         facts: &[Fact],
     ) -> anyhow::Result<i64> {
+        self.serialize(tx, Writer::Facts).await?;
         match &record.scope {
             FactScope::Periods(periods) => {
                 for (period, account) in periods {
@@ -348,6 +406,7 @@ impl Store {
     ) -> anyhow::Result<i64> {
         let allocated: i128 = allocations.iter().map(|a| i128::from(a.amount.0)).sum();
         let mut tx = self.pool.begin().await?;
+        self.serialize(&mut tx, Writer::Allocations).await?;
         sqlx::query("DELETE FROM allocations WHERE day >= $1 AND day <= $2")
             .bind(day_key(run.from))
             .bind(day_key(run.to))

@@ -232,6 +232,48 @@ impl Store {
             .collect()
     }
 
+    /// Claims the first pending alert after id `after` that no live claim holds, until
+    /// `until`, and returns it. Two deliverers never get the same alert: on SQLite the update
+    /// is one write; on PostgreSQL the candidate is picked `FOR UPDATE SKIP LOCKED`, so a
+    /// concurrent claimer passes over it to the next one.
+    pub async fn claim_next_alert(
+        &self,
+        after: i64,
+        now: &str,
+        until: &str,
+    ) -> anyhow::Result<Option<OutboxRow>> {
+        let lock = match self.backend {
+            super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE alerts SET claimed_until = $1
+             WHERE id = (SELECT id FROM alerts
+                         WHERE state = 'pending' AND claimed_until < $2 AND id > $3
+                         ORDER BY id LIMIT 1 {lock})
+               AND state = 'pending' AND claimed_until < $2
+             RETURNING {COLUMNS}"
+        );
+        sqlx::query(&sql)
+            .bind(until)
+            .bind(now)
+            .bind(after)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(outbox_row)
+            .transpose()
+    }
+
+    /// Gives a claimed alert back untouched (it waits for a later run).
+    pub async fn release_alert(&self, id: i64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE alerts SET claimed_until = '' WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Outbox rows, optionally of one state, newest last.
     pub async fn list_alerts(&self, state: Option<&str>) -> anyhow::Result<Vec<OutboxRow>> {
         let rows = match state {
@@ -247,8 +289,8 @@ impl Store {
         rows.iter().map(outbox_row).collect()
     }
 
-    /// Records the outcome of trying to deliver a pending alert (`attempts` tries so far).
-    /// Only pending alerts change, so a late outcome cannot undo a resolution.
+    /// Records the outcome of trying to deliver a pending alert (`attempts` tries so far) and
+    /// ends its claim. Only pending alerts change, so a late outcome cannot undo a resolution.
     pub async fn record_alert_attempt(
         &self,
         id: i64,
@@ -264,7 +306,8 @@ impl Store {
             } => ("pending", reason, next_attempt_at, ""),
         };
         sqlx::query(
-            "UPDATE alerts SET state = $1, attempts = $2, last_error = $3, next_attempt_at = $4, sent_at = $5
+            "UPDATE alerts SET state = $1, attempts = $2, last_error = $3, next_attempt_at = $4,
+                               sent_at = $5, claimed_until = ''
              WHERE id = $6 AND state = 'pending'",
         )
         .bind(state)

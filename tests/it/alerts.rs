@@ -554,3 +554,120 @@ async fn nothing_the_process_logs_contains_the_webhook_url_or_the_token() {
     }
     assert_eq!(received_bodies(&server).await.len(), 3);
 }
+
+/// Two `costsplit notify` started together (a scheduled run overlapping a person's): each
+/// alert reaches Slack once. Slack answers slowly, so the two deliverers surely overlap.
+async fn two_deliverers_at_once_send_each_alert_once(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    seed(&t.store, &["search-api", "auth-api", "checkout-api"]).await;
+    assert_eq!(check(&t.store, &rules(&[("r.toml", RULES)])).await, 3);
+    let url = t.store_url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), RULES).expect("rules");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string("ok")
+                .set_delay(Duration::from_millis(300)),
+        )
+        .mount(&server)
+        .await;
+    let webhook = format!("{}/services/T000/B000/secret", server.uri());
+    let rules_dir = dir.path().to_path_buf();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"))
+                    .args(["--store", &url, "--rules"])
+                    .arg(&rules_dir)
+                    .arg("notify")
+                    .env("COSTSPLIT_SLACK_WEBHOOK_URL", &webhook)
+                    .env_remove("COSTSPLIT_SLACK_BOT_TOKEN")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("starts")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("runs"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("task");
+    for out in &outputs {
+        assert!(
+            out.status.success(),
+            "{kind:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut services: Vec<String> = received_bodies(&server)
+        .await
+        .iter()
+        .filter_map(|b| {
+            b["blocks"][1]["fields"][0]["text"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    services.sort();
+    assert_eq!(
+        services,
+        [
+            "*Service*\nauth-api",
+            "*Service*\ncheckout-api",
+            "*Service*\nsearch-api"
+        ],
+        "{kind:?}: each alert posted once"
+    );
+    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    assert_eq!(sent.len(), 3, "{kind:?}");
+    assert!(sent.iter().all(|a| a.attempts == 1), "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deliverers_at_once_send_each_alert_once_on_both_stores() {
+    for kind in BOTH {
+        two_deliverers_at_once_send_each_alert_once(kind).await;
+    }
+}
+
+/// A deliverer killed mid-send leaves its claim: nobody else sends that alert until the claim
+/// expires, then the next deliverer does.
+async fn a_dead_deliverers_claim_expires(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    seed(&t.store, &["search-api"]).await;
+    assert_eq!(check(&t.store, &rules(&[("r.toml", RULES)])).await, 1);
+    let claimed = t
+        .store
+        .claim_next_alert(0, "2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z")
+        .await
+        .expect("claim")
+        .expect("the pending alert");
+    assert_eq!(claimed.service, "search-api");
+    let while_claimed = t
+        .store
+        .claim_next_alert(0, "2026-01-01T00:10:00Z", "2026-01-01T00:40:00Z")
+        .await
+        .expect("claim");
+    assert_eq!(
+        while_claimed, None,
+        "{kind:?}: claimed alerts are not handed out twice"
+    );
+    let after_expiry = t
+        .store
+        .claim_next_alert(0, "2026-01-01T00:31:00Z", "2026-01-01T01:01:00Z")
+        .await
+        .expect("claim");
+    assert_eq!(after_expiry.map(|r| r.id), Some(claimed.id), "{kind:?}");
+}
+
+#[tokio::test]
+async fn a_dead_deliverers_claim_expires_on_both_stores() {
+    for kind in BOTH {
+        a_dead_deliverers_claim_expires(kind).await;
+    }
+}

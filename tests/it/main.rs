@@ -4,6 +4,7 @@ mod support;
 
 mod alerts;
 mod cli;
+mod concurrency;
 mod cur;
 mod exports;
 mod generated;
