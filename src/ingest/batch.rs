@@ -1,9 +1,12 @@
 //! What one `costsplit import` reads: the files given, every data file of an export folder,
 //! or the parts an AWS export manifest lists, as one batch, so a billing period is never
-//! imported from half its parts. Only names files; reading them is the formats' job.
+//! imported from half its parts, and each part once (by path and by content). Only names
+//! files; reading them is the formats' job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use super::{FileFormat, ImportError};
 
@@ -24,6 +27,7 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
         }
     }
     let mut seen = BTreeSet::new();
+    let mut contents: BTreeMap<(u64, [u8; 32]), &PathBuf> = BTreeMap::new();
     for file in &files {
         let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
         if !seen.insert(canonical) {
@@ -32,8 +36,41 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
                 message: "is given twice in one import; each part of an export counts once, so give it once".to_string(),
             });
         }
+        let key = content_key(file).map_err(|source| ImportError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        if let Some(first) = contents.insert(key, file) {
+            return Err(ImportError::Unreadable {
+                file: file.clone(),
+                message: format!(
+                    "holds the same data as {}; each part of an export counts once, so give it once",
+                    first.display()
+                ),
+            });
+        }
     }
     Ok(files)
+}
+
+/// What tells two files' contents apart: the size and a hash of the first and last MiB. Two
+/// parts of a real export never share it; a copy of a file under another name always does.
+fn content_key(file: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    use std::io::{Read, Seek, SeekFrom};
+    const EDGE: u64 = 1 << 20;
+    let mut f = std::fs::File::open(file)?;
+    let size = f.metadata()?.len();
+    let mut hasher = Sha256::new();
+    let mut buffer = Vec::new();
+    (&mut f).take(EDGE).read_to_end(&mut buffer)?;
+    hasher.update(&buffer);
+    if size > EDGE {
+        buffer.clear();
+        f.seek(SeekFrom::Start(size.saturating_sub(EDGE).max(EDGE)))?;
+        f.take(EDGE).read_to_end(&mut buffer)?;
+        hasher.update(&buffer);
+    }
+    Ok((size, hasher.finalize().into()))
 }
 
 fn is_manifest(path: &Path) -> bool {

@@ -2,7 +2,7 @@
 
 use costsplit::model::{Allocation, CostBasis, Fact, Method, Tags};
 use costsplit::money::Nanos;
-use costsplit::store::{FactScope, ImportRecord, RunRecord, SyncRun, SyncStatus, Table};
+use costsplit::store::{FactScope, ImportRecord, RunRecord, Store, SyncRun, SyncStatus, Table};
 
 use crate::support::{day, Kind, TestStore, BOTH, NOW};
 
@@ -347,5 +347,63 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
 async fn a_sync_window_replaces_one_accounts_days_with_its_run_record_on_both() {
     for kind in BOTH {
         a_sync_window_replaces_one_accounts_days_with_its_run_record(kind).await;
+    }
+}
+
+/// Two syncs of one window committing at once (two store connections, as two processes
+/// have): one copy of the window, whichever commits last.
+async fn two_syncs_of_one_window_at_once_leave_one_copy(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let window = ImportRecord {
+        scope: FactScope::Days {
+            account: "payer".into(),
+            from: day("2025-03-01"),
+            to: day("2025-03-02"),
+        },
+        ..record("2025-03")
+    };
+    let facts: Vec<Fact> = (0..3000)
+        .map(|i| fact("2025-03-01", "2025-03", &format!("r-{i}"), 1_000))
+        .collect();
+    let run = SyncRun {
+        created_at: NOW.into(),
+        source: "cost-explorer".into(),
+        account: "payer".into(),
+        from: day("2025-03-01"),
+        to: day("2025-03-02"),
+        status: SyncStatus::Ok,
+        calls: 1,
+        cost: Nanos(10_000_000),
+        facts: 3000,
+        estimated_days: 0,
+        message: String::new(),
+        fingerprint: String::new(),
+    };
+    for _ in 0..3 {
+        let (a, b) = (
+            Store::connect(&t.store_url()).await.expect("store"),
+            Store::connect(&t.store_url()).await.expect("store"),
+        );
+        let (x, y) = tokio::join!(
+            a.commit_sync(&window, &facts, &run),
+            b.commit_sync(&window, &facts, &run)
+        );
+        x.expect("first sync");
+        y.expect("second sync");
+        a.close().await;
+        b.close().await;
+    }
+    let stored = t
+        .store
+        .facts(day("2025-03-01"), day("2025-03-02"))
+        .await
+        .expect("facts");
+    assert_eq!(stored.len(), 3000, "{kind:?}: one copy of the window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_syncs_of_one_window_at_once_leave_one_copy_on_both() {
+    for kind in BOTH {
+        two_syncs_of_one_window_at_once_leave_one_copy(kind).await;
     }
 }

@@ -366,6 +366,13 @@ fn a_manifest_or_an_export_folder_is_one_batch() {
         .expect_err("a file given twice")
         .to_string();
     assert!(error.contains("given twice"), "{error}");
+    // So would a copy of it under another name.
+    let copy = dir.path().join("renamed-part.csv");
+    std::fs::copy(thirdparty(CUR2_CSV), &copy).expect("copy");
+    let error = ingest::read_files(&[thirdparty(CUR2_CSV), copy])
+        .expect_err("the same data twice")
+        .to_string();
+    assert!(error.contains("holds the same data as"), "{error}");
 }
 
 #[test]
