@@ -225,6 +225,7 @@ pub fn parquet_selection(
         day_column,
         period_column,
         key_columns,
+        ..
     } = super::focus::parquet_selection(path, &projected, "an AWS CUR 2.0")?;
     let schema = schema.clone();
     Ok(Selection {
@@ -232,6 +233,10 @@ pub fn parquet_selection(
         day_column,
         period_column,
         key_columns,
+        effective_column:
+            "the amortized cost (from line_item_unblended_cost and the commitment columns)"
+                .to_string(),
+        billed_column: Field::Unblended.snake().to_string(),
     })
 }
 
@@ -248,7 +253,7 @@ pub fn project(frame: LazyFrame, schema: &Schema) -> LazyFrame {
     };
     let cost = |name: &str| {
         if has(name) {
-            col(name).cast(DataType::Float64).fill_null(lit(0.0))
+            col(name).strict_cast(DataType::Float64).fill_null(lit(0.0))
         } else {
             lit(0.0)
         }

@@ -159,12 +159,15 @@ pub fn parquet_selection(
         None => day_column.clone(),
     };
     let key_columns = KEY_COLUMNS.map(name);
+    let (effective_column, billed_column) = (name(Col::EffectiveCost), name(Col::BilledCost));
     let schema = schema.clone();
     Ok(Selection {
         query: Box::new(move |frame| select_keys_and_costs(frame, &columns, &schema)),
         day_column,
         period_column,
         key_columns,
+        effective_column,
+        billed_column,
     })
 }
 
@@ -189,10 +192,10 @@ fn select_keys_and_costs(frame: LazyFrame, columns: &Columns, schema: &Schema) -
             None => lit("").alias(alias),
         });
     }
-    select.push(
-        cost_expr(columns.get(Col::EffectiveCost).expect("required column")).alias(EFFECTIVE),
-    );
-    select.push(cost_expr(columns.get(Col::BilledCost).expect("required column")).alias(BILLED));
+    for (cost, alias) in [(Col::EffectiveCost, EFFECTIVE), (Col::BilledCost, BILLED)] {
+        let name = columns.get(cost).expect("required column");
+        select.push(cost_expr(name, &dtype(name)).alias(alias));
+    }
     frame.select(select)
 }
 

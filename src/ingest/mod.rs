@@ -56,8 +56,9 @@ pub enum ImportError {
     #[error("{file}{}: column `{column}`: {problem}", row_suffix(*.row))]
     BadValue {
         file: PathBuf,
-        /// The line number for CSV (the header is line 1); 0 when the row is not known (a
-        /// value found after aggregation of a parquet file).
+        /// The line number for CSV (the header is line 1), the row number for parquet
+        /// (counting from 1); 0 when the row is not known (a value checked once per distinct
+        /// value, after aggregation).
         row: u64,
         column: String,
         problem: String,

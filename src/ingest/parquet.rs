@@ -23,13 +23,15 @@ pub const BILLED: &str = "billed";
 
 /// What a format reads from a parquet file: a query over a fresh scan of it that yields
 /// [`DAY`] and [`PERIOD`] (see [`day_expr`]), the [`KEY_NAMES`] as text, and [`EFFECTIVE`] and
-/// [`BILLED`] in 1e-11 units (see [`cost_expr`]); and the file's own column behind each of
-/// them, for messages.
+/// [`BILLED`] as numbers or text (see [`cost_expr`]); and the file's own column behind each
+/// of them, for messages.
 pub struct Selection {
     pub query: Box<dyn Fn(LazyFrame) -> LazyFrame + Send + Sync>,
     pub day_column: String,
     pub period_column: String,
     pub key_columns: [String; KEY_COUNT],
+    pub effective_column: String,
+    pub billed_column: String,
 }
 
 /// The file's schema (its column names and types).
@@ -56,7 +58,8 @@ pub fn read(
     let scan = || -> PolarsResult<LazyFrame> { Ok((selection.query)(scan_parquet(path)?)) };
     let rows = parquet_rows(path).map_err(|e| unreadable(path, &e))?;
     // Slices are numbered so that, of several bad slices, the first is reported.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, PolarsResult<DataFrame>)>(1);
+    type Slice = (usize, PolarsResult<DataFrame>);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, Slice)>(1);
     let receiver = Mutex::new(receiver);
     let failed = AtomicBool::new(false);
     let scan = &scan;
@@ -72,7 +75,7 @@ pub fn read(
                         .map(|frames| frames.unwrap_single())
                 });
                 let stop = slice.is_err();
-                if sender.send((number, slice)).is_err() || stop {
+                if sender.send((number, (offset, slice))).is_err() || stop {
                     return;
                 }
                 offset += slice_rows;
@@ -89,15 +92,10 @@ pub fn read(
                 .recv()
                 .ok()
         };
-        sum_in_parallel(
-            path,
-            &failed,
-            next,
-            |frame: PolarsResult<DataFrame>, sums| {
-                let frame = frame.map_err(|e| unreadable(path, &e))?;
-                add_frame(path, &frame, selection, sums)
-            },
-        )
+        sum_in_parallel(path, &failed, next, |(offset, frame): Slice, sums| {
+            let frame = frame.map_err(|e| unreadable(path, &e))?;
+            add_frame(path, offset, &frame, selection, sums)
+        })
     })
 }
 
@@ -134,11 +132,62 @@ pub fn day_expr(name: &str, dtype: &DataType) -> Expr {
     }
 }
 
-pub fn cost_expr(name: &str) -> Expr {
-    (col(name).cast(DataType::Float64) * lit(1e11))
-        .round(0, RoundMode::HalfAwayFromZero)
-        .cast(DataType::Int64)
-        .fill_null(lit(0i64))
+/// A cost column as the file has it: text stays text (parsed exactly), any number becomes a
+/// float, strictly (a value that is not a number fails the read instead of becoming null).
+/// [`Costs`] turns either into 1e-11 units, refusing NaN and infinities.
+pub fn cost_expr(name: &str, dtype: &DataType) -> Expr {
+    match dtype {
+        DataType::String => col(name),
+        _ => col(name).strict_cast(DataType::Float64),
+    }
+}
+
+/// A cost column of a slice, read value by value into 1e-11 units. Null is zero (an empty
+/// cell), as in CSV.
+enum Costs<'a> {
+    Numbers(Box<dyn Iterator<Item = Option<f64>> + 'a>),
+    Text(Box<dyn Iterator<Item = Option<&'a str>> + 'a>),
+}
+
+impl<'a> Costs<'a> {
+    fn new(column: &'a Column) -> PolarsResult<Costs<'a>> {
+        Ok(match column.dtype() {
+            DataType::String => Costs::Text(Box::new(column.str()?.iter())),
+            _ => Costs::Numbers(Box::new(column.f64()?.iter())),
+        })
+    }
+
+    fn next(&mut self) -> Result<i128, String> {
+        match self {
+            Costs::Numbers(values) => match values.next().flatten() {
+                None => Ok(0),
+                Some(value) => fine_units(value),
+            },
+            Costs::Text(values) => match values.next().flatten().map(str::trim) {
+                None | Some("") | Some("NULL") => Ok(0),
+                Some(text) => crate::money::parse_decimal(text.as_bytes(), FINE_DECIMALS)
+                    .ok_or_else(|| format!("`{text}` is not a number")),
+            },
+        }
+    }
+}
+
+/// Costs are summed in 1e-11 units.
+const FINE_DECIMALS: u32 = 11;
+
+/// A float cost in 1e-11 units. Below 90,000 (where the value times 1e11 is still an exact
+/// integer in a float) by multiplying; above, from the float's shortest decimal form, so a
+/// large amount (100,000,000 KRW) keeps the digits the file's writer meant instead of
+/// overflowing.
+fn fine_units(value: f64) -> Result<i128, String> {
+    if !value.is_finite() {
+        return Err(format!("`{value}` is not a number"));
+    }
+    if value.abs() < 9.0e4 {
+        return Ok((value * 1e11).round() as i128);
+    }
+    crate::money::parse_decimal(format!("{value}").as_bytes(), FINE_DECIMALS)
+        .ok_or_else(|| format!("`{value}` is too large for an amount"))
 }
 
 /// Rows of a parquet file, from its metadata.
@@ -196,19 +245,21 @@ impl<'a> Days<'a> {
     }
 }
 
-/// Sums one selected slice of a parquet file.
+/// Sums one selected slice of a parquet file; its first row is row `offset + 1` of the file.
 fn add_frame(
     path: &Path,
+    offset: usize,
     frame: &DataFrame,
     selection: &Selection,
     sums: &mut Aggregator,
 ) -> Result<(), ImportError> {
-    let bad = |column: &str, problem: String| ImportError::BadValue {
+    let bad_at = |row: u64, column: &str, problem: String| ImportError::BadValue {
         file: path.to_path_buf(),
-        row: 0,
+        row,
         column: column.to_string(),
         problem,
     };
+    let bad = |column: &str, problem: String| bad_at(0, column, problem);
     let polars = |e: PolarsError| unreadable(path, &e);
     let get = |name: &str| frame.column(name).map_err(|e| unreadable(path, &e));
     let (day, period) = (get(DAY)?, get(PERIOD)?);
@@ -227,9 +278,16 @@ fn add_frame(
         }
         ids.push(column);
     }
-    let mut effective = get("effective")?.i64().map_err(polars)?.iter();
-    let mut billed = get("billed")?.i64().map_err(polars)?.iter();
+    let mut effective = Costs::new(get(EFFECTIVE)?).map_err(polars)?;
+    let mut billed = Costs::new(get(BILLED)?).map_err(polars)?;
     for row in 0..frame.height() {
+        let file_row = (offset + row + 1) as u64;
+        let effective = effective
+            .next()
+            .map_err(|problem| bad_at(file_row, &selection.effective_column, problem))?;
+        let billed = billed
+            .next()
+            .map_err(|problem| bad_at(file_row, &selection.billed_column, problem))?;
         let day = days
             .next()
             .map_err(|problem| bad(&selection.day_column, problem))?;
@@ -240,13 +298,7 @@ fn add_frame(
         for (id, column) in key.iter_mut().zip(&ids) {
             *id = column[row];
         }
-        sums.add_ids(
-            day,
-            period,
-            key,
-            i128::from(effective.next().flatten().unwrap_or(0)),
-            i128::from(billed.next().flatten().unwrap_or(0)),
-        );
+        sums.add_ids(day, period, key, effective, billed);
     }
     Ok(())
 }

@@ -327,3 +327,84 @@ fn the_first_bad_row_is_named_by_its_line_whatever_the_chunks() {
         }
     }
 }
+
+/// A one-column-per-field FOCUS parquet file with these costs (billed = effective).
+fn focus_parquet(dir: &std::path::Path, name: &str, costs: polars::prelude::Column) -> PathBuf {
+    use polars::prelude::*;
+    let rows = costs.len();
+    let mut billed = costs.clone();
+    billed.rename("BilledCost".into());
+    let mut effective = costs;
+    effective.rename("EffectiveCost".into());
+    let mut frame = DataFrame::new(
+        rows,
+        vec![
+            Column::new(
+                "ChargePeriodStart".into(),
+                vec!["2025-03-01T00:00:00Z"; rows],
+            ),
+            Column::new("BillingCurrency".into(), vec!["KRW"; rows]),
+            Column::new("ServiceName".into(), vec!["Amazon RDS"; rows]),
+            effective,
+            billed,
+        ],
+    )
+    .expect("frame");
+    let path = dir.join(name);
+    let file = std::fs::File::create(&path).expect("create");
+    ParquetWriter::new(file).finish(&mut frame).expect("write");
+    path
+}
+
+#[test]
+fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
+    use polars::prelude::Column;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 100,000,000 KRW (about US$70k) and a text column with more digits than a float holds.
+    let large = focus_parquet(
+        dir.path(),
+        "large.parquet",
+        Column::new("c".into(), [100_000_000.0f64, 1.5]),
+    );
+    let imported = costsplit::ingest::read_files(&[large]).expect("imports");
+    let billed: i64 = imported.facts.iter().map(|f| f.billed.0).sum();
+    assert_eq!(billed, 100_000_001_500_000_000);
+    let text = focus_parquet(
+        dir.path(),
+        "text.parquet",
+        Column::new("c".into(), ["92233720.123456789", "0.000000001"]),
+    );
+    let imported = costsplit::ingest::read_files(&[text]).expect("imports");
+    let billed: i64 = imported.facts.iter().map(|f| f.billed.0).sum();
+    assert_eq!(billed, 92_233_720_123_456_790);
+
+    // Refused with the file, the row and the column, never read as zero.
+    for (name, costs, shown) in [
+        (
+            "nan.parquet",
+            Column::new("c".into(), [1.0f64, f64::NAN]),
+            "`NaN`",
+        ),
+        (
+            "inf.parquet",
+            Column::new("c".into(), [1.0f64, f64::INFINITY]),
+            "`inf`",
+        ),
+        (
+            "words.parquet",
+            Column::new("c".into(), ["1.0", "ten"]),
+            "`ten`",
+        ),
+    ] {
+        let path = focus_parquet(dir.path(), name, costs);
+        let error = costsplit::ingest::read_files(&[path])
+            .expect_err("a cost that is not a number")
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "{name}:2: column `EffectiveCost`: {shown} is not a number"
+            )),
+            "{error}"
+        );
+    }
+}
