@@ -132,12 +132,14 @@ pub fn day_expr(name: &str, dtype: &DataType) -> Expr {
     }
 }
 
-/// A cost column as the file has it: text stays text (parsed exactly), any number becomes a
-/// float, strictly (a value that is not a number fails the read instead of becoming null).
+/// A cost column as the file has it: text stays text and a decimal (the money type of
+/// warehouse exports) becomes its exact text, both parsed exactly; any other number becomes
+/// a float, strictly (a value that is not a number fails the read instead of becoming null).
 /// [`Costs`] turns either into 1e-11 units, refusing NaN and infinities.
 pub fn cost_expr(name: &str, dtype: &DataType) -> Expr {
     match dtype {
         DataType::String => col(name),
+        DataType::Decimal(..) => col(name).strict_cast(DataType::String),
         _ => col(name).strict_cast(DataType::Float64),
     }
 }

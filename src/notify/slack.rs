@@ -42,7 +42,30 @@ fn truncate(text: &str, max: usize) -> String {
     out
 }
 
-/// The Slack message for an alert: a `text` fallback and Block Kit `blocks`.
+/// Text from billing data (service names, tags, provider service names) as mrkdwn shows it
+/// literally: Slack's control characters `&`, `<` and `>` escaped, so a tag value cannot
+/// mention `<!channel>` or plant a `<https://…|link>` in costsplit's messages.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `text` as one URL path or query component (RFC 3986 unreserved characters kept).
+fn url_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The Slack message for an alert: a `text` fallback and Block Kit `blocks`. The header is
+/// `plain_text` (Slack parses no mentions or links there); every mrkdwn text escapes what
+/// came from billing data.
 pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
     let c = alert.currency.as_str();
     let percent = alert
@@ -62,9 +85,9 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&header, MAX_HEADER), "emoji": true}}),
         json!({"type": "section", "fields": [
-            field("Service", alert.service.clone()),
-            field("Team", if alert.team.is_empty() { "-".to_string() } else { alert.team.clone() }),
-            field(when, alert.period.clone()),
+            field("Service", escape(&alert.service)),
+            field("Team", if alert.team.is_empty() { "-".to_string() } else { escape(&alert.team) }),
+            field(when, escape(&alert.period)),
             field("Cost", human(alert.amount, c, false)),
             field(against, human(alert.baseline, c, false)),
             field("Change", format!("{}{percent}", human(alert.change(), c, true))),
@@ -74,7 +97,7 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
         let lines: Vec<String> = alert
             .drivers
             .iter()
-            .map(|(k, v)| format!("• {k}: {}", human(*v, c, true)))
+            .map(|(k, v)| format!("• {}: {}", escape(k), human(*v, c, true)))
             .collect();
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!("*What drove it*\n{}", lines.join("\n")), MAX_TEXT)}}));
     }
@@ -85,14 +108,14 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
     blocks.push(json!({"type": "context", "elements": context}));
     if let Some(url) = dashboard_url {
         let url = url
-            .replace("{service}", &alert.service)
-            .replace("{team}", &alert.team);
+            .replace("{service}", &url_component(&alert.service))
+            .replace("{team}", &url_component(&alert.team));
         blocks.push(json!({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": url}
         ]}));
     }
     blocks.truncate(50);
-    json!({"text": truncate(&alert.summary(), MAX_TEXT), "blocks": blocks})
+    json!({"text": truncate(&escape(&alert.summary()), MAX_TEXT), "blocks": blocks})
 }
 
 /// The most of an answer that is read. A `chat.postMessage` success echoes the whole message
@@ -384,6 +407,49 @@ mod tests {
         };
         assert!(reason.contains("may have been posted"), "{reason}");
         assert!(reason.chars().count() < 400, "{reason}");
+    }
+
+    #[test]
+    fn billing_text_cannot_mention_or_link_in_mrkdwn() {
+        let alert = Alert {
+            kind: AlertKind::Spike,
+            service: "<!channel> *URGENT* <https://evil.example/login|click to verify billing>"
+                .into(),
+            team: "a & b".into(),
+            currency: "USD".into(),
+            anomaly_start: chrono::NaiveDate::from_ymd_opt(2025, 3, 1).expect("day"),
+            period: "2025-03-01".into(),
+            amount: crate::money::Nanos(3_000_000_000),
+            baseline: crate::money::Nanos(1_000_000_000),
+            change_bp: Some(20_000),
+            drivers: vec![(
+                "<!here> <https://evil.example|AWS>".into(),
+                crate::money::Nanos(1),
+            )],
+            estimated: false,
+        };
+        let message = message(&alert, Some("https://dash.example/d?s={service}"));
+        let mut mrkdwn = vec![message["text"].as_str().expect("fallback").to_string()];
+        for block in message["blocks"].as_array().expect("blocks") {
+            for field in block["fields"].as_array().into_iter().flatten() {
+                mrkdwn.push(field["text"].as_str().expect("text").to_string());
+            }
+            if block["text"]["type"] == "mrkdwn" {
+                mrkdwn.push(block["text"]["text"].as_str().expect("text").to_string());
+            }
+        }
+        let all = mrkdwn.join("\n");
+        assert!(!all.contains('<') && !all.contains('>'), "{all}");
+        assert!(
+            all.contains("&lt;!channel&gt;") && all.contains("&lt;!here&gt;"),
+            "{all}"
+        );
+        assert!(all.contains("a &amp; b"), "{all}");
+        let url = message.to_string();
+        assert!(
+            url.contains("https://dash.example/d?s=%3C%21channel%3E%20%2AURGENT"),
+            "{url}"
+        );
     }
 
     #[test]

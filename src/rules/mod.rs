@@ -328,12 +328,18 @@ pub fn load_or_error(dir: &Path) -> anyhow::Result<Rules> {
     }
 }
 
-/// The rules files of a directory, sorted by name.
+/// The rules files of a directory, sorted by name: every `*.toml` entry that is not a
+/// directory. A dangling or looping symlink is kept, so that reading it fails loudly (a broken
+/// config mount must not silently drop pools).
 pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-        .collect();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+        if path.extension().is_some_and(|e| e == "toml") && !is_dir {
+            files.push(path);
+        }
+    }
     files.sort();
     Ok(files)
 }

@@ -129,18 +129,39 @@ impl ServiceTotal {
     }
 }
 
-/// Hides the password of a store URL, for messages and logs.
+/// Hides the passwords of a store URL, for messages and logs: the `user:password@` form and
+/// `password=` / `sslpassword=` query parameters.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme + 3], &base[at..]),
+                None => base.to_string(),
             }
         }
-        _ => url.to_string(),
-    }
+        _ => base.to_string(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _))
+                if key.eq_ignore_ascii_case("password")
+                    || key.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{key}=***")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 /// Holds an exclusive lock on `<database>.lock` until dropped, waiting for it if another
@@ -691,6 +712,14 @@ mod tests {
             "postgres://app:***@db:5432/costs"
         );
         assert_eq!(redact_url("sqlite://costsplit.db"), "sqlite://costsplit.db");
+        assert_eq!(
+            redact_url("postgres://app@db/costs?sslmode=require&password=s3cret"),
+            "postgres://app@db/costs?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://app:a@b@db/costs?PASSWORD=x&sslpassword=y"),
+            "postgres://app:***@db/costs?PASSWORD=***&sslpassword=***"
+        );
     }
 
     #[test]

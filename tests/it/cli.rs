@@ -44,6 +44,16 @@ fn the_demo_runs_on_a_fresh_directory_and_reconciles() {
         .expect("a reconciliation line");
     assert!(line.contains("difference 0"), "{line}");
     assert!(dir.path().join("costsplit-demo.db").exists());
+    // The two alerts the README shows: the planted month-over-month rise and spike.
+    assert!(stdout.contains("alerts for 2025-03-31: 2"), "{stdout}");
+    assert!(
+        stdout.contains("- Month-over-month change for orders-worker in 2025-03 (team core)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- Cost spike for payments-api on 2025-03-20 (team payments)"),
+        "{stdout}"
+    );
 }
 
 #[test]

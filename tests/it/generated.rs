@@ -8,9 +8,8 @@ use costsplit::allocate::UsageWeights;
 use costsplit::demo::generate::{GenSpec, World};
 use costsplit::jobs;
 use costsplit::model::CostBasis;
-use costsplit::money::Nanos;
 
-use crate::support::{day, Kind, TestStore, BOTH, NOW};
+use crate::support::{day, picos, Kind, TestStore, BOTH, NOW};
 
 /// What the CSV says, computed without costsplit's importer or allocator.
 #[derive(Default)]
@@ -38,7 +37,11 @@ fn expected_from_csv(path: &std::path::Path, shared_ids: &[String]) -> Expected 
     let mut e = Expected::default();
     for record in reader.records() {
         let r = record.expect("row");
-        let amount = i128::from(Nanos::parse(&r[c_cost]).expect("decimal cost").0);
+        // The test's own decimal parser, not the importer's; the generator writes 9 decimals,
+        // so picos are whole nano-units.
+        let picos = picos(&r[c_cost]);
+        assert_eq!(picos % 1000, 0, "a generated cost has 9 decimals");
+        let amount = picos / 1000;
         let day = r[c_day][..10].to_string();
         e.total += amount;
         if &r[c_cat] == "Credit" {

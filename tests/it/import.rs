@@ -408,3 +408,20 @@ fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
         );
     }
 }
+
+/// Decimal cost columns (`decimal(38,9)`, `decimal(18,9)`: the money type of BigQuery and
+/// warehouse exports) are read exactly, with no float anywhere.
+#[test]
+fn decimal_parquet_costs_import_exactly() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (precision, name) in [(38, "d38.parquet"), (18, "d18.parquet")] {
+        let costs = Column::new("c".into(), ["123456789.123456789", "-0.000000001"])
+            .strict_cast(&DataType::Decimal(precision, 9))
+            .expect("decimal");
+        let path = focus_parquet(dir.path(), name, costs);
+        let imported = costsplit::ingest::read_files(&[path]).expect("imports");
+        let billed: i64 = imported.facts.iter().map(|f| f.billed.0).sum();
+        assert_eq!(billed, 123_456_789_123_456_788, "{name}");
+    }
+}

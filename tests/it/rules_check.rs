@@ -138,3 +138,27 @@ fn the_bundled_example_rules_are_clean() {
     assert_eq!(rules.services.len(), 8);
     assert_eq!(rules.pools.len(), 4);
 }
+
+/// A broken config mount: a rules file that is a dangling symlink, or one that loops, is an
+/// error naming it, not a file silently left out (which would drop its pools).
+#[test]
+fn a_dangling_or_looping_rules_symlink_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "[[service]]\nname = \"web\"\nteam = \"shop\"\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(dir.path().join("gone.toml"), dir.path().join("pools.toml"))
+        .expect("symlink");
+    std::os::unix::fs::symlink(dir.path().join("loop.toml"), dir.path().join("loop.toml"))
+        .expect("symlink");
+    let loaded = costsplit::rules::load(dir.path());
+    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
+    assert!(loaded.rules.is_none(), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("pools.toml"))
+            && errors.iter().any(|e| e.contains("loop.toml")),
+        "{errors:?}"
+    );
+}
