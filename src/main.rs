@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(costsplit::cli::run(cli)) {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
+            let e = costsplit::store::explain_busy(e);
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -129,6 +129,32 @@ impl ServiceTotal {
     }
 }
 
+/// How long a SQLite writer waits for another process's write to finish before giving up:
+/// `COSTSPLIT_STORE_WAIT_SECONDS`, default 60 (an import of a month of millions of facts
+/// holds the write lock for seconds).
+pub fn sqlite_wait() -> Duration {
+    let seconds = std::env::var("COSTSPLIT_STORE_WAIT_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(60);
+    Duration::from_secs(seconds)
+}
+
+/// SQLite's "database is locked" after the wait, said as what it means and what to do.
+pub fn explain_busy(error: anyhow::Error) -> anyhow::Error {
+    let busy = error.chain().any(|cause| {
+        let text = cause.to_string();
+        text.contains("database is locked") || text.contains("database is busy")
+    });
+    if !busy {
+        return error;
+    }
+    anyhow::anyhow!(
+        "the store is busy: another costsplit process (an import, sync or allocate of a large period) has been writing it for more than {} s; nothing was written, run this again when it finishes (COSTSPLIT_STORE_WAIT_SECONDS waits longer)",
+        sqlite_wait().as_secs()
+    )
+}
+
 /// Hides the passwords of a store URL, for messages and logs: the `user:password@` form and
 /// `password=` / `sslpassword=` query parameters.
 pub fn redact_url(url: &str) -> String {
@@ -228,9 +254,12 @@ impl Store {
                         sqlx::query("PRAGMA synchronous = NORMAL")
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query(&format!(
+                            "PRAGMA busy_timeout = {}",
+                            sqlite_wait().as_millis()
+                        ))
+                        .execute(&mut *conn)
+                        .await?;
                         sqlx::query("PRAGMA foreign_keys = ON")
                             .execute(&mut *conn)
                             .await?;

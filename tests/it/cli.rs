@@ -180,3 +180,36 @@ fn rules_check_exits_one_on_errors_and_zero_when_clean() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
+
+/// A writer that waits too long for another process's write says so, and commits nothing;
+/// it never fails with SQLite's bare "database is locked".
+#[test]
+fn a_store_held_by_another_writer_gives_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let out = costsplit(dir.path(), &["--store", &store, "migrate"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Another process's long write: a transaction holding SQLite's write lock.
+    let holder = rusqlite::Connection::open(dir.path().join("c.db")).expect("open");
+    holder
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_nanos, billed_nanos) VALUES ('x', 'x', 'x', 'x', 0, 0, 0, 0);")
+        .expect("hold the write lock");
+    let sample = crate::support::data("focus-1.0-sample.csv");
+    let out = costsplit(
+        dir.path(),
+        &["--store", &store, "import", sample.to_str().expect("utf-8")],
+        &[("COSTSPLIT_STORE_WAIT_SECONDS", "1")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: the store is busy: another costsplit process")
+            && !stderr.contains("database is locked"),
+        "{stderr}"
+    );
+    holder.execute_batch("ROLLBACK").expect("release");
+    let facts: i64 = holder
+        .query_row("SELECT count(*) FROM billing_facts", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(facts, 0, "nothing was written");
+}
