@@ -342,6 +342,15 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
             .ok_or_else(|| bad("a result without a time period".to_string()))?;
         let day = NaiveDate::parse_from_str(start.get(..10).unwrap_or(start), "%Y-%m-%d")
             .map_err(|_| bad(format!("time period start `{start}` is not a day")))?;
+        // costsplit asks for DAILY results: a longer period (a MONTHLY answer) cannot be
+        // stored as one day's cost.
+        let end = result.time_period().map(|p| p.end()).unwrap_or_default();
+        let next = NaiveDate::parse_from_str(end.get(..10).unwrap_or(end), "%Y-%m-%d").ok();
+        if next != day.succ_opt() {
+            return Err(bad(format!(
+                "a result for {start}..{end}, not one day; costsplit asks for DAILY granularity and stores days"
+            )));
+        }
         if day < query.from || day > query.to {
             return Err(bad(format!(
                 "a result for {day}, outside the requested window {}..{}",

@@ -547,3 +547,44 @@ async fn a_real_daily_cost_explorer_answer_is_stored_within_a_nano_per_day() {
         .iter()
         .all(|f| f.tags.is_empty() && f.billing_account == ACCOUNT));
 }
+
+/// The two real MONTHLY answers in tests/data/thirdparty (a full cloudscape response by
+/// SERVICE, and the AWS CLI documentation's SERVICE + TAG example), replayed through moto as if
+/// Cost Explorer had answered costsplit's DAILY request with them: refused by name, nothing
+/// stored, instead of a month's cost landing on one day.
+#[tokio::test]
+async fn a_monthly_cost_explorer_answer_is_refused_not_stored_as_a_day() {
+    for (file, window, group_by) in [
+        (
+            "thirdparty/cloudscape-ce-monthly-service/popover-drilldown-sample-data.json",
+            ("2023-04-01", "2023-09-30"),
+            "group_by = [\"DIMENSION:SERVICE\"]",
+        ),
+        (
+            "thirdparty/awscli-ce-example/get-cost-and-usage.output.json",
+            ("2017-09-01", "2017-09-30"),
+            "group_by = [\"DIMENSION:SERVICE\", \"TAG:Environment\"]",
+        ),
+    ] {
+        let text = std::fs::read_to_string(crate::support::data(file)).expect("the answer");
+        let mut answer: Value = serde_json::from_str(&text).expect("JSON");
+        for result in answer["ResultsByTime"].as_array_mut().expect("results") {
+            for group in result["Groups"].as_array_mut().expect("groups") {
+                let unblended = group["Metrics"]["UnblendedCost"].clone();
+                group["Metrics"]["AmortizedCost"] = unblended;
+            }
+        }
+        let moto = Moto::start().await;
+        moto.seed_cost_and_usage(ACCOUNT, json!([answer])).await;
+        let ws = Workspace::new(&aws_config(&moto.url, group_by));
+        let out = ws.sync(window.0, window.1);
+        let all = show(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {all}");
+        assert!(
+            all.contains("not one day; costsplit asks for DAILY granularity"),
+            "{file}: {all}"
+        );
+        let (facts, _) = stored(&ws, window.0, window.1).await;
+        assert!(facts.is_empty(), "{file}: nothing stored");
+    }
+}
