@@ -317,7 +317,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 OutputFormat::Csv => Format::Csv,
             };
             print!("{}", report.render(format, args.service.is_some()));
-            Ok(if report.reconciled() { 0 } else { 1 })
+            if report.reconciled() {
+                return Ok(0);
+            }
+            // Whatever the format, say on stderr why the exit code is 1.
+            for line in report.reconciliation_lines() {
+                if line.contains(" != ") {
+                    eprintln!("error: {line}");
+                }
+            }
+            Ok(1)
         }
         Command::Sync { command } => sync(&config, command).await,
         Command::Demo(args) => demo(&config, &args).await,

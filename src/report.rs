@@ -18,6 +18,9 @@ pub enum Format {
     Csv,
 }
 
+/// The widest the table's service column gets.
+const MAX_NAME_WIDTH: usize = 60;
+
 #[derive(Debug, Clone)]
 pub struct Report {
     pub from: NaiveDate,
@@ -130,13 +133,15 @@ impl Report {
             self.basis,
             self.rules_label()
         );
+        // Wide enough for ordinary names; a longer one overflows its column instead of
+        // widening every row (and a name past 65,535 characters cannot be a format width).
         let width = self
             .services
             .iter()
-            .map(|s| s.service.len())
+            .map(|s| s.service.chars().count())
             .max()
             .unwrap_or(7)
-            .max(7);
+            .clamp(7, MAX_NAME_WIDTH);
         let _ = writeln!(
             out,
             "{:<width$}  {:<12}  {:>16}  {:>16}  {:>16}  currency",
@@ -248,5 +253,29 @@ impl Report {
         }
         String::from_utf8(writer.into_inner().expect("writing to memory cannot fail"))
             .expect("CSV of UTF-8 strings is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service name of 70,000 characters (anyone who can tag a resource can write one)
+    /// made the table panic for everyone's month.
+    #[test]
+    fn a_huge_service_name_does_not_break_the_table() {
+        let day = NaiveDate::from_ymd_opt(2025, 3, 1).expect("day");
+        let services = vec![ServiceTotal {
+            service: "x".repeat(70_000),
+            team: String::new(),
+            currency: "USD".into(),
+            direct: Nanos(1_000_000_000),
+            shared: Nanos::ZERO,
+        }];
+        let billed = [("USD".to_string(), Nanos(1_000_000_000))].into();
+        let report = Report::new(day, day, CostBasis::Effective, Vec::new(), services, billed);
+        let table = report.render(Format::Table, false);
+        assert!(table.contains(&"x".repeat(70_000)));
+        assert!(table.contains("unallocated"));
     }
 }

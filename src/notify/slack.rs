@@ -146,9 +146,21 @@ pub async fn send(
             (request, token)
         }
     };
-    let response = request.send().await.map_err(|e| SendError::Retry {
-        reason: format!("cannot reach Slack: {}", e.without_url()),
-        after: None,
+    let response = request.send().await.map_err(|e| {
+        if e.is_builder() {
+            // Not Slack being down: the configured URL cannot be a request at all.
+            SendError::Permanent {
+                reason: match target {
+                    Target::Webhook(_) => "the webhook URL is not a valid URL: set COSTSPLIT_SLACK_WEBHOOK_URL (or the team's) to the URL Slack gave for the incoming webhook".to_string(),
+                    Target::Bot { .. } => "COSTSPLIT_SLACK_API_URL is not a valid URL".to_string(),
+                },
+            }
+        } else {
+            SendError::Retry {
+                reason: format!("cannot reach Slack: {}", e.without_url()),
+                after: None,
+            }
+        }
     })?;
     let answer = Answer {
         status: response.status().as_u16(),
@@ -471,6 +483,24 @@ mod tests {
             panic!("a 200 that is not `ok` is not counted as delivered");
         };
         assert!(reason.chars().count() < 400, "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_webhook_url_is_configuration_not_slack_being_down() {
+        let client = reqwest::Client::new();
+        let secret = Secret::new("hooks.slack.com/services/T1/B1/not-a-url");
+        let outcome = send(
+            &client,
+            "https://slack.com/api",
+            Target::Webhook(&secret),
+            &json!({"text": "x"}),
+        )
+        .await;
+        let Err(SendError::Permanent { reason }) = outcome else {
+            panic!("not retried as transient: {outcome:?}");
+        };
+        assert!(reason.contains("not a valid URL"), "{reason}");
+        assert!(!reason.contains("not-a-url"), "{reason}");
     }
 
     #[test]

@@ -213,3 +213,45 @@ fn a_store_held_by_another_writer_gives_a_clear_error() {
         .expect("count");
     assert_eq!(facts, 0, "nothing was written");
 }
+
+/// Facts changed after the last allocate: every report format exits 1 and says why on stderr.
+#[test]
+fn a_stale_report_says_why_it_exits_1_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("c.db").display());
+    let rules = crate::support::repo_rules();
+    let env = [
+        ("COSTSPLIT_STORE_URL", store.as_str()),
+        ("COSTSPLIT_RULES_DIR", rules.to_str().expect("utf-8")),
+    ];
+    let sample = crate::support::data("focus-1.0-sample.csv");
+    let text_of = std::fs::read_to_string(&sample).expect("sample");
+    let half: String = text_of
+        .lines()
+        .take(500)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let smaller = dir.path().join("half.csv");
+    std::fs::write(&smaller, half).expect("write");
+    for args in [
+        vec!["import", sample.to_str().expect("utf-8")],
+        vec!["allocate", "--month", "2024-09"],
+        vec!["import", smaller.to_str().expect("utf-8")],
+    ] {
+        let out = costsplit(dir.path(), &args, &env);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    for format in ["table", "csv", "json"] {
+        let out = costsplit(
+            dir.path(),
+            &["report", "--month", "2024-09", "--format", format],
+            &env,
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{format}: {stderr}");
+        assert!(
+            stderr.contains("error: reconciliation") && stderr.contains("run `costsplit allocate`"),
+            "{format}: {stderr}"
+        );
+    }
+}
