@@ -216,6 +216,11 @@ async fn an_export_is_imported_skipped_while_unchanged_and_reimported_when_rewri
     assert!(!all.contains(SECRET), "the secret key leaked:\n{all}");
     let store = ws.store().await;
     april_holds(&store, &data(PART), "the period holds exactly the export").await;
+    let march = store
+        .facts(day("2026-03-01"), day("2026-03-31"))
+        .await
+        .expect("facts");
+    assert!(march.is_empty(), "the failed period stored nothing");
     assert_eq!(store.count(Table::Imports).await.expect("count"), 1);
     store.close().await;
 
