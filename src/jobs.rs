@@ -304,8 +304,10 @@ pub async fn sync_exports(
             }
         };
         let periods = s3_exports::periods(layout, &listing);
+        // The listing's requests are recorded once, on the first period this run records.
+        let mut listing_calls = listing.requests;
         info!(export = %name, objects = listing.objects.len(), periods = periods.len(), "export listed");
-        for (index, period) in periods.iter().enumerate() {
+        for period in &periods {
             if source
                 .since
                 .as_ref()
@@ -316,7 +318,7 @@ pub async fn sync_exports(
             let (from, to) =
                 crate::model::month_bounds(&period.period).context("a listed period is a month")?;
             let mut this = SyncRun {
-                calls: if index == 0 { listing.requests } else { 0 },
+                calls: std::mem::take(&mut listing_calls),
                 fingerprint: period.fingerprint.clone(),
                 ..run(from, to)
             };

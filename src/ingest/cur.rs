@@ -461,11 +461,9 @@ impl CurCsv {
         })
     }
 
+    /// Where `field` is in a row (`Field::ALL` lists the fields in declaration order).
     fn index(&self, field: Field) -> Option<usize> {
-        self.fields[Field::ALL
-            .iter()
-            .position(|f| *f == field)
-            .expect("every field is in ALL")]
+        self.fields[field as usize]
     }
 
     fn name(&self, field: Field) -> String {
@@ -473,6 +471,11 @@ impl CurCsv {
             .and_then(|i| self.header.get(i).cloned())
             .unwrap_or_else(|| field.snake().to_string())
     }
+}
+
+/// Appends a marker character without allocating (this runs for every tag of every row).
+fn push_char(buffer: &mut Vec<u8>, c: char) {
+    buffer.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
 }
 
 impl RowMap for CurCsv {
@@ -540,7 +543,7 @@ impl RowMap for CurCsv {
             TagColumns::Json(i) => {
                 let text = record.get(*i).unwrap_or_default().trim_ascii();
                 if !text.is_empty() && text != b"{}" {
-                    tags.extend_from_slice(CUR_JSON_TAGS.to_string().as_bytes());
+                    push_char(tags, CUR_JSON_TAGS);
                     tags.extend_from_slice(text);
                 }
             }
@@ -550,16 +553,9 @@ impl RowMap for CurCsv {
                     if value.is_empty() {
                         continue;
                     }
-                    tags.extend_from_slice(
-                        if tags.is_empty() {
-                            KV_TAGS.to_string()
-                        } else {
-                            KV_PAIR.to_string()
-                        }
-                        .as_bytes(),
-                    );
+                    push_char(tags, if tags.is_empty() { KV_TAGS } else { KV_PAIR });
                     tags.extend_from_slice(key.as_bytes());
-                    tags.extend_from_slice(KV_SEP.to_string().as_bytes());
+                    push_char(tags, KV_SEP);
                     tags.extend_from_slice(value);
                 }
             }

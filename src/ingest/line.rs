@@ -62,9 +62,15 @@ pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
     if raw.starts_with(KV_TAGS) {
         return Ok(decode_tags(raw));
     }
-    if raw.starts_with(CUR_JSON_TAGS) {
-        return decode_json_tags(raw);
+    match raw.strip_prefix(CUR_JSON_TAGS) {
+        Some(cur) => json_tags(cur, true),
+        None => json_tags(raw, false),
     }
+}
+
+/// A JSON object of tags (empty or `null` for none). For CUR (`cur`), user tags lose their
+/// `user_` prefix and empty values are no tag, as in the CUR's other encodings.
+fn json_tags(raw: &str, cur: bool) -> Result<Tags, serde_json::Error> {
     let raw = raw.trim();
     if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
         return Ok(Tags::new());
@@ -72,10 +78,15 @@ pub fn parse_tags(raw: &str) -> Result<Tags, serde_json::Error> {
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
     Ok(map
         .into_iter()
-        .filter_map(|(k, v)| match v {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(s) => Some((k, s)),
-            other => Some((k, other.to_string())),
+        .filter_map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(s) if cur && s.is_empty() => return None,
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let key = if cur { tag_key(&k).to_string() } else { k };
+            Some((key, value))
         })
         .collect())
 }
@@ -100,27 +111,6 @@ pub fn decode_tags(raw: &str) -> crate::model::Tags {
             Some((tag_key(key).to_string(), value.to_string()))
         })
         .collect()
-}
-
-/// Decodes [`CUR_JSON_TAGS`] text: a JSON object of tags (`{}` or empty for none).
-pub fn decode_json_tags(raw: &str) -> Result<crate::model::Tags, serde_json::Error> {
-    let raw = raw.trim_start_matches(CUR_JSON_TAGS).trim();
-    if raw.is_empty() || raw.eq_ignore_ascii_case("null") {
-        return Ok(crate::model::Tags::new());
-    }
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
-    Ok(map
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::Null => return None,
-                serde_json::Value::String(s) if s.is_empty() => return None,
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            Some((tag_key(&k).to_string(), value))
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -221,17 +221,6 @@ impl Store {
         Ok(result)
     }
 
-    /// Pending alerts in the order they were detected.
-    pub async fn pending_alerts(&self) -> anyhow::Result<Vec<OutboxRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM alerts WHERE state = 'pending' ORDER BY id");
-        sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(outbox_row)
-            .collect()
-    }
-
     /// Claims the first pending alert after id `after` that no live claim holds, until
     /// `until`, and returns it. Two deliverers never get the same alert: on SQLite the update
     /// is one write; on PostgreSQL the candidate is picked `FOR UPDATE SKIP LOCKED`, so a

@@ -420,7 +420,12 @@ async fn a_restated_day_resolves_its_alert_instead_of_sending_it() {
     assert_eq!(check(&t.store, &rules).await, 0);
     let resolved = t.store.list_alerts(Some("resolved")).await.expect("list");
     assert_eq!(resolved.len(), 1);
-    assert!(t.store.pending_alerts().await.expect("pending").is_empty());
+    assert!(t
+        .store
+        .list_alerts(Some("pending"))
+        .await
+        .expect("pending")
+        .is_empty());
 }
 
 #[test]
