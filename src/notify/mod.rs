@@ -162,7 +162,7 @@ pub async fn deliver(
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let lease = chrono::Duration::from_std(CLAIM_LEASE).expect("a lease of minutes");
     let mut after = 0;
-    while let Some(row) = store
+    'alerts: while let Some(row) = store
         .claim_next_alert(after, &stamp(now()), &stamp(now() + lease))
         .await?
     {
@@ -245,8 +245,7 @@ pub async fn deliver(
                             .await?;
                         warn!(alert = row.id, %reason, "Slack unavailable; the alert stays pending");
                         summary.stopped = Some(reason);
-                        summary.still_pending = store.list_alerts(Some("pending")).await?.len();
-                        return Ok(summary);
+                        break 'alerts;
                     }
                     warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
