@@ -17,7 +17,7 @@ use crate::money::human;
 use crate::notify::{self, SlackSettings};
 use crate::report::Format;
 use crate::rules;
-use crate::store::{Store, SyncStatus};
+use crate::store::{Store, SyncStatus, UsageStatus};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -120,6 +120,22 @@ pub enum SyncCommand {
     },
     /// List recent sync runs: window, outcome, API calls and their cost
     Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Measure every live usage source of the rules ([[source]]: PostgreSQL, Redis,
+    /// Prometheus, CloudWatch) for one day and store the samples; a failing source fails
+    /// alone and keeps its earlier samples
+    Usage {
+        /// The day measured, YYYY-MM-DD (default: today, UTC)
+        #[arg(long, value_name = "DAY")]
+        day: Option<String>,
+        /// Only the source with this name
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+    },
+    /// List recent usage collections: day, source, outcome and notes
+    UsageRuns {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
@@ -447,6 +463,73 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
                 println!("no billing periods found under the exports' prefixes");
             }
             Ok(if failed == 0 { 0 } else { 1 })
+        }
+        SyncCommand::Usage { day, source } => {
+            let rules = rules::load_or_error(&config.rules_dir)?;
+            anyhow::ensure!(
+                !rules.sources.is_empty(),
+                "the rules in {} declare no [[source]]; see rules/README.md for live usage sources",
+                config.rules_dir.display()
+            );
+            let day = match day {
+                Some(day) => day_arg(&day)?,
+                None => chrono::Utc::now().date_naive(),
+            };
+            let store = Store::connect(&config.store_url).await?;
+            let summary = jobs::sync_usage(
+                &store,
+                &rules,
+                config.aws.as_ref(),
+                day,
+                source.as_deref(),
+                chrono::Utc::now(),
+            )
+            .await;
+            store.close().await;
+            let summary = summary?;
+            for r in &summary.runs {
+                match r.status {
+                    UsageStatus::Ok => println!(
+                        "source {} ({}): {} sample(s) for {}{}",
+                        r.source,
+                        r.kind,
+                        r.samples,
+                        r.day,
+                        if r.message.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", r.message)
+                        }
+                    ),
+                    UsageStatus::Failed => eprintln!(
+                        "error: source {} ({}): {}; its earlier samples are kept",
+                        r.source, r.kind, r.message
+                    ),
+                }
+            }
+            Ok(if summary.failed() == 0 { 0 } else { 1 })
+        }
+        SyncCommand::UsageRuns { limit } => {
+            let store = Store::connect(&config.store_url).await?;
+            let runs = store.usage_runs(limit).await?;
+            store.close().await;
+            println!(
+                "{:<20}  {:<10}  {:<16}  {:<10}  {:<6}  {:>7}  detail",
+                "created", "day", "source", "kind", "status", "samples"
+            );
+            for r in &runs {
+                println!(
+                    "{:<20}  {:<10}  {:<16}  {:<10}  {:<6}  {:>7}  {}",
+                    r.created_at,
+                    r.day,
+                    r.source,
+                    r.kind,
+                    r.status.as_str(),
+                    r.samples,
+                    r.message
+                );
+            }
+            Ok(0)
         }
         SyncCommand::Runs { limit } => {
             let store = Store::connect(&config.store_url).await?;

@@ -19,6 +19,7 @@ use crate::report::Report;
 use crate::rules::Rules;
 use crate::store::{
     EnqueueResult, FactScope, ImportRecord, NewAlert, RunRecord, Store, SyncRun, SyncStatus,
+    UsageRun, UsageStatus,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +110,7 @@ pub async fn allocate_range(
         !facts.is_empty(),
         "no billing facts between {from} and {to}; import a billing file for that period first (costsplit import FILE)"
     );
+    let usage = &with_live_weights(store, rules, usage, (from, to)).await?;
     let started = Instant::now();
     let allocations = allocate::allocate(&Input {
         facts: &facts,
@@ -157,6 +159,127 @@ pub async fn allocate_range(
     })
 }
 
+/// `given` plus the day-by-day weights of the pools measured by live sources, from the stored
+/// samples (reaching back each pool's `max_age_days`). Weights in `given` win.
+async fn with_live_weights(
+    store: &Store,
+    rules: &Rules,
+    given: &UsageWeights,
+    (from, to): (NaiveDate, NaiveDate),
+) -> anyhow::Result<UsageWeights> {
+    let live: Vec<&crate::rules::LiveUsage> =
+        rules.pools.iter().filter_map(|p| p.live.as_ref()).collect();
+    if live.is_empty() {
+        return Ok(given.clone());
+    }
+    let oldest = live.iter().map(|l| l.max_age_days).max().unwrap_or(0);
+    let sources: Vec<String> = live.iter().flat_map(|l| l.sources.clone()).collect();
+    let samples = store
+        .usage_samples(
+            &sources,
+            from - chrono::Duration::days(i64::from(oldest)),
+            to,
+        )
+        .await?;
+    let mut weights = allocate::live_weights(rules, &samples, from, to);
+    weights.by_pool.extend(given.by_pool.clone());
+    weights.basis.extend(given.basis.clone());
+    Ok(weights)
+}
+
+/// What `sync usage` did: one stored run per source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSyncSummary {
+    pub day: NaiveDate,
+    pub runs: Vec<UsageRun>,
+}
+
+impl UsageSyncSummary {
+    pub fn failed(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.status == UsageStatus::Failed)
+            .count()
+    }
+}
+
+/// Measures every `[[source]]` of the rules (or only `only`) for `day` and stores each one's
+/// samples with its run record. A source that fails (down, slow, refused credentials) fails
+/// alone: its failure is recorded with the reason, its earlier samples stay, and the other
+/// sources go on. `now` is the time recorded, and the time today's measurement is taken.
+pub async fn sync_usage(
+    store: &Store,
+    rules: &Rules,
+    aws: Option<&AwsSettings>,
+    day: NaiveDate,
+    only: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<UsageSyncSummary> {
+    let sources: Vec<_> = rules
+        .sources
+        .iter()
+        .filter(|s| only.is_none_or(|name| s.name == name))
+        .collect();
+    if let Some(name) = only {
+        anyhow::ensure!(
+            !sources.is_empty(),
+            "no [[source]] named `{name}` in the rules"
+        );
+    }
+    let end_of_day = (day + chrono::Duration::days(1))
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    let ctx = ingest::usage::Context {
+        aws,
+        at: end_of_day.min(now),
+    };
+    let created_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut runs = Vec::new();
+    for source in sources {
+        let started = Instant::now();
+        let (run, samples) = match ingest::usage::collect(source, day, &ctx).await {
+            Ok(collected) => (
+                UsageRun {
+                    created_at: created_at.clone(),
+                    day,
+                    source: source.name.clone(),
+                    kind: source.kind.as_str().to_string(),
+                    status: UsageStatus::Ok,
+                    samples: collected.samples.len() as i64,
+                    message: collected.notes.join("; "),
+                },
+                collected.samples,
+            ),
+            Err(reason) => {
+                tracing::warn!(source = %source.name, %reason, "usage source failed; its earlier samples stay");
+                (
+                    UsageRun {
+                        created_at: created_at.clone(),
+                        day,
+                        source: source.name.clone(),
+                        kind: source.kind.as_str().to_string(),
+                        status: UsageStatus::Failed,
+                        samples: 0,
+                        message: reason,
+                    },
+                    Vec::new(),
+                )
+            }
+        };
+        store.record_usage(&run, &samples).await?;
+        info!(
+            source = %run.source,
+            status = run.status.as_str(),
+            samples = run.samples,
+            ms = started.elapsed().as_millis() as u64,
+            "usage collected"
+        );
+        runs.push(run);
+    }
+    Ok(UsageSyncSummary { day, runs })
+}
+
 /// Per-service totals over a range, with the reconciliation against the stored facts.
 pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow::Result<Report> {
     let provenance = store.allocation_provenance(from, to).await?;
@@ -168,7 +291,10 @@ pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow
     let services = store.service_totals(from, to).await?;
     let billed = store.billed_totals(from, to, basis).await?;
     let estimated = store.estimated_days(from, to).await?;
-    Ok(Report::new(from, to, basis, provenance, services, billed).with_estimated_days(estimated))
+    let allocations = store.allocations(from, to).await?;
+    Ok(Report::new(from, to, basis, provenance, services, billed)
+        .with_estimated_days(estimated)
+        .with_shares(&allocations))
 }
 
 /// Runs the detectors for `day` (default: the last allocated day) over the stored

@@ -143,6 +143,22 @@ pub struct Allocation {
     pub ratio_ppb: i64,
     pub amount: Nanos,
     pub currency: String,
+    /// Where a usage share came from (`orders-db 2025-03-14: 1234 of 5678 bytes`), or why
+    /// the pool fell back that day; empty for other methods.
+    pub basis: String,
+}
+
+/// One measurement of one member (schema, key prefix, topic, label value) on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSample {
+    pub day: NaiveDate,
+    pub source: String,
+    pub member: String,
+    /// Whom the rules' map gives the member to; empty when it names no service.
+    pub service: String,
+    /// An exact non-negative decimal (bytes, keys, a metric's value).
+    pub value: String,
+    pub unit: String,
 }
 
 /// Formats a day as `YYYY-MM-DD`, the form used at rest and in reports.

@@ -1,11 +1,21 @@
 //! Exact money: amounts are integer nano-units (1e-9) of a currency, and every split uses
 //! largest-remainder rounding so the parts always sum to the whole. Never uses f64 for money
 //! except to read a float column from a billing file, once, at the edge.
+//!
+//! Amounts are `i128`: nano-units in an `i64` end at 9.2e9 currency units, which an ordinary
+//! month in IDR, KRW or VND passes. At rest the store keeps each amount as whole units and the
+//! nano-units past them (`store`), which holds 9.2e18 units; one line item may carry at most
+//! [`MAX_LINE_UNITS`], so a month's sums stay far inside that range.
 
 use std::fmt;
 
 /// Nano-units per currency unit.
-pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
+pub const NANOS_PER_UNIT: i128 = 1_000_000_000;
+
+/// The largest amount, in currency units, that one billing line item (or one Cost Explorer
+/// group) may carry: 10^15, about US$40 billion even in the currency with the smallest unit
+/// (VND). A larger value is refused with its file, row and column rather than stored.
+pub const MAX_LINE_UNITS: i128 = 1_000_000_000_000_000;
 
 /// An exact amount of some currency, in nano-units (1e-9). The currency travels beside it.
 #[derive(
@@ -22,7 +32,7 @@ pub const NANOS_PER_UNIT: i64 = 1_000_000_000;
     serde::Deserialize,
 )]
 #[serde(transparent)]
-pub struct Nanos(pub i64);
+pub struct Nanos(pub i128);
 
 impl Nanos {
     pub const ZERO: Nanos = Nanos(0);
@@ -31,8 +41,8 @@ impl Nanos {
     /// Returns `None` for NaN, infinities and values that do not fit.
     pub fn from_f64(value: f64) -> Option<Nanos> {
         let scaled = (value * NANOS_PER_UNIT as f64).round();
-        if scaled.is_finite() && scaled.abs() < 9.0e18 {
-            Some(Nanos(scaled as i64))
+        if scaled.is_finite() && scaled.abs() < 1.0e38 {
+            Some(Nanos(scaled as i128))
         } else {
             None
         }
@@ -41,19 +51,17 @@ impl Nanos {
     /// Parses a plain decimal string such as `-12.3456` exactly (extra digits past 9
     /// decimals are rounded half away from zero).
     pub fn parse(text: &str) -> Option<Nanos> {
-        parse_scaled(text, 9)
-            .and_then(|v| i64::try_from(v).ok())
-            .map(Nanos)
+        parse_scaled(text, 9).map(Nanos)
     }
 
     /// Formats with exactly `decimals` places (0..=9), rounding half away from zero.
     pub fn format(self, decimals: u32) -> String {
         let decimals = decimals.min(9);
-        let unit = 10i128.pow(9 - decimals);
-        let value = i128::from(self.0);
-        let rounded = (value.abs() + unit / 2) / unit;
+        let unit = 10u128.pow(9 - decimals);
+        let value = self.0;
+        let rounded = (value.unsigned_abs() + unit / 2) / unit;
         let sign = if value < 0 && rounded != 0 { "-" } else { "" };
-        let scale = 10i128.pow(decimals);
+        let scale = 10u128.pow(decimals);
         if decimals == 0 {
             format!("{sign}{rounded}")
         } else {
@@ -189,6 +197,41 @@ pub fn parse_decimal(text: &[u8], decimals: u32) -> Option<i128> {
     Some(if negative { -value } else { value })
 }
 
+/// A billing amount at 10^-`decimals` units, parsed like [`parse_decimal`] and refused when
+/// it is not a number or is larger than one line item may be ([`MAX_LINE_UNITS`]). The error
+/// says why, quoting the text.
+pub fn parse_line_amount(text: &[u8], decimals: u32) -> Result<i128, String> {
+    let shown = || String::from_utf8_lossy(text.trim_ascii()).into_owned();
+    let value = parse_decimal(text, decimals).ok_or_else(|| {
+        // A number too large even for i128 at this scale is still a number.
+        if parse_decimal(text, 0).is_some() || looks_numeric(text) {
+            too_large(&shown())
+        } else {
+            format!("`{}` is not a number", shown())
+        }
+    })?;
+    if value.abs() > MAX_LINE_UNITS * 10i128.pow(decimals) {
+        return Err(too_large(&shown()));
+    }
+    Ok(value)
+}
+
+/// The refusal of an amount past [`MAX_LINE_UNITS`].
+fn too_large(shown: &str) -> String {
+    format!("`{shown}` is larger than one line item may be (at most 10^15 units of a currency)")
+}
+
+fn looks_numeric(text: &[u8]) -> bool {
+    let text = text.trim_ascii();
+    let digits = text
+        .strip_prefix(b"-")
+        .or(text.strip_prefix(b"+"))
+        .unwrap_or(text);
+    !digits.is_empty()
+        && digits.iter().filter(|b| **b == b'.').count() <= 1
+        && digits.iter().all(|b| b.is_ascii_digit() || *b == b'.')
+}
+
 /// Splits `total` into parts proportional to `weights` so that the parts sum exactly to
 /// `total` (largest-remainder method). Ties go to the earlier index, so the result is
 /// deterministic for a given member order. A negative total is split like its absolute value
@@ -201,12 +244,15 @@ pub fn split_largest_remainder(total: Nanos, weights: &[u128]) -> Option<Vec<Nan
     if sum == 0 {
         return None;
     }
-    let magnitude = u128::from(total.0.unsigned_abs());
+    let magnitude = total.0.unsigned_abs();
+    // magnitude * w / sum without overflowing: with magnitude = whole * sum + rest,
+    // it is whole * w + rest * w / sum, and rest * w < 2^124.
+    let (whole, rest) = (magnitude / sum, magnitude % sum);
     let mut parts: Vec<u128> = Vec::with_capacity(weights.len());
     let mut remainders: Vec<(u128, usize)> = Vec::with_capacity(weights.len());
     for (i, w) in weights.iter().enumerate() {
-        let product = magnitude * w;
-        parts.push(product / sum);
+        let product = rest * w;
+        parts.push(whole * w + product / sum);
         remainders.push((product % sum, i));
     }
     let assigned: u128 = parts.iter().sum();
@@ -221,13 +267,13 @@ pub fn split_largest_remainder(total: Nanos, weights: &[u128]) -> Option<Vec<Nan
     Some(
         parts
             .into_iter()
-            .map(|p| Nanos(sign * i64::try_from(p).expect("a part never exceeds the total")))
+            .map(|p| Nanos(sign * i128::try_from(p).expect("a part never exceeds the total")))
             .collect(),
     )
 }
 
-/// Keeps `amount * weight` within u128: shifts every weight right by the same number of bits
-/// when their sum is above 2^62 (the ratio between weights is kept to 62 bits of precision).
+/// Keeps `remainder * weight` within u128: shifts every weight right by the same number of
+/// bits when their sum is above 2^62 (the ratio between weights is kept to 62 bits of precision).
 fn scale_down(weights: &[u128]) -> Vec<u128> {
     let sum: u128 = weights.iter().fold(0u128, |acc, w| acc.saturating_add(*w));
     let bits = 128 - sum.leading_zeros();
@@ -242,7 +288,7 @@ fn scale_down(weights: &[u128]) -> Vec<u128> {
 /// (half away from zero) sum of the values: each result is the floor of its quotient, and the
 /// units left over go to the largest remainders (ties to the earlier index). Used to bring
 /// amounts read at a finer precision down to nano-units without drifting the total.
-pub fn round_preserving_sum(values: &[i128], divisor: i128) -> Vec<i64> {
+pub fn round_preserving_sum(values: &[i128], divisor: i128) -> Vec<i128> {
     assert!(divisor > 0, "divisor must be positive");
     let total: i128 = values.iter().sum();
     let half = divisor / 2;
@@ -267,9 +313,6 @@ pub fn round_preserving_sum(values: &[i128], divisor: i128) -> Vec<i64> {
         parts[i] += 1;
     }
     parts
-        .into_iter()
-        .map(|p| i64::try_from(p).unwrap_or(if p < 0 { i64::MIN } else { i64::MAX }))
-        .collect()
 }
 
 /// Parts per billion of `part` in `whole` (0 when the whole is zero), for display and audit.
@@ -277,8 +320,9 @@ pub fn ratio_ppb(part: Nanos, whole: Nanos) -> i64 {
     if whole.0 == 0 {
         return 0;
     }
-    let ratio = i128::from(part.0) * 1_000_000_000 / i128::from(whole.0);
-    i64::try_from(ratio).unwrap_or(i64::MAX)
+    // part and whole are within the store's range (|x| < 2^93), so the product fits.
+    let ratio = part.0.saturating_mul(1_000_000_000) / whole.0;
+    i64::try_from(ratio).unwrap_or(if ratio < 0 { i64::MIN } else { i64::MAX })
 }
 
 #[cfg(test)]
@@ -297,19 +341,60 @@ mod tests {
     #[test]
     fn huge_weights_do_not_overflow() {
         let parts =
-            split_largest_remainder(Nanos(i64::MAX / 2), &[u128::MAX / 4, u128::MAX / 4, 7])
+            split_largest_remainder(Nanos(i64::MAX.into()), &[u128::MAX / 4, u128::MAX / 4, 7])
                 .expect("weights");
-        assert_eq!(parts.iter().copied().sum::<Nanos>(), Nanos(i64::MAX / 2));
+        assert_eq!(parts.iter().copied().sum::<Nanos>(), Nanos(i64::MAX.into()));
+        // The largest amount the store holds (9.2e18 units), split 3 ways exactly.
+        let total = Nanos(i128::from(i64::MAX) * NANOS_PER_UNIT);
+        let parts = split_largest_remainder(total, &[1 << 40, 3 << 40, 3]).expect("w");
+        assert_eq!(parts.iter().copied().sum::<Nanos>(), total);
+        assert!(parts[0] < parts[1] && parts[2] < parts[0]);
+    }
+
+    #[test]
+    fn amounts_past_i64_nanos_parse_and_split_exactly() {
+        // 15.5e9 IDR: past i64 nano-units (9.2e9 units).
+        let month = Nanos::parse("15500000000.123456789").expect("a number");
+        assert_eq!(month.to_string(), "15500000000.123456789");
+        let parts = split_largest_remainder(month, &[1, 1, 1]).expect("weights");
+        assert_eq!(parts.iter().copied().sum::<Nanos>(), month);
+        assert_eq!(parts[0].to_string(), "5166666666.707818930");
+        assert_eq!(human(month, "IDR", false), "15,500,000,000.12 IDR");
+    }
+
+    #[test]
+    fn line_amounts_past_the_limit_are_refused_with_the_text() {
+        assert_eq!(
+            parse_line_amount(b"1000000000000", 11),
+            Ok(100_000_000_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_line_amount(b"99999999999999999999", 11),
+            Err(too_large("99999999999999999999"))
+        );
+        assert_eq!(parse_line_amount(b"-1e16", 11), Err(too_large("-1e16")));
+        assert_eq!(
+            parse_line_amount(b"99999999999999999999999999999999999999", 11),
+            Err(too_large("99999999999999999999999999999999999999"))
+        );
+        assert_eq!(
+            parse_line_amount(b"12x", 11),
+            Err("`12x` is not a number".to_string())
+        );
+        assert_eq!(
+            parse_line_amount(b"1.2.3", 11),
+            Err("`1.2.3` is not a number".to_string())
+        );
     }
 
     #[test]
     fn rounding_to_a_coarser_unit_keeps_the_exact_total() {
         // 10 values of 0.5 units each: naive rounding gives 10, the exact total is 5.
         let parts = round_preserving_sum(&[50; 10], 100);
-        assert_eq!(parts.iter().sum::<i64>(), 5);
+        assert_eq!(parts.iter().sum::<i128>(), 5);
         let parts = round_preserving_sum(&[-150, 49, 1], 100);
-        assert_eq!(parts.iter().sum::<i64>(), -1);
-        assert_eq!(round_preserving_sum(&[], 100), Vec::<i64>::new());
+        assert_eq!(parts.iter().sum::<i128>(), -1);
+        assert_eq!(round_preserving_sum(&[], 100), Vec::<i128>::new());
     }
 
     #[test]

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
-use serde_json::json;
 
-use crate::model::{CostBasis, UNALLOCATED};
+use crate::model::{Allocation, CostBasis, UNALLOCATED};
 use crate::money::Nanos;
 use crate::store::ServiceTotal;
 
@@ -34,6 +33,31 @@ pub struct Report {
     pub allocated: BTreeMap<String, Nanos>,
     /// Days whose billing data the provider may still revise (Cost Explorer `Estimated`).
     pub estimated_days: Vec<NaiveDate>,
+    /// Shared cost by service, pool and what gave the share (a usage sample, a fallback).
+    pub shares: Vec<Share>,
+    /// Pools that fell back: (pool, days, the first day's reason).
+    pub fallbacks: Vec<(String, usize, String)>,
+}
+
+/// A service's share of one pool over the days it was charged the same way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Share {
+    pub service: String,
+    pub currency: String,
+    pub pool: String,
+    pub method: String,
+    pub fallback_used: bool,
+    /// The sample that gave it (`orders-db 2025-03-14: 12 of 40 bytes`), or the fallback's reason.
+    pub basis: String,
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub days: usize,
+    #[serde(serialize_with = "exact")]
+    pub amount: Nanos,
+}
+
+fn exact<S: serde::Serializer>(amount: &Nanos, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&amount.to_string())
 }
 
 impl Report {
@@ -76,7 +100,68 @@ impl Report {
             billed,
             allocated,
             estimated_days: Vec::new(),
+            shares: Vec::new(),
+            fallbacks: Vec::new(),
         }
+    }
+
+    /// Adds the shared-cost lines of `allocations`: per service and pool, the days charged
+    /// with the same method and basis (a live source's basis names its sample day, so each
+    /// day of a measured pool is its own line), and the pools that fell back.
+    pub fn with_shares(mut self, allocations: &[Allocation]) -> Report {
+        let mut shares: BTreeMap<(String, String, String, String, bool, String), Share> =
+            BTreeMap::new();
+        let mut fallbacks: BTreeMap<&str, (std::collections::BTreeSet<NaiveDate>, &str)> =
+            BTreeMap::new();
+        for a in allocations.iter().filter(|a| !a.pool.is_empty()) {
+            if a.fallback_used {
+                let entry = fallbacks
+                    .entry(&a.pool)
+                    .or_insert_with(|| (Default::default(), &a.basis));
+                entry.0.insert(a.day);
+            }
+            let key = (
+                a.service.clone(),
+                a.currency.clone(),
+                a.pool.clone(),
+                a.method.as_str().to_string(),
+                a.fallback_used,
+                a.basis.clone(),
+            );
+            let share = shares.entry(key).or_insert_with(|| Share {
+                service: a.service.clone(),
+                currency: a.currency.clone(),
+                pool: a.pool.clone(),
+                method: a.method.as_str().to_string(),
+                fallback_used: a.fallback_used,
+                basis: a.basis.clone(),
+                first_day: a.day,
+                last_day: a.day,
+                days: 0,
+                amount: Nanos::ZERO,
+            });
+            share.first_day = share.first_day.min(a.day);
+            share.last_day = share.last_day.max(a.day);
+            share.days += 1;
+            share.amount += a.amount;
+        }
+        self.fallbacks = fallbacks
+            .into_iter()
+            .map(|(pool, (days, reason))| (pool.to_string(), days.len(), reason.to_string()))
+            .collect();
+        self.shares = shares.into_values().collect();
+        self
+    }
+
+    /// One line per pool that fell back, with the first day's reason, for the table's footer.
+    fn fallback_lines(&self) -> Vec<String> {
+        self.fallbacks
+            .iter()
+            .map(|(pool, days, reason)| {
+                let reason = reason.strip_prefix("fallback: ").unwrap_or(reason);
+                format!("fallback: pool {pool} used its fallback on {days} day(s) ({reason})")
+            })
+            .collect()
     }
 
     /// Marks the days the provider may still revise.
@@ -107,6 +192,7 @@ impl Report {
     /// Keeps only one service's rows (a developer's view).
     pub fn only_service(mut self, service: &str) -> Report {
         self.services.retain(|s| s.service == service);
+        self.shares.retain(|s| s.service == service);
         self
     }
 
@@ -167,6 +253,9 @@ impl Report {
         if let Some(line) = self.estimated_line() {
             let _ = writeln!(out, "{line}");
         }
+        for line in self.fallback_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         out
     }
 
@@ -199,43 +288,73 @@ impl Report {
     }
 
     fn json(&self, filtered: bool) -> String {
-        let money = |n: Nanos| json!({"amount": n.to_string(), "nanos": n.0});
-        let services: Vec<_> = self
-            .services
-            .iter()
-            .map(|s| {
-                json!({
-                    "service": s.service,
-                    "team": s.team,
-                    "currency": s.currency,
-                    "direct": money(s.direct),
-                    "shared": money(s.shared),
-                    "total": money(s.total()),
-                })
-            })
-            .collect();
-        let mut value = json!({
-            "from": self.from.to_string(),
-            "to": self.to.to_string(),
-            "cost_basis": self.basis.as_str(),
-            "rules": self.provenance.iter().map(|(_, h)| h).collect::<Vec<_>>(),
-            "services": services,
-            "estimated_days": self.estimated_days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-        });
-        if !filtered {
-            value["billed"] = self
-                .billed
-                .iter()
-                .map(|(c, n)| (c.clone(), money(*n)))
-                .collect();
-            value["allocated"] = self
-                .allocated
-                .iter()
-                .map(|(c, n)| (c.clone(), money(*n)))
-                .collect();
-            value["reconciled"] = json!(self.reconciled());
+        // Typed rows, not `serde_json::Value`: a Value holds no integer past i64, and an
+        // amount's nano-units can be (serde_json writes an i128 as its digits).
+        #[derive(serde::Serialize)]
+        struct Money {
+            amount: String,
+            nanos: i128,
         }
-        serde_json::to_string_pretty(&value).expect("JSON values always serialise") + "\n"
+        let money = |n: Nanos| Money {
+            amount: n.to_string(),
+            nanos: n.0,
+        };
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            service: &'a str,
+            team: &'a str,
+            currency: &'a str,
+            direct: Money,
+            shared: Money,
+            total: Money,
+        }
+        #[derive(serde::Serialize)]
+        struct Totals {
+            billed: BTreeMap<String, Money>,
+            allocated: BTreeMap<String, Money>,
+            reconciled: bool,
+        }
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            from: String,
+            to: String,
+            cost_basis: &'a str,
+            rules: Vec<&'a str>,
+            services: Vec<Row<'a>>,
+            estimated_days: Vec<String>,
+            shares: &'a [Share],
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            totals: Option<Totals>,
+        }
+        let totals = |map: &BTreeMap<String, Nanos>| {
+            map.iter().map(|(c, n)| (c.clone(), money(*n))).collect()
+        };
+        let out = Out {
+            from: self.from.to_string(),
+            to: self.to.to_string(),
+            cost_basis: self.basis.as_str(),
+            rules: self.provenance.iter().map(|(_, h)| h.as_str()).collect(),
+            services: self
+                .services
+                .iter()
+                .map(|s| Row {
+                    service: &s.service,
+                    team: &s.team,
+                    currency: &s.currency,
+                    direct: money(s.direct),
+                    shared: money(s.shared),
+                    total: money(s.total()),
+                })
+                .collect(),
+            estimated_days: self.estimated_days.iter().map(|d| d.to_string()).collect(),
+            shares: &self.shares,
+            totals: (!filtered).then(|| Totals {
+                billed: totals(&self.billed),
+                allocated: totals(&self.allocated),
+                reconciled: self.reconciled(),
+            }),
+        };
+        serde_json::to_string_pretty(&out).expect("these rows always serialise") + "\n"
     }
 
     fn csv(&self) -> String {

@@ -198,20 +198,19 @@ impl Alert {
 }
 
 fn percent_bp(change: Nanos, baseline: Nanos) -> Option<i64> {
-    (baseline.0 > 0).then(|| {
-        i64::try_from(i128::from(change.0) * 10_000 / i128::from(baseline.0)).unwrap_or(i64::MAX)
-    })
+    (baseline.0 > 0)
+        .then(|| i64::try_from(change.0.saturating_mul(10_000) / baseline.0).unwrap_or(i64::MAX))
 }
 
 fn clears(change: Nanos, baseline: Nanos, floors: &Floors) -> bool {
     change.0 >= floors.min_amount.0
         && change.0 > 0
         && (baseline.0 <= 0
-            || i128::from(change.0) * 100
-                >= i128::from(floors.min_percent) * i128::from(baseline.0))
+            || change.0.saturating_mul(100)
+                >= i128::from(floors.min_percent).saturating_mul(baseline.0))
 }
 
-fn median(values: &mut [i64]) -> i64 {
+fn median(values: &mut [i128]) -> i128 {
     values.sort_unstable();
     let n = values.len();
     if n == 0 {
@@ -230,7 +229,7 @@ fn component_sums(series: &Series, days: &[NaiveDate]) -> BTreeMap<String, i128>
     for d in days {
         if let Some(day) = series.days.get(d) {
             for (k, v) in &day.components {
-                *sums.entry(k.clone()).or_default() += i128::from(v.0);
+                *sums.entry(k.clone()).or_default() += v.0;
             }
         }
     }
@@ -258,7 +257,7 @@ fn drivers(
     let mut out: Vec<(String, Nanos)> = delta
         .into_iter()
         .filter(|(_, v)| *v != 0)
-        .map(|(k, v)| (k, Nanos(i64::try_from(v).unwrap_or(i64::MAX))))
+        .map(|(k, v)| (k, Nanos(v)))
         .collect();
     out.sort_by(|a, b| b.1 .0.abs().cmp(&a.1 .0.abs()).then(a.0.cmp(&b.0)));
     out.truncate(5);
@@ -278,17 +277,17 @@ pub fn detect_spikes(
     let mut alerts = Vec::new();
     // Values (and their days) the baseline may use; a running spike's days are kept out
     // until it persists, then they become the baseline.
-    let mut history: Vec<(NaiveDate, i64)> = Vec::new();
+    let mut history: Vec<(NaiveDate, i128)> = Vec::new();
     struct Run {
         start: NaiveDate,
-        days: Vec<(NaiveDate, i64)>,
-        alerted_level: i64,
+        days: Vec<(NaiveDate, i128)>,
+        alerted_level: i128,
     }
     let mut run: Option<Run> = None;
     let mut day = first;
     while day <= to {
         let x = series.cost(day).0;
-        let window: Vec<(NaiveDate, i64)> = history
+        let window: Vec<(NaiveDate, i128)> = history
             .iter()
             .rev()
             .take(t.baseline_days)
@@ -297,13 +296,16 @@ pub fn detect_spikes(
         let mut fires = false;
         let mut base = 0;
         if history.len() >= t.min_history_days.max(1) {
-            let mut values: Vec<i64> = window.iter().map(|(_, v)| *v).collect();
+            let mut values: Vec<i128> = window.iter().map(|(_, v)| *v).collect();
             base = median(&mut values);
-            let mut deviations: Vec<i64> = values.iter().map(|v| (v - base).abs()).collect();
+            let mut deviations: Vec<i128> = values.iter().map(|v| (v - base).abs()).collect();
             let mad = median(&mut deviations);
             let change = Nanos(x - base);
             fires = clears(change, Nanos(base), &t.spike)
-                && i128::from(change.0) * 10_000 > i128::from(t.sigmas) * 14_826 * i128::from(mad);
+                && change.0.saturating_mul(10_000)
+                    > i128::from(t.sigmas)
+                        .saturating_mul(14_826)
+                        .saturating_mul(mad);
         }
         if fires {
             let (start, alert_now) = match &mut run {
@@ -317,8 +319,9 @@ pub fn detect_spikes(
                 }
                 Some(r) => {
                     r.days.push((day, x));
-                    let grew = i128::from(x) * 100
-                        >= i128::from(r.alerted_level) * i128::from(100 + t.growth_step_percent);
+                    let grew = x.saturating_mul(100)
+                        >= r.alerted_level
+                            .saturating_mul(i128::from(100 + t.growth_step_percent));
                     if grew {
                         r.alerted_level = x;
                     }

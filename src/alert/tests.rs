@@ -2,7 +2,7 @@
 
 use super::*;
 
-const D: i64 = crate::money::NANOS_PER_UNIT;
+const D: i128 = crate::money::NANOS_PER_UNIT;
 
 fn day(n: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 2, 1).expect("valid") + chrono::Duration::days(i64::from(n))
@@ -18,6 +18,7 @@ fn series(dollars: &[i64]) -> Series {
     };
     for (i, v) in dollars.iter().enumerate() {
         let mut components = BTreeMap::new();
+        let v = i128::from(*v);
         components.insert("Amazon Elastic Compute Cloud".to_string(), Nanos(v * D));
         s.days.insert(
             day(i as u32),
@@ -36,7 +37,10 @@ fn spikes(dollars: &[i64]) -> Vec<(String, i64, i64)> {
     let last = day(dollars.len() as u32 - 1);
     detect_spikes(&s, &Thresholds::defaults(), day(0), last)
         .into_iter()
-        .map(|a| (a.period, a.amount.0 / D, a.baseline.0 / D))
+        .map(|a| {
+            let dollars = |n: Nanos| i64::try_from(n.0 / D).expect("test amounts fit");
+            (a.period, dollars(a.amount), dollars(a.baseline))
+        })
         .collect()
 }
 

@@ -25,6 +25,18 @@ pub enum AllocateError {
 #[derive(Debug, Clone, Default)]
 pub struct UsageWeights {
     pub by_pool: HashMap<String, WeightTable>,
+    /// For pools measured by live sources: per (pool, day), where the weights came from or
+    /// why there are none. It becomes the `basis` of the pool's allocation rows.
+    pub basis: HashMap<(String, NaiveDate), UsageBasis>,
+}
+
+/// Where a live pool's weights of one day came from, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageBasis {
+    /// Per member: the sample that gave its share (`orders-db 2025-03-14: 12 of 40 bytes`).
+    Measured(BTreeMap<String, String>),
+    /// Why the pool falls back that day (`no sample of orders-db within 3 days`).
+    Missing(String),
 }
 
 /// Everything `allocate` needs.
@@ -58,6 +70,7 @@ struct RowKey {
     method: Method,
     fallback_used: bool,
     currency: String,
+    basis: String,
 }
 
 /// Computes the allocations for the given facts. Deterministic: the same input gives the same
@@ -128,6 +141,7 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
                 method,
                 fallback_used: false,
                 currency: fact.currency.clone(),
+                basis: String::new(),
             })
             .or_default() += amount;
     }
@@ -198,8 +212,26 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
                 Fallback::Unallocated => (None, Method::Unallocated, true),
             },
         };
+        let usage_basis = input.usage.basis.get(&(pool.name.clone(), key.day));
+        let basis = |member: &str| -> String {
+            match (usage_basis, fallback_used) {
+                (None, false) => String::new(),
+                (None, true) if matches!(pool.method, SplitMethod::Usage(_)) => {
+                    "fallback: no usage weights for this day".to_string()
+                }
+                (None, true) => "fallback: the method's weights sum to 0".to_string(),
+                (Some(UsageBasis::Measured(members)), false) => {
+                    members.get(member).cloned().unwrap_or_default()
+                }
+                (Some(UsageBasis::Measured(_)), true) => {
+                    "fallback: the measured usage of the members sums to 0".to_string()
+                }
+                (Some(UsageBasis::Missing(reason)), _) => format!("fallback: {reason}"),
+            }
+        };
         let row = |service: String, method: Method| RowKey {
             day: key.day,
+            basis: basis(&service),
             service,
             pool: pool.name.clone(),
             provider_service: String::new(),
@@ -251,6 +283,7 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
                 ratio_ppb: ratio,
                 amount,
                 currency: key.currency,
+                basis: key.basis,
             }
         })
         .collect())
@@ -273,16 +306,20 @@ pub fn conservation_gaps(
 ) -> Vec<(NaiveDate, String, i128, i128)> {
     let mut sums: BTreeMap<(NaiveDate, String), (i128, i128)> = BTreeMap::new();
     for f in facts {
-        sums.entry((f.day, f.currency.clone())).or_default().0 += i128::from(f.amount(basis).0);
+        sums.entry((f.day, f.currency.clone())).or_default().0 += f.amount(basis).0;
     }
     for a in allocations {
-        sums.entry((a.day, a.currency.clone())).or_default().1 += i128::from(a.amount.0);
+        sums.entry((a.day, a.currency.clone())).or_default().1 += a.amount.0;
     }
     sums.into_iter()
         .filter(|(_, (billed, allocated))| billed != allocated)
         .map(|((day, currency), (billed, allocated))| (day, currency, billed, allocated))
         .collect()
 }
+
+mod usage;
+
+pub use usage::live_weights;
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 3, d).expect("valid day")
 }
 
-fn fact(d: u32, resource: &str, service: Option<&str>, dollars_nanos: i64) -> Fact {
+fn fact(d: u32, resource: &str, service: Option<&str>, dollars_nanos: i128) -> Fact {
     let mut tags = Tags::new();
     if let Some(s) = service {
         tags.insert("service".into(), s.into());
@@ -66,7 +66,7 @@ fn run(rules: &Rules, facts: &[Fact]) -> Vec<Allocation> {
     allocations
 }
 
-fn amounts(allocations: &[Allocation]) -> Vec<(String, String, &'static str, i64)> {
+fn amounts(allocations: &[Allocation]) -> Vec<(String, String, &'static str, i128)> {
     allocations
         .iter()
         .map(|a| {
@@ -261,7 +261,7 @@ fn arb_fact() -> impl Strategy<Value = Fact> {
         ]),
         prop::option::of(prop::sample::select(vec!["a", "B ", "bee", "c", "zzz", ""])),
         prop::sample::select(vec!["Usage", "Tax", "Credit"]),
-        -2_000_000_000i64..10_000_000_000,
+        -2_000_000_000i128..10_000_000_000,
     )
         .prop_map(|(d, resource, service, category, amount)| {
             let mut f = fact(d, resource, service, amount);
@@ -282,8 +282,8 @@ proptest! {
                 prop_assert!(a.amount.0 >= 0, "negative share {a:?}");
             }
         }
-        let unallocated: i64 = allocations.iter().filter(|a| a.service == UNALLOCATED).map(|a| a.amount.0).sum();
-        let untagged_unpooled: i64 = facts
+        let unallocated: i128 = allocations.iter().filter(|a| a.service == UNALLOCATED).map(|a| a.amount.0).sum();
+        let untagged_unpooled: i128 = facts
             .iter()
             .filter(|f| {
                 let untagged = f.tags.get("service").is_none_or(|s| s.trim().is_empty());

@@ -427,7 +427,7 @@ impl World {
             .first
             .checked_add_months(chrono::Months::new(1))
             .expect("a month after exists");
-        let money = |n: i64| crate::money::Nanos(n).to_string();
+        let money = |n: i64| crate::money::Nanos(n.into()).to_string();
         let (account, service, category, region, id, kind, tags) = match line.resource {
             Some(r) => {
                 let res = &self.resources[r];

@@ -381,8 +381,8 @@ pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
             .or_default()
             .push(i);
     }
-    let mut effective = vec![0i64; raw.len()];
-    let mut billed = vec![0i64; raw.len()];
+    let mut effective = vec![0i128; raw.len()];
+    let mut billed = vec![0i128; raw.len()];
     for indexes in groups.values() {
         let values: Vec<i128> = indexes.iter().map(|&i| raw[i].effective).collect();
         for (&i, v) in indexes

@@ -29,7 +29,7 @@ pub const COST_PER_CALL: Nanos = Nanos(10_000_000);
 
 /// What `calls` requests cost.
 pub fn calls_cost(calls: i64) -> Nanos {
-    Nanos(COST_PER_CALL.0 * calls)
+    Nanos(COST_PER_CALL.0 * i128::from(calls))
 }
 
 /// Amounts are read at 1e-11, like billing files, and rounded to nano-units once per day.
@@ -413,11 +413,8 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
                         group.keys()
                     ))
                 })?;
-                let amount = parse_amount(text).ok_or_else(|| {
-                    bad(format!(
-                        "{day} {:?}: {name} amount `{text}` is not a number",
-                        group.keys()
-                    ))
+                let amount = parse_amount(text).map_err(|problem| {
+                    bad(format!("{day} {:?}: {name} amount {problem}", group.keys()))
                 })?;
                 Ok((
                     amount,
@@ -455,8 +452,8 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
 }
 
 /// A Cost Explorer amount (`"12.3456789"`, sometimes `"1.2E-7"`) at 1e-11.
-fn parse_amount(text: &str) -> Option<i128> {
-    crate::money::parse_decimal(text.as_bytes(), DECIMALS)
+fn parse_amount(text: &str) -> Result<i128, String> {
+    crate::money::parse_line_amount(text.as_bytes(), DECIMALS)
 }
 
 #[cfg(test)]
@@ -491,11 +488,11 @@ mod tests {
 
     #[test]
     fn amounts_parse_exactly_including_exponents() {
-        assert_eq!(parse_amount("12.5"), Some(1_250_000_000_000));
-        assert_eq!(parse_amount("1.2E-7"), Some(12_000));
-        assert_eq!(parse_amount("-3e2"), Some(-30_000_000_000_000));
-        assert_eq!(parse_amount("1e-40"), Some(0));
-        assert_eq!(parse_amount("abc"), None);
+        assert_eq!(parse_amount("12.5"), Ok(1_250_000_000_000));
+        assert_eq!(parse_amount("1.2E-7"), Ok(12_000));
+        assert_eq!(parse_amount("-3e2"), Ok(-30_000_000_000_000));
+        assert_eq!(parse_amount("1e-40"), Ok(0));
+        assert!(parse_amount("abc").is_err());
     }
 
     #[test]

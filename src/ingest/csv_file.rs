@@ -190,13 +190,14 @@ pub(super) fn null_to_empty(value: &[u8]) -> &[u8] {
     }
 }
 
-/// A cost in 1e-11 units; empty and `NULL` are zero.
-pub(super) fn parse_cost(value: &[u8]) -> Option<i128> {
+/// A cost in 1e-11 units; empty and `NULL` are zero. The error says why it was refused (not
+/// a number, or larger than one line item may be).
+pub(super) fn parse_cost(value: &[u8]) -> Result<i128, String> {
     let value = null_to_empty(value.trim_ascii());
     if value.is_empty() {
-        Some(0)
+        Ok(0)
     } else {
-        crate::money::parse_decimal(value, FINE_DECIMALS)
+        crate::money::parse_line_amount(value, FINE_DECIMALS)
     }
 }
 

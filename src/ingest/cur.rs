@@ -502,14 +502,8 @@ impl RowMap for CurCsv {
                 )
             })
         };
-        let cost = |field: Field| {
-            parse_cost(raw(field)).ok_or_else(|| {
-                (
-                    self.name(field),
-                    format!("`{}` is not a number", shown(field)),
-                )
-            })
-        };
+        let cost =
+            |field: Field| parse_cost(raw(field)).map_err(|problem| (self.name(field), problem));
         let day = date(Field::UsageStart, usage_days)?;
         let period = if raw(Field::PeriodStart).is_empty() {
             day

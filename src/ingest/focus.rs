@@ -254,7 +254,7 @@ impl RowMap for CsvRows {
             }
             _ => day,
         };
-        let cost = |i: usize| parse_cost(field(i)).ok_or_else(bad);
+        let cost = |i: usize| parse_cost(field(i)).map_err(|_| bad());
         Ok(Line {
             day,
             period,
@@ -287,8 +287,8 @@ impl CsvRows {
             let raw = record.get(i).unwrap_or_default();
             let shown = String::from_utf8_lossy(raw.trim_ascii());
             let null = null_to_empty(raw).trim_ascii().is_empty();
-            let problem = if col.is_cost() && parse_cost(raw).is_none() {
-                Some(format!("`{shown}` is not a number"))
+            let problem = if let (true, Err(problem)) = (col.is_cost(), parse_cost(raw)) {
+                Some(problem)
             } else if col == Col::ChargePeriodStart && null {
                 Some("empty ChargePeriodStart".to_string())
             } else if col.is_date() && !null && DayCache::default().parse(raw).is_none() {

@@ -12,6 +12,7 @@ mod focus;
 pub mod line;
 mod parquet;
 pub mod s3_exports;
+pub mod usage;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

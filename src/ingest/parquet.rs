@@ -167,8 +167,7 @@ impl<'a> Costs<'a> {
             },
             Costs::Text(values) => match values.next().flatten().map(str::trim) {
                 None | Some("") | Some("NULL") => Ok(0),
-                Some(text) => crate::money::parse_decimal(text.as_bytes(), FINE_DECIMALS)
-                    .ok_or_else(|| format!("`{text}` is not a number")),
+                Some(text) => crate::money::parse_line_amount(text.as_bytes(), FINE_DECIMALS),
             },
         }
     }
@@ -188,8 +187,7 @@ fn fine_units(value: f64) -> Result<i128, String> {
     if value.abs() < 9.0e4 {
         return Ok((value * 1e11).round() as i128);
     }
-    crate::money::parse_decimal(format!("{value}").as_bytes(), FINE_DECIMALS)
-        .ok_or_else(|| format!("`{value}` is too large for an amount"))
+    crate::money::parse_line_amount(format!("{value}").as_bytes(), FINE_DECIMALS)
 }
 
 /// Rows of a parquet file, from its metadata.

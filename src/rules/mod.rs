@@ -4,6 +4,7 @@
 
 mod diagnostic;
 mod parse;
+mod sources;
 mod weights;
 
 use std::collections::HashMap;
@@ -12,7 +13,11 @@ use std::path::{Path, PathBuf};
 use globset::GlobMatcher;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use weights::{WeightKey, WeightRow, WeightTable};
+pub use sources::{
+    CloudWatchQuery, LiveUsage, PgGrain, RedisMeasure, SecretRef, ServiceMap, SourceKind,
+    UsageSource,
+};
+pub use weights::{parse_weight, WeightKey, WeightRow, WeightTable, WEIGHT_DECIMALS};
 
 use crate::model::{Fact, Tags};
 
@@ -26,6 +31,8 @@ pub struct Rules {
     pub services: Vec<Service>,
     /// Pools in the order they claim line items: ascending priority, then declaration order.
     pub pools: Vec<Pool>,
+    /// Live usage sources (`[[source]]`), in file order.
+    pub sources: Vec<UsageSource>,
     /// Alert thresholds, with team and service overrides.
     pub alerts: AlertRules,
     /// Normalised tag value (name or alias) -> index into `services`.
@@ -150,6 +157,8 @@ pub struct Pool {
     pub members: Vec<String>,
     pub method: SplitMethod,
     pub fallback: Fallback,
+    /// For method = "usage" measured by live sources: which, and how stale a sample may be.
+    pub live: Option<LiveUsage>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,7 +167,8 @@ pub enum SplitMethod {
     /// Percent per member, scaled by 1e9 (they sum to exactly 100e9).
     Fixed(Vec<(String, u128)>),
     Proportional,
-    /// Usage weights (this issue: a static table or a CSV file; later: live sources).
+    /// Usage weights: a static table or a CSV file, or (with [`Pool::live`]) empty here and
+    /// filled per day from the stored samples of live sources.
     Usage(WeightTable),
 }
 
@@ -258,6 +268,10 @@ pub enum Tagged<'a> {
 }
 
 impl Rules {
+    pub fn source(&self, name: &str) -> Option<&UsageSource> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.lookup.get(name).map(|&i| &self.services[i])
     }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use toml_edit::{Document, Item, TableLike, Value};
 
 use super::diagnostic::{Diagnostic, LineIndex};
+use super::sources::{self, LiveUsage, UsageSource};
 use super::weights::{self, WeightKey, WeightRow, WeightTable};
 use super::{
     Fallback, Loaded, Matcher, Pattern, Pool, Rules, Service, Settings, SplitMethod, Undeclared,
@@ -20,17 +21,17 @@ use crate::money::parse_scaled;
 
 /// A place in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Loc {
-    file: PathBuf,
-    line: usize,
-    col: usize,
+pub(super) struct Loc {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
 }
 
 impl Loc {
-    fn pos(&self) -> (usize, usize) {
+    pub(super) fn pos(&self) -> (usize, usize) {
         (self.line, self.col)
     }
-    fn short(&self) -> String {
+    pub(super) fn short(&self) -> String {
         format!("{}:{}", self.file.display(), self.line)
     }
 }
@@ -61,6 +62,12 @@ type NumberTable = (Vec<(String, String, Loc)>, Loc);
 enum RawUsage {
     Static(Vec<(String, String, Loc)>),
     File(String, Loc),
+    /// `source = "name"` or `source = ["a", "b"]`, measured by the daemon.
+    Live {
+        sources: Vec<(String, Loc)>,
+        max_age_days: u32,
+        missing_is_zero: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -83,17 +90,31 @@ struct Raw {
     alerts: Option<(RawAlerts, Loc)>,
     services: Vec<RawService>,
     pools: Vec<RawPool>,
+    sources: Vec<sources::RawSource>,
 }
 
 /// One file being walked: its path, line index and the diagnostics gathered so far.
-struct FileCtx<'a> {
-    path: &'a Path,
+pub(super) struct FileCtx<'a> {
+    pub path: &'a Path,
     index: LineIndex,
     diags: &'a mut Vec<Diagnostic>,
 }
 
 impl FileCtx<'_> {
-    fn loc(&self, span: Option<Range<usize>>) -> Loc {
+    /// An error at a place already located.
+    pub(super) fn push(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::error(&loc.file, loc.pos(), message));
+    }
+
+    pub(super) fn error_count(&self) -> usize {
+        self.diags
+            .iter()
+            .filter(|d| d.severity == super::Severity::Error)
+            .count()
+    }
+
+    pub(super) fn loc(&self, span: Option<Range<usize>>) -> Loc {
         let (line, col) = self.index.span(span);
         Loc {
             file: self.path.to_path_buf(),
@@ -102,7 +123,7 @@ impl FileCtx<'_> {
         }
     }
 
-    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+    pub(super) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let pos = self.index.span(span);
         self.diags.push(Diagnostic::error(self.path, pos, message));
     }
@@ -123,11 +144,11 @@ impl FileCtx<'_> {
         }
     }
 
-    fn key_loc(&self, table: &dyn TableLike, key: &str) -> Loc {
+    pub(super) fn key_loc(&self, table: &dyn TableLike, key: &str) -> Loc {
         self.loc(table.get_key_value(key).and_then(|(k, _)| k.span()))
     }
 
-    fn string(&mut self, table: &dyn TableLike, key: &str) -> Option<(String, Loc)> {
+    pub(super) fn string(&mut self, table: &dyn TableLike, key: &str) -> Option<(String, Loc)> {
         let item = table.get(key)?;
         match item.as_str() {
             Some(s) => Some((s.to_string(), self.loc(item.span()))),
@@ -161,7 +182,7 @@ impl FileCtx<'_> {
         Some(out)
     }
 
-    fn integer(&mut self, table: &dyn TableLike, key: &str) -> Option<i64> {
+    pub(super) fn integer(&mut self, table: &dyn TableLike, key: &str) -> Option<i64> {
         let item = table.get(key)?;
         item.as_integer().or_else(|| {
             self.error(item.span(), format!("`{key}` must be an integer"));
@@ -177,7 +198,11 @@ impl FileCtx<'_> {
         })
     }
 
-    fn table<'t>(&mut self, table: &'t dyn TableLike, key: &str) -> Option<&'t dyn TableLike> {
+    pub(super) fn table<'t>(
+        &mut self,
+        table: &'t dyn TableLike,
+        key: &str,
+    ) -> Option<&'t dyn TableLike> {
         let item = table.get(key)?;
         item.as_table_like().or_else(|| {
             self.error(item.span(), format!("`{key}` must be a table"));
@@ -282,12 +307,16 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) {
     let root = doc.as_table();
     ctx.check_keys(
         root,
-        &["settings", "service", "pool", "alerts"],
+        &["settings", "service", "pool", "source", "alerts"],
         "a rules file",
     );
     walk_single(ctx, root, "settings", &mut raw.settings, walk_settings);
     walk_single(ctx, root, "alerts", &mut raw.alerts, walk_alerts);
-    for (key, walk) in [("service", walk_service as Walker), ("pool", walk_pool)] {
+    for (key, walk) in [
+        ("service", walk_service as Walker),
+        ("pool", walk_pool),
+        ("source", walk_source),
+    ] {
         let Some(item) = root.get(key) else { continue };
         match item {
             Item::ArrayOfTables(array) => {
@@ -415,6 +444,17 @@ fn walk_service(
     }
 }
 
+fn walk_source(
+    ctx: &mut FileCtx<'_>,
+    table: &dyn TableLike,
+    span: Option<Range<usize>>,
+    raw: &mut Raw,
+) {
+    if let Some(source) = sources::walk_source(ctx, table, span) {
+        raw.sources.push(source);
+    }
+}
+
 fn walk_pool(
     ctx: &mut FileCtx<'_>,
     table: &dyn TableLike,
@@ -496,17 +536,60 @@ fn walk_match(ctx: &mut FileCtx<'_>, table: &dyn TableLike) -> RawMatch {
 }
 
 fn walk_usage(ctx: &mut FileCtx<'_>, table: &dyn TableLike, loc: Loc) -> Option<RawUsage> {
-    ctx.check_keys(table, &["weights", "file"], "a pool's `usage`");
+    ctx.check_keys(
+        table,
+        &["weights", "file", "source", "max_age_days", "missing"],
+        "a pool's `usage`",
+    );
     let weights = ctx.number_table(table, "weights");
     let file = ctx.string(table, "file");
-    match (weights, file) {
-        (Some((w, _)), None) => Some(RawUsage::Static(w)),
-        (None, Some((f, floc))) => Some(RawUsage::File(f, floc)),
-        (Some(_), Some(_)) | (None, None) => {
+    let source = ctx.strings(table, "source");
+    let max_age = ctx.integer(table, "max_age_days");
+    let missing = ctx.string(table, "missing");
+    if source.is_none() {
+        for key in ["max_age_days", "missing"] {
+            if table.contains_key(key) {
+                let at = ctx.key_loc(table, key);
+                ctx.push(&at, format!("`{key}` applies only to a live `source`"));
+            }
+        }
+    }
+    match (weights, file, source) {
+        (Some((w, _)), None, None) => Some(RawUsage::Static(w)),
+        (None, Some((f, floc)), None) => Some(RawUsage::File(f, floc)),
+        (None, None, Some(sources)) if !sources.is_empty() => {
+            let max_age_days = match max_age {
+                None => 3,
+                Some(days) if (0..=366).contains(&days) => days as u32,
+                Some(_) => {
+                    let at = ctx.key_loc(table, "max_age_days");
+                    ctx.push(&at, "`max_age_days` must be between 0 and 366");
+                    3
+                }
+            };
+            let missing_is_zero = match missing {
+                None => false,
+                Some((m, _)) if m == "fallback" => false,
+                Some((m, _)) if m == "zero" => true,
+                Some((other, mloc)) => {
+                    ctx.push(
+                        &mloc,
+                        format!("unknown `missing = \"{other}\"`: use \"fallback\" (the default: a member without a sample makes the pool fall back that day) or \"zero\""),
+                    );
+                    false
+                }
+            };
+            Some(RawUsage::Live {
+                sources,
+                max_age_days,
+                missing_is_zero,
+            })
+        }
+        _ => {
             ctx.diags.push(Diagnostic::error(
                 &loc.file,
                 loc.pos(),
-                "`usage` needs exactly one of `weights = { service = number, ... }` or `file = \"weights.csv\"`",
+                "`usage` needs exactly one of `weights = { service = number, ... }`, `file = \"weights.csv\"` or `source = \"a [[source]] name\"`",
             ));
             None
         }
@@ -753,6 +836,9 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
         }
     };
 
+    // Usage sources, then pools (which may name them).
+    let sources = sources::build_sources(raw.sources, &resolve, diags);
+
     // Pools.
     let mut pools: Vec<(Pool, Loc, RawMatch)> = Vec::new();
     let mut pool_names: HashMap<String, Loc> = HashMap::new();
@@ -770,7 +856,7 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
             continue;
         }
         pool_names.insert(name.clone(), loc.clone());
-        if let Some(pool) = build_pool(rp, &resolve, diags, hasher) {
+        if let Some(pool) = build_pool(rp, &resolve, &sources, diags, hasher) {
             pools.push(pool);
         }
     }
@@ -784,6 +870,7 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
         settings,
         services,
         pools: pools.into_iter().map(|(p, _, _)| p).collect(),
+        sources: sources.into_iter().map(|(s, _)| s).collect(),
         alerts,
         lookup,
     })
@@ -792,6 +879,7 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
 fn build_pool(
     rp: RawPool,
     resolve: &dyn Fn(&str) -> Result<String, String>,
+    sources: &[(UsageSource, Loc)],
     diags: &mut Vec<Diagnostic>,
     hasher: &mut Sha256,
 ) -> Option<(Pool, Loc, RawMatch)> {
@@ -844,7 +932,7 @@ fn build_pool(
             "equal" => Some(SplitMethod::Equal),
             "proportional" => Some(SplitMethod::Proportional),
             "fixed" => fixed_percent(&name, &rp, &mut members, resolve, diags),
-            "usage" => usage_weights(&name, &rp, &mut members, resolve, diags, hasher),
+            "usage" => usage_weights(&name, &rp, &mut members, resolve, sources, diags, hasher),
             other => {
                 diags.push(at(
                     loc,
@@ -899,6 +987,18 @@ fn build_pool(
             members,
             method: method?,
             fallback,
+            live: match rp.usage {
+                Some(RawUsage::Live {
+                    sources,
+                    max_age_days,
+                    missing_is_zero,
+                }) => Some(LiveUsage {
+                    sources: sources.into_iter().map(|(s, _)| s).collect(),
+                    max_age_days,
+                    missing_is_zero,
+                }),
+                _ => None,
+            },
         },
         rp.name.1,
         raw_match,
@@ -954,7 +1054,7 @@ fn fixed_percent(
             loc.pos(),
             format!(
                 "pool `{name}`: percentages sum to {}, not 100; adjust them so they add up to exactly 100",
-                crate::money::Nanos(i64::try_from(total).unwrap_or(i64::MAX)).format(9).trim_end_matches('0').trim_end_matches('.')
+                crate::money::Nanos(i128::try_from(total).unwrap_or(i128::MAX)).format(9).trim_end_matches('0').trim_end_matches('.')
             ),
         ));
     }
@@ -978,6 +1078,7 @@ fn usage_weights(
     rp: &RawPool,
     members: &mut Option<BTreeSet<String>>,
     resolve: &dyn Fn(&str) -> Result<String, String>,
+    sources: &[(UsageSource, Loc)],
     diags: &mut Vec<Diagnostic>,
     hasher: &mut Sha256,
 ) -> Option<SplitMethod> {
@@ -986,9 +1087,50 @@ fn usage_weights(
             diags.push(Diagnostic::error(
                 &rp.header.file,
                 rp.header.pos(),
-                format!("pool `{name}` uses method = \"usage\" but has no `usage` table; add usage = {{ file = \"weights.csv\" }} or usage = {{ weights = {{ service = 10 }} }}"),
+                format!("pool `{name}` uses method = \"usage\" but has no `usage` table; add usage = {{ source = \"orders-db\" }}, usage = {{ file = \"weights.csv\" }} or usage = {{ weights = {{ service = 10 }} }}"),
             ));
             return None;
+        }
+        Some(RawUsage::Live { sources: named, .. }) => {
+            let mut mapped: BTreeSet<String> = BTreeSet::new();
+            let mut ok = true;
+            for (source, sloc) in named {
+                match sources.iter().find(|(s, _)| &s.name == source) {
+                    Some((s, _)) => mapped.extend(s.map.services().into_iter().map(str::to_string)),
+                    None => {
+                        ok = false;
+                        let known: Vec<&str> =
+                            sources.iter().map(|(s, _)| s.name.as_str()).collect();
+                        diags.push(Diagnostic::error(
+                            &sloc.file,
+                            sloc.pos(),
+                            format!(
+                                "pool `{name}`: no [[source]] is named `{source}`; declare it (known sources: {})",
+                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            ),
+                        ));
+                    }
+                }
+            }
+            if !ok {
+                return None;
+            }
+            match members {
+                Some(m) => {
+                    let strays: Vec<&str> = mapped.difference(m).map(String::as_str).collect();
+                    if !strays.is_empty() {
+                        let loc = &named[0].1;
+                        diags.push(Diagnostic::error(
+                            &loc.file,
+                            loc.pos(),
+                            format!("pool `{name}`: its sources map to services that are not members: {}; add them to `members` or change the source's `map`", strays.join(", ")),
+                        ));
+                        return None;
+                    }
+                }
+                None => *members = Some(mapped),
+            }
+            return Some(SplitMethod::Usage(WeightTable::default()));
         }
         Some(RawUsage::Static(entries)) => {
             let mut rows = Vec::new();

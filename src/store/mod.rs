@@ -16,22 +16,25 @@ use crate::money::Nanos;
 mod outbox;
 mod sqlite_bulk;
 mod sync;
+mod usage;
 
 pub use outbox::{AttemptOutcome, EnqueueResult, NewAlert, OutboxRow};
 pub use sync::{SyncRun, SyncStatus};
+pub use usage::{UsageRun, UsageStatus};
 
 /// SQL shared by the sqlx path and the SQLite bulk path (`$N` are positional in both).
 const DELETE_PERIOD_SQL: &str =
     "DELETE FROM billing_facts WHERE billing_period = $1 AND billing_account = $2";
 const DELETE_DAYS_SQL: &str =
     "DELETE FROM billing_facts WHERE billing_account = $1 AND day >= $2 AND day <= $3";
-const INSERT_IMPORT_SQL: &str = "INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_nanos, billed_nanos)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
-const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tags, currency, effective_nanos, billed_nanos, line_count, estimated, import_id";
+const INSERT_IMPORT_SQL: &str = "INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_units, effective_nanos, billed_units, billed_nanos)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tags, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id";
+const FACT_WIDTH: usize = 17;
 const SELECT_FACTS_SQL: &str =
     "SELECT day, billing_period, billing_account, sub_account, provider, provider_service,
-            resource_id, charge_category, tags, currency, effective_nanos, billed_nanos,
-            line_count, estimated
+            resource_id, charge_category, tags, currency, effective_units, effective_nanos,
+            billed_units, billed_nanos, line_count, estimated
      FROM billing_facts WHERE day >= $1 AND day <= $2
      ORDER BY day, billing_account, sub_account, provider_service, resource_id";
 
@@ -218,6 +221,7 @@ async fn lock_file(database: &std::path::Path) -> anyhow::Result<std::fs::File> 
 enum Writer {
     Facts = 0x636f_7374_7370_0001,
     Allocations = 0x636f_7374_7370_0002,
+    Usage = 0x636f_7374_7370_0003,
 }
 
 impl Store {
@@ -373,8 +377,7 @@ impl Store {
                     .await?;
             }
         }
-        let effective: i128 = facts.iter().map(|f| i128::from(f.effective.0)).sum();
-        let billed: i128 = facts.iter().map(|f| i128::from(f.billed.0)).sum();
+        let (effective, billed) = fact_totals(facts)?;
         let import_id: i64 = sqlx::query(INSERT_IMPORT_SQL)
             .bind(&record.created_at)
             .bind(&record.source)
@@ -382,16 +385,19 @@ impl Store {
             .bind(record.scope.describe())
             .bind(record.line_items)
             .bind(facts.len() as i64)
-            .bind(saturate(effective))
-            .bind(saturate(billed))
+            .bind(effective.units)
+            .bind(effective.nanos)
+            .bind(billed.units)
+            .bind(billed.nanos)
             .fetch_one(&mut **tx)
             .await?
             .try_get(0)?;
 
         for chunk in facts.chunks(rows_per_insert(self.backend)) {
-            let sql = insert_sql("billing_facts", FACT_COLUMNS, 15, chunk.len());
+            let sql = insert_sql("billing_facts", FACT_COLUMNS, FACT_WIDTH, chunk.len());
             let mut query = sqlx::query(&sql);
             for f in chunk {
+                let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
                 query = query
                     .bind(day_key(f.day))
                     .bind(&f.billing_period)
@@ -403,8 +409,10 @@ impl Store {
                     .bind(&f.charge_category)
                     .bind(tags_json(&f.tags))
                     .bind(&f.currency)
-                    .bind(f.effective.0)
-                    .bind(f.billed.0)
+                    .bind(effective.units)
+                    .bind(effective.nanos)
+                    .bind(billed.units)
+                    .bind(billed.nanos)
                     .bind(f.line_count)
                     .bind(i64::from(f.estimated))
                     .bind(import_id);
@@ -454,7 +462,8 @@ impl Store {
         run: &RunRecord,
         allocations: &[Allocation],
     ) -> anyhow::Result<i64> {
-        let allocated: i128 = allocations.iter().map(|a| i128::from(a.amount.0)).sum();
+        let allocated = Stored::of(allocations.iter().map(|a| a.amount).sum())?;
+        let billed = Stored::of(run.billed)?;
         let mut tx = self.pool.begin().await?;
         self.serialize(&mut tx, Writer::Allocations).await?;
         sqlx::query("DELETE FROM allocations WHERE day >= $1 AND day <= $2")
@@ -463,8 +472,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let run_id: i64 = sqlx::query(
-            "INSERT INTO allocation_runs (created_at, from_day, to_day, rules_hash, cost_basis, facts, billed_nanos, allocated_nanos)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO allocation_runs (created_at, from_day, to_day, rules_hash, cost_basis, facts,
+                                          billed_units, billed_nanos, allocated_units, allocated_nanos)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(&run.created_at)
         .bind(day_key(run.from))
@@ -472,16 +482,19 @@ impl Store {
         .bind(&run.rules_hash)
         .bind(run.basis.as_str())
         .bind(run.facts)
-        .bind(run.billed.0)
-        .bind(saturate(allocated))
+        .bind(billed.units)
+        .bind(billed.nanos)
+        .bind(allocated.units)
+        .bind(allocated.nanos)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        const COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency, cost_basis, rules_hash, run_id, provider_service";
+        const COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_units, amount_nanos, currency, cost_basis, rules_hash, run_id, provider_service, basis";
         for chunk in allocations.chunks(rows_per_insert(self.backend)) {
-            let sql = insert_sql("allocations", COLUMNS, 14, chunk.len());
+            let sql = insert_sql("allocations", COLUMNS, 16, chunk.len());
             let mut query = sqlx::query(&sql);
             for a in chunk {
+                let amount = Stored::of(a.amount)?;
                 query = query
                     .bind(day_key(a.day))
                     .bind(&a.service)
@@ -491,12 +504,14 @@ impl Store {
                     .bind(a.method.as_str())
                     .bind(i64::from(a.fallback_used))
                     .bind(a.ratio_ppb)
-                    .bind(a.amount.0)
+                    .bind(amount.units)
+                    .bind(amount.nanos)
                     .bind(&a.currency)
                     .bind(run.basis.as_str())
                     .bind(&run.rules_hash)
                     .bind(run_id)
-                    .bind(&a.provider_service);
+                    .bind(&a.provider_service)
+                    .bind(&a.basis);
             }
             query.execute(&mut *tx).await?;
         }
@@ -511,7 +526,7 @@ impl Store {
         to: NaiveDate,
     ) -> anyhow::Result<Vec<Allocation>> {
         let rows = sqlx::query(
-            "SELECT day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_nanos, currency, provider_service
+            "SELECT day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_units, amount_nanos, currency, provider_service, basis
              FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY day, service, pool, provider_service, method",
         )
         .bind(day_key(from))
@@ -527,13 +542,14 @@ impl Store {
                     team: row.try_get(2)?,
                     cost_center: row.try_get(3)?,
                     pool: row.try_get(4)?,
-                    provider_service: row.try_get(10)?,
+                    provider_service: row.try_get(11)?,
                     method: Method::parse(&method)
                         .with_context(|| format!("unknown method `{method}` in the store"))?,
                     fallback_used: row.try_get::<i64, _>(6)? != 0,
                     ratio_ppb: row.try_get(7)?,
-                    amount: Nanos(row.try_get(8)?),
-                    currency: row.try_get(9)?,
+                    amount: Stored::read(row, 8)?,
+                    currency: row.try_get(10)?,
+                    basis: row.try_get(12)?,
                 })
             })
             .collect()
@@ -547,7 +563,9 @@ impl Store {
     ) -> anyhow::Result<Vec<ServiceTotal>> {
         let rows = sqlx::query(
             "SELECT service, MAX(team), currency,
+                    CAST(COALESCE(SUM(CASE WHEN pool = '' THEN amount_units ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN pool = '' THEN amount_nanos ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN pool <> '' THEN amount_units ELSE 0 END), 0) AS BIGINT),
                     CAST(COALESCE(SUM(CASE WHEN pool <> '' THEN amount_nanos ELSE 0 END), 0) AS BIGINT)
              FROM allocations WHERE day >= $1 AND day <= $2
              GROUP BY service, currency ORDER BY service, currency",
@@ -562,8 +580,8 @@ impl Store {
                     service: row.try_get(0)?,
                     team: row.try_get(1)?,
                     currency: row.try_get(2)?,
-                    direct: Nanos(row.try_get(3)?),
-                    shared: Nanos(row.try_get(4)?),
+                    direct: Stored::read(row, 3)?,
+                    shared: Stored::read(row, 5)?,
                 })
             })
             .collect()
@@ -577,11 +595,12 @@ impl Store {
         basis: CostBasis,
     ) -> anyhow::Result<BTreeMap<String, Nanos>> {
         let column = match basis {
-            CostBasis::Effective => "effective_nanos",
-            CostBasis::Billed => "billed_nanos",
+            CostBasis::Effective => "effective",
+            CostBasis::Billed => "billed",
         };
         let sql = format!(
-            "SELECT currency, CAST(COALESCE(SUM({column}), 0) AS BIGINT) FROM billing_facts
+            "SELECT currency, CAST(COALESCE(SUM({column}_units), 0) AS BIGINT),
+                    CAST(COALESCE(SUM({column}_nanos), 0) AS BIGINT) FROM billing_facts
              WHERE day >= $1 AND day <= $2 GROUP BY currency"
         );
         let rows = sqlx::query(&sql)
@@ -590,7 +609,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get(0)?, Nanos(row.try_get(1)?))))
+            .map(|row| Ok((row.try_get(0)?, Stored::read(row, 1)?)))
             .collect()
     }
 
@@ -635,6 +654,8 @@ pub enum Table {
     Allocations,
     AllocationRuns,
     SyncRuns,
+    UsageSamples,
+    UsageRuns,
 }
 
 impl Table {
@@ -645,6 +666,8 @@ impl Table {
             Table::Allocations => "allocations",
             Table::AllocationRuns => "allocation_runs",
             Table::SyncRuns => "sync_runs",
+            Table::UsageSamples => "usage_samples",
+            Table::UsageRuns => "usage_runs",
         }
     }
 }
@@ -668,8 +691,46 @@ fn insert_sql(table: &str, columns: &str, width: usize, rows: usize) -> String {
     sql
 }
 
-fn saturate(value: i128) -> i64 {
-    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+/// An amount at rest: whole currency units and the nano-units past them, with the same sign
+/// (as `google.type.Money`), each in a BIGINT column (`*_units`, `*_nanos`). SQL sums of
+/// both stay exact on SQLite and PostgreSQL, and an amount holds up to 9.2e18 units, where
+/// one column of nano-units ended at 9.2e9 (a month in IDR passes that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub units: i64,
+    pub nanos: i64,
+}
+
+impl Stored {
+    /// The columns of `amount`, or an error when it is past what the store holds.
+    pub fn of(amount: Nanos) -> anyhow::Result<Stored> {
+        let units = amount.0 / crate::money::NANOS_PER_UNIT;
+        let nanos = amount.0 % crate::money::NANOS_PER_UNIT;
+        Ok(Stored {
+            units: i64::try_from(units).map_err(|_| {
+                anyhow::anyhow!(
+                    "the amount {amount} is larger than the store holds (9.2e18 units); nothing was written"
+                )
+            })?,
+            nanos: i64::try_from(nanos).expect("below one unit"),
+        })
+    }
+
+    pub fn amount(units: i64, nanos: i64) -> Nanos {
+        Nanos(i128::from(units) * crate::money::NANOS_PER_UNIT + i128::from(nanos))
+    }
+
+    /// The amount in columns `index` (units) and `index + 1` (nano-units) of a row.
+    fn read(row: &AnyRow, index: usize) -> anyhow::Result<Nanos> {
+        Ok(Stored::amount(row.try_get(index)?, row.try_get(index + 1)?))
+    }
+}
+
+/// The effective and billed totals of a batch of facts, as stored on its import record.
+fn fact_totals(facts: &[Fact]) -> anyhow::Result<(Stored, Stored)> {
+    let effective = facts.iter().map(|f| f.effective).sum();
+    let billed = facts.iter().map(|f| f.billed).sum();
+    Ok((Stored::of(effective)?, Stored::of(billed)?))
 }
 
 fn tags_json(tags: &Tags) -> String {
@@ -718,10 +779,10 @@ fn fact_from_row(
         charge_category: row.try_get(7)?,
         tags,
         currency: row.try_get(9)?,
-        effective: Nanos(row.try_get(10)?),
-        billed: Nanos(row.try_get(11)?),
-        line_count: row.try_get(12)?,
-        estimated: row.try_get::<i64, _>(13)? != 0,
+        effective: Stored::read(row, 10)?,
+        billed: Stored::read(row, 12)?,
+        line_count: row.try_get(14)?,
+        estimated: row.try_get::<i64, _>(15)? != 0,
     })
 }
 

@@ -9,7 +9,6 @@ use sqlx::Row;
 use super::{day_from, Store};
 use crate::alert::{DayCost, Series};
 use crate::model::day_key;
-use crate::money::Nanos;
 
 /// An alert to put in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +98,7 @@ impl Store {
         to: NaiveDate,
     ) -> anyhow::Result<Vec<Series>> {
         let rows = sqlx::query(
-            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_nanos) AS BIGINT)
+            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
              FROM allocations WHERE day >= $1 AND day <= $2
              GROUP BY day, service, currency, pool, provider_service
              ORDER BY service, currency, day",
@@ -125,7 +124,7 @@ impl Store {
             let currency: String = row.try_get(3)?;
             let pool: String = row.try_get(4)?;
             let provider: String = row.try_get(5)?;
-            let amount = Nanos(row.try_get(6)?);
+            let amount = super::Stored::amount(row.try_get(6)?, row.try_get(7)?);
             let s = series
                 .entry((service.clone(), currency.clone()))
                 .or_insert_with(|| Series {

@@ -14,11 +14,11 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::sync::INSERT_RUN_SQL;
 use super::{
-    decode_tags, insert_sql, saturate, tags_json, FactScope, ImportRecord, SyncRun,
-    DELETE_DAYS_SQL, DELETE_PERIOD_SQL, FACT_COLUMNS, INSERT_IMPORT_SQL, SELECT_FACTS_SQL,
+    decode_tags, fact_totals, insert_sql, tags_json, FactScope, ImportRecord, Stored, SyncRun,
+    DELETE_DAYS_SQL, DELETE_PERIOD_SQL, FACT_COLUMNS, FACT_WIDTH, INSERT_IMPORT_SQL,
+    SELECT_FACTS_SQL,
 };
 use crate::model::{day_key, parse_day, Fact};
-use crate::money::Nanos;
 
 /// The file of a `sqlite://FILE?...` URL (`None` for an in-memory database).
 pub(super) fn file_of(url: &str) -> Option<PathBuf> {
@@ -78,8 +78,7 @@ pub(super) async fn replace_facts(
                 )?;
             }
         }
-        let effective: i128 = facts.iter().map(|f| i128::from(f.effective.0)).sum();
-        let billed: i128 = facts.iter().map(|f| i128::from(f.billed.0)).sum();
+        let (effective, billed) = fact_totals(facts)?;
         let import_id: i64 = tx.query_row(
             INSERT_IMPORT_SQL,
             params![
@@ -89,14 +88,18 @@ pub(super) async fn replace_facts(
                 record.scope.describe(),
                 record.line_items,
                 facts.len() as i64,
-                saturate(effective),
-                saturate(billed)
+                effective.units,
+                effective.nanos,
+                billed.units,
+                billed.nanos
             ],
             |row| row.get(0),
         )?;
         {
-            let mut insert = tx.prepare(&insert_sql("billing_facts", FACT_COLUMNS, 15, 1))?;
+            let mut insert =
+                tx.prepare(&insert_sql("billing_facts", FACT_COLUMNS, FACT_WIDTH, 1))?;
             for f in facts {
+                let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
                 insert.execute(params![
                     day_key(f.day),
                     f.billing_period,
@@ -108,8 +111,10 @@ pub(super) async fn replace_facts(
                     f.charge_category,
                     tags_json(&f.tags),
                     f.currency,
-                    f.effective.0,
-                    f.billed.0,
+                    effective.units,
+                    effective.nanos,
+                    billed.units,
+                    billed.nanos,
                     f.line_count,
                     i64::from(f.estimated),
                     import_id
@@ -127,7 +132,7 @@ pub(super) async fn replace_facts(
                     day_key(run.to),
                     run.status.as_str(),
                     run.calls,
-                    run.cost.0,
+                    super::sync::api_cost_nanos(run.cost),
                     run.facts,
                     run.estimated_days,
                     run.message,
@@ -166,10 +171,10 @@ pub(super) async fn facts(
                 charge_category: row.get(7)?,
                 tags: decode_tags(row.get(8)?, &mut tags_cache)?,
                 currency: row.get(9)?,
-                effective: Nanos(row.get(10)?),
-                billed: Nanos(row.get(11)?),
-                line_count: row.get(12)?,
-                estimated: row.get::<_, i64>(13)? != 0,
+                effective: Stored::amount(row.get(10)?, row.get(11)?),
+                billed: Stored::amount(row.get(12)?, row.get(13)?),
+                line_count: row.get(14)?,
+                estimated: row.get::<_, i64>(15)? != 0,
             });
         }
         Ok(facts)

@@ -133,7 +133,7 @@ impl Store {
                     to: day_from(row, 4)?,
                     status: SyncStatus::parse(&row.try_get::<String, _>(5)?),
                     calls: row.try_get(6)?,
-                    cost: Nanos(row.try_get(7)?),
+                    cost: Nanos(row.try_get::<i64, _>(7)?.into()),
                     facts: row.try_get(8)?,
                     estimated_days: row.try_get(9)?,
                     message: row.try_get(10)?,
@@ -157,7 +157,7 @@ async fn insert_run(
         .bind(day_key(run.to))
         .bind(run.status.as_str())
         .bind(run.calls)
-        .bind(run.cost.0)
+        .bind(api_cost_nanos(run.cost))
         .bind(run.facts)
         .bind(run.estimated_days)
         .bind(&run.message)
@@ -166,4 +166,9 @@ async fn insert_run(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The API cost of a run, in nano-units (cents a call: far inside an i64).
+pub(super) fn api_cost_nanos(cost: Nanos) -> i64 {
+    i64::try_from(cost.0).unwrap_or(i64::MAX)
 }

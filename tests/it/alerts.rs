@@ -15,7 +15,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::slack_standin::SlackStandIn;
 use crate::support::{day, rules, Kind, TestStore, BOTH, NOW};
 
-const D: i64 = costsplit::money::NANOS_PER_UNIT;
+const D: i128 = costsplit::money::NANOS_PER_UNIT;
 
 const RULES: &str = r##"
 [[service]]
@@ -57,8 +57,9 @@ async fn seed(store: &Store, jumps: &[&str]) {
                 method: Method::Direct,
                 fallback_used: false,
                 ratio_ppb: 1_000_000_000,
-                amount: Nanos(dollars * D),
+                amount: Nanos(i128::from(dollars) * D),
                 currency: "USD".into(),
+                basis: String::new(),
             });
         }
     }

@@ -105,7 +105,7 @@ fn import_allocate_report_csv_through_the_binary() {
     );
     assert!(csv.lines().any(|l| l.starts_with("unallocated,")), "{csv}");
     // The rows add up to the billed total shown by the JSON report.
-    let sum: i64 = csv
+    let sum: i128 = csv
         .lines()
         .skip(1)
         .map(|l| {
@@ -120,7 +120,10 @@ fn import_allocate_report_csv_through_the_binary() {
         &env,
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(json["billed"]["USD"]["nanos"].as_i64(), Some(sum));
+    assert_eq!(
+        json["billed"]["USD"]["nanos"].as_i64().map(i128::from),
+        Some(sum)
+    );
     assert_eq!(json["reconciled"], serde_json::Value::Bool(true));
 
     let out = costsplit(

@@ -43,7 +43,7 @@ fn all_succeed(outputs: &[Output], what: &str) {
 }
 
 /// (facts, billed nanos, allocations, allocated nanos) for March 2025.
-async fn march(url: &str) -> (usize, i64, usize, i64) {
+async fn march(url: &str) -> (usize, i128, usize, i128) {
     let store = Store::connect(url).await.expect("store");
     let facts = store
         .facts(day("2025-03-01"), day("2025-03-31"))
@@ -79,7 +79,7 @@ async fn overlapping_imports_and_allocates_leave_one_copy(kind: Kind, file: &Pat
         all_succeed(&outputs, &format!("{kind:?} import round {round}"));
     }
     let imported = costsplit::ingest::read_files(&[PathBuf::from(file)]).expect("reads");
-    let one_copy: i64 = imported.facts.iter().map(|f| f.effective.0).sum();
+    let one_copy: i128 = imported.facts.iter().map(|f| f.effective.0).sum();
     let (facts, billed, _, _) = march(&url).await;
     assert_eq!(
         (facts, billed),

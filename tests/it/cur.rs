@@ -10,13 +10,13 @@ use costsplit::money::Nanos;
 use crate::support::data;
 
 /// service tag -> (effective, billed) nanos.
-fn by_service(file: &str) -> (BTreeMap<String, (i64, i64)>, ingest::Imported) {
+fn by_service(file: &str) -> (BTreeMap<String, (i128, i128)>, ingest::Imported) {
     by_service_of(data(file))
 }
 
-fn by_service_of(path: std::path::PathBuf) -> (BTreeMap<String, (i64, i64)>, ingest::Imported) {
+fn by_service_of(path: std::path::PathBuf) -> (BTreeMap<String, (i128, i128)>, ingest::Imported) {
     let imported = ingest::read_files(&[path]).expect("the CUR file imports");
-    let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut totals: BTreeMap<String, (i128, i128)> = BTreeMap::new();
     for f in &imported.facts {
         let entry = totals
             .entry(f.tags.get("service").cloned().unwrap_or_default())
@@ -32,7 +32,7 @@ fn cur2_amortizes_per_line_item_type_and_reads_the_tag_map() {
     for file in ["cur2-sample.parquet", "cur-legacy-sample.parquet"] {
         let (totals, imported) = by_service(file);
         assert_eq!(imported.line_items, 9, "{file}");
-        let expected: BTreeMap<String, (i64, i64)> = [
+        let expected: BTreeMap<String, (i128, i128)> = [
             // 10 usage + 5 savings-plan effective + 0 negation - 2 credit; billed 10 + 8 - 8 - 2
             ("web", (13_000_000_000, 8_000_000_000)),
             // 6.25 reservation effective + 1.50 unused RI; billed 0 + 4 RI fee

@@ -120,8 +120,7 @@ async fn a_generated_month_allocates_exactly(
     let report = jobs::report(&t.store, range).await.expect("report");
     assert!(report.reconciled());
     assert_eq!(
-        i128::from(report.billed["USD"].0),
-        expected.total,
+        report.billed["USD"].0, expected.total,
         "{kind:?}: billed total to the nano"
     );
 
@@ -131,13 +130,13 @@ async fn a_generated_month_allocates_exactly(
         .map(|s| (s.service.as_str(), s))
         .collect();
     assert_eq!(
-        i128::from(by_service["unallocated"].total().0),
+        by_service["unallocated"].total().0,
         expected.unallocated,
         "{kind:?}: untagged cost is unallocated"
     );
     for (service, amount) in &expected.direct {
         assert_eq!(
-            i128::from(by_service[service.as_str()].direct.0),
+            by_service[service.as_str()].direct.0,
             *amount,
             "{kind:?}: direct cost of {service}"
         );

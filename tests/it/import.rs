@@ -169,6 +169,11 @@ async fn bad_billing_files_name_row_and_column_and_commit_nothing() {
             "non-numeric.csv:4: column `BilledCost`: `12.5x` is not a number",
         ),
         (
+            "too-large.csv",
+            format!("{HEADER}\n{}\n{}\n", good_row("1"), good_row("99999999999999999999")),
+            "too-large.csv:3: column `BilledCost`: `99999999999999999999` is larger than one line item may be (at most 10^15 units of a currency)",
+        ),
+        (
             "bad-date.csv",
             format!(
                 "{HEADER}\n{}\n03/01/2025 05:00,2025-03-01,payer,USD,1,1,EC2,i-1,Usage,NULL\n",
@@ -218,6 +223,77 @@ async fn bad_billing_files_name_row_and_column_and_commit_nothing() {
             "{kind:?}: nothing committed"
         );
         assert_eq!(t.store.count(Table::Imports).await.expect("count"), 0);
+    }
+}
+
+/// i64 nano-units end at 9.2e9 currency units: a month of 15.5e9 IDR (about US$1M) wrapped
+/// to a negative total, and a 1e12 KRW line item saturated. Both are now exact end to end.
+async fn amounts_past_i64_nano_units_import_allocate_and_report_exactly(kind: Kind) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = format!("{HEADER}\n");
+    // 31 days of 500,000,000.123456789 IDR on a shared database, plus one 1e12 KRW line
+    // item (about US$700M) on another account.
+    for d in 1..=31 {
+        text.push_str(&format!(
+            "2025-03-{d:02}T00:00:00Z,2025-03-01,payer-id,IDR,500000000.123456789,500000000.123456789,Amazon RDS,arn:aws:rds:db-1,Usage,NULL\n"
+        ));
+    }
+    text.push_str("2025-03-15T00:00:00Z,2025-03-01,payer-kr,KRW,1000000000000,1000000000000,Amazon EC2,i-kr,Usage,\"{\"\"service\"\":\"\"b\"\"}\"\n");
+    let file = write(&dir, "large-currencies.csv", &text);
+    let t = TestStore::new(kind).await;
+    let summary = jobs::import_files(&t.store, &[file], NOW)
+        .await
+        .expect("imports");
+    assert_eq!(summary.line_items, 32);
+    let rules = rules(&[(
+        "r.toml",
+        "[[service]]\nname = \"a\"\n[[service]]\nname = \"b\"\n[[service]]\nname = \"c\"\n[[pool]]\nname = \"db\"\nmethod = \"equal\"\nmembers = [\"a\", \"b\", \"c\"]\nmatch = { resource_id = \"arn:aws:rds:*\" }\n",
+    )]);
+    let range = (day("2025-03-01"), day("2025-03-31"));
+    jobs::allocate_range(
+        &t.store,
+        &rules,
+        &UsageWeights::default(),
+        CostBasis::Effective,
+        range,
+        NOW,
+    )
+    .await
+    .expect("allocates");
+    let report = jobs::report(&t.store, range).await.expect("report");
+    assert!(
+        report.reconciled(),
+        "{kind:?}: {:?}",
+        report.reconciliation_lines()
+    );
+    assert_eq!(report.billed["IDR"].to_string(), "15500000003.827160459");
+    assert_eq!(report.billed["KRW"].to_string(), "1000000000000.000000000");
+    let idr = |service: &str| {
+        report
+            .services
+            .iter()
+            .find(|s| s.service == service && s.currency == "IDR")
+            .map(|s| s.total().to_string())
+            .unwrap_or_else(|| panic!("no IDR row for {service}"))
+    };
+    // Each day's 500000000.123456789 split 3 ways leaves 2 nano-units: a and b get one each.
+    assert_eq!(idr("a"), "5166666667.942386830");
+    assert_eq!(idr("b"), "5166666667.942386830");
+    assert_eq!(idr("c"), "5166666667.942386799");
+    let krw = report
+        .services
+        .iter()
+        .find(|s| s.service == "b" && s.currency == "KRW")
+        .expect("b in KRW");
+    assert_eq!(krw.total().format(2), "1000000000000.00");
+    let table = report.render(costsplit::report::Format::Table, false);
+    assert!(table.contains("15500000003.827160459"), "{table}");
+}
+
+#[tokio::test]
+async fn amounts_past_i64_nano_units_import_allocate_and_report_exactly_on_both_stores() {
+    for kind in BOTH {
+        amounts_past_i64_nano_units_import_allocate_and_report_exactly(kind).await;
     }
 }
 
@@ -367,7 +443,7 @@ fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
         Column::new("c".into(), [100_000_000.0f64, 1.5]),
     );
     let imported = costsplit::ingest::read_files(&[large]).expect("imports");
-    let billed: i64 = imported.facts.iter().map(|f| f.billed.0).sum();
+    let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
     assert_eq!(billed, 100_000_001_500_000_000);
     let text = focus_parquet(
         dir.path(),
@@ -375,25 +451,39 @@ fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
         Column::new("c".into(), ["92233720.123456789", "0.000000001"]),
     );
     let imported = costsplit::ingest::read_files(&[text]).expect("imports");
-    let billed: i64 = imported.facts.iter().map(|f| f.billed.0).sum();
+    let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
     assert_eq!(billed, 92_233_720_123_456_790);
+    // 1e12 KRW in one line item (past i64 nano-units), as a float and as text.
+    let huge = focus_parquet(
+        dir.path(),
+        "huge.parquet",
+        Column::new("c".into(), [1.0e12f64, 0.5]),
+    );
+    let imported = costsplit::ingest::read_files(&[huge]).expect("imports");
+    let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
+    assert_eq!(billed, 1_000_000_000_000_500_000_000);
 
     // Refused with the file, the row and the column, never read as zero.
     for (name, costs, shown) in [
         (
             "nan.parquet",
             Column::new("c".into(), [1.0f64, f64::NAN]),
-            "`NaN`",
+            "`NaN` is not a number",
         ),
         (
             "inf.parquet",
             Column::new("c".into(), [1.0f64, f64::INFINITY]),
-            "`inf`",
+            "`inf` is not a number",
         ),
         (
             "words.parquet",
             Column::new("c".into(), ["1.0", "ten"]),
-            "`ten`",
+            "`ten` is not a number",
+        ),
+        (
+            "too-large.parquet",
+            Column::new("c".into(), [1.0f64, 1.0e20]),
+            "`100000000000000000000` is larger than one line item may be",
         ),
     ] {
         let path = focus_parquet(dir.path(), name, costs);
@@ -401,9 +491,7 @@ fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
             .expect_err("a cost that is not a number")
             .to_string();
         assert!(
-            error.contains(&format!(
-                "{name}:2: column `EffectiveCost`: {shown} is not a number"
-            )),
+            error.contains(&format!("{name}:2: column `EffectiveCost`: {shown}")),
             "{error}"
         );
     }
@@ -421,7 +509,7 @@ fn decimal_parquet_costs_import_exactly() {
             .expect("decimal");
         let path = focus_parquet(dir.path(), name, costs);
         let imported = costsplit::ingest::read_files(&[path]).expect("imports");
-        let billed: i64 = imported.facts.iter().map(|f| f.billed.0).sum();
+        let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
         assert_eq!(billed, 123_456_789_123_456_788, "{name}");
     }
 }

@@ -3,6 +3,7 @@
 mod support;
 
 mod alerts;
+mod cbor_proxy;
 mod cli;
 mod concurrency;
 mod cur;
@@ -14,3 +15,4 @@ mod slack_standin;
 mod store;
 mod sync;
 mod thirdparty;
+mod usage;

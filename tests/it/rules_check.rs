@@ -162,3 +162,66 @@ fn a_dangling_or_looping_rules_symlink_is_an_error() {
         "{errors:?}"
     );
 }
+
+const BROKEN_SOURCES: &str = r#"[[service]]
+name = "orders-api"
+
+[[source]]
+name = "orders-db"
+kind = "postgres"
+dsn = "postgres://app:pw@db/orders"
+map = { "orders" = "orders-api", "pay" = "payments" }
+
+[[source]]
+name = "cache"
+kind = "redis"
+url_env = "CACHE_URL"
+scan_cnt = 10
+map = { "o:" = "orders-api" }
+
+[[source]]
+name = "mystery"
+kind = "mongodb"
+map = { "x" = "orders-api" }
+
+[[source]]
+name = "kafka"
+kind = "prometheus"
+url = "http://admin:pw@prometheus:9090"
+query = "sum by (topic) (kafka_log_log_size)"
+label = "topic"
+map = { "orders" = "orders-api" }
+
+[[pool]]
+name = "shared"
+method = "usage"
+usage = { source = "ghost-db" }
+match = { resource_id = "arn:aws:rds:*" }
+"#;
+
+/// Live sources are checked like every other rule: unknown keys, secrets written inline, an
+/// unknown kind, a map to an undeclared service, a pool naming a missing source.
+#[test]
+fn broken_usage_sources_report_every_error_with_file_line_col() {
+    let got = check(&[("s.toml", BROKEN_SOURCES)]);
+    let want = r#"s.toml:4:1: error: source `orders-db` needs `dsn_env = "VARIABLE"` or `dsn_file = "path"` (the dsn itself never sits in the rules)
+s.toml:7:1: error: `dsn` would put a connection secret in the rules; name an environment variable (dsn_env = "VAR") or a file (dsn_file = "/run/secrets/x") instead
+s.toml:14:1: error: unknown key `scan_cnt` in a [[source]] of kind `redis`; expected one of: name, kind, map, resource_id, timeout_seconds, unit, url_env, url_file, measure, max_keys, scan_count, memory_samples
+s.toml:19:8: error: unknown source kind `mongodb`: use postgres, redis, prometheus or cloudwatch
+s.toml:25:7: error: a Prometheus `url` with credentials in it would put a secret in the rules; use url_env or url_file, or token_env for a bearer token
+s.toml:33:20: error: pool `shared`: no [[source]] is named `ghost-db`; declare it (known sources: cache)
+failed"#;
+    assert_eq!(got, want, "\n{got}");
+}
+
+#[test]
+fn a_source_mapping_to_an_undeclared_service_names_the_map_entry() {
+    let got = check(&[(
+        "s.toml",
+        "[[service]]\nname = \"a\"\n[[source]]\nname = \"db\"\nkind = \"postgres\"\ndsn_env = \"X\"\nmap = { \"s1\" = \"a\", \"s2\" = \"nobody\" }\n",
+    )]);
+    assert_eq!(
+        got,
+        "s.toml:7:21: error: source `db`: map `s2`: unknown service `nobody`; declare it in a [[service]] table or fix the name\nfailed"
+    );
+}

@@ -20,8 +20,8 @@ fn fact(d: &str, period: &str, resource: &str, amount: i64) -> Fact {
         charge_category: "Usage".into(),
         tags,
         currency: "USD".into(),
-        effective: Nanos(amount),
-        billed: Nanos(amount * 2),
+        effective: Nanos(amount.into()),
+        billed: Nanos(i128::from(amount) * 2),
         line_count: 3,
         estimated: false,
     }
@@ -165,8 +165,9 @@ fn allocation(d: &str, service: &str, pool: &str, amount: i64) -> Allocation {
         },
         fallback_used: !pool.is_empty(),
         ratio_ppb: 500_000_000,
-        amount: Nanos(amount),
+        amount: Nanos(amount.into()),
         currency: "USD".into(),
+        basis: String::new(),
     }
 }
 
@@ -207,7 +208,7 @@ async fn allocations_replace_their_range_and_total_by_service(kind: Kind) {
         .service_totals(day("2025-03-01"), day("2025-04-30"))
         .await
         .expect("totals");
-    let summary: Vec<(String, i64, i64)> = totals
+    let summary: Vec<(String, i128, i128)> = totals
         .iter()
         .map(|s| (s.service.clone(), s.direct.0, s.shared.0))
         .collect();
@@ -281,7 +282,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
         to: day("2025-03-03"),
         status,
         calls,
-        cost: Nanos(calls * 10_000_000),
+        cost: Nanos(i128::from(calls) * 10_000_000),
         facts: 1,
         estimated_days: 1,
         message: String::new(),

@@ -323,7 +323,7 @@ async fn accounts_sync_one_after_another_with_an_assumed_role() {
     let out = ws.sync("2026-11-01", "2026-11-01");
     assert!(out.status.success(), "{}", show(&out));
     let (facts, _) = stored(&ws, "2026-11-01", "2026-11-01").await;
-    let seen: Vec<(String, String, i64)> = facts
+    let seen: Vec<(String, String, i128)> = facts
         .iter()
         .map(|f| {
             (
@@ -493,12 +493,12 @@ async fn a_real_daily_cost_explorer_answer_is_stored_within_a_nano_per_day() {
     assert_eq!(runs[0].calls, 1, "one request: {runs:?}");
     assert_eq!(exact.len(), 86);
     for (d, exact) in &exact {
-        let stored: i64 = facts
+        let stored: i128 = facts
             .iter()
             .filter(|f| f.day == *d)
             .map(|f| f.billed.0)
             .sum();
-        let off = (i128::from(stored) * 1000 - exact).abs();
+        let off = (stored * 1000 - exact).abs();
         assert!(
             off <= 500,
             "{d}: stored {stored} nano-units, exact {exact} picos"
@@ -508,7 +508,7 @@ async fn a_real_daily_cost_explorer_answer_is_stored_within_a_nano_per_day() {
         facts
             .iter()
             .filter(|f| f.day >= day(from) && f.day <= day(to))
-            .map(|f| i128::from(f.billed.0) * 1000)
+            .map(|f| f.billed.0 * 1000)
             .sum()
     };
     for (from, to, figure, days) in [
@@ -530,7 +530,7 @@ async fn a_real_daily_cost_explorer_answer_is_stored_within_a_nano_per_day() {
         .map(|f| f.day)
         .collect();
     assert_eq!(estimated.len(), 26, "every April day is estimated");
-    let tax: Vec<(chrono::NaiveDate, i64)> = facts
+    let tax: Vec<(chrono::NaiveDate, i128)> = facts
         .iter()
         .filter(|f| f.charge_category == "Tax")
         .map(|f| (f.day, f.billed.0))

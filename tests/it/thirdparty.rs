@@ -27,12 +27,12 @@ const LEGACY_CUR: &str = "focus-converters-aws-cur-legacy/sample-anonymous-aws-e
 const AZURE_FOCUS: &str = "cur-anon-azure-focus/sample_focus.csv";
 
 /// Nano-units as picos.
-fn picos_of(nanos: i64) -> i128 {
-    i128::from(nanos) * 1000
+fn picos_of(nanos: i128) -> i128 {
+    nanos * 1000
 }
 
 /// Asserts `got` (nano-units) is within `days` nano-units of the exact `expected`.
-fn close(what: &str, got: i64, expected: &str, days: i128) {
+fn close(what: &str, got: i128, expected: &str, days: i128) {
     let diff = (picos_of(got) - picos(expected)).abs();
     assert!(
         diff <= days * 1000,
@@ -47,8 +47,8 @@ fn close(what: &str, got: i64, expected: &str, days: i128) {
     );
 }
 
-fn sum_by(facts: &[Fact], key: impl Fn(&Fact) -> String) -> BTreeMap<String, (i64, i64, i64)> {
-    let mut out: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+fn sum_by(facts: &[Fact], key: impl Fn(&Fact) -> String) -> BTreeMap<String, (i128, i128, i64)> {
+    let mut out: BTreeMap<String, (i128, i128, i64)> = BTreeMap::new();
     for f in facts {
         let e = out.entry(key(f)).or_default();
         e.0 += f.effective.0;

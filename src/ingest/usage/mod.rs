@@ -1,0 +1,207 @@
+//! Live usage sources: each measures what the services of a shared system use on one day
+//! (PostgreSQL bytes per schema or table, Redis keys or memory per key prefix, a Prometheus
+//! query's series, CloudWatch metrics), and the rules' map turns what it measured into
+//! per-service samples. Sources read and never write the store. Every probe runs under the
+//! source's timeout, and what they return never holds a secret: errors are redacted of the
+//! DSN, URL or token they connected with.
+
+mod cloudwatch;
+mod postgres;
+mod prometheus;
+mod redis;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::ingest::cost_explorer::AwsSettings;
+use crate::model::UsageSample;
+use crate::rules::{SourceKind, UsageSource};
+
+/// What a probe measured: (member, exact non-negative decimal value), plus notes on how
+/// (a key budget reached, values refused).
+#[derive(Debug, Default)]
+struct Measured {
+    members: Vec<(String, String)>,
+    notes: Vec<String>,
+}
+
+/// The outcome of collecting one source for one day.
+#[derive(Debug)]
+pub struct Collected {
+    pub samples: Vec<UsageSample>,
+    /// Notes for the run record: members mapped to no service (and their share), budgets.
+    pub notes: Vec<String>,
+}
+
+/// What collection needs besides the source: the AWS settings (CloudWatch) and the time a
+/// day's measurement is taken at (the end of the day, or now for today).
+pub struct Context<'a> {
+    pub aws: Option<&'a AwsSettings>,
+    pub at: DateTime<Utc>,
+}
+
+/// Measures `source` for `day`, within its timeout. The error is one readable line without
+/// secrets.
+pub async fn collect(
+    source: &UsageSource,
+    day: NaiveDate,
+    ctx: &Context<'_>,
+) -> Result<Collected, String> {
+    let measured = match tokio::time::timeout(source.timeout, measure(source, day, ctx)).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(format!(
+                "no answer within {} s (timeout_seconds); nothing was recorded for {day}",
+                source.timeout.as_secs()
+            ))
+        }
+    };
+    let mut notes = measured.notes;
+    let mut samples = Vec::new();
+    let mut unmapped = Vec::new();
+    for (member, value) in measured.members {
+        let service = source.map.service_of(&member).unwrap_or("").to_string();
+        if service.is_empty() {
+            unmapped.push(member.clone());
+        }
+        samples.push(UsageSample {
+            day,
+            source: source.name.clone(),
+            member,
+            service,
+            value,
+            unit: source.unit.clone(),
+        });
+    }
+    if !unmapped.is_empty() {
+        let shown: Vec<&str> = unmapped.iter().take(10).map(String::as_str).collect();
+        notes.push(format!(
+            "{} measured member(s) map to no service and are left out of the split: {}{}",
+            unmapped.len(),
+            shown.join(", "),
+            if unmapped.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(Collected { samples, notes })
+}
+
+async fn measure(
+    source: &UsageSource,
+    day: NaiveDate,
+    ctx: &Context<'_>,
+) -> Result<Measured, String> {
+    match &source.kind {
+        SourceKind::Postgres { dsn, by } => {
+            let dsn = dsn.read()?;
+            postgres::measure(&dsn, *by, source.timeout)
+                .await
+                .map_err(|e| redact(&e, &[&dsn]))
+        }
+        SourceKind::Redis {
+            url,
+            measure,
+            max_keys,
+            scan_count,
+            memory_samples,
+        } => {
+            let url = url.read()?;
+            let budget = redis::Budget {
+                max_keys: *max_keys,
+                scan_count: *scan_count,
+                memory_samples: *memory_samples,
+            };
+            let prefixes: Vec<&str> = source.map.keys().collect();
+            redis::measure(&url, *measure, &prefixes, budget)
+                .await
+                .map_err(|e| redact(&e, &[&url]))
+        }
+        SourceKind::Prometheus {
+            url,
+            token,
+            query,
+            label,
+        } => {
+            let url = url.read()?;
+            let token = token.as_ref().map(|t| t.read()).transpose()?;
+            let secrets: Vec<&str> = [Some(url.as_str()), token.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            prometheus::measure(&url, token.as_deref(), query, label, ctx.at, source.timeout)
+                .await
+                .map_err(|e| redact(&e, &secrets))
+        }
+        SourceKind::CloudWatch(query) => {
+            let aws = ctx.aws.ok_or_else(|| {
+                "a cloudwatch source needs the [aws] table in costsplit.toml (region, credentials)"
+                    .to_string()
+            })?;
+            cloudwatch::measure(aws, query, &source.map, day).await
+        }
+    }
+}
+
+/// `message` with every secret, and the password of any secret URL, replaced by `***`.
+fn redact(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_string();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(secret, "***");
+        if let Some(password) = url_password(secret) {
+            out = out.replace(&password, "***");
+        }
+    }
+    out
+}
+
+/// The password of `scheme://user:password@host...`, if it has one.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split_once('@')?.0;
+    let password = userinfo.split_once(':')?.1;
+    (!password.is_empty()).then(|| password.to_string())
+}
+
+/// A non-negative decimal for a sample: whole numbers as they are, others with at most six
+/// decimals (the precision of weights). `None` for NaN, infinities and negative values.
+fn decimal_value(value: f64) -> Option<String> {
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    if value.fract() == 0.0 && value < 1e15 {
+        return Some(format!("{value:.0}"));
+    }
+    let text = format!("{value:.6}");
+    Some(text.trim_end_matches('0').trim_end_matches('.').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_url_passwords_are_redacted() {
+        let dsn = "postgres://app:s3cret-pw@db.internal:5432/orders";
+        let message =
+            format!("error connecting to {dsn}: password authentication failed for s3cret-pw");
+        let redacted = redact(&message, &[dsn]);
+        assert!(!redacted.contains("s3cret-pw"), "{redacted}");
+        assert!(redacted.contains("***"));
+        assert_eq!(
+            url_password("redis://:tok@cache:6379/0").as_deref(),
+            Some("tok")
+        );
+        assert_eq!(url_password("redis://cache:6379"), None);
+    }
+
+    #[test]
+    fn values_are_exact_decimals() {
+        assert_eq!(decimal_value(1234.0).as_deref(), Some("1234"));
+        assert_eq!(decimal_value(0.25).as_deref(), Some("0.25"));
+        assert_eq!(decimal_value(1.0e16).as_deref(), Some("10000000000000000"));
+        assert_eq!(decimal_value(f64::NAN), None);
+        assert_eq!(decimal_value(-1.0), None);
+    }
+}

@@ -1,0 +1,615 @@
+//! Live usage sources (`[[source]]`): what each one measures, where it connects and how its
+//! measurements map to services. Connection secrets never sit in the rules: a DSN, URL or
+//! token is named by an environment variable (`*_env`) or a file (`*_file`). Validated here
+//! like every other rule (file:line:col); nothing here connects anywhere.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobMatcher};
+use toml_edit::TableLike;
+
+use super::diagnostic::Diagnostic;
+use super::parse::{FileCtx, Loc};
+
+/// A validated live usage source.
+#[derive(Debug, Clone)]
+pub struct UsageSource {
+    pub name: String,
+    pub kind: SourceKind,
+    /// What it measures (schema, table, key prefix, topic, label value) -> service.
+    pub map: ServiceMap,
+    /// The shared resource whose cost these measurements split; `None`: the whole pool's.
+    pub resource_id: Option<String>,
+    /// The longest one collection may take, connecting included.
+    pub timeout: Duration,
+    /// What a value counts, for reports (`bytes`, `keys`, ...).
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Bytes per schema or per `schema.table` (`pg_total_relation_size`: heap, indexes and
+    /// TOAST), in a read-only session with a statement timeout.
+    Postgres { dsn: SecretRef, by: PgGrain },
+    /// Keys (or sampled memory) per key prefix, by `SCAN` with `MATCH`/`COUNT` under a key
+    /// budget; never `KEYS`.
+    Redis {
+        url: SecretRef,
+        measure: RedisMeasure,
+        /// The most keys one collection reads; past it the counts are those of the keys
+        /// scanned (SCAN walks the keyspace in hash order, so they are a sample of it).
+        max_keys: u64,
+        /// The `COUNT` hint of each `SCAN` call.
+        scan_count: u64,
+        /// Keys per prefix whose `MEMORY USAGE` is read (measure = "memory").
+        memory_samples: u64,
+    },
+    /// An instant PromQL query whose result label names the member.
+    Prometheus {
+        url: SecretRef,
+        token: Option<SecretRef>,
+        query: String,
+        label: String,
+    },
+    /// CloudWatch `GetMetricData`, one query per member, a day's statistic over `period`.
+    CloudWatch(CloudWatchQuery),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudWatchQuery {
+    pub namespace: String,
+    pub metric: String,
+    /// The dimension whose values are the members (e.g. `Topic`).
+    pub dimension: String,
+    /// Fixed dimensions every query carries (e.g. `Cluster Name`).
+    pub dimensions: Vec<(String, String)>,
+    pub statistic: String,
+    pub period_seconds: i32,
+    pub region: Option<String>,
+}
+
+impl SourceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SourceKind::Postgres { .. } => "postgres",
+            SourceKind::Redis { .. } => "redis",
+            SourceKind::Prometheus { .. } => "prometheus",
+            SourceKind::CloudWatch(_) => "cloudwatch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgGrain {
+    Schema,
+    /// `schema.table`.
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMeasure {
+    Keys,
+    Memory,
+}
+
+/// Where a secret is read from at collection time; never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+    /// A value that is no secret, written in the rules (a Prometheus URL without credentials).
+    Inline(String),
+}
+
+impl SecretRef {
+    /// The secret's text. The error names the variable or file, never a value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            SecretRef::Env(var) => match std::env::var(var) {
+                Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_string()),
+                _ => Err(format!("the environment variable {var} is not set")),
+            },
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|text| text.trim().to_string())
+                .map_err(|e| format!("cannot read the secret file {}: {e}", path.display())),
+            SecretRef::Inline(value) => Ok(value.clone()),
+        }
+    }
+}
+
+/// Measured names -> services: an exact name first; then, for key prefixes, the longest
+/// prefix; otherwise the first glob pattern (`*`, `?`) in file order.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceMap {
+    entries: Vec<MapEntry>,
+    prefixes: bool,
+}
+
+#[derive(Debug, Clone)]
+struct MapEntry {
+    key: String,
+    glob: Option<GlobMatcher>,
+    service: String,
+}
+
+impl ServiceMap {
+    pub fn service_of(&self, measured: &str) -> Option<&str> {
+        if let Some(e) = self.entries.iter().find(|e| e.key == measured) {
+            return Some(&e.service);
+        }
+        if self.prefixes {
+            return self
+                .entries
+                .iter()
+                .filter(|e| measured.starts_with(&e.key))
+                .max_by_key(|e| e.key.len())
+                .map(|e| e.service.as_str());
+        }
+        self.entries
+            .iter()
+            .find(|e| e.glob.as_ref().is_some_and(|g| g.is_match(measured)))
+            .map(|e| e.service.as_str())
+    }
+
+    /// Every service the map names.
+    pub fn services(&self) -> BTreeSet<&str> {
+        self.entries.iter().map(|e| e.service.as_str()).collect()
+    }
+
+    /// The map's keys (names, prefixes or patterns), in file order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.key.as_str())
+    }
+
+    /// Whether a key is a plain name rather than a pattern.
+    pub fn is_literal(key: &str) -> bool {
+        !key.contains(['*', '?', '[', '{'])
+    }
+}
+
+/// A pool's `usage = { source = ... }`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveUsage {
+    /// Source names, each declared by a `[[source]]`.
+    pub sources: Vec<String>,
+    /// A day without its own sample uses the latest one at most this many days older.
+    pub max_age_days: u32,
+    /// A member the samples do not cover gets weight 0 (`missing = "zero"`); otherwise the
+    /// pool falls back for that day, so a failed probe never bills a service 0.
+    pub missing_is_zero: bool,
+}
+
+/// `[[source]]` as walked: everything checked but the services its map names.
+#[derive(Debug)]
+pub(super) struct RawSource {
+    pub name: (String, Loc),
+    pub source: UsageSource,
+    pub map: Vec<(String, String, Loc)>,
+}
+
+const COMMON_KEYS: [&str; 6] = [
+    "name",
+    "kind",
+    "map",
+    "resource_id",
+    "timeout_seconds",
+    "unit",
+];
+
+fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "postgres" => &["dsn_env", "dsn_file", "by"],
+        "redis" => &[
+            "url_env",
+            "url_file",
+            "measure",
+            "max_keys",
+            "scan_count",
+            "memory_samples",
+        ],
+        "prometheus" => &[
+            "url",
+            "url_env",
+            "url_file",
+            "token_env",
+            "token_file",
+            "query",
+            "label",
+        ],
+        "cloudwatch" => &[
+            "namespace",
+            "metric",
+            "dimension",
+            "dimensions",
+            "statistic",
+            "period_seconds",
+            "region",
+        ],
+        _ => return None,
+    })
+}
+
+/// Keys that would put a secret in the rules.
+const SECRET_KEYS: [&str; 6] = ["dsn", "password", "token", "secret", "auth", "connection"];
+
+pub(super) fn walk_source(
+    ctx: &mut FileCtx<'_>,
+    table: &dyn TableLike,
+    span: Option<Range<usize>>,
+) -> Option<RawSource> {
+    let header = ctx.loc(span.clone());
+    let name = ctx.string(table, "name");
+    let kind = ctx.string(table, "kind");
+    let allowed: Vec<&str> = match kind.as_ref().and_then(|(k, _)| kind_keys(k)) {
+        Some(keys) => COMMON_KEYS.iter().chain(keys).copied().collect(),
+        None => COMMON_KEYS.to_vec(),
+    };
+    for (key, _) in table.iter() {
+        if allowed.contains(&key) {
+            continue;
+        }
+        let at = table.get_key_value(key).and_then(|(k, _)| k.span());
+        if SECRET_KEYS.contains(&key) || key == "url" {
+            ctx.error(
+                at,
+                format!(
+                    "`{key}` would put a connection secret in the rules; name an environment variable ({key}_env = \"VAR\") or a file ({key}_file = \"/run/secrets/x\") instead"
+                ),
+            );
+        } else if kind.as_ref().is_some_and(|(k, _)| kind_keys(k).is_some()) {
+            ctx.error(
+                at,
+                format!(
+                    "unknown key `{key}` in a [[source]] of kind `{}`; expected one of: {}",
+                    kind.as_ref().map(|(k, _)| k.as_str()).unwrap_or_default(),
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    let Some(name) = name.filter(|(n, _)| !n.trim().is_empty()) else {
+        ctx.error(
+            span,
+            "[[source]] needs a non-empty `name`, e.g. name = \"orders-db\"",
+        );
+        return None;
+    };
+    let Some((kind, kind_loc)) = kind else {
+        ctx.push(
+            &header,
+            format!(
+                "source `{}` needs a `kind`: postgres, redis, prometheus or cloudwatch",
+                name.0
+            ),
+        );
+        return None;
+    };
+    let errors_before = ctx.error_count();
+    let dir = ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let source_name = name.0.clone();
+    let required = |ctx: &mut FileCtx<'_>, key: &str, example: &str| -> Option<String> {
+        match ctx.string(table, key) {
+            Some((value, _)) if !value.trim().is_empty() => Some(value),
+            Some((_, loc)) => {
+                ctx.push(&loc, format!("source `{source_name}`: `{key}` is empty"));
+                None
+            }
+            None => {
+                ctx.push(
+                    &header,
+                    format!("source `{source_name}` needs `{key}`, e.g. {key} = {example}"),
+                );
+                None
+            }
+        }
+    };
+    let count = |ctx: &mut FileCtx<'_>, key: &str, default: u64| -> u64 {
+        match ctx.integer(table, key) {
+            None => default,
+            Some(v) if v > 0 => v as u64,
+            Some(_) => {
+                let loc = ctx.key_loc(table, key);
+                ctx.push(&loc, format!("`{key}` must be a positive integer"));
+                default
+            }
+        }
+    };
+    let kind_value = match kind.as_str() {
+        "postgres" => {
+            let dsn = secret(ctx, table, "dsn", &dir, &header, &source_name, true);
+            let by = match ctx.string(table, "by") {
+                None => PgGrain::Schema,
+                Some((b, _)) if b == "schema" => PgGrain::Schema,
+                Some((b, _)) if b == "table" => PgGrain::Table,
+                Some((other, loc)) => {
+                    ctx.push(
+                        &loc,
+                        format!("unknown `by = \"{other}\"`: use \"schema\" or \"table\" (schema.table names)"),
+                    );
+                    PgGrain::Schema
+                }
+            };
+            dsn.map(|dsn| SourceKind::Postgres { dsn, by })
+        }
+        "redis" => {
+            let url = secret(ctx, table, "url", &dir, &header, &source_name, true);
+            let measure = match ctx.string(table, "measure") {
+                None => RedisMeasure::Keys,
+                Some((m, _)) if m == "keys" => RedisMeasure::Keys,
+                Some((m, _)) if m == "memory" => RedisMeasure::Memory,
+                Some((other, loc)) => {
+                    ctx.push(
+                        &loc,
+                        format!("unknown `measure = \"{other}\"`: use \"keys\" or \"memory\""),
+                    );
+                    RedisMeasure::Keys
+                }
+            };
+            let kind = SourceKind::Redis {
+                url: url.clone().unwrap_or(SecretRef::Env(String::new())),
+                measure,
+                max_keys: count(ctx, "max_keys", 1_000_000),
+                scan_count: count(ctx, "scan_count", 1_000),
+                memory_samples: count(ctx, "memory_samples", 100),
+            };
+            url.map(|_| kind)
+        }
+        "prometheus" => {
+            let url = match ctx.string(table, "url") {
+                // A plain URL is fine when it carries no credentials.
+                Some((url, loc)) if url.contains('@') => {
+                    ctx.push(
+                        &loc,
+                        "a Prometheus `url` with credentials in it would put a secret in the rules; use url_env or url_file, or token_env for a bearer token",
+                    );
+                    None
+                }
+                Some((url, _)) => Some(SecretRef::Inline(url)),
+                None => secret(ctx, table, "url", &dir, &header, &source_name, true),
+            };
+            let token = secret(ctx, table, "token", &dir, &header, &source_name, false);
+            let query = required(ctx, "query", "'sum by (topic) (kafka_log_log_size)'");
+            let label = required(ctx, "label", "\"topic\"");
+            match (url, query, label) {
+                (Some(url), Some(query), Some(label)) => Some(SourceKind::Prometheus {
+                    url,
+                    token,
+                    query,
+                    label,
+                }),
+                _ => None,
+            }
+        }
+        "cloudwatch" => {
+            let namespace = required(ctx, "namespace", "\"AWS/Kafka\"");
+            let metric = required(ctx, "metric", "\"BytesInPerSec\"");
+            let dimension = required(ctx, "dimension", "\"Topic\"");
+            let statistic = ctx
+                .string(table, "statistic")
+                .map(|(s, _)| s)
+                .unwrap_or_else(|| "Sum".to_string());
+            if !["Sum", "Average", "Maximum", "Minimum", "SampleCount"]
+                .contains(&statistic.as_str())
+            {
+                let loc = ctx.key_loc(table, "statistic");
+                ctx.push(
+                    &loc,
+                    format!("unknown statistic `{statistic}`: use Sum, Average, Maximum, Minimum or SampleCount"),
+                );
+            }
+            let period_seconds = count(ctx, "period_seconds", 86_400);
+            if period_seconds % 60 != 0 || period_seconds > 86_400 {
+                let loc = ctx.key_loc(table, "period_seconds");
+                ctx.push(
+                    &loc,
+                    "`period_seconds` must be a multiple of 60 and at most 86400 (one day)",
+                );
+            }
+            let mut dimensions = Vec::new();
+            if let Some(dims) = ctx.table(table, "dimensions") {
+                for (key, item) in dims.iter() {
+                    match item.as_str() {
+                        Some(value) => dimensions.push((key.to_string(), value.to_string())),
+                        None => ctx.error(
+                            item.span(),
+                            format!("dimension `{key}` must be a string value"),
+                        ),
+                    }
+                }
+            }
+            let region = ctx.string(table, "region").map(|(r, _)| r);
+            match (namespace, metric, dimension) {
+                (Some(namespace), Some(metric), Some(dimension)) => {
+                    Some(SourceKind::CloudWatch(CloudWatchQuery {
+                        namespace,
+                        metric,
+                        dimension,
+                        dimensions,
+                        statistic,
+                        period_seconds: period_seconds.min(86_400) as i32,
+                        region,
+                    }))
+                }
+                _ => None,
+            }
+        }
+        other => {
+            ctx.push(
+                &kind_loc,
+                format!(
+                    "unknown source kind `{other}`: use postgres, redis, prometheus or cloudwatch"
+                ),
+            );
+            None
+        }
+    };
+    let timeout = Duration::from_secs(count(ctx, "timeout_seconds", 30));
+    let resource_id = ctx.string(table, "resource_id").map(|(r, _)| r);
+    let unit = ctx.string(table, "unit").map(|(u, _)| u);
+    let mut map = Vec::new();
+    match ctx.table(table, "map") {
+        None => ctx.push(
+            &header,
+            format!(
+                "source `{}` needs a `map` from what it measures to services, e.g. map = {{ \"orders\" = \"orders-api\" }}",
+                name.0
+            ),
+        ),
+        Some(entries) => {
+            for (key, item) in entries.iter() {
+                let loc = ctx.key_loc(entries, key);
+                match item.as_str() {
+                    Some(service) => map.push((key.to_string(), service.to_string(), loc)),
+                    None => ctx.error(
+                        item.span(),
+                        format!("map entry `{key}` must name a service as a string"),
+                    ),
+                }
+            }
+        }
+    }
+    if ctx.error_count() > errors_before {
+        return None;
+    }
+    let kind_value = kind_value?;
+    let unit = unit.unwrap_or_else(|| default_unit(&kind_value));
+    Some(RawSource {
+        name,
+        source: UsageSource {
+            name: String::new(),
+            kind: kind_value,
+            map: ServiceMap::default(),
+            resource_id,
+            timeout,
+            unit,
+        },
+        map,
+    })
+}
+
+fn default_unit(kind: &SourceKind) -> String {
+    match kind {
+        SourceKind::Postgres { .. } => "bytes".to_string(),
+        SourceKind::Redis {
+            measure: RedisMeasure::Keys,
+            ..
+        } => "keys".to_string(),
+        SourceKind::Redis { .. } => "bytes".to_string(),
+        SourceKind::Prometheus { .. } => "value".to_string(),
+        SourceKind::CloudWatch(q) => format!("{} ({})", q.metric, q.statistic),
+    }
+}
+
+/// `{key}_env` or `{key}_file` (relative to the rules file), exactly one when `required`.
+fn secret(
+    ctx: &mut FileCtx<'_>,
+    table: &dyn TableLike,
+    key: &str,
+    dir: &Path,
+    header: &Loc,
+    source: &str,
+    required: bool,
+) -> Option<SecretRef> {
+    let env = ctx.string(table, &format!("{key}_env"));
+    let file = ctx.string(table, &format!("{key}_file"));
+    match (env, file) {
+        (Some((var, _)), None) => Some(SecretRef::Env(var)),
+        (None, Some((file, _))) => Some(SecretRef::File(dir.join(file))),
+        (Some(_), Some((_, loc))) => {
+            ctx.push(
+                &loc,
+                format!("source `{source}`: give one of `{key}_env` or `{key}_file`, not both"),
+            );
+            None
+        }
+        (None, None) if required => {
+            ctx.push(
+                header,
+                format!(
+                    "source `{source}` needs `{key}_env = \"VARIABLE\"` or `{key}_file = \"path\"` (the {key} itself never sits in the rules)"
+                ),
+            );
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// Stage two: the map's services resolved, each source checked against the others.
+pub(super) fn build_sources(
+    raw: Vec<RawSource>,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(UsageSource, Loc)> {
+    let mut out: Vec<(UsageSource, Loc)> = Vec::new();
+    for rs in raw {
+        let (name, loc) = rs.name;
+        if let Some((_, first)) = out.iter().find(|(s, _)| s.name == name) {
+            diags.push(Diagnostic::error(
+                &loc.file,
+                loc.pos(),
+                format!(
+                    "source `{name}` is already defined at {}; source names must be unique",
+                    first.short()
+                ),
+            ));
+            continue;
+        }
+        let prefixes = matches!(rs.source.kind, SourceKind::Redis { .. });
+        let mut entries = Vec::new();
+        let mut ok = true;
+        for (key, service, kloc) in rs.map {
+            let service = match resolve(&service) {
+                Ok(service) => service,
+                Err(message) => {
+                    ok = false;
+                    diags.push(Diagnostic::error(
+                        &kloc.file,
+                        kloc.pos(),
+                        format!("source `{name}`: map `{key}`: {message}"),
+                    ));
+                    continue;
+                }
+            };
+            let glob = if prefixes || ServiceMap::is_literal(&key) {
+                None
+            } else {
+                match GlobBuilder::new(&key).literal_separator(false).build() {
+                    Ok(g) => Some(g.compile_matcher()),
+                    Err(e) => {
+                        ok = false;
+                        diags.push(Diagnostic::error(
+                            &kloc.file,
+                            kloc.pos(),
+                            format!("source `{name}`: map `{key}` is not a valid pattern: {e}"),
+                        ));
+                        continue;
+                    }
+                }
+            };
+            entries.push(MapEntry { key, glob, service });
+        }
+        if entries.is_empty() && ok {
+            ok = false;
+            diags.push(Diagnostic::error(
+                &loc.file,
+                loc.pos(),
+                format!("source `{name}` has an empty `map`; map what it measures to services"),
+            ));
+        }
+        if ok {
+            out.push((
+                UsageSource {
+                    name,
+                    map: ServiceMap { entries, prefixes },
+                    ..rs.source
+                },
+                loc,
+            ));
+        }
+    }
+    out
+}
