@@ -11,7 +11,7 @@ use crate::allocate::UsageWeights;
 use crate::config::{Config, Overrides};
 use crate::demo::generate::{GenSpec, World};
 use crate::ingest::cost_explorer::calls_cost;
-use crate::jobs;
+use crate::jobs::{self, Clock, Shutdown};
 use crate::model::{month_bounds, parse_day};
 use crate::money::human;
 use crate::notify::{self, SlackSettings};
@@ -246,10 +246,6 @@ fn day_arg(text: &str) -> anyhow::Result<NaiveDate> {
     parse_day(text).with_context(|| format!("`{text}` is not a day; write it as YYYY-MM-DD"))
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Runs a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let overrides = Overrides {
@@ -275,7 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Import { files } => {
             let store = Store::connect(&config.store_url).await?;
-            let summary = jobs::import_files(&store, &files, &now()).await?;
+            let summary = jobs::import_files(&store, &files, Clock::System).await?;
             store.close().await;
             let periods: Vec<String> = summary
                 .periods
@@ -302,7 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 &UsageWeights::default(),
                 config.cost_basis,
                 range,
-                &now(),
+                Clock::System,
             )
             .await?;
             store.close().await;
@@ -345,7 +341,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(1)
         }
         Command::Sync { command } => sync(&config, command).await,
-        Command::Demo(args) => demo(&config, &args).await,
+        Command::Demo(args) => {
+            crate::demo::run(
+                &config.rules_dir,
+                config.cost_basis,
+                args.rows,
+                args.seed,
+                &args.db,
+            )
+            .await
+        }
         Command::Alerts { command } => alerts(&config, command).await,
         Command::Notify => {
             let rules = rules::load_or_error(&config.rules_dir)?;
@@ -356,7 +361,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 rules.alerts.dashboard_url.clone(),
             )?;
             let store = Store::connect(&config.store_url).await?;
-            let summary = notify::deliver(&store, &settings, &chrono::Utc::now).await?;
+            // Ctrl-C during a Retry-After wait leaves the alert pending and stops cleanly.
+            let (trigger, shutdown) = Shutdown::channel();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    trigger.trigger();
+                }
+            });
+            let summary = jobs::deliver_alerts(&store, &settings, Clock::System, &shutdown).await?;
             store.close().await;
             println!(
                 "delivered {} alert(s), {} failed permanently, {} still pending",
@@ -391,15 +403,8 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
                 .cloned()
                 .unwrap_or_else(|| "service".to_string());
             let store = Store::connect(&config.store_url).await?;
-            let summary = jobs::sync_billing(
-                &store,
-                settings,
-                &service_tag,
-                window,
-                chrono::Utc::now().date_naive(),
-                &now(),
-            )
-            .await;
+            let summary =
+                jobs::sync_billing(&store, settings, &service_tag, window, Clock::System).await;
             store.close().await;
             let summary = summary?;
             for a in &summary.accounts {
@@ -443,7 +448,7 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
                 });
             }
             let store = Store::connect(&config.store_url).await?;
-            let runs = jobs::sync_exports(&store, &exports, &now()).await;
+            let runs = jobs::sync_exports(&store, &exports, Clock::System).await;
             store.close().await;
             let runs = runs?;
             let mut failed = 0;
@@ -482,7 +487,7 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
                 config.aws.as_ref(),
                 day,
                 source.as_deref(),
-                chrono::Utc::now(),
+                Clock::System,
             )
             .await;
             store.close().await;
@@ -588,12 +593,12 @@ async fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<i32> 
         AlertsCommand::Check(args) => {
             let rules = rules::load_or_error(&config.rules_dir)?;
             let day = args.date.as_deref().map(parse_day_arg).transpose()?;
-            let (day, alerts, result) =
-                jobs::check_alerts(&store, &rules, day, args.lookback, true, &now()).await?;
-            let result = result.expect("enqueue was asked for");
+            let detected = jobs::detect_alerts(&store, &rules, day, args.lookback).await?;
+            let result = jobs::enqueue_alerts(&store, &rules, &detected, Clock::System).await?;
             println!(
-                "checked {day}: {} alert(s) detected, {} new in the outbox, {} already there, {} resolved by restated data",
-                alerts.len(),
+                "checked {}: {} alert(s) detected, {} new in the outbox, {} already there, {} resolved by restated data",
+                detected.day,
+                detected.alerts.len(),
                 result.inserted,
                 result.already_known,
                 result.resolved.len()
@@ -602,9 +607,13 @@ async fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<i32> 
         AlertsCommand::Preview(args) => {
             let rules = rules::load_or_error(&config.rules_dir)?;
             let day = args.date.as_deref().map(parse_day_arg).transpose()?;
-            let (day, alerts, _) =
-                jobs::check_alerts(&store, &rules, day, args.lookback, false, &now()).await?;
-            print_preview(day, &alerts, rules.alerts.dashboard_url.as_deref(), true);
+            let detected = jobs::detect_alerts(&store, &rules, day, args.lookback).await?;
+            print_preview(
+                detected.day,
+                &detected.alerts,
+                rules.alerts.dashboard_url.as_deref(),
+                true,
+            );
         }
     }
     store.close().await;
@@ -683,95 +692,4 @@ fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {
         anyhow::bail!("--out must end in .csv, .csv.gz or .parquet")
     }
     .with_context(|| format!("writing {}", out.display()))
-}
-
-async fn demo(config: &Config, args: &DemoArgs) -> anyhow::Result<i32> {
-    let rules = rules::load_or_error(&config.rules_dir)?;
-    let workdir = tempfile::tempdir().context("creating a temporary directory")?;
-    let mut spec = GenSpec::standard(args.rows, args.seed);
-    spec.services = rules.services.iter().map(|s| s.name.clone()).collect();
-    spec.services.push("legacy-batch".to_string());
-    spec.resources = 400;
-    spec.accounts = 6;
-    // Something for the alerts to find: a one-day spike and a month-over-month rise.
-    let date = |m, d| NaiveDate::from_ymd_opt(2025, m, d).expect("valid demo date");
-    let spike = spec.services.get(5).cloned().unwrap_or_default();
-    let rise = spec.services.get(4).cloned().unwrap_or_default();
-    spec.adjustments = vec![
-        crate::demo::generate::Adjustment {
-            service: spike.clone(),
-            from: date(3, 20),
-            to: date(3, 20),
-            percent: 600,
-        },
-        crate::demo::generate::Adjustment {
-            service: rise.clone(),
-            from: date(3, 1),
-            to: date(3, 31),
-            percent: 160,
-        },
-    ];
-    let mut files = Vec::new();
-    for month in [2, 3] {
-        spec.month = date(month, 1);
-        let file = workdir
-            .path()
-            .join(format!("focus-demo-2025-{month:02}.csv.gz"));
-        World::new(spec.clone()).write_csv(&file)?;
-        files.push(file);
-    }
-    println!(
-        "generated {} FOCUS line items a month for 2025-02 and 2025-03 (seed {}, {} services, {} shared resources; {spike} spikes on 2025-03-20, {rise} rises 60% in March)",
-        spec.rows,
-        spec.seed,
-        spec.services.len(),
-        spec.shared
-    );
-
-    for suffix in ["", "-wal", "-shm"] {
-        let path = PathBuf::from(format!("{}{suffix}", args.db.display()));
-        if path.exists() {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("removing the old demo store {}", path.display()))?;
-        }
-    }
-    let url = format!("sqlite://{}", args.db.display());
-    let store = Store::connect(&url).await?;
-    let imported = jobs::import_files(&store, &files, &now()).await?;
-    println!(
-        "imported {} line items as {} daily facts into {url}",
-        imported.line_items, imported.facts
-    );
-    let range = (date(2, 1), date(3, 31));
-    let summary = jobs::allocate_range(
-        &store,
-        &rules,
-        &UsageWeights::default(),
-        config.cost_basis,
-        range,
-        &now(),
-    )
-    .await?;
-    println!(
-        "allocated with {} services and {} pools from {} (rules {}): {} allocation rows, {} used a fallback\n",
-        rules.services.len(),
-        rules.pools.len(),
-        config.rules_dir.display(),
-        rules.hash,
-        summary.allocations,
-        summary.fallback_rows
-    );
-    let march = (date(3, 1), date(3, 31));
-    let report = jobs::report(&store, march).await?;
-    print!("{}", report.render(Format::Table, false));
-    let (day, alerts, _) =
-        jobs::check_alerts(&store, &rules, Some(date(3, 31)), Some(30), false, &now()).await?;
-    store.close().await;
-    println!();
-    print_preview(day, &alerts, rules.alerts.dashboard_url.as_deref(), false);
-    println!(
-        "\nno Slack configured, so nothing was sent; with COSTSPLIT_SLACK_WEBHOOK_URL set, `costsplit --store {url} alerts check --date 2025-03-31 --lookback 30 && costsplit --store {url} notify` delivers them"
-    );
-    println!("next: costsplit --store {url} report --month 2025-03 --format csv");
-    Ok(if report.reconciled() { 0 } else { 1 })
 }

@@ -1,6 +1,7 @@
-//! The jobs the CLI (and later the daemon) run: import billing files, allocate a range, build
-//! a report. Each is a short composition of ingest, rules, allocate and store; the clock comes
-//! in as an argument.
+//! The jobs the CLI and the daemon run: import billing files, sync billing, exports and usage,
+//! allocate a range, detect and enqueue alerts, deliver the outbox, build a report. Each is a
+//! short composition of ingest, rules, allocate, alert, notify and store. Every job is given
+//! the one [`Clock`]; a job that waits or sleeps is given the [`Shutdown`] signal too.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use tracing::info;
 
 use crate::alert::{self, Alert, Series};
 use crate::allocate::{self, conservation_gaps, Input, UsageWeights};
+pub use crate::clock::{Clock, Shutdown, ShutdownTrigger};
 use crate::ingest;
 use crate::ingest::cost_explorer::{self, AwsSettings, CallBudget, FetchError, Query};
 use crate::model::CostBasis;
@@ -36,7 +38,7 @@ pub struct ImportSummary {
 pub async fn import_files(
     store: &Store,
     files: &[PathBuf],
-    now: &str,
+    clock: Clock,
 ) -> anyhow::Result<ImportSummary> {
     let started = Instant::now();
     let paths = files.to_vec();
@@ -50,7 +52,7 @@ pub async fn import_files(
     );
     let started = Instant::now();
     let record = ImportRecord {
-        created_at: now.to_string(),
+        created_at: clock.stamp(),
         source: "focus".to_string(),
         files: imported.files.clone(),
         scope: FactScope::Periods(imported.periods.iter().cloned().collect()),
@@ -96,7 +98,7 @@ pub async fn allocate_range(
     usage: &UsageWeights,
     basis: CostBasis,
     (from, to): (NaiveDate, NaiveDate),
-    now: &str,
+    clock: Clock,
 ) -> anyhow::Result<AllocateSummary> {
     anyhow::ensure!(from <= to, "the range is empty: {from} is after {to}");
     let started = Instant::now();
@@ -110,14 +112,22 @@ pub async fn allocate_range(
         !facts.is_empty(),
         "no billing facts between {from} and {to}; import a billing file for that period first (costsplit import FILE)"
     );
-    let usage = &with_live_weights(store, rules, usage, (from, to)).await?;
+    let usage = with_live_weights(store, rules, usage, (from, to)).await?;
     let started = Instant::now();
-    let allocations = allocate::allocate(&Input {
-        facts: &facts,
-        rules,
-        usage,
-        basis,
-    })?;
+    // CPU-bound: off the async worker threads, as the import's read is.
+    let owned_rules = rules.clone();
+    let (facts, allocations) = tokio::task::spawn_blocking(move || {
+        let allocations = allocate::allocate(&Input {
+            facts: &facts,
+            rules: &owned_rules,
+            usage: &usage,
+            basis,
+        });
+        (facts, allocations)
+    })
+    .await
+    .context("the allocation task stopped")?;
+    let allocations = allocations?;
     info!(
         stage = "compute",
         ms = started.elapsed().as_millis() as u64,
@@ -133,7 +143,7 @@ pub async fn allocate_range(
     let billed: Nanos = facts.iter().map(|f| f.amount(basis)).sum();
     let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
     let run = RunRecord {
-        created_at: now.to_string(),
+        created_at: clock.stamp(),
         from,
         to,
         rules_hash: rules.hash.clone(),
@@ -213,8 +223,9 @@ pub async fn sync_usage(
     aws: Option<&AwsSettings>,
     day: NaiveDate,
     only: Option<&str>,
-    now: chrono::DateTime<chrono::Utc>,
+    clock: Clock,
 ) -> anyhow::Result<UsageSyncSummary> {
+    let now = clock.now();
     let sources: Vec<_> = rules
         .sources
         .iter()
@@ -297,17 +308,14 @@ pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow
         .with_shares(&allocations))
 }
 
-/// Runs the detectors for `day` (default: the last allocated day) over the stored
-/// allocations. With `enqueue`, new alerts go into the outbox and spikes that restated data
-/// no longer supports are resolved, in one transaction; without, nothing is written.
-pub async fn check_alerts(
+/// Runs the detectors for `day` (default: the last allocated day) and the `lookback_days`
+/// before it (default: the rules') over the stored allocations. Writes nothing.
+pub async fn detect_alerts(
     store: &Store,
     rules: &Rules,
     day: Option<NaiveDate>,
     lookback_days: Option<u32>,
-    enqueue: bool,
-    now: &str,
-) -> anyhow::Result<(NaiveDate, Vec<Alert>, Option<EnqueueResult>)> {
+) -> anyhow::Result<Detected> {
     let day = match day {
         Some(day) => day,
         None => store
@@ -328,9 +336,35 @@ pub async fn check_alerts(
     }
     let thresholds = |s: &Series| rules.alerts.thresholds_for(&s.service, &s.team);
     let alerts = alert::detect(&series, &thresholds, day, lookback);
-    if !enqueue {
-        return Ok((day, alerts, None));
-    }
+    Ok(Detected {
+        day,
+        lookback,
+        alerts,
+    })
+}
+
+/// What the detectors found for a day.
+#[derive(Debug, Clone)]
+pub struct Detected {
+    pub day: NaiveDate,
+    pub lookback: u32,
+    pub alerts: Vec<Alert>,
+}
+
+/// Puts newly detected alerts into the outbox and resolves the spikes of the checked window
+/// that restated data no longer supports, in one transaction. An alert already in the outbox
+/// (same fingerprint) is not enqueued again.
+pub async fn enqueue_alerts(
+    store: &Store,
+    rules: &Rules,
+    detected: &Detected,
+    clock: Clock,
+) -> anyhow::Result<EnqueueResult> {
+    let Detected {
+        day,
+        lookback,
+        alerts,
+    } = detected;
     let rows: Vec<NewAlert> = alerts
         .iter()
         .map(|a| NewAlert {
@@ -347,15 +381,26 @@ pub async fn check_alerts(
             payload: serde_json::to_string(a).expect("alerts always serialise"),
         })
         .collect();
-    let window = (day - chrono::Duration::days(i64::from(lookback)), day);
-    let result = store.enqueue_alerts(&rows, window, now).await?;
+    let window = (*day - chrono::Duration::days(i64::from(*lookback)), *day);
+    let result = store.enqueue_alerts(&rows, window, &clock.stamp()).await?;
     info!(
         new = result.inserted,
         known = result.already_known,
         resolved = result.resolved.len(),
         "alerts checked"
     );
-    Ok((day, alerts, Some(result)))
+    Ok(result)
+}
+
+/// Delivers the outbox to Slack, in order (see [`notify::deliver`]). A `Retry-After` or
+/// backoff wait ends early on shutdown, leaving the alert pending for the next run.
+pub async fn deliver_alerts(
+    store: &Store,
+    settings: &crate::notify::SlackSettings,
+    clock: Clock,
+    shutdown: &Shutdown,
+) -> anyhow::Result<crate::notify::DeliverySummary> {
+    crate::notify::deliver(store, settings, clock, shutdown.clone()).await
 }
 
 /// What a billing sync did, account by account.
@@ -390,17 +435,16 @@ pub const EXPORT_SOURCE: &str = "s3-export";
 pub async fn sync_exports(
     store: &Store,
     exports: &[ingest::s3_exports::ExportSource],
-    now: &str,
+    clock: Clock,
 ) -> anyhow::Result<Vec<SyncRun>> {
     use ingest::s3_exports;
+    let now = &clock.stamp();
     let mut runs = Vec::new();
     for source in exports {
         let name = source.name();
         let layout = source.layout().map_err(anyhow::Error::msg)?;
         let client = s3_exports::client(source).await;
-        let today = chrono::DateTime::parse_from_rfc3339(now)
-            .map(|t| t.date_naive())
-            .unwrap_or_default();
+        let today = clock.today();
         let run = |from: NaiveDate, to: NaiveDate| SyncRun {
             created_at: now.to_string(),
             source: EXPORT_SOURCE.to_string(),
@@ -546,9 +590,9 @@ pub async fn sync_billing(
     settings: &AwsSettings,
     service_tag: &str,
     window: Option<(NaiveDate, NaiveDate)>,
-    today: NaiveDate,
-    now: &str,
+    clock: Clock,
 ) -> anyhow::Result<SyncSummary> {
+    let (today, now) = (clock.today(), &clock.stamp());
     anyhow::ensure!(
         !settings.accounts.is_empty(),
         "no AWS account to sync: add one to costsplit.toml, e.g.\n\n[aws]\n[[aws.accounts]]\nid = \"123456789012\""

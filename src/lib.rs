@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod allocate;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod ingest;

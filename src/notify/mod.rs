@@ -147,12 +147,16 @@ pub struct DeliverySummary {
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
 
 /// Delivers pending alerts in order, claiming each before sending it, so that deliverers
-/// running at the same time never send the same alert. `now` gives the time to record.
+/// running at the same time never send the same alert. `clock` gives the time to record; a
+/// wait between tries ends early on `shutdown`, leaving that alert pending (its claim
+/// released) for the next run.
 pub async fn deliver(
     store: &Store,
     settings: &SlackSettings,
-    now: &dyn Fn() -> chrono::DateTime<chrono::Utc>,
+    clock: crate::clock::Clock,
+    mut shutdown: crate::clock::Shutdown,
 ) -> anyhow::Result<DeliverySummary> {
+    let now = || clock.now();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
@@ -248,7 +252,20 @@ pub async fn deliver(
                         break 'alerts;
                     }
                     warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
-                    tokio::time::sleep(wait).await;
+                    if !shutdown.sleep(wait).await {
+                        store
+                            .record_alert_attempt(
+                                row.id,
+                                attempts,
+                                AttemptOutcome::Retry {
+                                    reason: &reason,
+                                    next_attempt_at: "",
+                                },
+                            )
+                            .await?;
+                        summary.stopped = Some(format!("shutting down; {reason}"));
+                        break 'alerts;
+                    }
                 }
             }
         }

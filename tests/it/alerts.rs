@@ -64,7 +64,7 @@ async fn seed(store: &Store, jumps: &[&str]) {
         }
     }
     let run = RunRecord {
-        created_at: NOW.into(),
+        created_at: NOW.stamp(),
         from: day("2025-03-01"),
         to: day("2025-03-21"),
         rules_hash: "test".into(),
@@ -93,11 +93,13 @@ fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
 }
 
 async fn check(store: &Store, rules: &Rules) -> usize {
-    let (_, alerts, result) =
-        jobs::check_alerts(store, rules, Some(day("2025-03-21")), None, true, NOW)
-            .await
-            .expect("check");
-    let result = result.expect("a check that enqueues says what it enqueued");
+    let detected = jobs::detect_alerts(store, rules, Some(day("2025-03-21")), None)
+        .await
+        .expect("check");
+    let result = jobs::enqueue_alerts(store, rules, &detected, NOW)
+        .await
+        .expect("enqueue");
+    let alerts = detected.alerts;
     assert_eq!(
         result.inserted + result.already_known,
         alerts.len(),
@@ -128,15 +130,25 @@ async fn a_jump_is_posted_once_and_a_second_check_posts_nothing(kind: Kind) {
         .await;
     let s = settings(&server, true, false);
     assert_eq!(check(&t.store, &rules).await, 1);
-    let summary = notify::deliver(&t.store, &s, &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    let summary = notify::deliver(
+        &t.store,
+        &s,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!((summary.sent, summary.still_pending), (1, 0));
     // Again: the same anomaly is already in the outbox, so nothing new is sent.
     assert_eq!(check(&t.store, &rules).await, 1);
-    notify::deliver(&t.store, &s, &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    notify::deliver(
+        &t.store,
+        &s,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     let bodies = received_bodies(&server).await;
     assert_eq!(bodies.len(), 1, "{kind:?}: delivered exactly once");
     let body = &bodies[0];
@@ -180,15 +192,64 @@ async fn rate_limit_with_retry_after_is_honoured_then_delivered() {
         .mount(&server)
         .await;
     let started = std::time::Instant::now();
-    let summary = notify::deliver(&t.store, &settings(&server, true, false), &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    let summary = notify::deliver(
+        &t.store,
+        &settings(&server, true, false),
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!(summary.sent, 1);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "waited for Retry-After"
     );
     assert_eq!(received_bodies(&server).await.len(), 2);
+}
+
+/// Shutdown during a long `Retry-After` wait ends the delivery at once: the alert stays
+/// pending (its claim released, its attempt counted) and goes out on the next run.
+#[tokio::test]
+async fn shutdown_during_a_retry_after_wait_leaves_the_alert_pending() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["search-api"]).await;
+    check(&t.store, &rules(&[("r.toml", RULES)])).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "120"))
+        .mount(&server)
+        .await;
+    let (trigger, shutdown) = costsplit::clock::Shutdown::channel();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.trigger();
+    });
+    let started = std::time::Instant::now();
+    let summary = notify::deliver(
+        &t.store,
+        &settings(&server, true, false),
+        costsplit::clock::Clock::System,
+        shutdown,
+    )
+    .await
+    .expect("deliver");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait 120 s"
+    );
+    assert_eq!(summary.sent, 0);
+    assert!(
+        summary
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.starts_with("shutting down")),
+        "{summary:?}"
+    );
+    let pending = t.store.list_alerts(Some("pending")).await.expect("list");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].attempts, 1);
+    assert_eq!(received_bodies(&server).await.len(), 1);
 }
 
 #[tokio::test]
@@ -206,9 +267,14 @@ async fn a_server_error_is_retried_and_then_delivered() {
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&server)
         .await;
-    let summary = notify::deliver(&t.store, &settings(&server, true, false), &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    let summary = notify::deliver(
+        &t.store,
+        &settings(&server, true, false),
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!(summary.sent, 1);
     let sent = t.store.list_alerts(Some("sent")).await.expect("list");
     assert_eq!(sent[0].attempts, 2);
@@ -229,15 +295,25 @@ async fn channel_not_found_is_permanent_and_recorded() {
         .mount(&server)
         .await;
     let s = settings(&server, false, true);
-    let summary = notify::deliver(&t.store, &s, &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    let summary = notify::deliver(
+        &t.store,
+        &s,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!((summary.sent, summary.failed), (0, 1));
     let failed = t.store.list_alerts(Some("failed")).await.expect("list");
     assert_eq!(failed[0].last_error, "chat.postMessage: channel_not_found");
-    notify::deliver(&t.store, &s, &chrono::Utc::now)
-        .await
-        .expect("deliver again");
+    notify::deliver(
+        &t.store,
+        &s,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver again");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), 1, "a permanent failure is not retried");
     let body: serde_json::Value = serde_json::from_slice(&requests[0].body).expect("json");
@@ -264,9 +340,14 @@ async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kin
         .await;
     // checkout-api has a channel (bot token); search-api has none (webhook).
     let s = settings(&server, true, true);
-    let summary = notify::deliver(&t.store, &s, &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    let summary = notify::deliver(
+        &t.store,
+        &s,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!(
         (summary.sent, summary.failed),
         (2, 0),
@@ -287,9 +368,14 @@ async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kin
         .await
         .expect("list")
         .is_empty());
-    notify::deliver(&t.store, &s, &chrono::Utc::now)
-        .await
-        .expect("deliver again");
+    notify::deliver(
+        &t.store,
+        &s,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver again");
     assert_eq!(received_bodies(&server).await.len(), 2, "each posted once");
 }
 
@@ -318,9 +404,14 @@ async fn post_message_ratelimited_is_retried_and_ok_false_is_failed_with_slacks_
         .mount(&server)
         .await;
     let started = std::time::Instant::now();
-    let summary = notify::deliver(&t.store, &settings(&server, false, true), &chrono::Utc::now)
-        .await
-        .expect("deliver");
+    let summary = notify::deliver(
+        &t.store,
+        &settings(&server, false, true),
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!((summary.sent, summary.failed), (1, 1), "{summary:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -358,7 +449,8 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
     let summary = notify::deliver(
         &t.store,
         &settings(&up_then_down, true, false),
-        &chrono::Utc::now,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
     )
     .await
     .expect("deliver");
@@ -375,10 +467,17 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&back)
         .await;
-    let later = || chrono::Utc::now() + chrono::Duration::minutes(10);
-    let summary = notify::deliver(&restarted, &settings(&back, true, false), &later)
-        .await
-        .expect("deliver");
+    let later = costsplit::clock::Clock::Fixed(
+        (chrono::Utc::now() + chrono::Duration::minutes(10)).timestamp(),
+    );
+    let summary = notify::deliver(
+        &restarted,
+        &settings(&back, true, false),
+        later,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+    .expect("deliver");
     assert_eq!(summary.sent, 2);
     let first = received_bodies(&up_then_down).await;
     let rest = received_bodies(&back).await;

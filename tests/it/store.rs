@@ -29,7 +29,7 @@ fn fact(d: &str, period: &str, resource: &str, amount: i64) -> Fact {
 
 fn record(period: &str) -> ImportRecord {
     ImportRecord {
-        created_at: NOW.into(),
+        created_at: NOW.stamp(),
         source: "focus".into(),
         files: vec!["test.csv".into()],
         scope: FactScope::Periods(vec![(period.into(), "payer".into())]),
@@ -174,7 +174,7 @@ fn allocation(d: &str, service: &str, pool: &str, amount: i64) -> Allocation {
 async fn allocations_replace_their_range_and_total_by_service(kind: Kind) {
     let t = TestStore::new(kind).await;
     let run = |from: &str, to: &str| RunRecord {
-        created_at: NOW.into(),
+        created_at: NOW.stamp(),
         from: day(from),
         to: day(to),
         rules_hash: "abc".into(),
@@ -275,7 +275,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
         ..record("2025-03")
     };
     let run = |status: SyncStatus, calls: i64| SyncRun {
-        created_at: NOW.into(),
+        created_at: NOW.stamp(),
         source: "cost-explorer".into(),
         account: "payer".into(),
         from: day("2025-03-02"),
@@ -367,7 +367,7 @@ async fn two_syncs_of_one_window_at_once_leave_one_copy(kind: Kind) {
         .map(|i| fact("2025-03-01", "2025-03", &format!("r-{i}"), 1_000))
         .collect();
     let run = SyncRun {
-        created_at: NOW.into(),
+        created_at: NOW.stamp(),
         source: "cost-explorer".into(),
         account: "payer".into(),
         from: day("2025-03-01"),

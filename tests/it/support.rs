@@ -127,7 +127,8 @@ pub fn day(text: &str) -> chrono::NaiveDate {
     costsplit::model::parse_day(text).expect("valid test day")
 }
 
-pub const NOW: &str = "2026-01-01T00:00:00Z";
+/// 2026-01-01T00:00:00Z, the time the tests' runs are recorded at.
+pub const NOW: costsplit::clock::Clock = costsplit::clock::Clock::Fixed(1_767_225_600);
 
 /// The costsplit binary run in `dir` as a user with AWS credentials would run it: the given
 /// secret access key, no AWS config or credential files, no instance metadata, and none of

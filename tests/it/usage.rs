@@ -41,7 +41,7 @@ fn shared_fact(d: NaiveDate, resource: &str, dollars: i128) -> Fact {
 
 async fn store_facts(store: &Store, facts: &[Fact]) {
     let record = costsplit::store::ImportRecord {
-        created_at: NOW.into(),
+        created_at: NOW.stamp(),
         source: "test".into(),
         files: vec![],
         scope: costsplit::store::FactScope::Periods(vec![("2025-03".into(), "payer".into())]),
@@ -69,7 +69,7 @@ async fn allocate(store: &Store, rules: &Rules, range: (NaiveDate, NaiveDate)) {
 
 /// Measures every source of the rules for one day, now.
 async fn sync(store: &Store, rules: &Rules, d: NaiveDate) -> jobs::UsageSyncSummary {
-    jobs::sync_usage(store, rules, None, d, None, Utc::now())
+    jobs::sync_usage(store, rules, None, d, None, costsplit::clock::Clock::System)
         .await
         .expect("a sync records failures instead of failing")
 }
