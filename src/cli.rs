@@ -82,6 +82,9 @@ pub enum Command {
         #[command(subcommand)]
         command: SyncCommand,
     },
+    /// Run as a daemon: the jobs on their schedules ([daemon] in costsplit.toml), /healthz,
+    /// /readyz and /metrics, until SIGTERM or SIGINT
+    Run,
     /// Apply database migrations (also done at every start)
     Migrate,
     /// Write a seeded synthetic month of FOCUS line items (for tests and benchmarks)
@@ -246,6 +249,22 @@ fn day_arg(text: &str) -> anyhow::Result<NaiveDate> {
     parse_day(text).with_context(|| format!("`{text}` is not a day; write it as YYYY-MM-DD"))
 }
 
+/// SIGTERM or SIGINT (Ctrl-C), whichever comes first.
+async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Runs a parsed command line. Returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let overrides = Overrides {
@@ -261,6 +280,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => Ok(rules_check(dir.as_deref().unwrap_or(&config.rules_dir))),
         Command::Generate(args) => {
             generate(&args)?;
+            Ok(0)
+        }
+        Command::Run => {
+            let (trigger, shutdown) = Shutdown::channel();
+            tokio::spawn(async move {
+                wait_for_stop_signal().await;
+                tracing::info!("stop signal received; stopping");
+                trigger.trigger();
+            });
+            crate::daemon::run(config, shutdown).await?;
             Ok(0)
         }
         Command::Migrate => {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::daemon::DaemonSettings;
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::ingest::s3_exports::ExportSource;
 use crate::model::CostBasis;
@@ -23,6 +24,8 @@ pub struct Config {
     pub aws: Option<AwsSettings>,
     /// `[[exports]]`: billing exports pulled from S3 (only from the file).
     pub exports: Vec<ExportSource>,
+    /// `[daemon]`: `costsplit run` (listen address from `COSTSPLIT_LISTEN` too).
+    pub daemon: DaemonSettings,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -34,6 +37,8 @@ struct FileConfig {
     aws: Option<AwsSettings>,
     #[serde(default)]
     exports: Vec<ExportSource>,
+    #[serde(default)]
+    daemon: DaemonSettings,
 }
 
 /// Command-line overrides (the highest layer).
@@ -89,12 +94,17 @@ impl Config {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
+        let mut daemon = file.daemon;
+        if let Some(listen) = env("COSTSPLIT_LISTEN") {
+            daemon.listen = listen;
+        }
         Ok(Config {
             store_url,
             rules_dir,
             cost_basis,
             aws: file.aws,
             exports: file.exports,
+            daemon,
         })
     }
 }
@@ -107,7 +117,7 @@ fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
                 .map(|s| text[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1);
             anyhow::anyhow!(
-                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis, the [aws] table and [[exports]] entries (see README)",
+                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis, the [aws] and [daemon] tables and [[exports]] entries (see README)",
                 path.display(),
                 e.message()
             )

@@ -9,6 +9,7 @@ pub mod allocate;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod ingest;
 pub mod jobs;

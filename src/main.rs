@@ -4,13 +4,21 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = costsplit::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COSTSPLIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `costsplit run` logs what it does; one-off commands only what went wrong.
+    let default_filter = match cli.command {
+        costsplit::cli::Command::Run => "info,sqlx::query=error",
+        _ => "warn,sqlx::query=error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COSTSPLIT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("COSTSPLIT_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

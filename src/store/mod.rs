@@ -13,11 +13,13 @@ use sqlx::{AnyPool, Row};
 use crate::model::{day_key, parse_day, Allocation, CostBasis, Fact, Method, Tags};
 use crate::money::Nanos;
 
+mod daemon;
 mod outbox;
 mod sqlite_bulk;
 mod sync;
 mod usage;
 
+pub use daemon::{JobRun, Leadership};
 pub use outbox::{AttemptOutcome, EnqueueResult, NewAlert, OutboxRow};
 pub use sync::{SyncRun, SyncStatus};
 pub use usage::{UsageRun, UsageStatus};

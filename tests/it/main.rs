@@ -7,6 +7,7 @@ mod cbor_proxy;
 mod cli;
 mod concurrency;
 mod cur;
+mod daemon;
 mod exports;
 mod generated;
 mod import;

@@ -1,0 +1,191 @@
+//! The daemon's HTTP endpoint: `/healthz` (the process answers), `/readyz` (the store answers
+//! and rules are loaded; which rule set is active, whether this replica leads) and `/metrics`
+//! (Prometheus text format). Nothing here holds a secret: metrics are counts and times.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use super::schedule::Job;
+use crate::store::Store;
+
+/// What one job did, for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct JobStats {
+    pub runs: u64,
+    pub failures: u64,
+    /// Unix seconds of the last success.
+    pub last_success: Option<i64>,
+    pub last_duration_seconds: f64,
+}
+
+/// The daemon's state the endpoint shows.
+#[derive(Debug, Default)]
+pub struct Status {
+    pub rules_hash: Option<String>,
+    /// The last rules edit that failed to validate, with its first error (file:line).
+    pub rules_error: Option<String>,
+    pub leader: bool,
+    pub jobs: std::collections::BTreeMap<&'static str, JobStats>,
+    pub cost_explorer_calls: u64,
+    /// In nano-dollars.
+    pub cost_explorer_cost_nanos: i128,
+    pub facts_written: u64,
+    pub alerts_detected: u64,
+    pub alerts_sent: u64,
+    pub alerts_failed: u64,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub status: Arc<Mutex<Status>>,
+    pub store: Store,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let store_ok = state.store.ping().await.is_ok();
+    let (hash, error, leader) = {
+        let s = state.status.lock().expect("status lock");
+        (s.rules_hash.clone(), s.rules_error.clone(), s.leader)
+    };
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "store: {}",
+        if store_ok { "ok" } else { "unreachable" }
+    );
+    let _ = writeln!(body, "rules: {}", hash.as_deref().unwrap_or("none loaded"));
+    if let Some(error) = error {
+        let _ = writeln!(body, "rules edit refused: {error}");
+    }
+    let _ = writeln!(body, "role: {}", if leader { "leader" } else { "standby" });
+    let status = if store_ok && hash.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let depth = state.store.outbox_depth().await.ok();
+    let s = state.status.lock().expect("status lock");
+    let mut out = String::new();
+    // Each family's HELP and TYPE, then all its samples together, as the format requires.
+    let families: [(&str, &str, &str); 4] = [
+        (
+            "costsplit_job_runs_total",
+            "counter",
+            "Job runs since start.",
+        ),
+        (
+            "costsplit_job_failures_total",
+            "counter",
+            "Failed job runs since start.",
+        ),
+        (
+            "costsplit_job_last_success_timestamp_seconds",
+            "gauge",
+            "When the job last succeeded.",
+        ),
+        (
+            "costsplit_job_last_duration_seconds",
+            "gauge",
+            "How long the job's last run took.",
+        ),
+    ];
+    for (index, (name, kind, help)) in families.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for job in Job::ALL {
+            let stats = s.jobs.get(job.as_str()).cloned().unwrap_or_default();
+            let value = match index {
+                0 => Some(stats.runs.to_string()),
+                1 => Some(stats.failures.to_string()),
+                2 => stats.last_success.map(|t| t.to_string()),
+                _ => Some(format!("{:.3}", stats.last_duration_seconds)),
+            };
+            if let Some(value) = value {
+                let _ = writeln!(out, "{name}{{job=\"{}\"}} {value}", job.as_str());
+            }
+        }
+    }
+    let mut single = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    single(
+        "costsplit_cost_explorer_calls_total",
+        "counter",
+        "Cost Explorer requests made (each is billed by AWS).",
+        s.cost_explorer_calls.to_string(),
+    );
+    single(
+        "costsplit_cost_explorer_cost_dollars_total",
+        "counter",
+        "What those requests cost, in USD.",
+        crate::money::Nanos(s.cost_explorer_cost_nanos).to_string(),
+    );
+    single(
+        "costsplit_facts_written_total",
+        "counter",
+        "Daily facts written by syncs.",
+        s.facts_written.to_string(),
+    );
+    single(
+        "costsplit_alerts_detected_total",
+        "counter",
+        "Alerts newly put in the outbox.",
+        s.alerts_detected.to_string(),
+    );
+    single(
+        "costsplit_alerts_sent_total",
+        "counter",
+        "Alerts delivered to Slack.",
+        s.alerts_sent.to_string(),
+    );
+    single(
+        "costsplit_alerts_failed_total",
+        "counter",
+        "Alerts Slack refused for good.",
+        s.alerts_failed.to_string(),
+    );
+    single(
+        "costsplit_leader",
+        "gauge",
+        "1 when this replica runs the jobs.",
+        u8::from(s.leader).to_string(),
+    );
+    if let Some(depth) = depth {
+        single(
+            "costsplit_outbox_depth",
+            "gauge",
+            "Alerts waiting for delivery.",
+            depth.to_string(),
+        );
+    }
+    if let Some(hash) = &s.rules_hash {
+        let _ = writeln!(
+            out,
+            "# HELP costsplit_rules_info The active rule set.\n# TYPE costsplit_rules_info gauge\ncostsplit_rules_info{{hash=\"{hash}\"}} 1"
+        );
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+}

@@ -1,0 +1,484 @@
+//! `costsplit run`: the jobs of [`crate::jobs`] on cron schedules, one at a time (a job never
+//! overlaps itself or another), each run recorded in the store; an HTTP endpoint for health
+//! and metrics; rules reloaded when their files change (a bad edit keeps the last good
+//! rules); on PostgreSQL one active replica (an advisory lock) with the others standing by;
+//! and a shutdown that is a parameter of the run loop, so tests drive it.
+
+pub mod http;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tracing::{error, info, warn};
+
+use crate::clock::{Clock, Shutdown};
+use crate::config::Config;
+use crate::jobs;
+use crate::notify::SlackSettings;
+use crate::rules::{self, Rules};
+use crate::store::{JobRun, Store};
+use http::{AppState, Status};
+use schedule::{Job, Plan, Schedules};
+
+/// `[daemon]` in costsplit.toml. Every key has a default, so a config with only a store URL
+/// and credentials runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub listen: String,
+    /// The time zone the schedules are read in (IANA name).
+    pub timezone: String,
+    /// How long a running job may take to finish after SIGTERM before it is abandoned (its
+    /// transaction then rolls back).
+    pub grace_seconds: u64,
+    /// How often a standby replica tries to take the lead, and the rules files are checked.
+    pub poll_seconds: u64,
+    pub schedule: Schedules,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> DaemonSettings {
+        DaemonSettings {
+            listen: "127.0.0.1:9464".into(),
+            timezone: "UTC".into(),
+            grace_seconds: 30,
+            poll_seconds: 5,
+            schedule: Schedules::default(),
+        }
+    }
+}
+
+/// The rules in force and where they come from.
+struct RulesWatch {
+    dir: std::path::PathBuf,
+    /// A fingerprint of the rules files (names, sizes, modification times).
+    seen: String,
+    rules: Option<Rules>,
+}
+
+impl RulesWatch {
+    fn fingerprint(dir: &std::path::Path) -> String {
+        let mut parts = Vec::new();
+        for file in rules::rule_files(dir).unwrap_or_default() {
+            let meta = std::fs::metadata(&file).ok();
+            let modified = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            parts.push(format!(
+                "{}:{}:{modified}",
+                file.display(),
+                meta.map_or(0, |m| m.len())
+            ));
+        }
+        parts.join("|")
+    }
+
+    /// Loads the rules again when their files changed. A set with errors is logged with
+    /// every error (file:line:col) and refused; the last good rules stay in force.
+    fn reload(&mut self, status: &Mutex<Status>) {
+        let now = RulesWatch::fingerprint(&self.dir);
+        if now == self.seen && self.rules.is_some() {
+            return;
+        }
+        self.seen = now;
+        let loaded = rules::load(&self.dir);
+        let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
+        let mut s = status.lock().expect("status lock");
+        match loaded.rules {
+            Some(new) if errors.is_empty() => {
+                if self.rules.as_ref().map(|r| &r.hash) != Some(&new.hash) {
+                    info!(rules = %new.hash, dir = %self.dir.display(), "rules loaded");
+                }
+                s.rules_hash = Some(new.hash.clone());
+                s.rules_error = None;
+                self.rules = Some(new);
+            }
+            _ => {
+                for e in &errors {
+                    error!("{e}");
+                }
+                let kept = self.rules.as_ref().map_or("none", |r| r.hash.as_str());
+                warn!(errors = errors.len(), kept = %kept, "the rules edit does not validate; the last good rules stay in force");
+                s.rules_error = errors.first().cloned();
+            }
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown`. Returns once the running job finished (or its grace
+/// period ran out) and the HTTP server stopped.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = config.daemon.clone();
+    let plan = settings
+        .schedule
+        .compile(&settings.timezone)
+        .map_err(anyhow::Error::msg)?;
+    let store = Store::connect(&config.store_url).await?;
+    let status = Arc::new(Mutex::new(Status::default()));
+    let mut watch = RulesWatch {
+        dir: config.rules_dir.clone(),
+        seen: String::new(),
+        rules: None,
+    };
+    watch.reload(&status);
+
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} ([daemon] listen)", settings.listen))?;
+    let address = listener.local_addr()?;
+    info!(%address, "serving /healthz, /readyz and /metrics");
+    let app = http::router(AppState {
+        status: status.clone(),
+        store: store.clone(),
+    });
+    let mut server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_shutdown.requested().await })
+            .await
+    });
+
+    let result = schedule_loop(&config, &plan, &store, &status, &mut watch, shutdown).await;
+    let _ = server.await;
+    store.close().await;
+    info!("stopped");
+    result
+}
+
+async fn schedule_loop(
+    config: &Config,
+    plan: &Plan,
+    store: &Store,
+    status: &Arc<Mutex<Status>>,
+    watch: &mut RulesWatch,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
+    let mut _lead = None;
+    // Wait to lead: a standby polls the lease until the leader goes away.
+    while _lead.is_none() {
+        match store.try_lead().await {
+            Ok(Some(lead)) => _lead = Some(lead),
+            Ok(None) => {}
+            Err(e) => warn!(error = %format!("{e:#}"), "cannot reach the store to take the lead"),
+        }
+        if _lead.is_none() {
+            status.lock().expect("status lock").leader = false;
+            if !shutdown.sleep(poll).await {
+                return Ok(());
+            }
+            watch.reload(status);
+        }
+    }
+    status.lock().expect("status lock").leader = true;
+    info!("leading: this replica runs the jobs");
+
+    // Catch up the daily jobs a stop made us miss: once each, oldest window first.
+    let now = Utc::now();
+    let mut next: BTreeMap<Job, DateTime<Utc>> = BTreeMap::new();
+    for job in Job::ALL {
+        let last_ok = store
+            .last_ok_tick(job.as_str())
+            .await?
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        match plan.catch_up(job, last_ok, now) {
+            Some(tick) => {
+                info!(job = job.as_str(), %tick, since = ?last_ok, "catching up a missed run");
+                next.insert(job, tick);
+            }
+            None => {
+                if let Some(tick) = plan.next_tick(job, now) {
+                    next.insert(job, tick);
+                }
+            }
+        }
+    }
+
+    loop {
+        if shutdown.is_requested() {
+            return Ok(());
+        }
+        watch.reload(status);
+        // Of the jobs due now, the first in pipeline order (sync before allocate before
+        // alerts, as a catch-up needs); else the earliest tick.
+        let now = Utc::now();
+        let due = next
+            .iter()
+            .filter(|(_, tick)| **tick <= now)
+            .min_by_key(|(job, _)| **job);
+        let Some((&job, &tick)) =
+            due.or_else(|| next.iter().min_by_key(|(job, tick)| (**tick, **job)))
+        else {
+            return Ok(());
+        };
+        let wait = (tick - Utc::now()).to_std().unwrap_or_default();
+        if !wait.is_zero() {
+            // Wake at least every poll to pick up rules edits; stop at once on shutdown.
+            if !shutdown.sleep(wait.min(poll)).await {
+                return Ok(());
+            }
+            continue;
+        }
+        let started = Utc::now();
+        let outcome = match watch.rules.clone() {
+            None => Err(anyhow::anyhow!(
+                "no valid rules in {}; fix them (costsplit rules check)",
+                config.rules_dir.display()
+            )),
+            Some(rules) => {
+                let grace = Duration::from_secs(config.daemon.grace_seconds);
+                run_job(job, config, store, &rules, status, &shutdown, grace).await
+            }
+        };
+        let finished = Utc::now();
+        record(store, status, job, tick, started, finished, &outcome).await;
+        // The next tick after now: missed ticks are not run one by one.
+        match plan.next_tick(job, finished.max(tick)) {
+            Some(t) => {
+                next.insert(job, t);
+            }
+            None => {
+                next.remove(&job);
+            }
+        }
+    }
+}
+
+/// Runs one job to its end, or until the grace period after shutdown runs out (the job's
+/// open transaction then rolls back as its future is dropped).
+async fn run_job(
+    job: Job,
+    config: &Config,
+    store: &Store,
+    rules: &Rules,
+    status: &Mutex<Status>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> anyhow::Result<String> {
+    let work = job_work(job, config, store, rules, status, shutdown);
+    tokio::pin!(work);
+    let mut stop = shutdown.clone();
+    tokio::select! {
+        result = &mut work => result,
+        _ = stop.requested() => {
+            info!(job = job.as_str(), grace_s = grace.as_secs(), "shutting down: letting the running job finish");
+            match tokio::time::timeout(grace, &mut work).await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow::anyhow!("abandoned after the {} s grace period of a shutdown; nothing of it was committed", grace.as_secs())),
+            }
+        }
+    }
+}
+
+/// One job's work; returns a one-line summary.
+async fn job_work(
+    job: Job,
+    config: &Config,
+    store: &Store,
+    rules: &Rules,
+    status: &Mutex<Status>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<String> {
+    let clock = Clock::System;
+    match job {
+        Job::SyncBilling => {
+            let Some(aws) = config.aws.as_ref().filter(|a| !a.accounts.is_empty()) else {
+                return Ok("skipped: no [aws] accounts configured".into());
+            };
+            let tag = rules
+                .settings
+                .service_tag_keys
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "service".into());
+            let summary = jobs::sync_billing(store, aws, &tag, None, clock).await?;
+            let facts: i64 = summary.accounts.iter().map(|a| a.facts).sum();
+            {
+                let mut s = status.lock().expect("status lock");
+                s.cost_explorer_calls += summary.calls() as u64;
+                s.cost_explorer_cost_nanos +=
+                    crate::ingest::cost_explorer::calls_cost(summary.calls()).0;
+                s.facts_written += facts as u64;
+            }
+            anyhow::ensure!(
+                summary.complete(),
+                "not every account synced: {}",
+                summary
+                    .accounts
+                    .iter()
+                    .filter(|a| !a.message.is_empty())
+                    .map(|a| format!("{}: {}", a.account, a.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            Ok(format!(
+                "{} account(s), {facts} facts, {} call(s)",
+                summary.accounts.len(),
+                summary.calls()
+            ))
+        }
+        Job::SyncExports => {
+            if config.exports.is_empty() {
+                return Ok("skipped: no [[exports]] configured".into());
+            }
+            let runs = jobs::sync_exports(store, &config.exports, clock).await?;
+            let facts: i64 = runs.iter().map(|r| r.facts).sum();
+            status.lock().expect("status lock").facts_written += facts as u64;
+            let failed: Vec<String> = runs
+                .iter()
+                .filter(|r| r.status == crate::store::SyncStatus::Failed)
+                .map(|r| format!("{}: {}", r.account, r.message))
+                .collect();
+            anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
+            Ok(format!("{} period(s) seen, {facts} facts", runs.len()))
+        }
+        Job::SyncUsage => {
+            if rules.sources.is_empty() {
+                return Ok("skipped: the rules declare no [[source]]".into());
+            }
+            let summary = jobs::sync_usage(
+                store,
+                rules,
+                config.aws.as_ref(),
+                clock.today(),
+                None,
+                clock,
+            )
+            .await?;
+            let failed: Vec<String> = summary
+                .runs
+                .iter()
+                .filter(|r| r.status == crate::store::UsageStatus::Failed)
+                .map(|r| format!("{}: {}", r.source, r.message))
+                .collect();
+            anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
+            Ok(format!("{} source(s) measured", summary.runs.len()))
+        }
+        Job::Allocate => {
+            let window = allocate_window(config, clock);
+            let summary = jobs::allocate_range(
+                store,
+                rules,
+                &crate::allocate::UsageWeights::default(),
+                config.cost_basis,
+                window,
+                clock,
+            )
+            .await?;
+            Ok(format!(
+                "{}..{}: {} allocations, allocated {} == billed {}",
+                window.0, window.1, summary.allocations, summary.allocated, summary.billed
+            ))
+        }
+        Job::Alerts => {
+            let detected = jobs::detect_alerts(store, rules, None, None).await?;
+            let result = jobs::enqueue_alerts(store, rules, &detected, clock).await?;
+            status.lock().expect("status lock").alerts_detected += result.inserted as u64;
+            Ok(format!(
+                "{}: {} detected, {} new",
+                detected.day,
+                detected.alerts.len(),
+                result.inserted
+            ))
+        }
+        Job::Notify => {
+            let teams: Vec<String> = rules.services.iter().map(|s| s.team.clone()).collect();
+            let settings = SlackSettings::from_env(
+                &|k| std::env::var(k).ok(),
+                &teams,
+                rules.alerts.dashboard_url.clone(),
+            )?;
+            if settings.default_webhook.is_none()
+                && settings.team_webhooks.is_empty()
+                && settings.bot_token.is_none()
+            {
+                return Ok("skipped: no Slack webhook or token configured".into());
+            }
+            let summary = jobs::deliver_alerts(store, &settings, clock, shutdown).await?;
+            {
+                let mut s = status.lock().expect("status lock");
+                s.alerts_sent += summary.sent as u64;
+                s.alerts_failed += summary.failed as u64;
+            }
+            match summary.stopped {
+                Some(reason) => anyhow::bail!(
+                    "{} sent, {} still pending: {reason}",
+                    summary.sent,
+                    summary.still_pending
+                ),
+                None => Ok(format!("{} sent", summary.sent)),
+            }
+        }
+    }
+}
+
+/// The days allocate re-computes on each run: the restatement window (Cost Explorer revises
+/// recent days, and the previous month until its bill is final), widened to whole months so
+/// a month's report is always one allocation.
+fn allocate_window(config: &Config, clock: Clock) -> (chrono::NaiveDate, chrono::NaiveDate) {
+    use chrono::Datelike;
+    let today = clock.today();
+    let final_day = config.aws.as_ref().map_or(7, |a| a.month_final_day);
+    let yesterday = today.pred_opt().expect("a day before today");
+    let reach = today - chrono::Duration::days(i64::from(final_day));
+    let from = reach.with_day(1).expect("the first of a month");
+    (from.min(yesterday), yesterday)
+}
+
+async fn record(
+    store: &Store,
+    status: &Mutex<Status>,
+    job: Job,
+    tick: DateTime<Utc>,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    outcome: &anyhow::Result<String>,
+) {
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (name, seconds) = (
+        job.as_str(),
+        (finished - started).num_milliseconds() as f64 / 1000.0,
+    );
+    let (ok, reason) = match outcome {
+        Ok(summary) => {
+            info!(job = name, seconds, "{summary}");
+            (true, summary.clone())
+        }
+        Err(e) => {
+            let reason = format!("{e:#}");
+            warn!(job = name, seconds, %reason, "job failed; it runs again at its next tick");
+            (false, reason)
+        }
+    };
+    {
+        let mut s = status.lock().expect("status lock");
+        let stats = s.jobs.entry(name).or_default();
+        stats.runs += 1;
+        stats.last_duration_seconds = seconds;
+        if ok {
+            stats.last_success = Some(finished.timestamp());
+        } else {
+            stats.failures += 1;
+        }
+    }
+    let run = JobRun {
+        job: name.to_string(),
+        tick: stamp(tick),
+        started_at: stamp(started),
+        finished_at: stamp(finished),
+        outcome: if ok { "ok" } else { "failed" }.to_string(),
+        reason: reason.chars().take(2000).collect(),
+    };
+    if let Err(e) = store.record_job_run(&run).await {
+        warn!(job = name, error = %format!("{e:#}"), "cannot record the job run");
+    }
+}

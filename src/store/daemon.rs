@@ -1,0 +1,113 @@
+//! What the daemon keeps in the store: its job runs, and the lease that lets one replica of
+//! several run the jobs (a PostgreSQL session advisory lock held on a connection of its own:
+//! if the process dies, the server ends the session and the lock is free for a standby).
+
+use sqlx::{AnyConnection, Row};
+
+use super::{Backend, Store};
+
+/// The advisory lock key of the active replica ("costsplit" in ASCII and a number, like the
+/// writers' keys).
+const LEADER_KEY: i64 = 0x636f_7374_7370_0010;
+
+/// One job run, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    pub job: String,
+    /// The scheduled time it answered (RFC 3339).
+    pub tick: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    pub reason: String,
+}
+
+/// Held while this process is the replica that runs jobs; dropping it gives the lease up.
+pub struct Leadership {
+    /// The connection the advisory lock lives on (PostgreSQL); `None` on SQLite, where there
+    /// is one process.
+    _conn: Option<AnyConnection>,
+}
+
+impl Store {
+    /// Takes the lead if no other replica holds it. Never waits.
+    pub async fn try_lead(&self) -> anyhow::Result<Option<Leadership>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(Leadership { _conn: None }));
+        }
+        let mut conn = self.pool.acquire().await?;
+        let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_KEY)
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        Ok(taken.then(|| Leadership {
+            // Detached from the pool: the lock ends when this connection closes (the lead is
+            // given up, or the process dies), never lingers on a pooled one.
+            _conn: Some(conn.detach()),
+        }))
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn record_job_run(&self, run: &JobRun) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO job_runs (job, tick, started_at, finished_at, outcome, reason)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&run.job)
+        .bind(&run.tick)
+        .bind(&run.started_at)
+        .bind(&run.finished_at)
+        .bind(&run.outcome)
+        .bind(&run.reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The latest tick a job answered successfully.
+    pub async fn last_ok_tick(&self, job: &str) -> anyhow::Result<Option<String>> {
+        let row = sqlx::query("SELECT MAX(tick) FROM job_runs WHERE job = $1 AND outcome = 'ok'")
+            .bind(job)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<String>, _>(0)?)
+    }
+
+    /// The latest job runs, newest first.
+    pub async fn job_runs(&self, limit: i64) -> anyhow::Result<Vec<JobRun>> {
+        let rows = sqlx::query(
+            "SELECT job, tick, started_at, finished_at, outcome, reason FROM job_runs
+             ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobRun {
+                    job: row.try_get(0)?,
+                    tick: row.try_get(1)?,
+                    started_at: row.try_get(2)?,
+                    finished_at: row.try_get(3)?,
+                    outcome: row.try_get(4)?,
+                    reason: row.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Pending alerts in the outbox.
+    pub async fn outbox_depth(&self) -> anyhow::Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM alerts WHERE state = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}

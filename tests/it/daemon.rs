@@ -1,0 +1,329 @@
+//! `costsplit run` as a user runs it: the real binary on a free port against SQLite and
+//! PostgreSQL, driven over its HTTP endpoint and with real signals.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use costsplit::store::Store;
+
+use crate::support::{repo_rules, Kind, TestStore};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A workspace: the repository's rules, a costsplit.toml, and yesterday's billing imported
+/// (so the daemon's allocation window has facts).
+struct Workspace {
+    dir: tempfile::TempDir,
+    store_url: String,
+}
+
+impl Workspace {
+    fn new(store_url: &str, schedule: &str) -> Workspace {
+        let ws = Workspace::empty(store_url, schedule);
+        ws.import_yesterday();
+        ws
+    }
+
+    /// The workspace with nothing imported.
+    fn empty(store_url: &str, schedule: &str) -> Workspace {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).expect("rules dir");
+        for entry in std::fs::read_dir(repo_rules()).expect("repo rules") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                std::fs::copy(&path, rules.join(path.file_name().expect("name"))).expect("copy");
+            }
+        }
+        std::fs::create_dir(rules.join("weights")).expect("weights dir");
+        std::fs::copy(
+            repo_rules().join("weights/aurora.csv"),
+            rules.join("weights/aurora.csv"),
+        )
+        .expect("copy weights");
+        std::fs::write(
+            dir.path().join("costsplit.toml"),
+            format!(
+                "store_url = \"{store_url}\"\nrules_dir = \"rules\"\n\n[daemon]\npoll_seconds = 1\ngrace_seconds = 5\n{schedule}"
+            ),
+        )
+        .expect("config");
+        Workspace {
+            dir,
+            store_url: store_url.to_string(),
+        }
+    }
+
+    fn import_yesterday(&self) {
+        let ws = self;
+        let yesterday = chrono::Utc::now().date_naive().pred_opt().expect("a day");
+        let month = yesterday.format("%Y-%m-01");
+        let mut csv = "ChargePeriodStart,BillingPeriodStart,BillingAccountId,BillingCurrency,BilledCost,EffectiveCost,ServiceName,ResourceId,ChargeCategory,Tags\n".to_string();
+        for (resource, cost, tags) in [
+            (
+                "i-1",
+                "120.50",
+                "\"{\"\"service\"\":\"\"checkout-api\"\"}\"",
+            ),
+            ("i-2", "80.25", "\"{\"\"service\"\":\"\"search-api\"\"}\""),
+            ("i-3", "9.99", "NULL"),
+        ] {
+            csv.push_str(&format!(
+                "{yesterday}T00:00:00Z,{month},payer,USD,{cost},{cost},Amazon EC2,{resource},Usage,{tags}\n"
+            ));
+        }
+        std::fs::write(ws.dir.path().join("yesterday.csv"), csv).expect("billing file");
+        let out = ws
+            .command()
+            .args(["import", "yesterday.csv"])
+            .output()
+            .expect("import runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
+        cmd.current_dir(self.dir.path())
+            .env_remove("COSTSPLIT_STORE_URL")
+            .env_remove("COSTSPLIT_RULES_DIR")
+            .env_remove("COSTSPLIT_CONFIG")
+            .env_remove("COSTSPLIT_SLACK_WEBHOOK_URL")
+            .env_remove("COSTSPLIT_SLACK_BOT_TOKEN");
+        cmd
+    }
+
+    fn start(&self, port: u16) -> Daemon {
+        let log = self.dir.path().join(format!("daemon-{port}.log"));
+        let child = self
+            .command()
+            .arg("run")
+            .env("COSTSPLIT_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("costsplit run starts");
+        Daemon {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::get(format!("{}{path}", self.url)).await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// Waits (up to `secs`) until `path` answers 200 with a body that `ok` accepts.
+    async fn wait_for(&self, path: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Some((200, body)) = self.get(path).await {
+                if ok(&body) {
+                    return body;
+                }
+                last = Some(body);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "{path} never answered as expected within {secs} s; last: {last:?}\nlog:\n{}",
+            self.logs()
+        );
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (up to `secs`); its exit code.
+    fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rules_hash(readyz: &str) -> String {
+    readyz
+        .lines()
+        .find_map(|l| l.strip_prefix("rules: "))
+        .expect("a rules line")
+        .to_string()
+}
+
+/// Started on a fresh store, the daemon catches up the daily jobs it never ran (once),
+/// answers its endpoints, keeps its rules through a bad edit, and stops on SIGTERM with
+/// exit code 0, the store consistent.
+async fn the_daemon_runs_its_jobs_and_stops_cleanly(kind: Kind) {
+    let t = TestStore::new(kind).await;
+    let ws = Workspace::new(&t.store_url(), "");
+    let mut daemon = ws.start(free_port());
+    assert_eq!(
+        daemon.wait_for("/healthz", 60, |b| b == "ok\n").await,
+        "ok\n"
+    );
+    let ready = daemon
+        .wait_for("/readyz", 30, |b| b.contains("role: leader"))
+        .await;
+    assert!(ready.contains("store: ok"), "{ready}");
+    let hash = rules_hash(&ready);
+    // The daily allocate never ran on this store: it is caught up once, at start.
+    let metrics = daemon
+        .wait_for("/metrics", 60, |b| {
+            b.contains("costsplit_job_runs_total{job=\"allocate\"} 1")
+                && b.contains("costsplit_job_runs_total{job=\"alerts\"} 1")
+        })
+        .await;
+    assert!(
+        metrics.contains("costsplit_job_failures_total{job=\"allocate\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("costsplit_rules_info{{hash=\"{hash}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("costsplit_outbox_depth "), "{metrics}");
+    assert!(metrics.contains("costsplit_leader 1"), "{metrics}");
+    assert!(
+        daemon.logs().contains("catching up a missed run"),
+        "{}",
+        daemon.logs()
+    );
+
+    // A bad edit is refused with its file and line; the old rules stay active.
+    std::fs::write(
+        ws.dir.path().join("rules/zz-bad.toml"),
+        "[[pool]]\nname = \"broken\"\nmethod = \"magic\"\n",
+    )
+    .expect("bad edit");
+    let ready = daemon
+        .wait_for("/readyz", 30, |b| b.contains("rules edit refused"))
+        .await;
+    assert_eq!(rules_hash(&ready), hash, "the last good rules stay");
+    assert!(ready.contains("zz-bad.toml:"), "{ready}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.logs());
+    let store = Store::connect(&ws.store_url).await.expect("store");
+    let runs = store.job_runs(50).await.expect("job runs");
+    let allocate: Vec<_> = runs.iter().filter(|r| r.job == "allocate").collect();
+    assert_eq!(
+        allocate.len(),
+        1,
+        "caught up once, not once per missed day: {runs:?}"
+    );
+    assert_eq!(allocate[0].outcome, "ok", "{:?}", allocate[0]);
+    let yesterday = chrono::Utc::now().date_naive().pred_opt().expect("a day");
+    let report = costsplit::jobs::report(&store, (yesterday, yesterday))
+        .await
+        .expect("the daemon allocated yesterday");
+    assert!(report.reconciled(), "{:?}", report.reconciliation_lines());
+    assert_eq!(report.billed["USD"].format(2), "210.74");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_daemon_runs_its_jobs_and_stops_cleanly_on_both_stores() {
+    for kind in [Kind::Sqlite, Kind::Postgres] {
+        the_daemon_runs_its_jobs_and_stops_cleanly(kind).await;
+    }
+}
+
+/// Two replicas on one PostgreSQL store: one leads, the other stands by; killed, the leader
+/// hands over within a few poll intervals.
+#[tokio::test]
+async fn two_daemons_on_one_postgres_store_take_turns() {
+    let t = TestStore::new(Kind::Postgres).await;
+    let ws = Workspace::new(&t.store_url(), "");
+    let mut a = ws.start(free_port());
+    a.wait_for("/readyz", 60, |b| b.contains("role: leader"))
+        .await;
+    let b = ws.start(free_port());
+    b.wait_for("/readyz", 60, |body| body.contains("role: standby"))
+        .await;
+    // Still one leader a few polls later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(b
+        .get("/readyz")
+        .await
+        .expect("b answers")
+        .1
+        .contains("role: standby"));
+    a.signal("KILL");
+    let _ = a.wait_exit(10);
+    let started = Instant::now();
+    b.wait_for("/readyz", 30, |body| body.contains("role: leader"))
+        .await;
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A job on a one-second schedule that fails (nothing to allocate yet) is recorded with its
+/// reason on every tick and tried again at the next one; the daemon goes on.
+#[tokio::test]
+async fn a_failing_job_is_recorded_and_retried_at_its_next_tick() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::empty(
+        &t.store_url(),
+        "[daemon.schedule]\nallocate = \"* * * * * *\"\n",
+    );
+    let daemon = ws.start(free_port());
+    daemon
+        .wait_for("/metrics", 60, |b| {
+            ["3", "4", "5", "6"].iter().any(|n| {
+                b.contains(&format!(
+                    "costsplit_job_failures_total{{job=\"allocate\"}} {n}"
+                ))
+            })
+        })
+        .await;
+    let runs = t.store.job_runs(100).await.expect("job runs");
+    let failed: Vec<_> = runs.iter().filter(|r| r.job == "allocate").collect();
+    assert!(failed.len() >= 3, "{runs:?}");
+    assert!(failed
+        .iter()
+        .all(|r| r.outcome == "failed" && r.reason.contains("no billing facts between")));
+    // Ticks one second apart, never two runs of one tick.
+    let ticks: std::collections::BTreeSet<&str> = failed.iter().map(|r| r.tick.as_str()).collect();
+    assert_eq!(ticks.len(), failed.len(), "{failed:?}");
+    assert_eq!(daemon.get("/healthz").await.map(|r| r.0), Some(200));
+}
