@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod cur;
 mod daemon;
+mod dashboards;
 mod exports;
 mod generated;
 mod import;
