@@ -162,26 +162,50 @@ async fn schedule_loop(
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
-    let mut _lead = None;
-    // Wait to lead: a standby polls the lease until the leader goes away.
-    while _lead.is_none() {
-        match store.try_lead().await {
-            Ok(Some(lead)) => _lead = Some(lead),
-            Ok(None) => {}
-            Err(e) => warn!(error = %format!("{e:#}"), "cannot reach the store to take the lead"),
-        }
-        if _lead.is_none() {
-            status.lock().expect("status lock").leader = false;
-            if !shutdown.sleep(poll).await {
-                return Ok(());
+    loop {
+        // Wait to lead: a standby polls the lease until the leader goes away.
+        let mut lead = None;
+        while lead.is_none() {
+            match store.try_lead().await {
+                Ok(Some(l)) => lead = Some(l),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "cannot reach the store to take the lead")
+                }
             }
-            watch.reload(status);
+            if lead.is_none() {
+                status.lock().expect("status lock").leader = false;
+                if !shutdown.sleep(poll).await {
+                    return Ok(());
+                }
+                watch.reload(status);
+            }
         }
+        let mut lead = lead.expect("the lead was taken");
+        status.lock().expect("status lock").leader = true;
+        info!("leading: this replica runs the jobs");
+        lead_loop(config, plan, store, status, watch, &mut shutdown, &mut lead).await?;
+        if shutdown.is_requested() {
+            return Ok(());
+        }
+        status.lock().expect("status lock").leader = false;
+        warn!("lost the lead (its store connection ended); standing by");
     }
-    status.lock().expect("status lock").leader = true;
-    info!("leading: this replica runs the jobs");
+}
 
-    // Catch up the daily jobs a stop made us miss: once each, oldest window first.
+/// Runs the jobs while this replica holds the lead. Returns on shutdown or when the lead's
+/// connection is gone (another replica may then already lead).
+async fn lead_loop(
+    config: &Config,
+    plan: &Plan,
+    store: &Store,
+    status: &Arc<Mutex<Status>>,
+    watch: &mut RulesWatch,
+    shutdown: &mut Shutdown,
+    lead: &mut crate::store::Leadership,
+) -> anyhow::Result<()> {
+    let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
+    // Catch up the daily jobs a stop made us miss: once each, in pipeline order.
     let now = Utc::now();
     let mut next: BTreeMap<Job, DateTime<Utc>> = BTreeMap::new();
     for job in Job::ALL {
@@ -208,6 +232,9 @@ async fn schedule_loop(
             return Ok(());
         }
         watch.reload(status);
+        if !lead.still_held().await {
+            return Ok(());
+        }
         // Of the jobs due now, the first in pipeline order (sync before allocate before
         // alerts, as a catch-up needs); else the earliest tick.
         let now = Utc::now();
@@ -222,7 +249,8 @@ async fn schedule_loop(
         };
         let wait = (tick - Utc::now()).to_std().unwrap_or_default();
         if !wait.is_zero() {
-            // Wake at least every poll to pick up rules edits; stop at once on shutdown.
+            // Wake at least every poll to pick up rules edits and check the lead; stop at
+            // once on shutdown.
             if !shutdown.sleep(wait.min(poll)).await {
                 return Ok(());
             }
@@ -236,7 +264,7 @@ async fn schedule_loop(
             )),
             Some(rules) => {
                 let grace = Duration::from_secs(config.daemon.grace_seconds);
-                run_job(job, config, store, &rules, status, &shutdown, grace).await
+                run_job(job, config, store, &rules, status, shutdown, grace).await
             }
         };
         let finished = Utc::now();

@@ -27,14 +27,24 @@ pub struct JobRun {
 pub struct Leadership {
     /// The connection the advisory lock lives on (PostgreSQL); `None` on SQLite, where there
     /// is one process.
-    _conn: Option<AnyConnection>,
+    conn: Option<AnyConnection>,
+}
+
+impl Leadership {
+    /// Whether the lead is still this replica's: its lock's connection still answers.
+    pub async fn still_held(&mut self) -> bool {
+        match &mut self.conn {
+            None => true,
+            Some(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+        }
+    }
 }
 
 impl Store {
     /// Takes the lead if no other replica holds it. Never waits.
     pub async fn try_lead(&self) -> anyhow::Result<Option<Leadership>> {
         if self.backend == Backend::Sqlite {
-            return Ok(Some(Leadership { _conn: None }));
+            return Ok(Some(Leadership { conn: None }));
         }
         let mut conn = self.pool.acquire().await?;
         let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
@@ -45,7 +55,7 @@ impl Store {
         Ok(taken.then(|| Leadership {
             // Detached from the pool: the lock ends when this connection closes (the lead is
             // given up, or the process dies), never lingers on a pooled one.
-            _conn: Some(conn.detach()),
+            conn: Some(conn.detach()),
         }))
     }
 

@@ -5,6 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use costsplit::store::Store;
+use sqlx::Connection;
 
 use crate::support::{repo_rules, Kind, TestStore};
 
@@ -269,13 +270,43 @@ async fn the_daemon_runs_its_jobs_and_stops_cleanly_on_both_stores() {
     }
 }
 
-/// Two replicas on one PostgreSQL store: one leads, the other stands by; killed, the leader
-/// hands over within a few poll intervals.
+/// The role a replica's /readyz reports.
+async fn role(d: &Daemon) -> Option<&'static str> {
+    let (_, body) = d.get("/readyz").await?;
+    if body.contains("role: leader") {
+        Some("leader")
+    } else if body.contains("role: standby") {
+        Some("standby")
+    } else {
+        None
+    }
+}
+
+/// Waits (up to `secs`) until exactly one of `a` and `b` leads; the leader's index.
+async fn one_leader(a: &Daemon, b: &Daemon, secs: u64) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        match (role(a).await, role(b).await) {
+            (Some("leader"), Some("standby")) => return 0,
+            (Some("standby"), Some("leader")) => return 1,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!(
+        "no single leader within {secs} s\n{}\n{}",
+        a.logs(),
+        b.logs()
+    );
+}
+
+/// Two replicas on one PostgreSQL store: one leads, the other stands by. When the leader's
+/// lock session is cut (a database failover, a network drop) it steps down and one of them
+/// leads again; killed with `kill -9`, the leader hands over within a few poll intervals.
 #[tokio::test]
 async fn two_daemons_on_one_postgres_store_take_turns() {
     let t = TestStore::new(Kind::Postgres).await;
     let ws = Workspace::new(&t.store_url(), "");
-    let mut a = ws.start(free_port());
+    let a = ws.start(free_port());
     a.wait_for("/readyz", 60, |b| b.contains("role: leader"))
         .await;
     let b = ws.start(free_port());
@@ -283,16 +314,34 @@ async fn two_daemons_on_one_postgres_store_take_turns() {
         .await;
     // Still one leader a few polls later.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(b
-        .get("/readyz")
+    assert_eq!(one_leader(&a, &b, 5).await, 0);
+
+    // Cut the leader's lock session from the server side.
+    let mut admin = sqlx::PgConnection::connect(&t.store_url())
         .await
-        .expect("b answers")
-        .1
-        .contains("role: standby"));
-    a.signal("KILL");
-    let _ = a.wait_exit(10);
+        .expect("connect");
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    assert_eq!(cut, 1, "one session holds the lead");
+    admin.close().await.ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.logs().contains("lost the lead") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(a.logs().contains("lost the lead"), "{}", a.logs());
+    let leader = one_leader(&a, &b, 30).await;
+
+    let (mut gone, survivor) = if leader == 0 { (a, b) } else { (b, a) };
+    gone.signal("KILL");
+    let _ = gone.wait_exit(10);
     let started = Instant::now();
-    b.wait_for("/readyz", 30, |body| body.contains("role: leader"))
+    survivor
+        .wait_for("/readyz", 30, |body| body.contains("role: leader"))
         .await;
     assert!(started.elapsed() < Duration::from_secs(30));
 }
