@@ -376,3 +376,152 @@ async fn a_failing_job_is_recorded_and_retried_at_its_next_tick() {
     assert_eq!(ticks.len(), failed.len(), "{failed:?}");
     assert_eq!(daemon.get("/healthz").await.map(|r| r.0), Some(200));
 }
+
+/// SIGTERM while a job waits on a slow system: the job gets its grace period, is then
+/// abandoned with nothing of it committed, the run is recorded as such, and the process
+/// exits 0 within the grace period, not after the job's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_slow_job_ends_within_the_grace_period() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slow = MockServer::start().await;
+    Mock::given(path("/api/v1/query"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(Duration::from_secs(60))
+                .set_body_json(serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}})),
+        )
+        .mount(&slow)
+        .await;
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::new(&t.store_url(), "");
+    std::fs::write(
+        ws.dir.path().join("costsplit.toml"),
+        format!(
+            "store_url = \"{}\"\nrules_dir = \"rules\"\n\n[daemon]\npoll_seconds = 1\ngrace_seconds = 2\n",
+            t.store_url()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        ws.dir.path().join("rules/usage.toml"),
+        format!(
+            "[[source]]\nname = \"msk\"\nkind = \"prometheus\"\nurl = \"{}\"\ntimeout_seconds = 120\nquery = \"sum by (topic) (kafka_log_log_size)\"\nlabel = \"topic\"\nmap = {{ \"orders\" = \"checkout-api\" }}\n",
+            slow.uri()
+        ),
+    )
+    .expect("usage rules");
+    let mut daemon = ws.start(free_port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while slow
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !slow
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "{}",
+        daemon.logs()
+    );
+    let stopped = Instant::now();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(20), Some(0), "{}", daemon.logs());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "ended in the grace period"
+    );
+    let runs = t.store.job_runs(20).await.expect("runs");
+    let usage = runs
+        .iter()
+        .find(|r| r.job == "sync_usage")
+        .expect("the run is recorded");
+    assert_eq!(usage.outcome, "failed");
+    assert!(usage.reason.contains("grace period"), "{usage:?}");
+    assert_eq!(
+        t.store
+            .count(costsplit::store::Table::UsageSamples)
+            .await
+            .expect("count"),
+        0
+    );
+    assert_eq!(
+        t.store
+            .count(costsplit::store::Table::UsageRuns)
+            .await
+            .expect("count"),
+        0,
+        "nothing of the abandoned job was committed"
+    );
+}
+
+/// The deployment files agree with each other and with the daemon: the port the compose file
+/// publishes is the one the daemon listens on and the image exposes, the rules are mounted
+/// where the daemon reads them, Grafana's datasource uid is the dashboards', and every file
+/// the compose file mounts exists.
+#[test]
+fn the_deployment_files_agree_with_the_daemon() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |name: &str| std::fs::read_to_string(root.join(name)).expect(name);
+    let compose = read("docker-compose.yml");
+    let dockerfile = read("Dockerfile");
+    let value = |text: &str, key: &str| -> String {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap_or_else(|| panic!("no `{key}`"))
+            .trim()
+            .trim_matches('"')
+            .to_string()
+    };
+    let listen = value(&compose, "COSTSPLIT_LISTEN:");
+    let port = listen.rsplit(':').next().expect("a port");
+    assert!(
+        compose.contains(&format!("\"{port}:{port}\"")),
+        "published port {port}"
+    );
+    assert!(
+        dockerfile.contains(&format!("EXPOSE {port}")),
+        "image exposes {port}"
+    );
+    assert!(dockerfile.contains(&format!("COSTSPLIT_LISTEN=0.0.0.0:{port}")));
+    assert!(dockerfile.contains("CMD [\"run\"]") && compose.contains("command: [\"run\"]"));
+    assert!(
+        dockerfile.contains("USER costsplit"),
+        "the image runs as non-root"
+    );
+    let rules_dir = value(&compose, "COSTSPLIT_RULES_DIR:");
+    assert!(
+        compose.contains(&format!("./rules:{rules_dir}:ro")),
+        "rules mounted at {rules_dir}"
+    );
+    for line in compose.lines().map(str::trim) {
+        if let Some(mount) = line.strip_prefix("- ./") {
+            let local = mount.split(':').next().expect("a local path");
+            assert!(
+                root.join(local).exists(),
+                "compose mounts a missing {local}"
+            );
+        }
+    }
+    let datasource = read("dashboards/provisioning/datasource.yml");
+    let uid = value(&datasource, "uid:");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("dashboards/costsplit.json")).expect("dashboard JSON");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        assert_eq!(panel["datasource"]["uid"], uid.as_str());
+    }
+    // The store the compose file points the daemon at is the database it creates.
+    let store_url = value(&compose, "COSTSPLIT_STORE_URL:");
+    let db = value(&compose, "POSTGRES_DB:");
+    assert!(
+        store_url.ends_with(&format!("@postgres:5432/{db}")),
+        "{store_url}"
+    );
+}
