@@ -59,6 +59,8 @@ struct RulesWatch {
     dir: std::path::PathBuf,
     /// A fingerprint of the rules files (names, sizes, modification times).
     seen: String,
+    /// Set by SIGHUP: load again even if the files look unchanged.
+    hangup: Arc<std::sync::atomic::AtomicBool>,
     rules: Option<Rules>,
 }
 
@@ -85,7 +87,8 @@ impl RulesWatch {
     /// every error (file:line:col) and refused; the last good rules stay in force.
     fn reload(&mut self, status: &Mutex<Status>) {
         let now = RulesWatch::fingerprint(&self.dir);
-        if now == self.seen && self.rules.is_some() {
+        let asked = self.hangup.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if now == self.seen && self.rules.is_some() && !asked {
             return;
         }
         self.seen = now;
@@ -126,8 +129,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut watch = RulesWatch {
         dir: config.rules_dir.clone(),
         seen: String::new(),
+        hangup: Arc::default(),
         rules: None,
     };
+    // SIGHUP: reload the rules now (they are also checked every poll).
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let flag = watch.hangup.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                info!("SIGHUP: reloading the rules");
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
     watch.reload(&status);
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)

@@ -242,6 +242,28 @@ async fn the_daemon_runs_its_jobs_and_stops_cleanly(kind: Kind) {
         .await;
     assert_eq!(rules_hash(&ready), hash, "the last good rules stay");
     assert!(ready.contains("zz-bad.toml:"), "{ready}");
+    // SIGHUP reloads at once; still refused, and the process lives on.
+    daemon.signal("HUP");
+    daemon.wait_for("/healthz", 10, |b| b == "ok\n").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.logs().contains("SIGHUP: reloading the rules") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        daemon.logs().contains("SIGHUP: reloading the rules"),
+        "{}",
+        daemon.logs()
+    );
+    // Fixed, the edit is taken: a new rules hash.
+    std::fs::write(
+        ws.dir.path().join("rules/zz-bad.toml"),
+        "[[service]]\nname = \"new-service\"\n",
+    )
+    .expect("fixed edit");
+    let ready = daemon
+        .wait_for("/readyz", 30, |b| !b.contains("rules edit refused"))
+        .await;
+    assert_ne!(rules_hash(&ready), hash, "the fixed rules are active");
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.logs());
