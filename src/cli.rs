@@ -230,6 +230,9 @@ pub struct GenerateArgs {
     /// Also write the shared resources' weight table (resource_id, service, weight) here
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Services the line items are tagged with (default: the standard 60)
+    #[arg(long)]
+    pub services: Option<usize>,
 }
 
 impl RangeArgs {
@@ -702,7 +705,18 @@ fn rules_check(dir: &Path) -> i32 {
 }
 
 fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
-    let world = World::new(GenSpec::standard(args.rows, args.seed));
+    let mut spec = GenSpec::standard(args.rows, args.seed);
+    if let Some(n) = args.services {
+        anyhow::ensure!(n > 0, "--services must be at least 1");
+        let base = spec.services.clone();
+        spec.services = (0..n)
+            .map(|i| match i / base.len() {
+                0 => base[i].clone(),
+                round => format!("{}-{round}", base[i % base.len()]),
+            })
+            .collect();
+    }
+    let world = World::new(spec);
     write_world(&world, &args.out)?;
     if let Some(weights) = &args.weights {
         world.write_weights(weights)?;
