@@ -428,15 +428,10 @@ async fn sync(config: &Config, command: SyncCommand) -> anyhow::Result<i32> {
                 _ => None,
             };
             let rules = rules::load_or_error(&config.rules_dir)?;
-            let service_tag = rules
-                .settings
-                .service_tag_keys
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "service".to_string());
+            let service_tag = rules.service_tag();
             let store = Store::connect(&config.store_url).await?;
             let summary =
-                jobs::sync_billing(&store, settings, &service_tag, window, Clock::System).await;
+                jobs::sync_billing(&store, settings, service_tag, window, Clock::System).await;
             store.close().await;
             let summary = summary?;
             for a in &summary.accounts {

@@ -336,13 +336,7 @@ async fn job_work(
             let Some(aws) = config.aws.as_ref().filter(|a| !a.accounts.is_empty()) else {
                 return Ok("skipped: no [aws] accounts configured".into());
             };
-            let tag = rules
-                .settings
-                .service_tag_keys
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "service".into());
-            let summary = jobs::sync_billing(store, aws, &tag, None, clock).await?;
+            let summary = jobs::sync_billing(store, aws, rules.service_tag(), None, clock).await?;
             let facts: i64 = summary.accounts.iter().map(|a| a.facts).sum();
             {
                 let mut s = status.lock().expect("status lock");

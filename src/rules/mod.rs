@@ -272,6 +272,14 @@ impl Rules {
         self.sources.iter().find(|s| s.name == name)
     }
 
+    /// The tag key Cost Explorer groups by: the first of `service_tag_keys`.
+    pub fn service_tag(&self) -> &str {
+        self.settings
+            .service_tag_keys
+            .first()
+            .map_or("service", String::as_str)
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.lookup.get(name).map(|&i| &self.services[i])
     }

@@ -78,6 +78,20 @@ async fn seed(store: &Store, jumps: &[&str]) {
         .expect("seed allocations");
 }
 
+/// One delivery run, now, with no shutdown, as `costsplit notify` runs it.
+async fn deliver(
+    store: &Store,
+    settings: &SlackSettings,
+) -> anyhow::Result<costsplit::notify::DeliverySummary> {
+    notify::deliver(
+        store,
+        settings,
+        costsplit::clock::Clock::System,
+        costsplit::clock::Shutdown::never(),
+    )
+    .await
+}
+
 fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
     SlackSettings {
         api_url: server.uri(),
@@ -130,25 +144,11 @@ async fn a_jump_is_posted_once_and_a_second_check_posts_nothing(kind: Kind) {
         .await;
     let s = settings(&server, true, false);
     assert_eq!(check(&t.store, &rules).await, 1);
-    let summary = notify::deliver(
-        &t.store,
-        &s,
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &s).await.expect("deliver");
     assert_eq!((summary.sent, summary.still_pending), (1, 0));
     // Again: the same anomaly is already in the outbox, so nothing new is sent.
     assert_eq!(check(&t.store, &rules).await, 1);
-    notify::deliver(
-        &t.store,
-        &s,
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    deliver(&t.store, &s).await.expect("deliver");
     let bodies = received_bodies(&server).await;
     assert_eq!(bodies.len(), 1, "{kind:?}: delivered exactly once");
     let body = &bodies[0];
@@ -192,14 +192,9 @@ async fn rate_limit_with_retry_after_is_honoured_then_delivered() {
         .mount(&server)
         .await;
     let started = std::time::Instant::now();
-    let summary = notify::deliver(
-        &t.store,
-        &settings(&server, true, false),
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &settings(&server, true, false))
+        .await
+        .expect("deliver");
     assert_eq!(summary.sent, 1);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -267,14 +262,9 @@ async fn a_server_error_is_retried_and_then_delivered() {
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&server)
         .await;
-    let summary = notify::deliver(
-        &t.store,
-        &settings(&server, true, false),
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &settings(&server, true, false))
+        .await
+        .expect("deliver");
     assert_eq!(summary.sent, 1);
     let sent = t.store.list_alerts(Some("sent")).await.expect("list");
     assert_eq!(sent[0].attempts, 2);
@@ -295,25 +285,11 @@ async fn channel_not_found_is_permanent_and_recorded() {
         .mount(&server)
         .await;
     let s = settings(&server, false, true);
-    let summary = notify::deliver(
-        &t.store,
-        &s,
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &s).await.expect("deliver");
     assert_eq!((summary.sent, summary.failed), (0, 1));
     let failed = t.store.list_alerts(Some("failed")).await.expect("list");
     assert_eq!(failed[0].last_error, "chat.postMessage: channel_not_found");
-    notify::deliver(
-        &t.store,
-        &s,
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver again");
+    deliver(&t.store, &s).await.expect("deliver again");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), 1, "a permanent failure is not retried");
     let body: serde_json::Value = serde_json::from_slice(&requests[0].body).expect("json");
@@ -340,14 +316,7 @@ async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kin
         .await;
     // checkout-api has a channel (bot token); search-api has none (webhook).
     let s = settings(&server, true, true);
-    let summary = notify::deliver(
-        &t.store,
-        &s,
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &s).await.expect("deliver");
     assert_eq!(
         (summary.sent, summary.failed),
         (2, 0),
@@ -368,14 +337,7 @@ async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kin
         .await
         .expect("list")
         .is_empty());
-    notify::deliver(
-        &t.store,
-        &s,
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver again");
+    deliver(&t.store, &s).await.expect("deliver again");
     assert_eq!(received_bodies(&server).await.len(), 2, "each posted once");
 }
 
@@ -404,14 +366,9 @@ async fn post_message_ratelimited_is_retried_and_ok_false_is_failed_with_slacks_
         .mount(&server)
         .await;
     let started = std::time::Instant::now();
-    let summary = notify::deliver(
-        &t.store,
-        &settings(&server, false, true),
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &settings(&server, false, true))
+        .await
+        .expect("deliver");
     assert_eq!((summary.sent, summary.failed), (1, 1), "{summary:?}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -446,14 +403,9 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
         .respond_with(ResponseTemplate::new(503))
         .mount(&up_then_down)
         .await;
-    let summary = notify::deliver(
-        &t.store,
-        &settings(&up_then_down, true, false),
-        costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let summary = deliver(&t.store, &settings(&up_then_down, true, false))
+        .await
+        .expect("deliver");
     assert_eq!((summary.sent, summary.still_pending), (1, 2));
     assert!(summary.stopped.is_some());
     let pending = t.store.list_alerts(Some("pending")).await.expect("list");
