@@ -216,7 +216,7 @@ impl UsageSyncSummary {
 /// Measures every `[[source]]` of the rules (or only `only`) for `day` and stores each one's
 /// samples with its run record. A source that fails (down, slow, refused credentials) fails
 /// alone: its failure is recorded with the reason, its earlier samples stay, and the other
-/// sources go on. `now` is the time recorded, and the time today's measurement is taken.
+/// sources go on. `clock` gives the time recorded, and the time today's measurement is taken.
 pub async fn sync_usage(
     store: &Store,
     rules: &Rules,
@@ -225,7 +225,6 @@ pub async fn sync_usage(
     only: Option<&str>,
     clock: Clock,
 ) -> anyhow::Result<UsageSyncSummary> {
-    let now = clock.now();
     let sources: Vec<_> = rules
         .sources
         .iter()
@@ -243,9 +242,9 @@ pub async fn sync_usage(
         .and_utc();
     let ctx = ingest::usage::Context {
         aws,
-        at: end_of_day.min(now),
+        at: end_of_day.min(clock.now()),
     };
-    let created_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let created_at = clock.stamp();
     let mut runs = Vec::new();
     for source in sources {
         let started = Instant::now();

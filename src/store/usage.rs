@@ -96,23 +96,25 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> anyhow::Result<Vec<UsageSample>> {
-        let rows = sqlx::query(
-            "SELECT day, source, member, service, value, unit FROM usage_samples
-             WHERE day >= $1 AND day <= $2 ORDER BY source, day, member",
-        )
-        .bind(day_key(from))
-        .bind(day_key(to))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
+        // The sources as placeholders $3, $4, ...: only their rows are read.
+        let mut sql = "SELECT day, source, member, service, value, unit FROM usage_samples
+             WHERE day >= $1 AND day <= $2"
+            .to_string();
+        if !sources.is_empty() {
+            let list: Vec<String> = (0..sources.len()).map(|i| format!("${}", i + 3)).collect();
+            sql.push_str(&format!(" AND source IN ({})", list.join(", ")));
+        }
+        sql.push_str(" ORDER BY source, day, member");
+        let mut query = sqlx::query(&sql).bind(day_key(from)).bind(day_key(to));
+        for source in sources {
+            query = query.bind(source);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let source: String = row.try_get(1)?;
-            if !sources.is_empty() && !sources.contains(&source) {
-                continue;
-            }
             out.push(UsageSample {
                 day: day_from(row, 0)?,
-                source,
+                source: row.try_get(1)?,
                 member: row.try_get(2)?,
                 service: row.try_get(3)?,
                 value: row.try_get(4)?,
