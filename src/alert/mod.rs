@@ -13,56 +13,8 @@ use crate::money::Nanos;
 #[cfg(test)]
 mod tests;
 
-/// Dollar and percent floors: a change must clear both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Floors {
-    pub min_amount: Nanos,
-    pub min_percent: i64,
-}
-
-/// Detector settings for one service (after team and service overrides are applied).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Thresholds {
-    /// Trailing days in the spike baseline.
-    pub baseline_days: usize,
-    /// Days of history needed before a spike can be detected.
-    pub min_history_days: usize,
-    /// A spike must also be this many robust standard deviations (1.4826 x MAD) above the
-    /// median, so normal noise does not fire.
-    pub sigmas: i64,
-    pub spike: Floors,
-    /// While a spike lasts, a new alert only when it grows by this percent over the last
-    /// alerted level.
-    pub growth_step_percent: i64,
-    /// After this many days, a spike's level becomes the new baseline.
-    pub persistence_days: usize,
-    pub mom_increase: Floors,
-    pub mom_decrease: Floors,
-}
-
-impl Thresholds {
-    pub fn defaults() -> Thresholds {
-        Thresholds {
-            baseline_days: 14,
-            min_history_days: 7,
-            sigmas: 3,
-            spike: Floors {
-                min_amount: Nanos(50 * crate::money::NANOS_PER_UNIT),
-                min_percent: 30,
-            },
-            growth_step_percent: 50,
-            persistence_days: 3,
-            mom_increase: Floors {
-                min_amount: Nanos(500 * crate::money::NANOS_PER_UNIT),
-                min_percent: 20,
-            },
-            mom_decrease: Floors {
-                min_amount: Nanos(500 * crate::money::NANOS_PER_UNIT),
-                min_percent: 20,
-            },
-        }
-    }
-}
+// The thresholds are the rules' (parsed and validated there); the detectors take them.
+pub use crate::rules::{Floors, Thresholds};
 
 /// One day of one service's cost, with what it is made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,6 +33,39 @@ pub struct Series {
     pub team: String,
     pub currency: String,
     pub days: BTreeMap<NaiveDate, DayCost>,
+}
+
+/// Groups rows of (day, service, team, currency, pool, provider service, amount) into one
+/// series per service and currency, with components: the provider service for direct cost
+/// (`other` when it has none), `pool <name>` for shared cost.
+pub fn series_from_rows(
+    rows: &[crate::store::SeriesRow],
+    estimated: &std::collections::BTreeSet<NaiveDate>,
+) -> Vec<Series> {
+    let mut series: BTreeMap<(&str, &str), Series> = BTreeMap::new();
+    for row in rows {
+        let s = series
+            .entry((&row.service, &row.currency))
+            .or_insert_with(|| Series {
+                service: row.service.clone(),
+                team: String::new(),
+                currency: row.currency.clone(),
+                days: BTreeMap::new(),
+            });
+        s.team.clone_from(&row.team);
+        let entry = s.days.entry(row.day).or_default();
+        entry.total += row.amount;
+        let component = if !row.pool.is_empty() {
+            format!("pool {}", row.pool)
+        } else if row.provider_service.is_empty() {
+            "other".to_string()
+        } else {
+            row.provider_service.clone()
+        };
+        *entry.components.entry(component).or_default() += row.amount;
+        entry.estimated = estimated.contains(&row.day);
+    }
+    series.into_values().collect()
 }
 
 impl Series {

@@ -76,6 +76,35 @@ struct RowKey {
 /// Computes the allocations for the given facts. Deterministic: the same input gives the same
 /// output in the same order (day, service, pool).
 pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
+    run(input, None)
+}
+
+/// Who took a fact: a pool's bucket, a service directly, or nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    Bucket(BucketKey),
+    Direct(String),
+    Unallocated,
+}
+
+/// One member's part of a pool bucket, as `allocate` computed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BucketPart {
+    service: String,
+    method: Method,
+    fallback_used: bool,
+    basis: String,
+    amount: Nanos,
+}
+
+/// What a run can record beside its allocations: each fact's claim and each bucket's parts.
+#[derive(Default)]
+struct Trace {
+    claims: Vec<Claim>,
+    parts: BTreeMap<BucketKey, Vec<BucketPart>>,
+}
+
+fn run(input: &Input<'_>, mut trace: Option<&mut Trace>) -> Result<Vec<Allocation>, AllocateError> {
     let rules = input.rules;
     let mut rows: BTreeMap<RowKey, Nanos> = BTreeMap::new();
     let mut direct: HashMap<(NaiveDate, String, String), Nanos> = HashMap::new();
@@ -107,6 +136,9 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
                 pool,
                 resource: per_resource[pool].then(|| fact.resource_id.clone()),
             };
+            if let Some(t) = trace.as_deref_mut() {
+                t.claims.push(Claim::Bucket(key.clone()));
+            }
             let bucket = buckets.entry(key).or_insert_with(|| Bucket {
                 currency: fact.currency.clone(),
                 amount: Nanos::ZERO,
@@ -122,6 +154,12 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
             }
             bucket.amount += amount;
             continue;
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            t.claims.push(match &service {
+                Some(s) => Claim::Direct(s.clone()),
+                None => Claim::Unallocated,
+            });
         }
         let (service, method) = match service {
             Some(service) => {
@@ -239,17 +277,39 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
             fallback_used,
             currency: bucket.currency.clone(),
         };
+        let mut traced = Vec::new();
         match parts {
             Some(parts) => {
                 for (member, part) in pool.members.iter().zip(parts) {
-                    *rows.entry(row(member.clone(), method)).or_default() += part;
+                    let r = row(member.clone(), method);
+                    if trace.is_some() {
+                        traced.push(BucketPart {
+                            service: member.clone(),
+                            method,
+                            fallback_used,
+                            basis: r.basis.clone(),
+                            amount: part,
+                        });
+                    }
+                    *rows.entry(r).or_default() += part;
                 }
             }
             None => {
-                *rows
-                    .entry(row(UNALLOCATED.to_string(), Method::Unallocated))
-                    .or_default() += bucket.amount;
+                let r = row(UNALLOCATED.to_string(), Method::Unallocated);
+                if trace.is_some() {
+                    traced.push(BucketPart {
+                        service: UNALLOCATED.to_string(),
+                        method: Method::Unallocated,
+                        fallback_used,
+                        basis: r.basis.clone(),
+                        amount: bucket.amount,
+                    });
+                }
+                *rows.entry(r).or_default() += bucket.amount;
             }
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            t.parts.insert(key.clone(), traced);
         }
     }
 
@@ -317,8 +377,10 @@ pub fn conservation_gaps(
         .collect()
 }
 
+mod charges;
 mod usage;
 
+pub use charges::{split_charges, ChargePart, ChargeSplit};
 pub use usage::live_weights;
 
 #[cfg(test)]

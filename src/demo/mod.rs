@@ -107,14 +107,82 @@ pub async fn run(
     let report = jobs::report(&store, march).await?;
     print!("{}", report.render(Format::Table, false));
     let detected = jobs::detect_alerts(&store, &rules, Some(date(3, 31)), Some(30)).await?;
+    let statement = jobs::reports::statement(
+        &store,
+        "2025-03",
+        crate::report::statement::GroupBy::Service,
+        false,
+    )
+    .await?;
+    let team = rules
+        .services
+        .iter()
+        .find(|s| s.slack_channel.is_some())
+        .map(|s| s.team.clone());
+    let digests = match &team {
+        Some(team) => {
+            jobs::reports::team_digests(
+                &store,
+                &rules,
+                crate::report::digest::Period::Month,
+                date(4, 1),
+                Some(team),
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
     store.close().await;
     println!("\nalerts for {}: {}", detected.day, detected.alerts.len());
     for a in &detected.alerts {
         println!("\n- {}", a.summary());
     }
+    let statement_file = db.with_file_name("costsplit-demo-statement-2025-03.csv");
+    std::fs::write(&statement_file, statement.csv())
+        .with_context(|| format!("writing {}", statement_file.display()))?;
+    let totals: Vec<String> = statement
+        .totals
+        .iter()
+        .map(|t| {
+            format!(
+                "{} {} billed, {} allocated, difference {}",
+                t.currency,
+                crate::report::statement::cents_text(t.billed_cents),
+                crate::report::statement::cents_text(t.allocated_cents),
+                crate::report::statement::cents_text(t.allocated_cents - t.billed_cents)
+            )
+        })
+        .collect();
+    println!(
+        "\nwrote finance's statement for 2025-03 to {} ({} lines; {})",
+        statement_file.display(),
+        statement.lines.len(),
+        totals.join("; ")
+    );
+    for d in &digests {
+        println!(
+            "\nthe Slack report team {} would get for {} ({}):",
+            d.team,
+            d.label,
+            if d.channel.is_empty() {
+                "the team's webhook"
+            } else {
+                &d.channel
+            }
+        );
+        for line in crate::report::digest::plain_text(d) {
+            println!("  {line}");
+        }
+    }
     println!(
         "\nno Slack configured, so nothing was sent; with COSTSPLIT_SLACK_WEBHOOK_URL set, `costsplit --store {url} alerts check --date 2025-03-31 --lookback 30 && costsplit --store {url} notify` delivers them"
     );
-    println!("next: costsplit --store {url} report --month 2025-03 --format csv");
+    println!(
+        "next: costsplit --store {url} explain --service {} --month 2025-03",
+        rules
+            .services
+            .first()
+            .map_or("checkout-api", |s| s.name.as_str())
+    );
     Ok(if report.reconciled() { 0 } else { 1 })
 }

@@ -3,6 +3,7 @@
 //! stops with the alerts still pending for the next run; permanent failures are recorded and
 //! not retried. Secrets come from the environment or files and are never logged or stored.
 
+pub mod digest;
 pub mod slack;
 
 use std::collections::HashMap;
@@ -142,6 +143,9 @@ pub struct DeliverySummary {
     pub stopped: Option<String>,
 }
 
+/// The outbox kind of a per-team report message.
+pub const REPORT_KIND: &str = "report";
+
 /// How long a deliverer's claim on an alert lasts: longer than one alert can take (its tries,
 /// timeouts and `Retry-After` waits), so a claim expires only when its deliverer died.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
@@ -179,8 +183,15 @@ pub async fn deliver(
             ));
             break;
         }
-        let alert: Alert = serde_json::from_str(&row.payload)
-            .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;
+        // A report is stored as the very message to send; an alert as costsplit's alert.
+        let message = if row.kind == REPORT_KIND {
+            serde_json::from_str::<serde_json::Value>(&row.payload)
+                .with_context(|| format!("report {} in the outbox is unreadable", row.id))?
+        } else {
+            let alert: Alert = serde_json::from_str(&row.payload)
+                .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;
+            slack::message(&alert, settings.dashboard_url.as_deref())
+        };
         let Some(target) = settings.target(&row.team, &row.channel) else {
             let reason = format!(
                 "no Slack target for team `{}`: set COSTSPLIT_SLACK_WEBHOOK_URL_{} or COSTSPLIT_SLACK_WEBHOOK_URL",
@@ -200,7 +211,6 @@ pub async fn deliver(
             warn!(alert = row.id, service = %row.service, "{reason}");
             continue;
         };
-        let message = slack::message(&alert, settings.dashboard_url.as_deref());
         let mut attempts = row.attempts;
         let mut tries = 0;
         loop {

@@ -52,7 +52,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// `text` as one URL path or query component (RFC 3986 unreserved characters kept).
-fn url_component(text: &str) -> String {
+pub(super) fn url_component(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {

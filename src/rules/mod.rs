@@ -2,9 +2,11 @@
 //! [`parse`] (every problem reported with file:line:col, not only the first), producing the
 //! validated [`Rules`] that the pure allocator trusts. Nothing here touches the store.
 
+mod cases;
 mod diagnostic;
 mod parse;
 mod sources;
+mod thresholds;
 mod weights;
 
 use std::collections::HashMap;
@@ -12,11 +14,13 @@ use std::path::{Path, PathBuf};
 
 use globset::GlobMatcher;
 
+pub use cases::TestCase;
 pub use diagnostic::{Diagnostic, Severity};
 pub use sources::{
     CloudWatchQuery, LiveUsage, PgGrain, RedisMeasure, SecretRef, ServiceMap, SourceKind,
     UsageSource,
 };
+pub use thresholds::{Floors, Thresholds};
 pub use weights::{parse_weight, WeightKey, WeightRow, WeightTable, WEIGHT_DECIMALS};
 
 use crate::model::{Fact, Tags};
@@ -35,6 +39,10 @@ pub struct Rules {
     pub sources: Vec<UsageSource>,
     /// Alert thresholds, with team and service overrides.
     pub alerts: AlertRules,
+    /// The `[reports]` table: what the per-team Slack digests list.
+    pub reports: ReportRules,
+    /// Test cases carried by the rule files (`[[test]]`), run by `costsplit rules test`.
+    pub tests: Vec<TestCase>,
     /// Normalised tag value (name or alias) -> index into `services`.
     lookup: HashMap<String, usize>,
 }
@@ -42,7 +50,7 @@ pub struct Rules {
 /// The `[alerts]` table: detector thresholds, overridable per team and per service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRules {
-    pub base: crate::alert::Thresholds,
+    pub base: Thresholds,
     pub teams: HashMap<String, FloorOverrides>,
     pub services: HashMap<String, FloorOverrides>,
     /// Days before the check day re-examined for spikes (restated data).
@@ -54,7 +62,7 @@ pub struct AlertRules {
 impl AlertRules {
     pub fn defaults() -> AlertRules {
         AlertRules {
-            base: crate::alert::Thresholds::defaults(),
+            base: Thresholds::defaults(),
             teams: HashMap::new(),
             services: HashMap::new(),
             lookback_days: 3,
@@ -63,7 +71,7 @@ impl AlertRules {
     }
 
     /// Thresholds for one service: global, then its team's overrides, then its own.
-    pub fn thresholds_for(&self, service: &str, team: &str) -> crate::alert::Thresholds {
+    pub fn thresholds_for(&self, service: &str, team: &str) -> Thresholds {
         let mut t = self.base.clone();
         for o in [self.teams.get(team), self.services.get(service)]
             .into_iter()
@@ -72,6 +80,24 @@ impl AlertRules {
             o.apply(&mut t);
         }
         t
+    }
+}
+
+/// What a per-team digest lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRules {
+    /// Services below this total for the period are summed in one line, not listed.
+    pub min_service_amount: crate::money::Nanos,
+    /// How many of the largest changes the digest names.
+    pub top_movers: usize,
+}
+
+impl ReportRules {
+    pub fn defaults() -> ReportRules {
+        ReportRules {
+            min_service_amount: crate::money::Nanos(crate::money::NANOS_PER_UNIT),
+            top_movers: 3,
+        }
     }
 }
 
@@ -85,7 +111,7 @@ pub struct FloorOverrides {
 }
 
 impl FloorOverrides {
-    fn apply(&self, t: &mut crate::alert::Thresholds) {
+    fn apply(&self, t: &mut Thresholds) {
         if let Some(v) = self.spike_min_amount {
             t.spike.min_amount = v;
         }
@@ -380,6 +406,11 @@ pub fn load_texts(files: &[(&str, &str)]) -> Loaded {
             d.file = rel.to_path_buf();
         }
         d.message = d.message.replace(&prefix, "");
+    }
+    if let Some(rules) = &mut loaded.rules {
+        for case in &mut rules.tests {
+            case.location = case.location.replace(&prefix, "");
+        }
     }
     loaded
 }

@@ -88,6 +88,8 @@ struct RawPool {
 struct Raw {
     settings: Option<(Settings, Loc)>,
     alerts: Option<(RawAlerts, Loc)>,
+    reports: Option<(super::ReportRules, Loc)>,
+    tests: Vec<super::cases::RawCase>,
     services: Vec<RawService>,
     pools: Vec<RawPool>,
     sources: Vec<sources::RawSource>,
@@ -129,7 +131,7 @@ impl FileCtx<'_> {
     }
 
     /// Reports every key of `table` that is not in `allowed`.
-    fn check_keys(&mut self, table: &dyn TableLike, allowed: &[&str], what: &str) {
+    pub(super) fn check_keys(&mut self, table: &dyn TableLike, allowed: &[&str], what: &str) {
         for (key, _) in table.iter() {
             if !allowed.contains(&key) {
                 let span = table.get_key_value(key).and_then(|(k, _)| k.span());
@@ -307,15 +309,19 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) {
     let root = doc.as_table();
     ctx.check_keys(
         root,
-        &["settings", "service", "pool", "source", "alerts"],
+        &[
+            "settings", "service", "pool", "source", "alerts", "reports", "test",
+        ],
         "a rules file",
     );
     walk_single(ctx, root, "settings", &mut raw.settings, walk_settings);
     walk_single(ctx, root, "alerts", &mut raw.alerts, walk_alerts);
+    walk_single(ctx, root, "reports", &mut raw.reports, walk_reports);
     for (key, walk) in [
         ("service", walk_service as Walker),
         ("pool", walk_pool),
         ("source", walk_source),
+        ("test", walk_test),
     ] {
         let Some(item) = root.get(key) else { continue };
         match item {
@@ -442,6 +448,47 @@ fn walk_service(
             "[[service]] needs a `name`, e.g. name = \"checkout-api\"",
         ),
     }
+}
+
+fn walk_test(
+    ctx: &mut FileCtx<'_>,
+    table: &dyn TableLike,
+    span: Option<Range<usize>>,
+    raw: &mut Raw,
+) {
+    if let Some(case) = super::cases::walk_case(ctx, table, span) {
+        raw.tests.push(case);
+    }
+}
+
+/// `[reports]`: what the per-team Slack digests list.
+fn walk_reports(ctx: &mut FileCtx<'_>, table: &dyn TableLike) -> super::ReportRules {
+    ctx.check_keys(table, &["min_service_dollars", "top_movers"], "[reports]");
+    let mut rules = super::ReportRules::defaults();
+    if let Some(item) = table.get("min_service_dollars") {
+        let text = match item.as_value() {
+            Some(Value::Integer(i)) => i.value().to_string(),
+            Some(Value::Float(f)) => f.value().to_string(),
+            _ => String::new(),
+        };
+        match crate::money::Nanos::parse(&text).filter(|n| n.0 >= 0) {
+            Some(n) => rules.min_service_amount = n,
+            None => ctx.error(
+                item.span(),
+                "`min_service_dollars` must be a non-negative amount, e.g. 10",
+            ),
+        }
+    }
+    if let Some(n) = ctx.integer(table, "top_movers") {
+        match usize::try_from(n) {
+            Ok(n) if n <= 20 => rules.top_movers = n,
+            _ => {
+                let loc = ctx.key_loc(table, "top_movers");
+                ctx.push(&loc, "`top_movers` must be between 0 and 20");
+            }
+        }
+    }
+    rules
 }
 
 fn walk_source(
@@ -863,6 +910,16 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
     pools.sort_by_key(|(p, _, _)| p.priority);
     warn_overlaps(&pools, diags);
     let alerts = build_alerts(raw.alerts.map(|(a, _)| a), &services, &resolve, diags);
+    let usage_pools: Vec<&str> = pools
+        .iter()
+        .filter(|(p, _, _)| matches!(p.method, SplitMethod::Usage(_)))
+        .map(|(p, _, _)| p.name.as_str())
+        .collect();
+    let tests = super::cases::build_cases(raw.tests, &resolve, &usage_pools, diags);
+    let reports = raw
+        .reports
+        .map(|(r, _)| r)
+        .unwrap_or_else(super::ReportRules::defaults);
 
     let hash = hex::encode(&hasher.clone().finalize()[..8]);
     Some(Rules {
@@ -872,6 +929,8 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
         pools: pools.into_iter().map(|(p, _, _)| p).collect(),
         sources: sources.into_iter().map(|(s, _)| s).collect(),
         alerts,
+        reports,
+        tests,
         lookup,
     })
 }

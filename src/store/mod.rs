@@ -20,7 +20,7 @@ mod sync;
 mod usage;
 
 pub use daemon::{JobRun, Leadership};
-pub use outbox::{AttemptOutcome, EnqueueResult, NewAlert, OutboxRow};
+pub use outbox::{AttemptOutcome, EnqueueResult, NewAlert, OutboxRow, SeriesRow};
 pub use sync::{SyncRun, SyncStatus};
 pub use usage::{UsageRun, UsageStatus};
 

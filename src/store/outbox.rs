@@ -1,14 +1,26 @@
 //! The alert outbox and the series the detectors read. Delivery state lives here so a
 //! restarted process knows exactly what is still to send.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use sqlx::Row;
 
 use super::{day_from, Store};
-use crate::alert::{DayCost, Series};
 use crate::model::day_key;
+
+/// One day of one service's cost from one origin (a pool, or a provider service's direct cost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRow {
+    pub day: NaiveDate,
+    pub service: String,
+    pub team: String,
+    pub currency: String,
+    /// Empty for direct cost.
+    pub pool: String,
+    pub provider_service: String,
+    pub amount: crate::money::Nanos,
+}
 
 /// An alert to put in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,13 +102,13 @@ fn outbox_row(row: &sqlx::any::AnyRow) -> anyhow::Result<OutboxRow> {
 }
 
 impl Store {
-    /// Per-service daily series over a range, with components (provider service for direct
-    /// cost, `pool <name>` for shared cost) and the days that are still estimated.
-    pub async fn service_series(
+    /// Per (day, service, currency, pool, provider service) sums over a range, in (service,
+    /// currency, day) order, and the days that are still estimated. `alert` groups them.
+    pub async fn series_rows(
         &self,
         from: NaiveDate,
         to: NaiveDate,
-    ) -> anyhow::Result<Vec<Series>> {
+    ) -> anyhow::Result<(Vec<SeriesRow>, BTreeSet<NaiveDate>)> {
         let rows = sqlx::query(
             "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
              FROM allocations WHERE day >= $1 AND day <= $2
@@ -107,7 +119,7 @@ impl Store {
         .bind(day_key(to))
         .fetch_all(&self.pool)
         .await?;
-        let estimated: BTreeSet<String> = sqlx::query(
+        let estimated: BTreeSet<NaiveDate> = sqlx::query(
             "SELECT DISTINCT day FROM billing_facts WHERE estimated <> 0 AND day >= $1 AND day <= $2",
         )
         .bind(day_key(from))
@@ -115,40 +127,23 @@ impl Store {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?;
-        let mut series: BTreeMap<(String, String), Series> = BTreeMap::new();
-        for row in &rows {
-            let day = day_from(row, 0)?;
-            let service: String = row.try_get(1)?;
-            let currency: String = row.try_get(3)?;
-            let pool: String = row.try_get(4)?;
-            let provider: String = row.try_get(5)?;
-            let amount = super::Stored::amount(row.try_get(6)?, row.try_get(7)?);
-            let s = series
-                .entry((service.clone(), currency.clone()))
-                .or_insert_with(|| Series {
-                    service,
-                    team: String::new(),
-                    currency,
-                    days: BTreeMap::new(),
-                });
-            s.team = row.try_get(2)?;
-            let entry: &mut DayCost = s.days.entry(day).or_default();
-            entry.total += amount;
-            let component = if pool.is_empty() {
-                if provider.is_empty() {
-                    "other".to_string()
-                } else {
-                    provider
-                }
-            } else {
-                format!("pool {pool}")
-            };
-            *entry.components.entry(component).or_default() += amount;
-            entry.estimated = estimated.contains(&day_key(day));
-        }
-        Ok(series.into_values().collect())
+        .map(|r| day_from(r, 0))
+        .collect::<anyhow::Result<_>>()?;
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok(SeriesRow {
+                    day: day_from(row, 0)?,
+                    service: row.try_get(1)?,
+                    team: row.try_get(2)?,
+                    currency: row.try_get(3)?,
+                    pool: row.try_get(4)?,
+                    provider_service: row.try_get(5)?,
+                    amount: super::Stored::amount(row.try_get(6)?, row.try_get(7)?),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((rows, estimated))
     }
 
     /// The last day that has allocations.
@@ -171,30 +166,7 @@ impl Store {
     ) -> anyhow::Result<EnqueueResult> {
         let mut result = EnqueueResult::default();
         let mut tx = self.pool.begin().await?;
-        for a in alerts {
-            let inserted = sqlx::query(
-                "INSERT INTO alerts (fingerprint, kind, service, team, period, channel, summary, payload, created_at, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')
-                 ON CONFLICT (fingerprint) DO NOTHING",
-            )
-            .bind(&a.fingerprint)
-            .bind(&a.kind)
-            .bind(&a.service)
-            .bind(&a.team)
-            .bind(&a.period)
-            .bind(&a.channel)
-            .bind(&a.summary)
-            .bind(&a.payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 1 {
-                result.inserted += 1;
-            } else {
-                result.already_known += 1;
-            }
-        }
+        insert_pending(&mut tx, alerts, now, &mut result).await?;
         let current: BTreeSet<&str> = alerts.iter().map(|a| a.fingerprint.as_str()).collect();
         let candidates = sqlx::query(
             "SELECT id, fingerprint FROM alerts WHERE kind = 'spike' AND state IN ('pending', 'sent')
@@ -216,6 +188,20 @@ impl Store {
                 result.resolved.push(fingerprint);
             }
         }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Adds messages that resolve nothing (per-team reports): a fingerprint already in the
+    /// outbox is left alone, so a report is sent once. One transaction.
+    pub async fn enqueue_reports(
+        &self,
+        reports: &[NewAlert],
+        now: &str,
+    ) -> anyhow::Result<EnqueueResult> {
+        let mut result = EnqueueResult::default();
+        let mut tx = self.pool.begin().await?;
+        insert_pending(&mut tx, reports, now, &mut result).await?;
         tx.commit().await?;
         Ok(result)
     }
@@ -308,4 +294,38 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// Inserts rows as pending, skipping fingerprints already in the outbox.
+async fn insert_pending(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[NewAlert],
+    now: &str,
+    result: &mut EnqueueResult,
+) -> anyhow::Result<()> {
+    for a in rows {
+        let inserted = sqlx::query(
+            "INSERT INTO alerts (fingerprint, kind, service, team, period, channel, summary, payload, created_at, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')
+             ON CONFLICT (fingerprint) DO NOTHING",
+        )
+        .bind(&a.fingerprint)
+        .bind(&a.kind)
+        .bind(&a.service)
+        .bind(&a.team)
+        .bind(&a.period)
+        .bind(&a.channel)
+        .bind(&a.summary)
+        .bind(&a.payload)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            result.inserted += 1;
+        } else {
+            result.already_known += 1;
+        }
+    }
+    Ok(())
 }

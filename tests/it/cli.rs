@@ -54,6 +54,33 @@ fn the_demo_runs_on_a_fresh_directory_and_reconciles() {
         stdout.contains("- Cost spike for payments-api on 2025-03-20 (team payments)"),
         "{stdout}"
     );
+    // Finance's statement, written beside the store, adds up to the month to the cent.
+    let statement =
+        std::fs::read_to_string(dir.path().join("costsplit-demo-statement-2025-03.csv"))
+            .expect("the demo writes the statement");
+    let mut reader = csv::Reader::from_reader(statement.as_bytes());
+    let cents: i128 = reader
+        .records()
+        .map(|r| {
+            let r = r.expect("row");
+            costsplit::money::Nanos::parse(&r[7]).expect("amount").0 / 10_000_000
+        })
+        .sum();
+    let billed = line
+        .split("billed ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(costsplit::money::Nanos::parse)
+        .expect("the billed total");
+    assert_eq!(cents, (billed.0 + 5_000_000) / 10_000_000, "{statement}");
+    assert!(stdout.contains("difference 0.00)"), "{stdout}");
+    // And the Slack report one team would get, with its shared costs explained.
+    assert!(
+        stdout
+            .contains("the Slack report team payments would get for March 2025 (#payments-cost):"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("shared-redis (equal: 20.0%)"), "{stdout}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod dashboards;
 mod exports;
 mod generated;
 mod import;
+mod reports;
 mod rules_check;
 mod slack_standin;
 mod store;

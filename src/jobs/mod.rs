@@ -3,6 +3,8 @@
 //! short composition of ingest, rules, allocate, alert, notify and store. Every job is given
 //! the one [`Clock`]; a job that waits or sleeps is given the [`Shutdown`] signal too.
 
+pub mod reports;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -97,9 +99,56 @@ pub async fn allocate_range(
     rules: &Rules,
     usage: &UsageWeights,
     basis: CostBasis,
-    (from, to): (NaiveDate, NaiveDate),
+    range: (NaiveDate, NaiveDate),
     clock: Clock,
 ) -> anyhow::Result<AllocateSummary> {
+    let (from, to) = range;
+    let Computed { facts, allocations } =
+        compute_allocations(store, rules, usage, basis, range).await?;
+    let billed: Nanos = facts.iter().map(|f| f.amount(basis)).sum();
+    let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
+    let run = RunRecord {
+        created_at: clock.stamp(),
+        from,
+        to,
+        rules_hash: rules.hash.clone(),
+        basis,
+        facts: facts.len() as i64,
+        billed,
+    };
+    let started = Instant::now();
+    let run_id = store.replace_allocations(&run, &allocations).await?;
+    info!(
+        stage = "store",
+        ms = started.elapsed().as_millis() as u64,
+        "allocate timing"
+    );
+    info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed, "allocated");
+    Ok(AllocateSummary {
+        run_id,
+        facts: facts.len(),
+        allocations: allocations.len(),
+        billed,
+        allocated,
+        fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
+    })
+}
+
+/// Facts of a range and the allocations the rules give them, checked for conservation.
+pub struct Computed {
+    pub facts: Vec<crate::model::Fact>,
+    pub allocations: Vec<crate::model::Allocation>,
+}
+
+/// Allocates `from..=to` from the stored facts with `rules` and checks that the result sums
+/// to the bill. Stores nothing: `allocate_range` stores it, a dry run compares it.
+pub async fn compute_allocations(
+    store: &Store,
+    rules: &Rules,
+    usage: &UsageWeights,
+    basis: CostBasis,
+    (from, to): (NaiveDate, NaiveDate),
+) -> anyhow::Result<Computed> {
     anyhow::ensure!(from <= to, "the range is empty: {from} is after {to}");
     let started = Instant::now();
     let facts = store.facts(from, to).await?;
@@ -140,38 +189,12 @@ pub async fn allocate_range(
         gaps.len(),
         gaps.first()
     );
-    let billed: Nanos = facts.iter().map(|f| f.amount(basis)).sum();
-    let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
-    let run = RunRecord {
-        created_at: clock.stamp(),
-        from,
-        to,
-        rules_hash: rules.hash.clone(),
-        basis,
-        facts: facts.len() as i64,
-        billed,
-    };
-    let started = Instant::now();
-    let run_id = store.replace_allocations(&run, &allocations).await?;
-    info!(
-        stage = "store",
-        ms = started.elapsed().as_millis() as u64,
-        "allocate timing"
-    );
-    info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed, "allocated");
-    Ok(AllocateSummary {
-        run_id,
-        facts: facts.len(),
-        allocations: allocations.len(),
-        billed,
-        allocated,
-        fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
-    })
+    Ok(Computed { facts, allocations })
 }
 
 /// `given` plus the day-by-day weights of the pools measured by live sources, from the stored
 /// samples (reaching back each pool's `max_age_days`). Weights in `given` win.
-async fn with_live_weights(
+pub(crate) async fn with_live_weights(
     store: &Store,
     rules: &Rules,
     given: &UsageWeights,
@@ -324,9 +347,10 @@ pub async fn detect_alerts(
     };
     let lookback = lookback_days.unwrap_or(rules.alerts.lookback_days);
     let history = rules.alerts.base.baseline_days as i64 + i64::from(lookback) + 70;
-    let mut series = store
-        .service_series(day - chrono::Duration::days(history), day)
+    let (rows, estimated) = store
+        .series_rows(day - chrono::Duration::days(history), day)
         .await?;
+    let mut series = alert::series_from_rows(&rows, &estimated);
     // The team in the rules now owns the service, whatever it was when allocated.
     for s in &mut series {
         if let Some(service) = rules.service(&s.service) {

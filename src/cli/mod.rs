@@ -1,5 +1,8 @@
 //! Command-line interface: parse arguments, load config, call a job, print the result.
-//! Returns an exit code; never panics on user input.
+//! Returns an exit code; never panics on user input. The reporting commands are in
+//! `reports.rs`.
+
+mod reports;
 
 use std::path::{Path, PathBuf};
 
@@ -66,9 +69,15 @@ pub enum Command {
         command: RulesCommand,
     },
     /// Allocate stored facts with the rules and store the result (replaces that range)
-    Allocate(RangeArgs),
-    /// Per-service totals from the store
+    Allocate(AllocateArgs),
+    /// Per-service totals from the store; `report slack` sends the per-team digests
     Report(ReportArgs),
+    /// Finance's monthly chargeback statement (CSV, see the README's column contract) or the
+    /// allocated month as FOCUS 1.3
+    Export(reports::ExportArgs),
+    /// Where every dollar of one service's month came from: direct cost by provider service,
+    /// each pool with its total, method, basis and daily ratio
+    Explain(reports::ExplainArgs),
     /// Cost spike and month-over-month alerts
     Alerts {
         #[command(subcommand)]
@@ -95,6 +104,11 @@ pub enum Command {
 pub enum RulesCommand {
     /// Check rules/*.toml and print every error as file:line:col
     Check {
+        /// Rules directory (default: the configured rules directory)
+        dir: Option<PathBuf>,
+    },
+    /// Run the [[test]] cases of the rule files: sample facts in, expected shares out
+    Test {
         /// Rules directory (default: the configured rules directory)
         dir: Option<PathBuf>,
     },
@@ -189,7 +203,20 @@ pub struct RangeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AllocateArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Compute with the rules (e.g. a candidate `--rules DIR`) and print the per-service
+    /// difference against what is stored; stores nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
     #[command(flatten)]
     pub range: RangeArgs,
     /// Only this service
@@ -197,6 +224,12 @@ pub struct ReportArgs {
     pub service: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per-team cost digests for Slack (through the outbox, sent by `costsplit notify`)
+    Slack(reports::SlackReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -281,6 +314,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => Ok(rules_check(dir.as_deref().unwrap_or(&config.rules_dir))),
+        Command::Rules {
+            command: RulesCommand::Test { dir },
+        } => reports::rules_test(dir.as_deref().unwrap_or(&config.rules_dir)),
+        Command::Export(args) => reports::export(&config, &args).await,
+        Command::Explain(args) => reports::explain(&config, &args).await,
+        Command::Report(ReportArgs {
+            command: Some(ReportCommand::Slack(args)),
+            ..
+        }) => reports::report_slack(&config, &args).await,
+        Command::Allocate(AllocateArgs {
+            range,
+            dry_run: true,
+        }) => reports::dry_run(&config, range.resolve()?).await,
         Command::Generate(args) => {
             generate(&args)?;
             Ok(0)
@@ -320,7 +366,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             Ok(0)
         }
-        Command::Allocate(range) => {
+        Command::Allocate(AllocateArgs { range, .. }) => {
             let range = range.resolve()?;
             let rules = rules::load_or_error(&config.rules_dir)?;
             let store = Store::connect(&config.store_url).await?;

@@ -1,5 +1,15 @@
-//! Per-service cost reports (table, JSON, CSV) with the reconciliation of allocated against
-//! billed. Pure formatting over numbers the store computed; amounts stay exact until shown.
+//! Reports: rendering of data the jobs gathered, never a change to an amount. `mod.rs` is the
+//! per-service totals (table, JSON, CSV) with the reconciliation of allocated against billed;
+//! `statement.rs` finance's monthly chargeback CSV and FOCUS output; `digest.rs` the per-team
+//! Slack digest's content; `explain.rs` where one service's money came from; `diff.rs` a
+//! candidate rule set against the stored allocations. Every CSV goes through `csv_out.rs`.
+
+pub mod csv_out;
+pub mod diff;
+pub mod digest;
+pub mod explain;
+pub mod focus;
+pub mod statement;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,6 +19,7 @@ use chrono::NaiveDate;
 use crate::model::{Allocation, CostBasis, UNALLOCATED};
 use crate::money::Nanos;
 use crate::store::ServiceTotal;
+use csv_out::{Cell, CsvOut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -358,20 +369,23 @@ impl Report {
     }
 
     fn csv(&self) -> String {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        let _ = writer.write_record(["service", "team", "currency", "direct", "shared", "total"]);
+        let mut out = CsvOut::new(&["service", "team", "currency", "direct", "shared", "total"]);
         for s in &self.services {
-            let _ = writer.write_record([
-                s.service.clone(),
-                s.team.clone(),
-                s.currency.clone(),
+            let (direct, shared, total) = (
                 s.direct.to_string(),
                 s.shared.to_string(),
                 s.total().to_string(),
+            );
+            out.row(&[
+                Cell::Text(&s.service),
+                Cell::Text(&s.team),
+                Cell::Text(&s.currency),
+                Cell::Number(&direct),
+                Cell::Number(&shared),
+                Cell::Number(&total),
             ]);
         }
-        String::from_utf8(writer.into_inner().expect("writing to memory cannot fail"))
-            .expect("CSV of UTF-8 strings is UTF-8")
+        out.finish()
     }
 }
 

@@ -1,0 +1,178 @@
+//! The allocated month as a FOCUS 1.3 cost and usage dataset, costsplit acting as a data
+//! generator that splits shared charges: every fact is a charge (one day, one resource, one
+//! tag set); a charge a pool took is replaced by its allocated charges, which carry the 1.3
+//! split-cost-allocation columns and whose costs sum exactly to the origin charge. Pure.
+
+use std::collections::BTreeMap;
+
+use super::csv_out::{Cell, CsvOut};
+use crate::allocate::ChargeSplit;
+use crate::model::{Method, UNALLOCATED};
+use crate::money::Nanos;
+
+/// The columns written: FOCUS columns the facts carry, the split-cost-allocation columns,
+/// and costsplit's own (`x_` prefixed, as FOCUS asks of custom columns).
+pub const COLUMNS: [&str; 22] = [
+    "BillingAccountId",
+    "SubAccountId",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "BillingCurrency",
+    "BilledCost",
+    "EffectiveCost",
+    "ServiceProviderName",
+    "ServiceName",
+    "ResourceId",
+    "Tags",
+    "AllocatedMethodId",
+    "AllocatedMethodDetails",
+    "AllocatedResourceId",
+    "AllocatedResourceName",
+    "AllocatedTags",
+    "x_CostsplitService",
+    "x_CostsplitPool",
+    "x_CostsplitRulesHash",
+];
+
+/// The `AllocatedMethodId` of a method (README: "FOCUS output" documents each).
+pub fn method_id(method: Method, fallback_used: bool) -> String {
+    let name = match method {
+        Method::Unallocated => "unallocated",
+        m => m.as_str(),
+    };
+    if fallback_used {
+        format!("costsplit/fallback-{name}")
+    } else {
+        format!("costsplit/{name}")
+    }
+}
+
+/// A ratio in parts per billion as a JSON number (`0.333333334`).
+fn ratio_number(ppb: i64) -> String {
+    let text = Nanos(i128::from(ppb)).format(9);
+    let trimmed = text.trim_end_matches('0');
+    trimmed.strip_suffix('.').unwrap_or(trimmed).to_string()
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string always serialises")
+}
+
+/// `YYYY-MM` -> the period's first instant and the next period's.
+fn period_bounds(period: &str) -> (String, String) {
+    match crate::model::month_bounds(period) {
+        Some((first, last)) => (
+            format!("{first}T00:00:00Z"),
+            format!("{}T00:00:00Z", last.succ_opt().unwrap_or(last)),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// Owner of a service: (team, cost center).
+pub type Owners = BTreeMap<String, (String, String)>;
+
+/// Writes the dataset as CSV. `basis_is_effective` says which cost column the split follows
+/// (the other is split in the same proportions).
+pub fn focus_csv(
+    splits: &[ChargeSplit<'_>],
+    owners: &Owners,
+    rules_hash: &str,
+    basis_is_effective: bool,
+) -> String {
+    let mut out = CsvOut::new(&COLUMNS);
+    for split in splits {
+        let f = split.fact;
+        let (period_start, period_end) = period_bounds(&f.billing_period);
+        let day_start = format!("{}T00:00:00Z", f.day);
+        let day_end = format!("{}T00:00:00Z", f.day.succ_opt().unwrap_or(f.day));
+        let tags = serde_json::to_string(&f.tags).expect("tags always serialise");
+        for part in &split.parts {
+            let (effective, billed) = if basis_is_effective {
+                (part.amount, part.other_amount)
+            } else {
+                (part.other_amount, part.amount)
+            };
+            let (effective, billed) = (effective.to_string(), billed.to_string());
+            let pool = split.pool.as_deref().unwrap_or("");
+            let (method_id, details, resource, allocated_tags) = if split.pool.is_some() {
+                let mut details = format!(
+                    "{{\"Elements\":[{{\"AllocatedRatio\":{}}}],\"x_Pool\":{}",
+                    ratio_number(part.ratio_ppb),
+                    json_string(pool)
+                );
+                if !part.basis.is_empty() {
+                    details.push_str(&format!(",\"x_Basis\":{}", json_string(&part.basis)));
+                }
+                details.push('}');
+                let (resource, tags) = if part.service == UNALLOCATED {
+                    (String::new(), String::new())
+                } else {
+                    let (team, cost_center) =
+                        owners.get(&part.service).cloned().unwrap_or_default();
+                    let mut tags = BTreeMap::new();
+                    tags.insert("costsplit/service", part.service.as_str().to_string());
+                    if !team.is_empty() {
+                        tags.insert("costsplit/team", team);
+                    }
+                    if !cost_center.is_empty() {
+                        tags.insert("costsplit/cost_center", cost_center);
+                    }
+                    (
+                        part.service.clone(),
+                        serde_json::to_string(&tags).expect("tags always serialise"),
+                    )
+                };
+                (
+                    method_id(part.method, part.fallback_used),
+                    details,
+                    resource,
+                    tags,
+                )
+            } else {
+                (String::new(), String::new(), String::new(), String::new())
+            };
+            out.row(&[
+                Cell::Text(&f.billing_account),
+                Cell::Text(&f.sub_account),
+                Cell::Text(&period_start),
+                Cell::Text(&period_end),
+                Cell::Text(&day_start),
+                Cell::Text(&day_end),
+                Cell::Text(&f.charge_category),
+                Cell::Text(&f.currency),
+                Cell::Number(&billed),
+                Cell::Number(&effective),
+                Cell::Text(&f.provider),
+                Cell::Text(&f.provider_service),
+                Cell::Text(&f.resource_id),
+                Cell::Text(&tags),
+                Cell::Text(&method_id),
+                Cell::Text(&details),
+                Cell::Text(&resource),
+                Cell::Text(&resource),
+                Cell::Text(&allocated_tags),
+                Cell::Text(&part.service),
+                Cell::Text(pool),
+                Cell::Text(rules_hash),
+            ]);
+        }
+    }
+    out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_plain_json_numbers() {
+        assert_eq!(ratio_number(1_000_000_000), "1");
+        assert_eq!(ratio_number(333_333_334), "0.333333334");
+        assert_eq!(ratio_number(500_000_000), "0.5");
+        assert_eq!(method_id(Method::Usage, true), "costsplit/fallback-usage");
+    }
+}

@@ -1,0 +1,417 @@
+//! Finance's monthly chargeback statement: the month's allocations as CSV lines (one per
+//! service, team or cost center, or with `detail` one per origin: direct cost by provider
+//! service, each pool and method, unallocated), in cents that sum to the month's billed total
+//! exactly (cent-level largest remainder over the exact nano-unit lines, never per-row
+//! rounding), with a reconciliation summary. Pure: the job gathers the allocations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::csv_out::{Cell, CsvOut};
+use crate::model::{Allocation, CostBasis, UNALLOCATED};
+use crate::money::{round_preserving_sum, Nanos};
+
+/// Nano-units per cent.
+const NANOS_PER_CENT: i128 = 10_000_000;
+
+/// What one statement line stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Service,
+    Team,
+    CostCenter,
+}
+
+/// Everything a statement is made of, gathered by the job.
+#[derive(Debug, Clone)]
+pub struct StatementInput<'a> {
+    /// `YYYY-MM`.
+    pub month: &'a str,
+    pub basis: CostBasis,
+    /// The rules hash(es) of the stored allocations, joined with `+` when more than one.
+    pub rules_hash: String,
+    pub allocations: &'a [Allocation],
+    /// The month's facts by currency, for the chosen cost basis.
+    pub billed: &'a BTreeMap<String, Nanos>,
+    /// A day of the month may still be restated by the provider.
+    pub estimated: bool,
+}
+
+/// One line of the statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub cost_center: String,
+    pub team: String,
+    pub service: String,
+    pub pool: String,
+    /// `direct`, `equal`, `fixed`, `proportional`, `usage`, `fallback:<method>`,
+    /// `unallocated`, or `total` for a summary line that adds several of them.
+    pub method: String,
+    /// Direct and unallocated lines of a detailed statement: the provider service.
+    pub provider_service: String,
+    /// Exact amount of the line (before rounding to cents).
+    pub exact: Nanos,
+    /// Whole of what the ratio is taken of: the pool's month total for a pool line, else
+    /// the month's billed total.
+    pub whole: Nanos,
+    pub cents: i128,
+    pub currency: String,
+}
+
+/// Per-currency reconciliation of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub currency: String,
+    pub billed_exact: Nanos,
+    /// The billed total rounded to the cent (half away from zero).
+    pub billed_cents: i128,
+    /// The sum of the lines' cents.
+    pub allocated_cents: i128,
+}
+
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub month: String,
+    pub basis: CostBasis,
+    pub rules_hash: String,
+    pub estimated: bool,
+    pub lines: Vec<Line>,
+    pub totals: Vec<Reconciliation>,
+}
+
+/// Why a statement cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatementError {
+    #[error("no allocations for {0}; run `costsplit allocate --month {0}` first")]
+    NoAllocations(String),
+    #[error("the stored allocations of {month} do not add up to its billing facts in {currency} (allocated {allocated}, billed {billed}): the facts changed after the last allocate; run `costsplit allocate --month {month}` again")]
+    Stale {
+        month: String,
+        currency: String,
+        allocated: Nanos,
+        billed: Nanos,
+    },
+}
+
+fn method_label(a: &Allocation) -> String {
+    if a.fallback_used {
+        format!("fallback:{}", a.method.as_str())
+    } else {
+        a.method.as_str().to_string()
+    }
+}
+
+type Key = (String, bool, String, String, String, String, String, String);
+
+/// Builds the statement. Refuses allocations that do not add up to the billed facts.
+pub fn statement(
+    input: &StatementInput<'_>,
+    by: GroupBy,
+    detail: bool,
+) -> Result<Statement, StatementError> {
+    if input.allocations.is_empty() {
+        return Err(StatementError::NoAllocations(input.month.to_string()));
+    }
+    let mut allocated: BTreeMap<&str, Nanos> = BTreeMap::new();
+    let mut pools: BTreeMap<(&str, &str), Nanos> = BTreeMap::new();
+    for a in input.allocations {
+        *allocated.entry(&a.currency).or_default() += a.amount;
+        if !a.pool.is_empty() {
+            *pools.entry((&a.currency, &a.pool)).or_default() += a.amount;
+        }
+    }
+    let currencies: BTreeSet<&str> = allocated
+        .keys()
+        .copied()
+        .chain(input.billed.keys().map(String::as_str))
+        .collect();
+    for currency in &currencies {
+        let a = allocated.get(currency).copied().unwrap_or_default();
+        let b = input.billed.get(*currency).copied().unwrap_or_default();
+        if a != b {
+            return Err(StatementError::Stale {
+                month: input.month.to_string(),
+                currency: currency.to_string(),
+                allocated: a,
+                billed: b,
+            });
+        }
+    }
+    // Sort key: currency, unallocated last, then the columns left to right.
+    let mut grouped: BTreeMap<Key, (Nanos, BTreeSet<String>)> = BTreeMap::new();
+    for a in input.allocations {
+        let (cost_center, team, service) = match by {
+            GroupBy::Service => (a.cost_center.clone(), a.team.clone(), a.service.clone()),
+            GroupBy::Team => (a.cost_center.clone(), a.team.clone(), String::new()),
+            GroupBy::CostCenter => (a.cost_center.clone(), String::new(), String::new()),
+        };
+        let unallocated = a.service == UNALLOCATED;
+        let (cost_center, team, service) = if unallocated {
+            (String::new(), String::new(), UNALLOCATED.to_string())
+        } else {
+            (cost_center, team, service)
+        };
+        let (pool, method, provider) = if detail {
+            (a.pool.clone(), method_label(a), a.provider_service.clone())
+        } else {
+            (String::new(), String::new(), String::new())
+        };
+        let entry = grouped
+            .entry((
+                a.currency.clone(),
+                unallocated,
+                cost_center,
+                team,
+                service,
+                pool,
+                method,
+                provider,
+            ))
+            .or_default();
+        entry.0 += a.amount;
+        entry.1.insert(method_label(a));
+    }
+    let mut lines: Vec<Line> = grouped
+        .into_iter()
+        .map(
+            |(
+                (currency, _, cost_center, team, service, pool, method, provider),
+                (exact, methods),
+            )| {
+                let method = if detail {
+                    method
+                } else if methods.len() == 1 {
+                    methods.into_iter().next().expect("one method")
+                } else {
+                    "total".to_string()
+                };
+                let whole = if pool.is_empty() {
+                    input.billed.get(&currency).copied().unwrap_or_default()
+                } else {
+                    pools
+                        .get(&(currency.as_str(), pool.as_str()))
+                        .copied()
+                        .unwrap_or_default()
+                };
+                Line {
+                    cost_center,
+                    team,
+                    service,
+                    pool,
+                    method,
+                    provider_service: provider,
+                    exact,
+                    whole,
+                    cents: 0,
+                    currency,
+                }
+            },
+        )
+        .collect();
+    let mut totals = Vec::new();
+    for currency in currencies {
+        let indices: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].currency == currency)
+            .collect();
+        let exact: Vec<i128> = indices.iter().map(|&i| lines[i].exact.0).collect();
+        let cents = round_preserving_sum(&exact, NANOS_PER_CENT);
+        for (&i, c) in indices.iter().zip(cents) {
+            lines[i].cents = c;
+        }
+        let billed_exact = input.billed.get(currency).copied().unwrap_or_default();
+        totals.push(Reconciliation {
+            currency: currency.to_string(),
+            billed_exact,
+            billed_cents: round_preserving_sum(&[billed_exact.0], NANOS_PER_CENT)[0],
+            allocated_cents: indices.iter().map(|&i| lines[i].cents).sum(),
+        });
+    }
+    Ok(Statement {
+        month: input.month.to_string(),
+        basis: input.basis,
+        rules_hash: input.rules_hash.clone(),
+        estimated: input.estimated,
+        lines,
+        totals,
+    })
+}
+
+/// `cents` as `-1234.56`.
+pub fn cents_text(cents: i128) -> String {
+    Nanos(cents * NANOS_PER_CENT).format(2)
+}
+
+/// `part / whole` with six decimals, rounded half away from zero (0 when the whole is 0).
+pub fn ratio_text(part: Nanos, whole: Nanos) -> String {
+    if whole.0 == 0 {
+        return "0.000000".to_string();
+    }
+    const SCALE: i128 = 1_000_000;
+    let num = part.0.saturating_mul(SCALE);
+    let (q, r) = (num / whole.0, num % whole.0);
+    let q = if 2 * r.abs() >= whole.0.abs() {
+        q + if (num < 0) != (whole.0 < 0) { -1 } else { 1 }
+    } else {
+        q
+    };
+    let sign = if q < 0 { "-" } else { "" };
+    format!("{sign}{}.{:06}", q.abs() / SCALE, q.abs() % SCALE)
+}
+
+/// The statement's column contract (README, "Chargeback statements"). Append-only: new
+/// columns go at the end.
+pub const COLUMNS: [&str; 13] = [
+    "billing_period",
+    "cost_center",
+    "team",
+    "service",
+    "pool",
+    "method",
+    "allocated_ratio",
+    "amount",
+    "currency",
+    "cost_basis",
+    "estimated",
+    "provider_service",
+    "rules_hash",
+];
+
+/// The summary mode's columns.
+pub const SUMMARY_COLUMNS: [&str; 8] = [
+    "billing_period",
+    "currency",
+    "cost_basis",
+    "billed",
+    "allocated",
+    "difference",
+    "estimated",
+    "rules_hash",
+];
+
+impl Statement {
+    pub fn csv(&self) -> String {
+        let mut out = CsvOut::new(&COLUMNS);
+        let estimated = if self.estimated { "true" } else { "false" };
+        for line in &self.lines {
+            let ratio = ratio_text(line.exact, line.whole);
+            let amount = cents_text(line.cents);
+            out.row(&[
+                Cell::Text(&self.month),
+                Cell::Text(&line.cost_center),
+                Cell::Text(&line.team),
+                Cell::Text(&line.service),
+                Cell::Text(&line.pool),
+                Cell::Text(&line.method),
+                Cell::Number(&ratio),
+                Cell::Number(&amount),
+                Cell::Text(&line.currency),
+                Cell::Text(self.basis.as_str()),
+                Cell::Text(estimated),
+                Cell::Text(&line.provider_service),
+                Cell::Text(&self.rules_hash),
+            ]);
+        }
+        out.finish()
+    }
+
+    pub fn summary_csv(&self) -> String {
+        let mut out = CsvOut::new(&SUMMARY_COLUMNS);
+        let estimated = if self.estimated { "true" } else { "false" };
+        for t in &self.totals {
+            let billed = cents_text(t.billed_cents);
+            let allocated = cents_text(t.allocated_cents);
+            let difference = cents_text(t.allocated_cents - t.billed_cents);
+            out.row(&[
+                Cell::Text(&self.month),
+                Cell::Text(&t.currency),
+                Cell::Text(self.basis.as_str()),
+                Cell::Number(&billed),
+                Cell::Number(&allocated),
+                Cell::Number(&difference),
+                Cell::Text(estimated),
+                Cell::Text(&self.rules_hash),
+            ]);
+        }
+        out.finish()
+    }
+
+    /// Every currency's lines add up to its billed total, to the cent.
+    pub fn reconciled(&self) -> bool {
+        self.totals
+            .iter()
+            .all(|t| t.allocated_cents == t.billed_cents)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Method;
+    use chrono::NaiveDate;
+
+    fn alloc(service: &str, pool: &str, method: Method, amount: i128) -> Allocation {
+        Allocation {
+            day: NaiveDate::from_ymd_opt(2025, 3, 1).expect("day"),
+            service: service.into(),
+            team: "t".into(),
+            cost_center: "cc".into(),
+            pool: pool.into(),
+            provider_service: String::new(),
+            method,
+            fallback_used: false,
+            ratio_ppb: 0,
+            amount: Nanos(amount),
+            currency: "USD".into(),
+            basis: String::new(),
+        }
+    }
+
+    #[test]
+    fn thirds_round_to_cents_that_sum_to_the_bill() {
+        // $1.00 split three ways, three times: per-row rounding would give 0.33 * 9 = 2.97.
+        let mut allocations = Vec::new();
+        for service in ["a", "b", "c"] {
+            for pool in ["p1", "p2", "p3"] {
+                allocations.push(alloc(service, pool, Method::Equal, 333_333_333));
+            }
+        }
+        allocations.push(alloc("a", "p1", Method::Equal, 1));
+        allocations.push(alloc("b", "p2", Method::Equal, 1));
+        allocations.push(alloc("c", "p3", Method::Equal, 1));
+        let billed = [("USD".to_string(), Nanos(3_000_000_000))].into();
+        let input = StatementInput {
+            month: "2025-03",
+            basis: CostBasis::Effective,
+            rules_hash: "h".into(),
+            allocations: &allocations,
+            billed: &billed,
+            estimated: false,
+        };
+        for detail in [false, true] {
+            let s = statement(&input, GroupBy::Service, detail).expect("statement");
+            assert!(s.reconciled());
+            assert_eq!(s.lines.iter().map(|l| l.cents).sum::<i128>(), 300);
+        }
+        let s = statement(&input, GroupBy::Service, true).expect("statement");
+        assert_eq!(s.lines.len(), 9);
+        assert_eq!(ratio_text(Nanos(1), Nanos(3)), "0.333333");
+        assert_eq!(ratio_text(Nanos(-2), Nanos(3)), "-0.666667");
+    }
+
+    #[test]
+    fn stale_allocations_are_refused() {
+        let allocations = vec![alloc("a", "", Method::Direct, 5)];
+        let billed = [("USD".to_string(), Nanos(6))].into();
+        let input = StatementInput {
+            month: "2025-03",
+            basis: CostBasis::Effective,
+            rules_hash: "h".into(),
+            allocations: &allocations,
+            billed: &billed,
+            estimated: false,
+        };
+        let err = statement(&input, GroupBy::Service, false).expect_err("stale");
+        assert!(err
+            .to_string()
+            .contains("costsplit allocate --month 2025-03"));
+    }
+}
