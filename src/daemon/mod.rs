@@ -54,6 +54,86 @@ impl Default for DaemonSettings {
     }
 }
 
+/// What the run loop works with, for as long as it runs.
+struct Env<'a> {
+    config: &'a Config,
+    plan: &'a Plan,
+    store: &'a Store,
+    status: &'a Arc<Mutex<Status>>,
+    timeline: &'a Timeline,
+}
+
+/// Where the run loop reads the time and how it waits: the system clock, or simulated time
+/// (tests drive days of schedules in a moment: a wait jumps the time forward, and the run
+/// ends, as on shutdown, once the time passes `until`).
+#[derive(Debug, Clone)]
+pub enum Timeline {
+    System,
+    Simulated {
+        now: Arc<Mutex<DateTime<Utc>>>,
+        until: DateTime<Utc>,
+        /// How long each job takes in simulated time.
+        job_seconds: i64,
+    },
+}
+
+impl Timeline {
+    /// Simulated time from `start` to `until`, each job taking `job_seconds`.
+    pub fn simulated(start: DateTime<Utc>, until: DateTime<Utc>, job_seconds: i64) -> Timeline {
+        Timeline::Simulated {
+            now: Arc::new(Mutex::new(start)),
+            until,
+            job_seconds,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Timeline::System => Utc::now(),
+            Timeline::Simulated { now, .. } => *now.lock().expect("timeline lock"),
+        }
+    }
+
+    /// The clock jobs record their runs with.
+    fn clock(&self) -> Clock {
+        match self {
+            Timeline::System => Clock::System,
+            Timeline::Simulated { .. } => Clock::Fixed(self.now().timestamp()),
+        }
+    }
+
+    /// Waits `wait` (on the system clock at most `poll`, to pick up rules edits and check the
+    /// lead). False when the run should stop: shutdown, or simulated time past its end.
+    async fn sleep(&self, wait: Duration, poll: Duration, shutdown: &mut Shutdown) -> bool {
+        match self {
+            Timeline::System => shutdown.sleep(wait.min(poll)).await,
+            Timeline::Simulated { now, until, .. } => {
+                let mut t = now.lock().expect("timeline lock");
+                *t += chrono::Duration::from_std(wait).unwrap_or_default();
+                *t <= *until && !shutdown.is_requested()
+            }
+        }
+    }
+
+    /// Simulated time has passed its end.
+    fn ended(&self) -> bool {
+        match self {
+            Timeline::System => false,
+            Timeline::Simulated { until, .. } => self.now() > *until,
+        }
+    }
+
+    /// A job ran: simulated time moves on by its duration.
+    fn job_ran(&self) {
+        if let Timeline::Simulated {
+            now, job_seconds, ..
+        } = self
+        {
+            *now.lock().expect("timeline lock") += chrono::Duration::seconds(*job_seconds);
+        }
+    }
+}
+
 /// The rules in force and where they come from.
 struct RulesWatch {
     dir: std::path::PathBuf,
@@ -119,6 +199,11 @@ impl RulesWatch {
 /// Runs the daemon until `shutdown`. Returns once the running job finished (or its grace
 /// period ran out) and the HTTP server stopped.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    run_on(config, shutdown, Timeline::System).await
+}
+
+/// [`run`] on a given timeline (tests run it on simulated time).
+pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> anyhow::Result<()> {
     let settings = config.daemon.clone();
     let plan = settings
         .schedule
@@ -154,13 +239,28 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
         store: store.clone(),
     });
     let mut server_shutdown = shutdown.clone();
+    // The server stops on shutdown, or when the run loop ends for another reason.
+    let (loop_done, loop_ended) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_shutdown.requested().await })
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    _ = server_shutdown.requested() => {}
+                    _ = loop_ended => {}
+                }
+            })
             .await
     });
 
-    let result = schedule_loop(&config, &plan, &store, &status, &mut watch, shutdown).await;
+    let env = Env {
+        config: &config,
+        plan: &plan,
+        store: &store,
+        status: &status,
+        timeline: &timeline,
+    };
+    let result = schedule_loop(&env, &mut watch, shutdown).await;
+    let _ = loop_done.send(());
     let _ = server.await;
     store.close().await;
     info!("stopped");
@@ -168,13 +268,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 async fn schedule_loop(
-    config: &Config,
-    plan: &Plan,
-    store: &Store,
-    status: &Arc<Mutex<Status>>,
+    env: &Env<'_>,
     watch: &mut RulesWatch,
     mut shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let Env {
+        config,
+        store,
+        status,
+        timeline,
+        ..
+    } = *env;
     let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
     loop {
         // Wait to lead: a standby polls the lease until the leader goes away.
@@ -189,7 +293,7 @@ async fn schedule_loop(
             }
             if lead.is_none() {
                 status.lock().expect("status lock").leader = false;
-                if !shutdown.sleep(poll).await {
+                if !timeline.sleep(poll, poll, &mut shutdown).await || timeline.ended() {
                     return Ok(());
                 }
                 watch.reload(status);
@@ -198,8 +302,8 @@ async fn schedule_loop(
         let mut lead = lead.expect("the lead was taken");
         status.lock().expect("status lock").leader = true;
         info!("leading: this replica runs the jobs");
-        lead_loop(config, plan, store, status, watch, &mut shutdown, &mut lead).await?;
-        if shutdown.is_requested() {
+        lead_loop(env, watch, &mut shutdown, &mut lead).await?;
+        if shutdown.is_requested() || timeline.ended() {
             return Ok(());
         }
         status.lock().expect("status lock").leader = false;
@@ -210,17 +314,21 @@ async fn schedule_loop(
 /// Runs the jobs while this replica holds the lead. Returns on shutdown or when the lead's
 /// connection is gone (another replica may then already lead).
 async fn lead_loop(
-    config: &Config,
-    plan: &Plan,
-    store: &Store,
-    status: &Arc<Mutex<Status>>,
+    env: &Env<'_>,
     watch: &mut RulesWatch,
     shutdown: &mut Shutdown,
     lead: &mut crate::store::Leadership,
 ) -> anyhow::Result<()> {
+    let Env {
+        config,
+        plan,
+        store,
+        status,
+        timeline,
+    } = *env;
     let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
     // Catch up the daily jobs a stop made us miss: once each, in pipeline order.
-    let now = Utc::now();
+    let now = timeline.now();
     let mut next: BTreeMap<Job, DateTime<Utc>> = BTreeMap::new();
     for job in Job::ALL {
         let last_ok = store
@@ -251,7 +359,7 @@ async fn lead_loop(
         }
         // Of the jobs due now, the first in pipeline order (sync before allocate before
         // alerts, as a catch-up needs); else the earliest tick.
-        let now = Utc::now();
+        let now = timeline.now();
         let due = next
             .iter()
             .filter(|(_, tick)| **tick <= now)
@@ -261,16 +369,16 @@ async fn lead_loop(
         else {
             return Ok(());
         };
-        let wait = (tick - Utc::now()).to_std().unwrap_or_default();
+        let wait = (tick - timeline.now()).to_std().unwrap_or_default();
         if !wait.is_zero() {
             // Wake at least every poll to pick up rules edits and check the lead; stop at
             // once on shutdown.
-            if !shutdown.sleep(wait.min(poll)).await {
+            if !timeline.sleep(wait, poll, shutdown).await {
                 return Ok(());
             }
             continue;
         }
-        let started = Utc::now();
+        let started = timeline.now();
         let outcome = match watch.rules.clone() {
             None => Err(anyhow::anyhow!(
                 "no valid rules in {}; fix them (costsplit rules check)",
@@ -278,10 +386,13 @@ async fn lead_loop(
             )),
             Some(rules) => {
                 let grace = Duration::from_secs(config.daemon.grace_seconds);
-                run_job(job, config, store, &rules, status, shutdown, grace).await
+                let clock = timeline.clock();
+                let outcome = run_job(env, job, &rules, shutdown, grace, clock).await;
+                timeline.job_ran();
+                outcome
             }
         };
-        let finished = Utc::now();
+        let finished = timeline.now();
         record(store, status, job, tick, started, finished, &outcome).await;
         // The next tick after now: missed ticks are not run one by one.
         match plan.next_tick(job, finished.max(tick)) {
@@ -298,15 +409,16 @@ async fn lead_loop(
 /// Runs one job to its end, or until the grace period after shutdown runs out (the job's
 /// open transaction then rolls back as its future is dropped).
 async fn run_job(
+    env: &Env<'_>,
     job: Job,
-    config: &Config,
-    store: &Store,
     rules: &Rules,
-    status: &Mutex<Status>,
     shutdown: &Shutdown,
     grace: Duration,
+    clock: Clock,
 ) -> anyhow::Result<String> {
-    let work = job_work(job, config, store, rules, status, shutdown);
+    let work = job_work(
+        job, env.config, env.store, rules, env.status, shutdown, clock,
+    );
     tokio::pin!(work);
     let mut stop = shutdown.clone();
     tokio::select! {
@@ -329,8 +441,8 @@ async fn job_work(
     rules: &Rules,
     status: &Mutex<Status>,
     shutdown: &Shutdown,
+    clock: Clock,
 ) -> anyhow::Result<String> {
-    let clock = Clock::System;
     match job {
         Job::SyncBilling => {
             let Some(aws) = config.aws.as_ref().filter(|a| !a.accounts.is_empty()) else {
@@ -423,6 +535,27 @@ async fn job_work(
                 "{}: {} detected, {} new",
                 detected.day,
                 detected.alerts.len(),
+                result.inserted
+            ))
+        }
+        Job::ReportWeekly | Job::ReportMonthly => {
+            let period = if job == Job::ReportWeekly {
+                crate::report::digest::Period::Week
+            } else {
+                crate::report::digest::Period::Month
+            };
+            let digests =
+                jobs::reports::team_digests(store, rules, period, clock.today(), None).await?;
+            if digests.is_empty() {
+                return Ok(format!(
+                    "skipped: nothing allocated in the last complete {}",
+                    period.as_str()
+                ));
+            }
+            let result = jobs::reports::enqueue_digests(store, rules, &digests, clock).await?;
+            Ok(format!(
+                "{} team digest(s), {} message(s) new in the outbox",
+                digests.len(),
                 result.inserted
             ))
         }

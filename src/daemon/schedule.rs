@@ -17,16 +17,20 @@ pub enum Job {
     SyncUsage,
     Allocate,
     Alerts,
+    ReportWeekly,
+    ReportMonthly,
     Notify,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 8] = [
         Job::SyncBilling,
         Job::SyncExports,
         Job::SyncUsage,
         Job::Allocate,
         Job::Alerts,
+        Job::ReportWeekly,
+        Job::ReportMonthly,
         Job::Notify,
     ];
 
@@ -37,6 +41,8 @@ impl Job {
             Job::SyncUsage => "sync_usage",
             Job::Allocate => "allocate",
             Job::Alerts => "alerts",
+            Job::ReportWeekly => "report_weekly",
+            Job::ReportMonthly => "report_monthly",
             Job::Notify => "notify",
         }
     }
@@ -57,6 +63,8 @@ pub struct Schedules {
     pub sync_usage: String,
     pub allocate: String,
     pub alerts: String,
+    pub report_weekly: String,
+    pub report_monthly: String,
     pub notify: String,
 }
 
@@ -68,6 +76,8 @@ impl Default for Schedules {
             sync_usage: "0 0 5 * * *".into(),
             allocate: "0 0 7 * * *".into(),
             alerts: "0 15 7 * * *".into(),
+            report_weekly: "0 0 8 * * Mon".into(),
+            report_monthly: "0 0 8 2 * *".into(),
             notify: "0 */5 * * * *".into(),
         }
     }
@@ -81,6 +91,8 @@ impl Schedules {
             Job::SyncUsage => &self.sync_usage,
             Job::Allocate => &self.allocate,
             Job::Alerts => &self.alerts,
+            Job::ReportWeekly => &self.report_weekly,
+            Job::ReportMonthly => &self.report_monthly,
             Job::Notify => &self.notify,
         }
     }

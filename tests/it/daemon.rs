@@ -547,3 +547,117 @@ fn the_deployment_files_agree_with_the_daemon() {
         "{store_url}"
     );
 }
+
+/// The scheduler on simulated time: six days of the default schedules run in a moment
+/// against a real SQLite store. Jobs fire at their cron ticks, one at a time; allocate fails
+/// while the window has no facts, is recorded as failed and runs again at its next tick, then
+/// succeeds; the Monday weekly report reaches the outbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_are_retried() {
+    use chrono::{DateTime, Utc};
+    use costsplit::daemon::{schedule::Schedules, DaemonSettings, Timeline};
+    let ts = TestStore::new(Kind::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Billing for 2025-03-01..03 only.
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("mkdir");
+    std::fs::write(rules_dir.join("test.toml"), crate::reports::RULES).expect("rules");
+    let file = dir.path().join("march.csv");
+    std::fs::write(&file, crate::reports::march_csv()).expect("csv");
+    costsplit::jobs::import_files(&ts.store, &[file], crate::support::NOW)
+        .await
+        .expect("import");
+    let config = costsplit::config::Config {
+        store_url: ts.store_url(),
+        rules_dir: rules_dir.clone(),
+        cost_basis: costsplit::model::CostBasis::Effective,
+        aws: None,
+        exports: Vec::new(),
+        daemon: DaemonSettings {
+            listen: "127.0.0.1:0".into(),
+            timezone: "UTC".into(),
+            grace_seconds: 5,
+            poll_seconds: 5,
+            schedule: Schedules {
+                notify: "0 0 * * * *".into(),
+                ..Schedules::default()
+            },
+        },
+    };
+    let at = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    };
+    let start = at("2025-02-27T06:30:00Z");
+    let until = at("2025-03-04T23:59:00Z");
+    let timeline = Timeline::simulated(start, until, 90);
+    let (_trigger, shutdown) = costsplit::clock::Shutdown::channel();
+    costsplit::daemon::run_on(config, shutdown, timeline)
+        .await
+        .expect("the daemon runs to the end of the simulated time");
+
+    let mut runs = ts.store.job_runs(10_000).await.expect("job runs");
+    runs.reverse();
+    // Never two at once: each run starts after the previous one finished.
+    for pair in runs.windows(2) {
+        assert!(pair[1].started_at >= pair[0].finished_at, "{pair:?}");
+        assert!(
+            pair[1].started_at >= pair[1].tick,
+            "a run never starts before its tick"
+        );
+    }
+    let of = |job: &str| -> Vec<(String, String)> {
+        runs.iter()
+            .filter(|r| r.job == job)
+            .map(|r| (r.tick.clone(), r.outcome.clone()))
+            .collect()
+    };
+    // Allocate: the missed tick of 02-26 caught up once at start, then every day at 07:00;
+    // failing while its window (the month to yesterday) had no facts, retried each tick.
+    assert_eq!(
+        of("allocate"),
+        vec![
+            ("2025-02-26T07:00:00Z".to_string(), "failed".to_string()),
+            ("2025-02-27T07:00:00Z".into(), "failed".into()),
+            ("2025-02-28T07:00:00Z".into(), "failed".into()),
+            ("2025-03-01T07:00:00Z".into(), "failed".into()),
+            ("2025-03-02T07:00:00Z".into(), "ok".into()),
+            ("2025-03-03T07:00:00Z".into(), "ok".into()),
+            ("2025-03-04T07:00:00Z".into(), "ok".into()),
+        ]
+    );
+    let failed = runs
+        .iter()
+        .find(|r| r.job == "allocate" && r.outcome == "failed")
+        .expect("a failure");
+    assert!(failed.reason.contains("no billing facts"), "{failed:?}");
+    // Notify every hour, from the first hour after the start (no catch-up for frequent jobs).
+    let notify = of("notify");
+    assert_eq!(
+        notify.first().map(|n| n.0.as_str()),
+        Some("2025-02-27T07:00:00Z")
+    );
+    assert_eq!(notify.len(), 24 * 5 + 17, "{notify:?}");
+    assert!(notify.iter().all(|(t, _)| t.ends_with(":00:00Z")));
+    // The weekly report: caught up at start (Monday 02-24, nothing allocated then: skipped),
+    // then Monday 03-03 08:00 for the week 02-24..03-02, after that morning's allocate.
+    let weekly: Vec<&costsplit::store::JobRun> =
+        runs.iter().filter(|r| r.job == "report_weekly").collect();
+    assert_eq!(weekly.len(), 2, "{weekly:?}");
+    assert_eq!(weekly[1].tick, "2025-03-03T08:00:00Z");
+    assert!(
+        weekly[1].reason.contains("team digest(s)"),
+        "{:?}",
+        weekly[1]
+    );
+    let reports = ts
+        .store
+        .list_alerts(Some("pending"))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|r| r.kind == "report")
+        .count();
+    assert!(reports >= 2, "the week's digests wait in the outbox");
+}
