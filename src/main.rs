@@ -3,6 +3,15 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`costsplit export ... | head`): Rust ignores SIGPIPE, so every later print would
+    // panic on EPIPE instead.
+    // SAFETY: called first thing, before any thread exists; it only restores the default
+    // disposition of one signal.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = costsplit::cli::Cli::parse();
     // `costsplit run` logs what it does; one-off commands only what went wrong.
     let default_filter = match cli.command {

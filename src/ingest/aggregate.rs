@@ -25,6 +25,26 @@ use crate::money::Nanos;
 /// nano-units once, per batch, keeping each day's total exact (see [`round_to_nanos`]).
 pub const FINE_PER_NANO: i128 = 100;
 
+/// An ISO 4217 alphabetic code's shape: three capital ASCII letters.
+fn is_currency_code(value: &str) -> bool {
+    value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// Refuses a charge day far from its billing period (a year either way): a typo such as a
+/// day in 9999 inside a 2025 bill would otherwise become a fact nobody asks for.
+pub fn check_day_in_period(day: NaiveDate, period: NaiveDate) -> Result<(), String> {
+    use chrono::Datelike;
+    let months = |d: NaiveDate| d.year() * 12 + d.month0() as i32;
+    if (months(day) - months(period)).abs() <= 12 {
+        Ok(())
+    } else {
+        Err(format!(
+            "charge day {day} is more than a year away from its billing period {}; fix the date",
+            period.format("%Y-%m")
+        ))
+    }
+}
+
 /// A key value the aggregator refused: which key column, and why.
 #[derive(Debug)]
 pub struct Rejected {
@@ -166,6 +186,13 @@ impl Aggregator {
             CURRENCY if value.trim().is_empty() => Err(Rejected {
                 key,
                 problem: "empty currency".to_string(),
+            }),
+            CURRENCY if !is_currency_code(value) => Err(Rejected {
+                key,
+                problem: format!(
+                    "currency `{}` is not an ISO 4217 code (three capital letters such as USD or EUR)",
+                    value.chars().take(40).collect::<String>()
+                ),
             }),
             TAGS => {
                 let tags = parse_tags(value).map_err(|e| Rejected {
@@ -457,7 +484,7 @@ mod tests {
                 b"EC2",
                 resource.as_bytes(),
                 b"Usage",
-                b"usd",
+                b"USD",
                 tags.as_bytes(),
             ],
             effective: cost,
@@ -537,5 +564,9 @@ mod tests {
         assert_eq!(a.add(&bad).unwrap_err().key, CURRENCY);
         bad.keys[CURRENCY] = b"\xff";
         assert!(a.add(&bad).unwrap_err().problem.contains("UTF-8"));
+        for code in [&b"NOTACURRENCY!!"[..], b"usd", b"US"] {
+            bad.keys[CURRENCY] = code;
+            assert!(a.add(&bad).unwrap_err().problem.contains("ISO 4217"));
+        }
     }
 }

@@ -215,6 +215,9 @@ impl DayCache {
         if value.len() < 10 || (value.len() > 10 && !matches!(value[10], b'T' | b' ')) {
             return None;
         }
+        if value.len() > 10 && !valid_time(&value[11..]) {
+            return None;
+        }
         let prefix = &value[..10];
         if self.day.is_some() && prefix == self.prefix {
             return self.day;
@@ -235,6 +238,47 @@ impl DayCache {
         self.prefix.copy_from_slice(prefix);
         self.day = Some(day);
         Some(day)
+    }
+}
+
+/// The time part of a timestamp: `HH:MM[:SS[.fraction]]`, then optionally (after an
+/// optional space) `Z`, `UTC` or an offset `+HH[:MM]`. A day with garbage after it is not a
+/// day.
+fn valid_time(t: &[u8]) -> bool {
+    let two = |s: &[u8], max: u8| {
+        s.len() >= 2
+            && s[0].is_ascii_digit()
+            && s[1].is_ascii_digit()
+            && (s[0] - b'0') * 10 + (s[1] - b'0') <= max
+    };
+    if !(two(t, 23) && t.get(2) == Some(&b':') && two(&t[3..], 59)) {
+        return false;
+    }
+    let mut rest = &t[5..];
+    if rest.first() == Some(&b':') {
+        if !two(&rest[1..], 60) {
+            return false;
+        }
+        rest = &rest[3..];
+        if rest.first() == Some(&b'.') {
+            let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits == 0 {
+                return false;
+            }
+            rest = &rest[1 + digits..];
+        }
+    }
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    match rest {
+        b"" | b"Z" | b"UTC" => true,
+        [b'+' | b'-', zone @ ..] => {
+            two(zone, 23)
+                && match &zone[2..] {
+                    b"" => true,
+                    [b':', mm @ ..] | mm => mm.len() == 2 && two(mm, 59),
+                }
+        }
+        _ => false,
     }
 }
 
@@ -399,6 +443,28 @@ mod tests {
         assert_eq!(cache.parse(b"2024-09-18 22:00:00"), day("2024-09-18"));
         assert_eq!(cache.parse(b"2024-09-18T23:00:00Z"), day("2024-09-18"));
         assert_eq!(cache.parse(b"2025-03-01"), day("2025-03-01"));
+        for ok in [
+            "2025-03-01T00:00:00.000Z",
+            "2025-03-01T23:59:59+05:30",
+            "2025-03-01 00:00:00 UTC",
+            "2025-03-01T00:00Z",
+            "2025-03-01T00:00:00-0800",
+        ] {
+            assert_eq!(
+                DayCache::default().parse(ok.as_bytes()),
+                day("2025-03-01"),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "2025-03-01Tgarbage",
+            "2025-03-01T25:00:00Z",
+            "2025-03-01T00:00:00Zjunk",
+            "2025-03-01 x",
+            "2025-03-01T00:00:00.Z",
+        ] {
+            assert_eq!(DayCache::default().parse(bad.as_bytes()), None, "{bad}");
+        }
         assert_eq!(cache.parse(b"2025-03-01X"), None);
         assert_eq!(cache.parse(b"09/18/2024 22:00"), None);
         assert_eq!(cache.parse(b"2025-13-01T00:00:00Z"), None);

@@ -510,6 +510,8 @@ impl RowMap for CurCsv {
         } else {
             date(Field::PeriodStart, period_days)?
         };
+        super::aggregate::check_day_in_period(day, period)
+            .map_err(|problem| (self.name(Field::UsageStart), problem))?;
         let line_type = std::str::from_utf8(raw(Field::LineItemType)).unwrap_or_default();
         let billed = cost(Field::Unblended)?;
         let effective = match amortized(line_type, !raw(Field::RiArn).is_empty()) {

@@ -254,6 +254,8 @@ impl RowMap for CsvRows {
             }
             _ => day,
         };
+        super::aggregate::check_day_in_period(day, period)
+            .map_err(|problem| (self.header[self.charge].clone(), problem))?;
         let cost = |i: usize| parse_cost(field(i)).map_err(|_| bad());
         Ok(Line {
             day,

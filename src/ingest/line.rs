@@ -76,19 +76,25 @@ fn json_tags(raw: &str, cur: bool) -> Result<Tags, serde_json::Error> {
         return Ok(Tags::new());
     }
     let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)?;
-    Ok(map
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::Null => return None,
-                serde_json::Value::String(s) if cur && s.is_empty() => return None,
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            let key = if cur { tag_key(&k).to_string() } else { k };
-            Some((key, value))
-        })
-        .collect())
+    let mut tags = Tags::new();
+    for (k, v) in map {
+        // A tag value is text; a number or boolean (FOCUS marks a valueless tag `true`)
+        // is kept as its JSON text; a list or object is no tag value at all.
+        let value = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) if cur && s.is_empty() => continue,
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+                return Err(serde::de::Error::custom(format!(
+                    "tag `{k}` has a list or object as its value; tag values are text"
+                )))
+            }
+            other => other.to_string(),
+        };
+        let key = if cur { tag_key(&k).to_string() } else { k };
+        tags.insert(key, value);
+    }
+    Ok(tags)
 }
 
 /// A user tag's key as Cost Explorer and FOCUS show it: CUR 2.0 names it `user_<key>`, the

@@ -75,6 +75,18 @@ impl ImportError {
         if header.len() > 12 {
             found.push("...");
         }
+        // One column holding the whole header: the file is not comma-separated.
+        if let [only] = header {
+            if let Some(sep) = [';', '\t', '|'].into_iter().find(|c| only.contains(*c)) {
+                found = vec![if sep == '\t' {
+                    "one column; the header is tab-separated, but costsplit reads comma-separated CSV: export as CSV with commas"
+                } else if sep == ';' {
+                    "one column; the header is semicolon-separated, but costsplit reads comma-separated CSV: export as CSV with commas"
+                } else {
+                    "one column; the header is |-separated, but costsplit reads comma-separated CSV: export as CSV with commas"
+                }];
+            }
+        }
         ImportError::MissingColumn {
             file: file.to_path_buf(),
             column: column.to_string(),

@@ -294,6 +294,8 @@ fn add_frame(
         let period = periods
             .next()
             .map_err(|problem| bad(&selection.period_column, problem))?;
+        super::aggregate::check_day_in_period(day, period)
+            .map_err(|problem| bad_at(file_row, &selection.day_column, problem))?;
         let mut key = [0u32; KEY_COUNT];
         for (id, column) in key.iter_mut().zip(&ids) {
             *id = column[row];

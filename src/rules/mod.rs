@@ -325,7 +325,9 @@ impl Rules {
         for key in &self.settings.service_tag_keys {
             if let Some(value) = tag_value(tags, key) {
                 let value = self.normalise(value);
-                if value.is_empty() {
+                // `unallocated` is costsplit's name for cost nobody owns: a tag saying so is
+                // read as no owner (the cost is unallocated, by method, not a service).
+                if value.is_empty() || value == crate::model::UNALLOCATED {
                     continue;
                 }
                 return match self.lookup.get(&value) {

@@ -833,6 +833,14 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
     for rs in sorted {
         let name = normalise(&rs.name.0);
         let loc = rs.name.1.clone();
+        if name == crate::model::UNALLOCATED {
+            diags.push(Diagnostic::error(
+                &loc.file,
+                loc.pos(),
+                "`unallocated` is the name of the cost nobody owns; give the service another name",
+            ));
+            continue;
+        }
         if let Some((_, first)) = names.get(&name) {
             diags.push(Diagnostic::error(
                 &loc.file,

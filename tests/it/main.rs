@@ -3,6 +3,7 @@
 mod support;
 
 mod alerts;
+mod bad_input;
 mod cbor_proxy;
 mod cli;
 mod concurrency;

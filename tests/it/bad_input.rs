@@ -1,0 +1,313 @@
+//! The bad-input catalogue, tried as a user would, through the binary: every bad billing file
+//! gets one `error:` line naming the file, row and column and what to do, exit code 1,
+//! nothing committed and no panic; inputs that are odd but valid get their documented
+//! behaviour. Regression tests for what an adversarial reading of the release build found.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use costsplit::store::{Store, Table};
+
+const HEADER: &str = "BillingAccountId,SubAccountId,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,ChargePeriodEnd,BillingCurrency,BilledCost,EffectiveCost,ChargeCategory,ServiceName,ResourceId,Tags";
+
+/// One FOCUS line for 2025-03 with these fields changed.
+fn line(day: &str, currency: &str, cost: &str, tags: &str) -> String {
+    let tags = if tags.is_empty() {
+        String::new()
+    } else {
+        format!("\"{}\"", tags.replace('"', "\"\""))
+    };
+    format!("1,2,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,{day},2025-03-02T00:00:00Z,{currency},{cost},{cost},Usage,Amazon EC2,i-1,{tags}\n")
+}
+
+fn good() -> String {
+    line(
+        "2025-03-01T00:00:00Z",
+        "USD",
+        "1.00",
+        r#"{"service":"checkout-api"}"#,
+    )
+}
+
+fn costsplit(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_costsplit"))
+        .current_dir(dir)
+        .args(args)
+        .env(
+            "COSTSPLIT_STORE_URL",
+            format!("sqlite://{}", dir.join("c.db").display()),
+        )
+        .env("COSTSPLIT_RULES_DIR", crate::support::repo_rules())
+        .env_remove("COSTSPLIT_CONFIG")
+        .output()
+        .expect("the binary runs")
+}
+
+async fn facts(dir: &Path) -> i64 {
+    let store = Store::connect(&format!("sqlite://{}", dir.join("c.db").display()))
+        .await
+        .expect("store");
+    let n = store.count(Table::Facts).await.expect("count");
+    store.close().await;
+    n
+}
+
+/// Imports `content` as `name` after a good import of another file; expects one error line
+/// with every `fragment`, exit code 1, and the store as the good import left it.
+async fn refused(name: &str, content: &[u8], fragments: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("good.csv"), format!("{HEADER}\n{}", good())).expect("write");
+    let out = costsplit(dir.path(), &["import", "good.csv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = facts(dir.path()).await;
+    std::fs::write(dir.path().join(name), content).expect("write");
+    let out = costsplit(dir.path(), &["import", name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{name}: one line: {stderr}");
+    assert!(
+        lines[0].starts_with(&format!("error: {name}")),
+        "{name}: {stderr}"
+    );
+    for f in fragments {
+        assert!(lines[0].contains(f), "{name}: `{f}` in {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(facts(dir.path()).await, before, "{name}: nothing committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_billing_files_are_refused_with_where_and_what_and_commit_nothing() {
+    let csv = |lines: &[String]| format!("{HEADER}\n{}", lines.concat()).into_bytes();
+    refused(
+        "garbage-time.csv",
+        &csv(&[good(), line("2025-03-01Tgarbage", "USD", "1", "")]),
+        &[":3:", "ChargePeriodStart", "unknown date format"],
+    )
+    .await;
+    refused(
+        "day-9999.csv",
+        &csv(&[line("9999-03-01T00:00:00Z", "USD", "1", "")]),
+        &[
+            ":2:",
+            "ChargePeriodStart",
+            "9999-03-01",
+            "billing period 2025-03",
+        ],
+    )
+    .await;
+    refused(
+        "currency.csv",
+        &csv(&[line("2025-03-01T00:00:00Z", "NOTACURRENCY!!", "1", "")]),
+        &[":2:", "BillingCurrency", "ISO 4217"],
+    )
+    .await;
+    refused(
+        "tag-list.csv",
+        &csv(&[line(
+            "2025-03-01T00:00:00Z",
+            "USD",
+            "1",
+            r#"{"service":["a","b"]}"#,
+        )]),
+        &[":2:", "Tags", "tag `service` has a list or object"],
+    )
+    .await;
+    refused(
+        "text-cost.csv",
+        &csv(&[line("2025-03-01T00:00:00Z", "USD", "twelve", "")]),
+        &[":2:", "BilledCost", "`twelve` is not a number"],
+    )
+    .await;
+    refused(
+        "semicolons.csv",
+        format!("{}\n1;2\n", HEADER.replace(',', ";")).as_bytes(),
+        &["semicolon-separated", "export as CSV with commas"],
+    )
+    .await;
+    refused("empty.csv", b"", &["no line items"]).await;
+    refused(
+        "header-only.csv",
+        format!("{HEADER}\n").as_bytes(),
+        &["no line items"],
+    )
+    .await;
+    let parquet = std::fs::read(crate::support::data("cur2-sample.parquet")).expect("parquet");
+    refused(
+        "truncated.parquet",
+        &parquet[..parquet.len() / 2],
+        &["parquet"],
+    )
+    .await;
+    refused(
+        "not-utf8.csv",
+        &[HEADER.as_bytes(), b"\n1,2,\xff\xfe\n"].concat(),
+        &[":2:"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_but_valid_billing_gets_its_documented_behaviour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A number or boolean tag value is kept as its text; a tag value `unallocated` is read
+    // as no owner, so it lands on the unallocated line by method, not as a service; a day of
+    // only credits allocates negative; two currencies stay apart.
+    let lines = [
+        line("2025-03-01T00:00:00Z", "USD", "2.00", r#"{"service":42}"#),
+        line(
+            "2025-03-01T00:00:00Z",
+            "USD",
+            "3.00",
+            r#"{"service":"unallocated"}"#,
+        ),
+        line(
+            "2025-03-02T00:00:00Z",
+            "USD",
+            "-4.00",
+            r#"{"service":"checkout-api"}"#,
+        ),
+        line(
+            "2025-03-01T00:00:00Z",
+            "EUR",
+            "5.00",
+            r#"{"service":"checkout-api"}"#,
+        ),
+    ];
+    std::fs::write(
+        dir.path().join("odd.csv"),
+        format!("{HEADER}\n{}", lines.concat()),
+    )
+    .expect("write");
+    for args in [
+        &["import", "odd.csv"][..],
+        &["allocate", "--month", "2025-03"],
+    ] {
+        let out = costsplit(dir.path(), args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = costsplit(dir.path(), &["export", "--month", "2025-03", "--detail"]);
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(csv.contains(",,,42,,direct,"), "{csv}");
+    assert!(
+        csv.contains(",,,unallocated,,unallocated,3.000000,3.00,USD,"),
+        "{csv}"
+    );
+    assert!(!csv.contains("unallocated,,direct"), "{csv}");
+    assert!(
+        csv.contains("checkout-api,,direct,1.000000,5.00,EUR"),
+        "{csv}"
+    );
+    assert!(csv.contains("-4.00,USD"), "{csv}");
+}
+
+#[test]
+fn a_service_named_unallocated_is_a_rules_error() {
+    let loaded =
+        costsplit::rules::load_texts(&[("s.toml", "[[service]]\nname = \"Unallocated\"\n")]);
+    let errors: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("s.toml:2:"), "{errors:?}");
+    assert!(
+        errors[0].contains("give the service another name"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_rules_file_that_is_not_utf8_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        b"[[service]]\nname = \"\xff\"\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_costsplit"))
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .env_remove("COSTSPLIT_CONFIG")
+        .output()
+        .expect("runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("bad.toml"), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+}
+
+/// `costsplit export | head -1` and a closed stderr: Rust ignores SIGPIPE, so a print to a
+/// closed pipe panicked (exit 101). Now the process ends as other Unix tools do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_output_pipe_ends_the_process_without_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: Vec<String> = (1..=28)
+        .map(|d| {
+            line(
+                &format!("2025-03-{d:02}T00:00:00Z"),
+                "USD",
+                "1",
+                r#"{"service":"checkout-api"}"#,
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("m.csv"),
+        format!("{HEADER}\n{}", lines.concat()),
+    )
+    .expect("write");
+    for args in [
+        &["import", "m.csv"][..],
+        &["allocate", "--month", "2025-03"],
+    ] {
+        assert!(costsplit(dir.path(), args).status.success());
+    }
+    for (args, close_stdout) in [
+        (&["export", "--month", "2025-03", "--detail"][..], true),
+        (&["report", "--month", "1999-01"][..], false),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_costsplit"))
+            .current_dir(dir.path())
+            .args(args)
+            .env(
+                "COSTSPLIT_STORE_URL",
+                format!("sqlite://{}", dir.path().join("c.db").display()),
+            )
+            .env("COSTSPLIT_RULES_DIR", crate::support::repo_rules())
+            .env_remove("COSTSPLIT_CONFIG")
+            .stdout(if close_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(if close_stdout {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .spawn()
+            .expect("spawn");
+        // Close the reading end before the process writes.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().expect("wait");
+        assert_ne!(status.code(), Some(101), "{args:?} panicked");
+        assert_ne!(status.code(), Some(0), "{args:?}: its output went nowhere");
+    }
+}
