@@ -16,7 +16,7 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|source| ImportError::Io {
             file: input.clone(),
-            source,
+            error: source,
         })?;
         if meta.is_dir() {
             files.extend(folder(input)?);
@@ -38,7 +38,7 @@ pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
         }
         let key = content_key(file).map_err(|source| ImportError::Io {
             file: file.clone(),
-            source,
+            error: source,
         })?;
         if let Some(first) = contents.insert(key, file) {
             return Err(ImportError::Unreadable {
@@ -94,7 +94,7 @@ fn folder(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
     })
     .map_err(|source| ImportError::Io {
         file: dir.to_path_buf(),
-        source,
+        error: source,
     })?;
     manifests.sort();
     data.sort();
@@ -140,7 +140,7 @@ pub fn manifest(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
     };
     let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
         file: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let keys = manifest_keys(&text).map_err(bad)?;
     let base = path.parent().unwrap_or(Path::new("."));

@@ -33,7 +33,7 @@ impl CsvFile {
     pub fn open(path: &Path, gzip: bool, chunk_bytes: usize) -> Result<CsvFile, ImportError> {
         let io = |source| ImportError::Io {
             file: path.to_path_buf(),
-            source,
+            error: source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let input: Box<dyn Read + Send> = if gzip {
@@ -91,7 +91,7 @@ impl CsvFile {
             |chunk: std::io::Result<Chunk>, sums| {
                 let chunk = chunk.map_err(|source| ImportError::Io {
                     file: path.to_path_buf(),
-                    source,
+                    error: source,
                 })?;
                 add_chunk(path, fields, rows, &chunk, sums)
             },
@@ -289,8 +289,14 @@ struct Chunk {
     first_line: u64,
 }
 
+/// The longest a header or a single record may be. A record past it is an unclosed quote or
+/// a file that is not line-oriented CSV; reading on would hold the whole file in memory.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
 /// A CSV stream in chunks of about `chunk_bytes`, each cut after a complete record (a newline
-/// outside quotes), so each parses on its own.
+/// outside quotes), so each parses on its own. Every byte is scanned once: the quote state,
+/// the record ends and the line count carry over from read to read, so a stray quote or a
+/// line without a newline costs what the file's size costs, not its square.
 struct CsvChunks {
     input: Box<dyn Read + Send>,
     header: Vec<u8>,
@@ -298,6 +304,48 @@ struct CsvChunks {
     chunk_bytes: usize,
     next_line: u64,
     eof: bool,
+}
+
+/// How far a chunk's body has been scanned.
+#[derive(Default)]
+struct Scan {
+    /// Bytes scanned so far.
+    at: usize,
+    /// Inside quotes at `at`.
+    quoted: bool,
+    /// The end (just after the newline) of the first and the last record found so far, and
+    /// of the last one within `chunk_bytes`.
+    first_end: Option<usize>,
+    last_end_within: Option<usize>,
+}
+
+impl Scan {
+    fn advance(&mut self, body: &[u8], limit: usize) {
+        for (i, &b) in body.iter().enumerate().skip(self.at) {
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' if !self.quoted => {
+                    let end = i + 1;
+                    self.first_end.get_or_insert(end);
+                    if end <= limit {
+                        self.last_end_within = Some(end);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.at = body.len();
+    }
+}
+
+fn too_long(what: &str, line: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "line {line}: {what} runs past {} MiB without ending (an unclosed quote, or not line-oriented CSV); fix the file or export it again",
+            MAX_RECORD_BYTES >> 20
+        ),
+    )
 }
 
 impl CsvChunks {
@@ -314,9 +362,10 @@ impl CsvChunks {
         let mut block = vec![0u8; 64 << 10];
         loop {
             let n = chunks.read(&mut block)?;
+            let scanned = start.len();
             start.extend_from_slice(&block[..n]);
-            if let Some(end) = start.iter().position(|&b| b == b'\n') {
-                chunks.carry = start.split_off(end + 1);
+            if let Some(end) = start[scanned..].iter().position(|&b| b == b'\n') {
+                chunks.carry = start.split_off(scanned + end + 1);
                 chunks.header = start;
                 return Ok(chunks);
             }
@@ -325,6 +374,9 @@ impl CsvChunks {
                 chunks.header = start;
                 chunks.eof = true;
                 return Ok(chunks);
+            }
+            if start.len() > MAX_RECORD_BYTES {
+                return Err(too_long("the header", 1));
             }
         }
     }
@@ -342,6 +394,7 @@ impl CsvChunks {
         let mut body = std::mem::take(&mut self.carry);
         body.reserve(self.chunk_bytes.saturating_sub(body.len()) + 1);
         let mut block = vec![0u8; (1 << 20).min(self.chunk_bytes.max(4096))];
+        let mut scan = Scan::default();
         loop {
             while !self.eof && body.len() < self.chunk_bytes {
                 let n = self.read(&mut block)?;
@@ -356,12 +409,15 @@ impl CsvChunks {
                 }
                 return Ok(Some(self.emit(body)));
             }
-            let limit = self.chunk_bytes.min(body.len());
-            if let Some(cut) = last_record_end(&body[..limit]).or_else(|| first_record_end(&body)) {
+            scan.advance(&body, self.chunk_bytes);
+            if let Some(cut) = scan.last_end_within.or(scan.first_end) {
                 self.carry = body.split_off(cut);
                 return Ok(Some(self.emit(body)));
             }
-            // One record longer than a chunk (or an open quote): read on.
+            // One record longer than a chunk (or an open quote): read on, up to a bound.
+            if body.len() > MAX_RECORD_BYTES.max(self.chunk_bytes) {
+                return Err(too_long("a record", self.next_line));
+            }
             let n = self.read(&mut block)?;
             if n == 0 {
                 self.eof = true;
@@ -377,32 +433,13 @@ impl CsvChunks {
     }
 }
 
-/// The position just after the first newline that ends a record (outside quotes).
-fn first_record_end(body: &[u8]) -> Option<usize> {
-    let mut quoted = false;
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' if !quoted => return Some(i + 1),
-            _ => {}
-        }
-    }
-    None
-}
-
 /// The position just after the last newline that ends a record: outside quotes, counting
 /// quotes from the start of `body` (which starts at a record boundary).
+#[cfg(test)]
 fn last_record_end(body: &[u8]) -> Option<usize> {
-    let mut end = body.len();
-    let mut quotes = body.iter().filter(|&&b| b == b'"').count();
-    while let Some(newline) = body[..end].iter().rposition(|&b| b == b'\n') {
-        quotes -= body[newline..end].iter().filter(|&&b| b == b'"').count();
-        if quotes % 2 == 0 {
-            return Some(newline + 1);
-        }
-        end = newline;
-    }
-    None
+    let mut scan = Scan::default();
+    scan.advance(body, body.len());
+    scan.last_end_within
 }
 
 #[cfg(test)]
@@ -434,6 +471,36 @@ mod tests {
                 ("5,6\n".to_string(), 5)
             ]
         );
+    }
+
+    /// A stray quote near the start of a big file made the chunker rescan its growing buffer
+    /// after every read (70 s for 1M rows); a line without a newline grew without bound.
+    #[test]
+    fn an_unclosed_quote_or_an_endless_line_stops_at_the_record_bound_in_linear_time() {
+        struct Endless(u64);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.0 += buf.len() as u64;
+                buf.fill(b'x');
+                Ok(buf.len())
+            }
+        }
+        let input = std::io::Cursor::new(b"h1,h2\n".to_vec()).chain(Endless(0));
+        let mut chunks = CsvChunks::open(Box::new(input), 1 << 20).expect("open");
+        let err = chunks.next_chunk().err().expect("a bound");
+        assert!(
+            err.to_string()
+                .contains("line 2: a record runs past 16 MiB"),
+            "{err}"
+        );
+        let mut quoted = b"h1,h2\n1,\"open\n".to_vec();
+        quoted.extend(std::iter::repeat_n(b"3,4\n".as_slice(), 5 << 20).flatten());
+        let mut chunks =
+            CsvChunks::open(Box::new(std::io::Cursor::new(quoted)), 1 << 20).expect("open");
+        let err = chunks.next_chunk().err().expect("a bound");
+        assert!(err.to_string().contains("unclosed quote"), "{err}");
+        let header = std::io::Cursor::new(vec![b'h'; MAX_RECORD_BYTES + 10]);
+        assert!(CsvChunks::open(Box::new(header), 1 << 20).is_err());
     }
 
     #[test]

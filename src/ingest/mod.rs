@@ -36,10 +36,12 @@ pub struct Imported {
 /// A billing file that cannot be imported. Messages name the file, row and column.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{file}: cannot read: {source}")]
+    // Not `source`: the message already carries the cause, and a source would be printed
+    // twice by `{:#}`.
+    #[error("{file}: cannot read: {error}")]
     Io {
         file: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "{file}: unknown file type; give a FOCUS or AWS CUR export as .csv, .csv.gz or .parquet"
@@ -54,7 +56,7 @@ pub enum ImportError {
         format: &'static str,
         found: String,
     },
-    #[error("{file}{}: column `{column}`: {problem}", row_suffix(*.row))]
+    #[error("{file}{}: column `{}`: {}", row_suffix(*.row), readable(column), readable(problem))]
     BadValue {
         file: PathBuf,
         /// The line number for CSV (the header is line 1), the row number for parquet
@@ -93,6 +95,16 @@ impl ImportError {
             format,
             found: found.join(", "),
         }
+    }
+}
+
+/// A value from a file as an error line shows it: whole when short, else its start and how
+/// much was left out (a 100 MB cell must not become a 100 MB error line).
+fn readable(text: &str) -> String {
+    const MAX: usize = 300;
+    match text.char_indices().nth(MAX) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
     }
 }
 
@@ -209,7 +221,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     })?;
     std::fs::metadata(path).map_err(|source| ImportError::Io {
         file: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     // The one place a file's format is recognised, by its columns.
     let sums = match format {
