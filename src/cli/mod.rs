@@ -452,6 +452,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "delivered {} alert(s), {} failed permanently, {} still pending",
                 summary.sent, summary.failed, summary.still_pending
             );
+            if let Some(why) = &summary.deferred {
+                println!("{why}");
+            }
             match summary.stopped {
                 Some(reason) => {
                     eprintln!("error: delivery stopped: {reason}; the pending alerts go out on the next `costsplit notify`");

@@ -141,6 +141,9 @@ pub struct DeliverySummary {
     pub still_pending: usize,
     /// Why the run stopped early (Slack unavailable), if it did.
     pub stopped: Option<String>,
+    /// Another deliverer holds the next alert (a live claim, or a dead process's until its
+    /// lease ends): not a failure, the alerts wait in order.
+    pub deferred: Option<String>,
 }
 
 /// The outbox kind of a per-team report message.
@@ -170,10 +173,21 @@ pub async fn deliver(
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let lease = chrono::Duration::from_std(CLAIM_LEASE).expect("a lease of minutes");
     let mut after = 0;
-    'alerts: while let Some(row) = store
-        .claim_next_alert(after, &stamp(now()), &stamp(now() + lease))
-        .await?
-    {
+    'alerts: loop {
+        let Some(row) = store
+            .claim_next_alert(after, &stamp(now()), &stamp(now() + lease))
+            .await?
+        else {
+            // Nothing left, or another deliverer is sending the next alert: it goes on in
+            // order, so this one stops rather than pass it.
+            if let Some((id, until)) = store.claimed_after(after, &stamp(now())).await? {
+                info!(alert = id, claimed_until = %until, "another deliverer is sending the next alert; leaving the rest to it");
+                summary.deferred = Some(format!(
+                    "alert {id} is being sent by another process (claimed until {until}); the rest follow it"
+                ));
+            }
+            break;
+        };
         after = row.id;
         if !row.next_attempt_at.is_empty() && row.next_attempt_at > stamp(now()) {
             store.release_alert(row.id).await?;

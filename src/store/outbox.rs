@@ -206,10 +206,11 @@ impl Store {
         Ok(result)
     }
 
-    /// Claims the first pending alert after id `after` that no live claim holds, until
-    /// `until`, and returns it. Two deliverers never get the same alert: on SQLite the update
-    /// is one write; on PostgreSQL the candidate is picked `FOR UPDATE SKIP LOCKED`, so a
-    /// concurrent claimer passes over it to the next one.
+    /// Claims the first pending alert after id `after`, until `until`, and returns it; `None`
+    /// when there is none, or when another deliverer's live claim holds it (see
+    /// [`Store::claimed_after`]): a deliverer never passes an alert another one is sending, so
+    /// alerts go out in order and never twice. On PostgreSQL the candidate is locked `FOR
+    /// UPDATE`, so a concurrent claimer waits for the other's claim and then finds it taken.
     pub async fn claim_next_alert(
         &self,
         after: i64,
@@ -217,13 +218,13 @@ impl Store {
         until: &str,
     ) -> anyhow::Result<Option<OutboxRow>> {
         let lock = match self.backend {
-            super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            super::Backend::Postgres => "FOR UPDATE",
             super::Backend::Sqlite => "",
         };
         let sql = format!(
             "UPDATE alerts SET claimed_until = $1
              WHERE id = (SELECT id FROM alerts
-                         WHERE state = 'pending' AND claimed_until < $2 AND id > $3
+                         WHERE state = 'pending' AND id > $3
                          ORDER BY id LIMIT 1 {lock})
                AND state = 'pending' AND claimed_until < $2
              RETURNING {COLUMNS}"
@@ -240,6 +241,29 @@ impl Store {
     }
 
     /// Gives a claimed alert back untouched (it waits for a later run).
+    /// The first pending alert after id `after` when another deliverer's claim on it lasts
+    /// past `now`: (id, claimed until).
+    pub async fn claimed_after(
+        &self,
+        after: i64,
+        now: &str,
+    ) -> anyhow::Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT id, claimed_until FROM alerts WHERE state = 'pending' AND id > $1 ORDER BY id LIMIT 1",
+        )
+        .bind(after)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => {
+                let id: i64 = row.try_get(0)?;
+                let until: String = row.try_get(1)?;
+                (until.as_str() >= now).then_some((id, until))
+            }
+            None => None,
+        })
+    }
+
     pub async fn release_alert(&self, id: i64) -> anyhow::Result<()> {
         sqlx::query("UPDATE alerts SET claimed_until = '' WHERE id = $1")
             .bind(id)

@@ -115,7 +115,7 @@ const EC2: &str = "Amazon Elastic Compute Cloud - Compute";
 const RDS: &str = "Amazon Relational Database Service";
 
 /// Two pages: 1 and 2 November, then an estimated 3 November.
-fn three_days() -> Value {
+pub fn three_days() -> Value {
     json!([
         {
             "ResultsByTime": [
