@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod jobs;
 pub mod model;

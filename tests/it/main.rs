@@ -12,6 +12,7 @@ mod cur;
 mod daemon;
 mod dashboards;
 mod exports;
+mod fuzz_regressions;
 mod generated;
 mod import;
 mod reports;
