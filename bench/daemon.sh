@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The daemon's footprint: idle RSS of `costsplit run`, and the CPU of one daily cycle's own
-# work (allocate the restatement window's month, detect and enqueue alerts) for a month of
+# work (allocate the restatement window, detect and enqueue alerts) for a month of
 # 100 services, outside any wait on AWS or Slack. Release build; not a test.
 #
 #   bench/daemon.sh          # prints the figures; BENCHMARKS.md keeps the last run's
@@ -29,9 +29,13 @@ kill -TERM $PID; wait $PID || true
 TICK=$(getconf CLK_TCK)
 echo "idle daemon: RSS $((RSS / 1024)) MB (peak $((HWM / 1024)) MB), CPU over 30 s idle: $(( (T1 - T0) * 1000 / TICK )) ms"
 
-# A daily cycle's work for 100 services: allocate March, then detect and enqueue alerts.
+# A daily cycle's work for 100 services. The daemon re-allocates its restatement window: on
+# an ordinary day (2025-03-20) the three days before; in a month's first week (2025-04-03)
+# the previous month whole, until its bill is final. Then detect and enqueue alerts.
 "$BIN" generate --rows 200000 --seed 42 --services 100 --out month.csv.gz 2>/dev/null
 "$BIN" --store sqlite://cycle.db import month.csv.gz > /dev/null
+"$BIN" --store sqlite://cycle.db --rules rules allocate --month 2025-03 > /dev/null
 cpu() { /usr/bin/time -f "%U %S %M" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%.2f s CPU, %d MB peak", $1+$2, $3/1024}'; }
-echo "allocate a month of 100 services: $(cpu "$BIN" --store sqlite://cycle.db --rules rules allocate --month 2025-03)"
+echo "allocate an ordinary day's window (3 days) of 100 services: $(cpu "$BIN" --store sqlite://cycle.db --rules rules allocate --from 2025-03-17 --to 2025-03-19)"
+echo "allocate a first-week window (the previous month) of 100 services: $(cpu "$BIN" --store sqlite://cycle.db --rules rules allocate --month 2025-03)"
 echo "alerts check (detect + enqueue): $(cpu "$BIN" --store sqlite://cycle.db --rules rules alerts check --date 2025-03-31)"

@@ -512,7 +512,13 @@ async fn job_work(
             Ok(format!("{} source(s) measured", summary.runs.len()))
         }
         Job::Allocate => {
-            let window = allocate_window(config, clock);
+            let window = jobs::allocation_window(
+                store,
+                rules,
+                config.cost_basis,
+                restatement_window(config, clock),
+            )
+            .await?;
             let summary = jobs::allocate_range(
                 store,
                 rules,
@@ -590,16 +596,23 @@ async fn job_work(
     }
 }
 
-/// The days allocate re-computes on each run: the restatement window (Cost Explorer revises
-/// recent days, and the previous month until its bill is final), widened to whole months so
-/// a month's report is always one allocation.
-fn allocate_window(config: &Config, clock: Clock) -> (chrono::NaiveDate, chrono::NaiveDate) {
+/// The restatement window the daemon re-allocates each day: the days before today that
+/// Cost Explorer may still revise (`restate_days`), and the previous month until its bill is
+/// final (`month_final_day`), with [aws]'s settings or their defaults (3 days, the 7th).
+fn restatement_window(config: &Config, clock: Clock) -> (chrono::NaiveDate, chrono::NaiveDate) {
     use chrono::Datelike;
     let today = clock.today();
-    let final_day = config.aws.as_ref().map_or(7, |a| a.month_final_day);
+    let (restate, final_day) = config
+        .aws
+        .as_ref()
+        .map_or((3, 7), |a| (a.restate_days.max(1), a.month_final_day));
     let yesterday = today.pred_opt().expect("a day before today");
-    let reach = today - chrono::Duration::days(i64::from(final_day));
-    let from = reach.with_day(1).expect("the first of a month");
+    let mut from = today - chrono::Duration::days(i64::from(restate));
+    if today.day() <= final_day {
+        let first = today.with_day(1).expect("day 1 exists");
+        let previous = first.pred_opt().expect("a day before").with_day(1);
+        from = from.min(previous.expect("day 1 exists"));
+    }
     (from.min(yesterday), yesterday)
 }
 

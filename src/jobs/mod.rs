@@ -134,6 +134,46 @@ pub async fn allocate_range(
     })
 }
 
+/// The days to re-allocate: `window` (the days a sync may have changed), widened to the first
+/// of each month it touches whose stored allocations are stale — made with other rules or
+/// another cost basis, or no longer adding up to the month's facts (a first allocation, an
+/// export re-imported) — so a month is never left half on old rules. On an ordinary day
+/// that is the few days of the window, not the month.
+pub async fn allocation_window(
+    store: &Store,
+    rules: &Rules,
+    basis: CostBasis,
+    (from, to): (NaiveDate, NaiveDate),
+) -> anyhow::Result<(NaiveDate, NaiveDate)> {
+    use chrono::Datelike;
+    let mut start = from;
+    let mut month = from.with_day(1).expect("day 1 exists");
+    while month <= to {
+        let next = month
+            .checked_add_months(chrono::Months::new(1))
+            .expect("a month after");
+        let range = (month, (next.pred_opt().expect("a day before")).min(to));
+        let provenance = store.allocation_provenance(range.0, range.1).await?;
+        let other_rules = provenance
+            .iter()
+            .any(|(b, h)| b != basis.as_str() || *h != rules.hash);
+        let billed = store.billed_totals(range.0, range.1, basis).await?;
+        let mut allocated: std::collections::BTreeMap<String, Nanos> = Default::default();
+        for s in store.service_totals(range.0, range.1).await? {
+            *allocated.entry(s.currency.clone()).or_default() += s.total();
+        }
+        allocated.retain(|_, n| n.0 != 0);
+        let billed_nonzero: std::collections::BTreeMap<String, Nanos> =
+            billed.into_iter().filter(|(_, n)| n.0 != 0).collect();
+        if other_rules || allocated != billed_nonzero {
+            start = start.min(month);
+            info!(month = %month.format("%Y-%m"), "allocations stale (other rules, or facts changed): allocating the month");
+        }
+        month = next;
+    }
+    Ok((start, to))
+}
+
 /// Facts of a range and the allocations the rules give them, checked for conservation.
 pub struct Computed {
     pub facts: Vec<crate::model::Fact>,

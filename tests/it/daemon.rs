@@ -661,3 +661,52 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
         .count();
     assert!(reports >= 2, "the week's digests wait in the outbox");
 }
+
+/// The daily allocate covers the restatement window only, unless a month it touches holds
+/// allocations made with other rules or no longer adding up to its facts: then from the
+/// first of that month, so no month is left half on old rules.
+#[tokio::test]
+async fn the_daily_allocate_window_widens_to_the_month_only_when_its_allocations_are_stale() {
+    use costsplit::model::CostBasis;
+    let ts = TestStore::new(Kind::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = crate::reports::seeded(&ts.store, dir.path()).await;
+    let day = crate::support::day;
+    let window = (day("2025-03-02"), day("2025-03-03"));
+    let got = costsplit::jobs::allocation_window(&ts.store, &rules, CostBasis::Effective, window)
+        .await
+        .expect("window");
+    assert_eq!(got, window, "fresh allocations: just the window");
+    let other = crate::support::rules(&[(
+        "test.toml",
+        &crate::reports::RULES.replace("method = \"equal\"", "method = \"proportional\""),
+    )]);
+    let got = costsplit::jobs::allocation_window(&ts.store, &other, CostBasis::Effective, window)
+        .await
+        .expect("window");
+    assert_eq!(
+        got,
+        (day("2025-03-01"), day("2025-03-03")),
+        "new rules: the whole month"
+    );
+    let got = costsplit::jobs::allocation_window(&ts.store, &rules, CostBasis::Billed, window)
+        .await
+        .expect("window");
+    assert_eq!(
+        got.0,
+        day("2025-03-01"),
+        "another cost basis: the whole month"
+    );
+    // Facts changed since (a re-import with one more line): the month again.
+    let file = dir.path().join("more.csv");
+    let mut csv = crate::reports::march_csv();
+    csv.push_str("111111111111,222222222222,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,2025-03-01T00:00:00Z,2025-03-02T00:00:00Z,USD,1.00,1.00,1.00,Usage,,AWS,Amazon EC2,i-new,\n");
+    std::fs::write(&file, csv).expect("write");
+    costsplit::jobs::import_files(&ts.store, &[file], crate::support::NOW)
+        .await
+        .expect("import");
+    let got = costsplit::jobs::allocation_window(&ts.store, &rules, CostBasis::Effective, window)
+        .await
+        .expect("window");
+    assert_eq!(got.0, day("2025-03-01"), "changed facts: the whole month");
+}
