@@ -432,12 +432,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Alerts { command } => alerts(&config, command).await,
         Command::Notify => {
             let rules = rules::load_or_error(&config.rules_dir)?;
-            let teams: Vec<String> = rules.services.iter().map(|s| s.team.clone()).collect();
-            let settings = SlackSettings::from_env(
-                &|k| std::env::var(k).ok(),
-                &teams,
-                rules.alerts.dashboard_url.clone(),
-            )?;
+            let settings = SlackSettings::for_rules(&|k| std::env::var(k).ok(), &rules)?;
             let store = Store::connect(&config.store_url).await?;
             // Ctrl-C during a Retry-After wait leaves the alert pending and stops cleanly.
             let (trigger, shutdown) = Shutdown::channel();

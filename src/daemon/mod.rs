@@ -566,12 +566,7 @@ async fn job_work(
             ))
         }
         Job::Notify => {
-            let teams: Vec<String> = rules.services.iter().map(|s| s.team.clone()).collect();
-            let settings = SlackSettings::from_env(
-                &|k| std::env::var(k).ok(),
-                &teams,
-                rules.alerts.dashboard_url.clone(),
-            )?;
+            let settings = SlackSettings::for_rules(&|k| std::env::var(k).ok(), rules)?;
             if settings.default_webhook.is_none()
                 && settings.team_webhooks.is_empty()
                 && settings.bot_token.is_none()

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::slack::{escape, url_component};
+use super::slack::{escape, truncate, url_component};
 use crate::money::human;
 use crate::report::diff::percent;
 use crate::report::digest::{percent_of_ppb, sparkline, Digest, ServiceLine};
@@ -62,15 +62,6 @@ fn service_text(s: &ServiceLine) -> String {
     text
 }
 
-fn truncate_plain(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
 /// The messages of one digest, in order. Each carries a `text` fallback and its blocks.
 pub fn digest_messages(digest: &Digest, dashboard_url: Option<&str>) -> Vec<Value> {
     let team = if digest.team.is_empty() {
@@ -111,9 +102,9 @@ pub fn digest_messages(digest: &Digest, dashboard_url: Option<&str>) -> Vec<Valu
                 String::new()
             };
             let header = format!("{team} cost, {}{part}", digest.label);
-            let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate_plain(&header, MAX_HEADER), "emoji": true}})];
+            let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&header, MAX_HEADER), "emoji": true}})];
             if i == 0 && !summary.is_empty() {
-                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate_plain(summary.trim_end(), MAX_SECTION)}}));
+                blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(summary.trim_end(), MAX_SECTION)}}));
             }
             for s in services {
                 blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": service_text(s)}}));

@@ -94,6 +94,15 @@ impl SlackSettings {
         })
     }
 
+    /// [`SlackSettings::from_env`] for the teams of `rules`, with their dashboard link.
+    pub fn for_rules(
+        env: &dyn Fn(&str) -> Option<String>,
+        rules: &crate::rules::Rules,
+    ) -> anyhow::Result<SlackSettings> {
+        let teams: Vec<String> = rules.services.iter().map(|s| s.team.clone()).collect();
+        SlackSettings::from_env(env, &teams, rules.alerts.dashboard_url.clone())
+    }
+
     /// A channel with a bot token, else the team's webhook, else the default webhook.
     fn target<'a>(&'a self, team: &str, channel: &'a str) -> Option<Target<'a>> {
         match (&self.bot_token, channel.is_empty()) {

@@ -33,7 +33,8 @@ pub enum SendError {
     Permanent { reason: String },
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// `text` cut to `max` characters, the last one `…` when it was cut.
+pub(super) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }

@@ -365,6 +365,20 @@ mod tests {
         }
     }
 
+    fn input<'a>(
+        allocations: &'a [Allocation],
+        billed: &'a BTreeMap<String, Nanos>,
+    ) -> StatementInput<'a> {
+        StatementInput {
+            month: "2025-03",
+            basis: CostBasis::Effective,
+            rules_hash: "h".into(),
+            allocations,
+            billed,
+            estimated: false,
+        }
+    }
+
     #[test]
     fn thirds_round_to_cents_that_sum_to_the_bill() {
         // $1.00 split three ways, three times: per-row rounding would give 0.33 * 9 = 2.97.
@@ -378,14 +392,7 @@ mod tests {
         allocations.push(alloc("b", "p2", Method::Equal, 1));
         allocations.push(alloc("c", "p3", Method::Equal, 1));
         let billed = [("USD".to_string(), Nanos(3_000_000_000))].into();
-        let input = StatementInput {
-            month: "2025-03",
-            basis: CostBasis::Effective,
-            rules_hash: "h".into(),
-            allocations: &allocations,
-            billed: &billed,
-            estimated: false,
-        };
+        let input = input(&allocations, &billed);
         for detail in [false, true] {
             let s = statement(&input, GroupBy::Service, detail).expect("statement");
             assert!(s.reconciled());
@@ -401,14 +408,7 @@ mod tests {
     fn stale_allocations_are_refused() {
         let allocations = vec![alloc("a", "", Method::Direct, 5)];
         let billed = [("USD".to_string(), Nanos(6))].into();
-        let input = StatementInput {
-            month: "2025-03",
-            basis: CostBasis::Effective,
-            rules_hash: "h".into(),
-            allocations: &allocations,
-            billed: &billed,
-            estimated: false,
-        };
+        let input = input(&allocations, &billed);
         let err = statement(&input, GroupBy::Service, false).expect_err("stale");
         assert!(err
             .to_string()

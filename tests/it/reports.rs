@@ -607,14 +607,17 @@ async fn a_team_gets_its_weekly_digest_in_slack_once_with_its_shared_costs() {
             .await
             .expect("enqueue");
     }
-    let summary = jobs::deliver_alerts(
-        &ts.store,
-        &settings,
-        NOW,
-        &costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let deliver = || async {
+        jobs::deliver_alerts(
+            &ts.store,
+            &settings,
+            NOW,
+            &costsplit::clock::Shutdown::never(),
+        )
+        .await
+        .expect("deliver")
+    };
+    let summary = deliver().await;
     assert_eq!(summary.sent, 1, "one message, sent once: {summary:?}");
     let requests = server.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1);
@@ -629,14 +632,7 @@ async fn a_team_gets_its_weekly_digest_in_slack_once_with_its_shared_costs() {
     reports::enqueue_digests(&ts.store, &rules, &only, NOW)
         .await
         .expect("enqueue");
-    let again = jobs::deliver_alerts(
-        &ts.store,
-        &settings,
-        NOW,
-        &costsplit::clock::Shutdown::never(),
-    )
-    .await
-    .expect("deliver");
+    let again = deliver().await;
     assert_eq!(again.sent, 0);
 }
 
