@@ -251,3 +251,64 @@ async fn kill_9_during_delivery_loses_no_alert_and_keeps_the_order() {
         );
     }
 }
+
+/// PostgreSQL drops the connection in the middle of an import (the server terminates every
+/// backend of the database while the process runs): the import fails with one readable error
+/// line, stores nothing, and the next run stores the month whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_store_connection_fails_the_import_readably_and_the_next_run_succeeds() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = month(dir.path());
+    let file = file.to_str().expect("utf-8");
+    let reference = TestStore::new(crate::support::Kind::Postgres).await;
+    run_ok(costsplit(&reference.store_url(), &["import", file]));
+    let expected = state(&reference.store_url()).await.0;
+
+    let ts = TestStore::new(crate::support::Kind::Postgres).await;
+    let url = ts.store_url();
+    let database = url.rsplit('/').next().expect("a database").to_string();
+    // Migrated first, so the cut lands in the import itself.
+    run_ok(costsplit(&url, &["migrate"]));
+    let mut child = costsplit(&url, &["import", file])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut admin = sqlx::PgConnection::connect(&crate::support::pg_admin_url())
+        .await
+        .expect("admin");
+    let mut cuts = 0u64;
+    while child.try_wait().expect("wait").is_none() {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+        cuts += n as u64;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.close().await.ok();
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(cuts > 0, "the connection was cut");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("error: ")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        state(&url).await.0.is_empty(),
+        "nothing of the import was stored"
+    );
+    run_ok(costsplit(&url, &["import", file]));
+    assert_same(
+        "facts",
+        crate::support::Kind::Postgres,
+        &state(&url).await.0,
+        &expected,
+    );
+}
