@@ -12,6 +12,14 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A panic inside a guarded reader (polars on a damaged parquet file) becomes the import's
+    // `error:` line; only other panics are printed.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !costsplit::ingest::in_guarded_read() {
+            default_hook(info);
+        }
+    }));
     let cli = costsplit::cli::Cli::parse();
     // `costsplit run` logs what it does; one-off commands only what went wrong.
     let default_filter = match cli.command {

@@ -184,6 +184,40 @@ pub struct FileFacts {
     pub line_items: i64,
 }
 
+/// Readers running that may panic on a damaged file (polars' parquet decoder does, on some
+/// corrupt metadata, as the fuzzer found).
+static GUARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether such a reader is running: the binary's panic hook stays quiet then, because the
+/// panic becomes the import's one `error:` line.
+pub fn in_guarded_read() -> bool {
+    GUARDED.load(std::sync::atomic::Ordering::SeqCst) > 0
+}
+
+/// Runs `read` and turns a panic inside it into "the file is damaged".
+fn guarded<T>(
+    path: &Path,
+    read: impl FnOnce() -> Result<T, ImportError>,
+) -> Result<T, ImportError> {
+    use std::sync::atomic::Ordering;
+    GUARDED.fetch_add(1, Ordering::SeqCst);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    GUARDED.fetch_sub(1, Ordering::SeqCst);
+    outcome.unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the reader failed".to_string());
+        Err(ImportError::Unreadable {
+            file: path.to_path_buf(),
+            message: format!(
+                "the parquet file is damaged (the parquet reader stopped: {why}); export it again"
+            ),
+        })
+    })
+}
+
 /// Reads one billing file into facts (not yet rounded).
 pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
     read_file_in_slices(path, Slicing::from_env())
@@ -236,7 +270,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
                 file.aggregate(path, &rows)?
             }
         }
-        FileFormat::Parquet => {
+        FileFormat::Parquet => guarded(path, || {
             let schema = parquet::schema(path)?;
             let header = parquet::names(&schema);
             let selection = if cur::is_cur(&header) {
@@ -245,8 +279,8 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
                 refuse_foreign(path, &header)?;
                 focus::parquet_selection(path, &schema, focus::FOCUS)?
             };
-            parquet::read(path, slicing.rows.max(1), &selection)?
-        }
+            parquet::read(path, slicing.rows.max(1), &selection)
+        })?,
     };
     let started = Instant::now();
     let facts = sums.into_raw_facts();

@@ -144,6 +144,15 @@ async fn bad_billing_files_are_refused_with_where_and_what_and_commit_nothing() 
         &["parquet"],
     )
     .await;
+    // Found by the parquet fuzz target: polars panics on this file's metadata.
+    let damaged =
+        std::fs::read(crate::support::data("fuzz/parquet/corrupt-thrift-bool")).expect("input");
+    refused(
+        "damaged.parquet",
+        &damaged,
+        &["the parquet file is damaged", "export it again"],
+    )
+    .await;
     refused(
         "not-utf8.csv",
         &[HEADER.as_bytes(), b"\n1,2,\xff\xfe\n"].concat(),
