@@ -38,8 +38,11 @@ impl CsvOut {
 
     pub fn row(&mut self, cells: &[Cell<'_>]) {
         let record = cells.iter().map(|cell| match cell {
-            Cell::Text(text) => neutralise(text).into_owned().into_bytes(),
-            Cell::Number(number) => number.as_bytes().to_vec(),
+            Cell::Text(text) => match neutralise(text) {
+                std::borrow::Cow::Borrowed(t) => std::borrow::Cow::Borrowed(t.as_bytes()),
+                std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(t.into_bytes()),
+            },
+            Cell::Number(number) => std::borrow::Cow::Borrowed(number.as_bytes()),
         });
         self.writer
             .write_record(record)

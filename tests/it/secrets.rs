@@ -12,6 +12,7 @@ use sqlx::{Connection, Row};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::slack_standin::SlackStandIn;
 use crate::support::{costsplit_with_aws, Kind, Moto, TestStore};
 
 const PG_PASSWORD: &str = "PgSecret-5501";
@@ -20,8 +21,9 @@ const WEBHOOK_SECRET: &str = "WebhookSecret7f3a91";
 const BOT_TOKEN: &str = "xoxb-BotTokenSecret-4242";
 
 /// A Slack stand-in that is hostile in one way: its first answers are 500s whose body echoes
-/// the request path and headers, secrets included, as a misbehaving proxy might.
-struct EchoingSlack(std::sync::atomic::AtomicUsize);
+/// the request path and headers, secrets included, as a misbehaving proxy might; then it
+/// answers as Slack does (the webhook's `ok`, `chat.postMessage`'s full echo).
+struct EchoingSlack(std::sync::atomic::AtomicUsize, SlackStandIn);
 
 impl wiremock::Respond for EchoingSlack {
     fn respond(&self, request: &Request) -> ResponseTemplate {
@@ -35,11 +37,7 @@ impl wiremock::Respond for EchoingSlack {
             return ResponseTemplate::new(500)
                 .set_body_string(format!("upstream error for {} ({auth})", request.url));
         }
-        if request.url.path().ends_with("chat.postMessage") {
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({"ok": true, "ts": "1.2"}))
-        } else {
-            ResponseTemplate::new(200).set_body_string("ok")
-        }
+        self.1.respond(request)
     }
 }
 
@@ -73,7 +71,10 @@ async fn no_secret_reaches_any_output_log_file_endpoint_or_table() {
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path_regex(".*"))
-        .respond_with(EchoingSlack(Default::default()))
+        .respond_with(EchoingSlack(
+            Default::default(),
+            SlackStandIn::new(BOT_TOKEN, &["#payments-cost"]),
+        ))
         .mount(&slack)
         .await;
 
