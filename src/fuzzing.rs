@@ -43,9 +43,9 @@ pub fn cur_row(data: &[u8]) {
     import("fuzz.csv", &file);
 }
 
-/// The parquet reader on a whole (small) file. A panic the importer catches (polars on some
-/// corrupt metadata) is a handled error here too: libFuzzer's hook, which aborts on every
-/// panic, is replaced by one that aborts only on the others.
+/// The parquet reader on a whole (small) file. A panic the importer catches (a third-party
+/// decoder on damaged bytes) is a handled error here too: libFuzzer's hook, which aborts on
+/// every panic, is replaced by one that aborts only on the others.
 pub fn parquet(data: &[u8]) {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {

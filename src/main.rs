@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // A panic inside a guarded reader (polars on a damaged parquet file) becomes the import's
+    // A panic inside a guarded reader (a third-party decoder on a damaged parquet file) becomes the import's
     // `error:` line; only other panics are printed.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

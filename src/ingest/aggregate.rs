@@ -302,11 +302,11 @@ impl Aggregator {
 /// are merged at the end. A failure (also flagged in `failed`, which a part's producer may
 /// watch) stops the other workers after their current part; of several failures, the one of
 /// the earliest part is returned, so the error names the first bad place in the file.
-pub fn sum_in_parallel<P>(
+pub fn sum_in_parallel<P, S: Default>(
     path: &Path,
     failed: &AtomicBool,
     next: impl Fn() -> Option<(usize, P)> + Sync,
-    add: impl Fn(P, &mut Aggregator) -> Result<(), ImportError> + Sync,
+    add: impl Fn(P, &mut S, &mut Aggregator) -> Result<(), ImportError> + Sync,
 ) -> Result<Aggregator, ImportError> {
     let workers = std::thread::available_parallelism()
         .map_or(2, usize::from)
@@ -316,11 +316,12 @@ pub fn sum_in_parallel<P>(
             .map(|_| {
                 scope.spawn(|| {
                     let mut sums = Aggregator::default();
+                    let mut state = S::default();
                     while !failed.load(Ordering::Relaxed) {
                         let Some((number, part)) = next() else {
                             break;
                         };
-                        if let Err(e) = add(part, &mut sums) {
+                        if let Err(e) = add(part, &mut state, &mut sums) {
                             failed.store(true, Ordering::Relaxed);
                             return Err((number, e));
                         }

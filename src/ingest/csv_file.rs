@@ -88,7 +88,7 @@ impl CsvFile {
             path,
             &failed,
             next,
-            |chunk: std::io::Result<Chunk>, sums| {
+            |chunk: std::io::Result<Chunk>, _: &mut (), sums| {
                 let chunk = chunk.map_err(|source| ImportError::Io {
                     file: path.to_path_buf(),
                     error: source,

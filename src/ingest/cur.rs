@@ -1,33 +1,23 @@
 //! AWS Cost and Usage Reports: CUR 2.0 (Data Exports; parquet, CSV, gzip CSV) and the legacy
 //! CUR (CSV, gzip CSV), their columns declared once in both naming schemes ([`Field`]).
-//! Parquet is read through the FOCUS selection: [`project`] turns the CUR columns into FOCUS
-//! columns inside the same lazy query. CSV rows map onto the common line item directly
-//! ([`CurCsv`]). Both follow the same amortization and category tables.
+//! Rows map onto the common line item in one place ([`CurCsv`]): a CSV record as it is, a
+//! parquet row as its cells' text ([`parquet_rows`]; maps such as `resource_tags` and
+//! `product` as JSON objects, as the CSV export has them).
 //!
 //! The amortized (effective) cost follows AWS's definition per line item type: savings-plan
 //! covered usage at its effective cost, reserved usage at the reservation's effective cost,
 //! the unused part of commitments on their fee lines, and the upfront and negation lines that
 //! amortization replaces at zero. Everything else is its unblended cost.
 
-use polars::prelude::*;
-
 use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
 use super::line::{
     Line, ACCOUNT, CATEGORY, CURRENCY, CUR_JSON_TAGS, KEY_COUNT, KV_PAIR, KV_SEP, KV_TAGS,
     PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
-use super::parquet::{scan_parquet, unreadable, Selection};
 use super::ImportError;
 
 const USAGE_START: &str = "line_item_usage_start_date";
 const TYPE: &str = "line_item_line_item_type";
-
-/// CUR columns a file must have (besides the usage start date that identifies it).
-pub const REQUIRED: [&str; 3] = [
-    USAGE_START,
-    "line_item_unblended_cost",
-    "line_item_currency_code",
-];
 
 /// A CUR 2.0 file (or a legacy CUR in parquet, which AWS writes with the same snake_case
 /// names) is recognised by its usage start column.
@@ -196,204 +186,29 @@ fn category(line_type: &str) -> &'static str {
         .map_or(OTHER_CATEGORY, |(category, _)| category)
 }
 
-/// The first required CUR column the file lacks.
-pub fn missing_column(header: &[String]) -> Option<&'static str> {
-    REQUIRED
-        .into_iter()
-        .find(|want| !header.iter().any(|h| h == want))
-}
-
-/// What to read from a CUR parquet file with this schema: its FOCUS projection, read as FOCUS.
-pub fn parquet_selection(
+/// How a CUR parquet file is read: each row as a CUR CSV row with the columns the mapping
+/// reads (their indices in `header`, in the order of the returned mapping's own header).
+pub fn parquet_rows(
     path: &std::path::Path,
-    schema: &Schema,
-) -> Result<Selection, ImportError> {
-    let header = super::parquet::names(schema);
-    if let Some(column) = missing_column(&header) {
-        return Err(ImportError::missing_column(
-            path,
-            column,
-            "an AWS CUR 2.0",
-            &header,
-        ));
-    }
-    let projected = scan_parquet(path)
-        .and_then(|frame| project(frame, schema).collect_schema())
-        .map_err(|e| unreadable(path, &e))?;
-    let Selection {
-        query,
-        day_column,
-        period_column,
-        key_columns,
-        ..
-    } = super::focus::parquet_selection(path, &projected, "an AWS CUR 2.0")?;
-    let schema = schema.clone();
-    Ok(Selection {
-        query: Box::new(move |frame| query(project(frame, &schema))),
-        day_column,
-        period_column,
-        key_columns,
-        effective_column:
-            "the amortized cost (from line_item_unblended_cost and the commitment columns)"
-                .to_string(),
-        billed_column: Field::Unblended.snake().to_string(),
-    })
-}
-
-/// Selects the FOCUS columns (`ChargePeriodStart`, `BilledCost`, `EffectiveCost`, `Tags`, ...)
-/// computed from the CUR columns of `frame`, whose schema is `schema`.
-pub fn project(frame: LazyFrame, schema: &Schema) -> LazyFrame {
-    let has = |name: &str| schema.get(name).is_some();
-    let text = |name: &str| {
-        if has(name) {
-            col(name).cast(DataType::String).fill_null(lit(""))
-        } else {
-            lit("")
-        }
+    header: &[String],
+) -> Result<(Vec<usize>, CurCsv), ImportError> {
+    let full = CurCsv::new(path, header)?;
+    let tags = match &full.tags {
+        TagColumns::Json(i) => vec![*i],
+        TagColumns::Columns(columns) => columns.iter().map(|(i, _)| *i).collect(),
     };
-    let cost = |name: &str| {
-        if has(name) {
-            col(name).strict_cast(DataType::Float64).fill_null(lit(0.0))
-        } else {
-            lit(0.0)
-        }
-    };
-    let kind = || text(TYPE);
-    let is = |value: &str| kind().eq(lit(value.to_string()));
-    let unblended = cost("line_item_unblended_cost");
-    let has_reservation = text("reservation_reservation_a_r_n").neq(lit(""));
-    let rule = |amortized: Amortized| match amortized {
-        Amortized::Unblended => unblended.clone(),
-        Amortized::SavingsPlanEffective => cost("savings_plan_savings_plan_effective_cost"),
-        Amortized::UnusedCommitment => {
-            cost("savings_plan_total_commitment_to_date") - cost("savings_plan_used_commitment")
-        }
-        Amortized::ReservationEffective => cost("reservation_effective_cost"),
-        Amortized::UnusedReservation => {
-            cost("reservation_unused_amortized_upfront_fee_for_billing_period")
-                + cost("reservation_unused_recurring_fee")
-        }
-        Amortized::Zero => lit(0.0),
-    };
-    let mut effective = when(is("Fee").and(has_reservation))
-        .then(rule(amortized("Fee", true)))
-        .otherwise(unblended.clone());
-    for line_type in [
-        "SavingsPlanCoveredUsage",
-        "SavingsPlanRecurringFee",
-        "SavingsPlanNegation",
-        "SavingsPlanUpfrontFee",
-        "DiscountedUsage",
-        "RIFee",
-    ] {
-        effective = when(is(line_type))
-            .then(rule(amortized(line_type, false)))
-            .otherwise(effective);
-    }
-    let mut category = lit(OTHER_CATEGORY);
-    for (name, types) in CATEGORIES.iter().rev() {
-        let matches = types
-            .iter()
-            .map(|t| is(t))
-            .reduce(|a, b| a.or(b))
-            .expect("every category has a line item type");
-        category = when(matches).then(lit(*name)).otherwise(category);
-    }
-    // The product name (as Cost Explorer and FOCUS name services), else the product code.
-    let product_name = match schema.get("product") {
-        _ if has(Field::ProductName.snake()) => Some(text(Field::ProductName.snake())),
-        Some(DataType::List(inner)) if matches!(inner.as_ref(), DataType::Struct(_)) => {
-            let entry = || element().struct_();
-            Some(
-                col("product")
-                    .list()
-                    .eval(
-                        entry()
-                            .field_by_name("value")
-                            .filter(entry().field_by_name("key").eq(lit(PRODUCT_NAME_KEY))),
-                    )
-                    .list()
-                    .first()
-                    .cast(DataType::String)
-                    .fill_null(lit("")),
-            )
-        }
-        _ => None,
-    };
-    let service = match product_name {
-        Some(name) => when(name.clone().neq(lit("")))
-            .then(name)
-            .otherwise(text("line_item_product_code")),
-        None => text("line_item_product_code"),
-    };
-    let period = if has("bill_billing_period_start_date") {
-        col("bill_billing_period_start_date")
-    } else {
-        col(USAGE_START)
-    };
-    frame.select([
-        col(USAGE_START).alias("ChargePeriodStart"),
-        period.alias("BillingPeriodStart"),
-        text("line_item_currency_code").alias("BillingCurrency"),
-        effective.alias("EffectiveCost"),
-        unblended.alias("BilledCost"),
-        text("bill_payer_account_id").alias("BillingAccountId"),
-        text("line_item_usage_account_id").alias("SubAccountId"),
-        lit("AWS").alias("ProviderName"),
-        service.alias("ServiceName"),
-        text("line_item_resource_id").alias("ResourceId"),
-        category.alias("ChargeCategory"),
-        tags_expr(schema).alias("Tags"),
-    ])
-}
-
-/// The tags of a line as one text value: the `resource_tags` map (CUR 2.0), or the
-/// `resource_tags_user_*` columns (legacy CUR), encoded as [`KV_TAGS`] key/value pairs.
-fn tags_expr(schema: &Schema) -> Expr {
-    let pair =
-        |key: Expr, value: Expr| concat_str([key, lit(KV_SEP.to_string()), value], "", false);
-    let encoded = match schema.get("resource_tags") {
-        Some(DataType::List(inner)) if matches!(inner.as_ref(), DataType::Struct(_)) => {
-            let entry = || element().struct_();
-            col("resource_tags")
-                .list()
-                .eval(pair(
-                    entry().field_by_name("key"),
-                    entry().field_by_name("value"),
-                ))
-                .list()
-                .join(lit(KV_PAIR.to_string()), true)
-                .fill_null(lit(""))
-        }
-        // A JSON text column.
-        Some(DataType::String) => {
-            return concat_str(
-                [
-                    lit(CUR_JSON_TAGS.to_string()),
-                    col("resource_tags").fill_null(lit("")),
-                ],
-                "",
-                false,
-            )
-        }
-        _ => {
-            let parts: Vec<Expr> = schema
-                .iter_names()
-                .filter_map(|name| {
-                    let key = name.strip_prefix("resource_tags_")?;
-                    Some(pair(
-                        lit(key.to_string()),
-                        col(name.as_str()).cast(DataType::String),
-                    ))
-                })
-                .collect();
-            if parts.is_empty() {
-                return lit("");
-            }
-            concat_str(parts, &KV_PAIR.to_string(), true)
-        }
-    };
-    concat_str([lit(KV_TAGS.to_string()), encoded], "", false)
+    let mut used: Vec<usize> = full
+        .fields
+        .iter()
+        .flatten()
+        .copied()
+        .chain(full.product_json)
+        .chain(tags)
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    let projected: Vec<String> = used.iter().map(|&i| header[i].clone()).collect();
+    Ok((used, CurCsv::new(path, &projected)?))
 }
 
 /// The key of the product name in CUR 2.0's `product` map.

@@ -6,11 +6,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use polars::prelude::*;
-
 use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
-use super::line::{parse_tags, Line, KEY_COUNT, KEY_NAMES};
-use super::parquet::{cost_expr, day_expr, Selection, BILLED, DAY, EFFECTIVE, PERIOD};
+use super::line::{parse_tags, Line, KEY_COUNT};
+use super::parquet::Selection;
 use super::ImportError;
 
 /// How messages name this format.
@@ -144,59 +142,18 @@ pub fn csv_rows(file: &Path, header: &[String]) -> Result<CsvRows, ImportError> 
     Ok(CsvRows::from_columns(header, &columns))
 }
 
-/// What to read from a FOCUS parquet file with this schema (`format` names it in messages:
-/// CUR files are read through their FOCUS projection).
-pub fn parquet_selection(
-    file: &Path,
-    schema: &Schema,
-    format: &'static str,
-) -> Result<Selection, ImportError> {
-    let columns = Columns::resolve(file, &super::parquet::names(schema), format)?;
-    let name = |col: Col| columns.get(col).unwrap_or(col.names()[0]).to_string();
-    let day_column = name(Col::ChargePeriodStart);
-    let period_column = match columns.get(Col::BillingPeriodStart) {
-        Some(period) => period.to_string(),
-        None => day_column.clone(),
-    };
-    let key_columns = KEY_COLUMNS.map(name);
-    let (effective_column, billed_column) = (name(Col::EffectiveCost), name(Col::BilledCost));
-    let schema = schema.clone();
+/// What to read from a FOCUS parquet file with these columns.
+pub fn parquet_selection(file: &Path, header: &[String]) -> Result<Selection, ImportError> {
+    let columns = Columns::resolve(file, header, FOCUS)?;
+    let name = |col: Col| columns.get(col).map(str::to_string);
+    let required = |col: Col| name(col).expect("a required column");
     Ok(Selection {
-        query: Box::new(move |frame| select_keys_and_costs(frame, &columns, &schema)),
-        day_column,
-        period_column,
-        key_columns,
-        effective_column,
-        billed_column,
+        day: required(Col::ChargePeriodStart),
+        period: name(Col::BillingPeriodStart),
+        keys: KEY_COLUMNS.map(name),
+        effective: required(Col::EffectiveCost),
+        billed: required(Col::BilledCost),
     })
-}
-
-/// The key and cost columns of every line item: days, text keys (empty for null) and costs
-/// in 1e-11 units.
-fn select_keys_and_costs(frame: LazyFrame, columns: &Columns, schema: &Schema) -> LazyFrame {
-    let dtype = |name: &str| schema.get(name).cloned().unwrap_or(DataType::String);
-    let charge = columns
-        .get(Col::ChargePeriodStart)
-        .expect("required column");
-    let mut select = vec![day_expr(charge, &dtype(charge)).alias(DAY)];
-    select.push(match columns.get(Col::BillingPeriodStart) {
-        Some(name) => day_expr(name, &dtype(name)).alias(PERIOD),
-        None => day_expr(charge, &dtype(charge)).alias(PERIOD),
-    });
-    for (alias, col_kind) in KEY_NAMES.into_iter().zip(KEY_COLUMNS) {
-        select.push(match columns.get(col_kind) {
-            Some(name) => col(name)
-                .cast(DataType::String)
-                .fill_null(lit(""))
-                .alias(alias),
-            None => lit("").alias(alias),
-        });
-    }
-    for (cost, alias) in [(Col::EffectiveCost, EFFECTIVE), (Col::BilledCost, BILLED)] {
-        let name = columns.get(cost).expect("required column");
-        select.push(cost_expr(name, &dtype(name)).alias(alias));
-    }
-    frame.select(select)
 }
 
 /// Where each needed column is in a row.

@@ -184,8 +184,8 @@ pub struct FileFacts {
     pub line_items: i64,
 }
 
-/// Readers running that may panic on a damaged file (polars' parquet decoder does, on some
-/// corrupt metadata, as the fuzzer found).
+/// Readers running that may panic on a damaged file (the parquet decoder is third-party code,
+/// fed whatever bytes the file has).
 static GUARDED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Whether such a reader is running: the binary's panic hook stays quiet then, because the
@@ -226,7 +226,7 @@ pub fn read_file(path: &Path) -> Result<FileFacts, ImportError> {
 /// How much of a file is read at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slicing {
-    /// Parquet: line items per polars query (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 50,000).
+    /// Parquet: line items per decoded batch (`COSTSPLIT_IMPORT_SLICE_ROWS`, default 50,000).
     pub rows: usize,
     /// CSV: bytes of the file per chunk a worker parses, cut at a record boundary
     /// (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`, default 16).
@@ -271,15 +271,16 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
             }
         }
         FileFormat::Parquet => guarded(path, || {
-            let schema = parquet::schema(path)?;
-            let header = parquet::names(&schema);
-            let selection = if cur::is_cur(&header) {
-                cur::parquet_selection(path, &schema)?
+            let file = parquet::ParquetFile::open(path)?;
+            let header = file.names();
+            if cur::is_cur(&header) {
+                let (columns, rows) = cur::parquet_rows(path, &header)?;
+                file.read_rows(path, slicing.rows.max(1), &columns, &rows)
             } else {
                 refuse_foreign(path, &header)?;
-                focus::parquet_selection(path, &schema, focus::FOCUS)?
-            };
-            parquet::read(path, slicing.rows.max(1), &selection)
+                let selection = focus::parquet_selection(path, &header)?;
+                file.read_columns(path, slicing.rows.max(1), &selection)
+            }
         })?,
     };
     let started = Instant::now();
@@ -313,9 +314,9 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     })
 }
 
-/// Line items per polars query of a parquet file. At most one slice per worker, one waiting
-/// and one being decoded are alive, so the peak follows this size and the number of distinct
-/// facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it (less memory, more queries).
+/// Line items per decoded batch of a parquet file. Each worker holds one batch (and the
+/// pages of its row group being decoded), so the peak follows this size and the number of
+/// distinct facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it.
 const SLICE_ROWS: usize = 50_000;
 
 /// Bytes of a CSV file per chunk a worker parses (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`).

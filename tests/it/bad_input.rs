@@ -320,3 +320,74 @@ async fn a_closed_output_pipe_ends_the_process_without_a_panic() {
         assert_ne!(status.code(), Some(0), "{args:?}: its output went nowhere");
     }
 }
+
+/// A file larger than the memory the process may use: a 100 MB CSV imported under a 64 MB
+/// limit on the process's data (RLIMIT_DATA: heap and private mappings), as a container
+/// limit would give. Memory follows the facts, not the file, so it imports whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    writeln!(file, "{HEADER}").expect("write");
+    // Many line items, few facts: 31 days x 10 resources.
+    let mut rows = 0u64;
+    while file.get_ref().metadata().expect("size").len() < 100 << 20 {
+        for i in 0..10_000u64 {
+            let day = 1 + (rows + i) % 31;
+            let line = line(
+                &format!("2025-03-{day:02}T00:00:00Z"),
+                "USD",
+                "0.01",
+                r#"{"service":"checkout-api"}"#,
+            )
+            .replace(",i-1,", &format!(",i-{},", i % 10));
+            file.write_all(line.as_bytes()).expect("write");
+        }
+        rows += 10_000;
+        file.flush().expect("flush");
+    }
+    drop(file);
+    let limited = |megabytes: u64| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_costsplit"));
+        command
+            .current_dir(dir.path())
+            .args(["import", "big.csv"])
+            .env(
+                "COSTSPLIT_STORE_URL",
+                format!("sqlite://{}", dir.path().join("c.db").display()),
+            )
+            .env("COSTSPLIT_IMPORT_CSV_CHUNK_MB", "1")
+            .env_remove("COSTSPLIT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let limit = libc::rlimit {
+            rlim_cur: megabytes << 20,
+            rlim_max: megabytes << 20,
+        };
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_DATA, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        command.output()
+    };
+    let size = std::fs::metadata(&path).expect("size").len();
+    let out = limited(64).expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{size} bytes under 64 MB: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("imported {rows} line items as 310 daily facts")),
+        "{stdout}"
+    );
+    assert!(size > 64 << 20);
+    assert_eq!(facts(dir.path()).await, 310);
+}

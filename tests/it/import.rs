@@ -354,7 +354,7 @@ fn a_parquet_file_with_a_bad_date_names_the_file_and_column() {
     let message = err.to_string();
     assert!(
         message.contains(
-            "bad-date.parquet: column `ChargePeriodStart`: unknown date format `03/01/2025`"
+            "bad-date.parquet:1: column `ChargePeriodStart`: unknown date format `03/01/2025 05:00`"
         ),
         "{message}"
     );
