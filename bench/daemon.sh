@@ -39,3 +39,9 @@ cpu() { /usr/bin/time -f "%U %S %M" "$@" 2>&1 >/dev/null | tail -1 | awk '{print
 echo "allocate an ordinary day's window (3 days) of 100 services: $(cpu "$BIN" --store sqlite://cycle.db --rules rules allocate --from 2025-03-17 --to 2025-03-19)"
 echo "allocate a first-week window (the previous month) of 100 services: $(cpu "$BIN" --store sqlite://cycle.db --rules rules allocate --month 2025-03)"
 echo "alerts check (detect + enqueue): $(cpu "$BIN" --store sqlite://cycle.db --rules rules alerts check --date 2025-03-31)"
+
+# Alert evaluation at scale: 1,000 services x 400 days of allocations (issue 12's goal: <= 1 s).
+"$BIN" --store sqlite://alerts.db migrate > /dev/null
+LAST=$(python3 "$ROOT/bench/alerts.py" alerts.db 1000 400)
+echo "alerts check over 1,000 services x 400 days (detect + enqueue): $(cpu "$BIN" --store sqlite://alerts.db --rules rules alerts check --date "$LAST")"
+echo "alerts check again (already enqueued, detect only): $(cpu "$BIN" --store sqlite://alerts.db --rules rules alerts check --date "$LAST")"

@@ -62,6 +62,10 @@ pub enum Command {
     Import {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Also allocate the whole months the files touch, in memory, and store the facts
+        /// and the allocations in one transaction (one command instead of import + allocate)
+        #[arg(long)]
+        allocate: bool,
     },
     /// Validate split rules
     Rules {
@@ -347,9 +351,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("migrations applied");
             Ok(0)
         }
-        Command::Import { files } => {
+        Command::Import { files, allocate } => {
+            // The rules first: a bad rules file stops the run before the file is read.
+            let rules = match allocate {
+                true => Some(rules::load_or_error(&config.rules_dir)?),
+                false => None,
+            };
             let store = Store::connect(&config.store_url).await?;
-            let summary = jobs::import_files(&store, &files, Clock::System).await?;
+            let (summary, allocated) = match &rules {
+                Some(rules) => {
+                    let (summary, allocated) = jobs::import_and_allocate(
+                        &store,
+                        &files,
+                        rules,
+                        &UsageWeights::default(),
+                        config.cost_basis,
+                        Clock::System,
+                    )
+                    .await?;
+                    (summary, Some(allocated))
+                }
+                None => (
+                    jobs::import_files(&store, &files, Clock::System).await?,
+                    None,
+                ),
+            };
             store.close().await;
             let periods: Vec<String> = summary
                 .periods
@@ -364,6 +390,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 summary.effective.format(2),
                 summary.billed.format(2)
             );
+            if let (Some(a), Some(rules)) = (allocated, &rules) {
+                println!(
+                    "allocated {} facts into {} allocations ({} with a fallback); allocated {} == billed {} ({} basis, rules {})",
+                    a.facts, a.allocations, a.fallback_rows, a.allocated, a.billed,
+                    config.cost_basis, rules.hash
+                );
+            }
             Ok(0)
         }
         Command::Allocate(AllocateArgs { range, .. }) => {

@@ -93,6 +93,137 @@ pub struct AllocateSummary {
     pub fallback_rows: usize,
 }
 
+/// `import --allocate`: reads the files, allocates the whole months they touch in memory
+/// (with whatever other facts the store holds for those months, read back only when there
+/// are any) and stores the facts and the allocations in one transaction.
+pub async fn import_and_allocate(
+    store: &Store,
+    files: &[PathBuf],
+    rules: &Rules,
+    usage: &UsageWeights,
+    basis: CostBasis,
+    clock: Clock,
+) -> anyhow::Result<(ImportSummary, AllocateSummary)> {
+    use chrono::Datelike;
+    let started = Instant::now();
+    let paths = files.to_vec();
+    let mut imported = tokio::task::spawn_blocking(move || ingest::read_files(&paths))
+        .await
+        .context("the import task stopped")??;
+    info!(
+        stage = "read",
+        ms = started.elapsed().as_millis() as u64,
+        "import timing"
+    );
+    let (Some(first), Some(last)) = (
+        imported.facts.iter().map(|f| f.day).min(),
+        imported.facts.iter().map(|f| f.day).max(),
+    ) else {
+        anyhow::bail!("the files hold no line items");
+    };
+    let from = first.with_day(1).expect("day 1 exists");
+    let to = last
+        .with_day(1)
+        .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+        .and_then(|d| d.pred_opt())
+        .expect("a month's last day");
+    // The months' other facts (another account, another billing period), which stay.
+    let started = Instant::now();
+    let replaced = &imported.periods;
+    let stored = store.fact_periods(from, to).await?;
+    let is_replaced = |f: &crate::model::Fact| {
+        replaced
+            .iter()
+            .any(|(p, a)| *p == f.billing_period && *a == f.billing_account)
+    };
+    let mut others = Vec::new();
+    if stored.iter().any(|p| !replaced.contains(p)) {
+        others = store.facts(from, to).await?;
+        others.retain(|f| !is_replaced(f));
+    }
+    info!(
+        stage = "load other facts",
+        facts = others.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "allocate timing"
+    );
+    let has_others = !others.is_empty();
+    let mut facts = std::mem::take(&mut imported.facts);
+    facts.extend(others);
+    // The order the store returns facts in, so an allocation in memory is the one a later
+    // `allocate` of the stored facts makes.
+    facts.sort_by(|a, b| {
+        (
+            a.day,
+            &a.billing_account,
+            &a.sub_account,
+            &a.provider_service,
+            &a.resource_id,
+        )
+            .cmp(&(
+                b.day,
+                &b.billing_account,
+                &b.sub_account,
+                &b.provider_service,
+                &b.resource_id,
+            ))
+    });
+    let Computed {
+        facts: mut new_facts,
+        allocations,
+    } = allocate_facts(store, rules, usage, basis, (from, to), facts).await?;
+    let billed: Nanos = new_facts.iter().map(|f| f.amount(basis)).sum();
+    let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
+    let all_facts = new_facts.len();
+    if has_others {
+        new_facts.retain(is_replaced);
+    }
+    let created_at = clock.stamp();
+    let record = ImportRecord {
+        created_at: created_at.clone(),
+        source: "focus".to_string(),
+        files: imported.files.clone(),
+        scope: FactScope::Periods(imported.periods.iter().cloned().collect()),
+        line_items: imported.line_items,
+    };
+    let run = RunRecord {
+        created_at,
+        from,
+        to,
+        rules_hash: rules.hash.clone(),
+        basis,
+        facts: all_facts as i64,
+        billed,
+    };
+    let started = Instant::now();
+    let (import_id, run_id) = store
+        .replace_facts_and_allocations(&record, &new_facts, &run, &allocations)
+        .await?;
+    info!(
+        stage = "store facts and allocations",
+        ms = started.elapsed().as_millis() as u64,
+        "import timing"
+    );
+    let import = ImportSummary {
+        import_id,
+        line_items: imported.line_items,
+        facts: new_facts.len(),
+        periods: imported.periods.iter().cloned().collect(),
+        effective: new_facts.iter().map(|f| f.effective).sum(),
+        billed: new_facts.iter().map(|f| f.billed).sum(),
+    };
+    let allocate = AllocateSummary {
+        run_id,
+        facts: all_facts,
+        allocations: allocations.len(),
+        billed,
+        allocated,
+        fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
+    };
+    info!(run_id, facts = all_facts, allocations = allocations.len(), billed = %billed, "imported and allocated");
+    Ok((import, allocate))
+}
+
 /// Allocates `from..=to` from the stored facts and replaces that range's allocations.
 pub async fn allocate_range(
     store: &Store,
@@ -201,6 +332,18 @@ pub async fn compute_allocations(
         !facts.is_empty(),
         "no billing facts between {from} and {to}; import a billing file for that period first (costsplit import FILE)"
     );
+    allocate_facts(store, rules, usage, basis, (from, to), facts).await
+}
+
+/// Allocates `facts` (all the facts of `from..=to`) with `rules`, checked for conservation.
+async fn allocate_facts(
+    store: &Store,
+    rules: &Rules,
+    usage: &UsageWeights,
+    basis: CostBasis,
+    (from, to): (NaiveDate, NaiveDate),
+    facts: Vec<crate::model::Fact>,
+) -> anyhow::Result<Computed> {
     let usage = with_live_weights(store, rules, usage, (from, to)).await?;
     let started = Instant::now();
     // CPU-bound: off the async worker threads, as the import's read is.

@@ -33,6 +33,14 @@ const INSERT_IMPORT_SQL: &str = "INSERT INTO imports (created_at, source, files,
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
 const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tags, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id";
 const FACT_WIDTH: usize = 17;
+const DELETE_ALLOCATIONS_SQL: &str = "DELETE FROM allocations WHERE day >= $1 AND day <= $2";
+const INSERT_ALLOCATION_RUN_SQL: &str =
+    "INSERT INTO allocation_runs (created_at, from_day, to_day, rules_hash, cost_basis, facts,
+                                  billed_units, billed_nanos, allocated_units, allocated_nanos)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+const ALLOCATION_COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_units, amount_nanos, currency, cost_basis, rules_hash, run_id, provider_service, basis";
+const ALLOCATION_WIDTH: usize = 16;
+
 const SELECT_FACTS_SQL: &str =
     "SELECT day, billing_period, billing_account, sub_account, provider, provider_service,
             resource_id, charge_category, tags, currency, effective_units, effective_nanos,
@@ -440,6 +448,24 @@ impl Store {
         rows.iter().map(|row| day_from(row, 0)).collect()
     }
 
+    /// The (billing period, billing account) pairs that have facts in `from..=to`.
+    pub async fn fact_periods(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT billing_period, billing_account FROM billing_facts WHERE day >= $1 AND day <= $2",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
     /// Facts with `from <= day <= to`.
     pub async fn facts(&self, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Vec<Fact>> {
         if let Some(file) = &self.sqlite_file {
@@ -464,36 +490,81 @@ impl Store {
         run: &RunRecord,
         allocations: &[Allocation],
     ) -> anyhow::Result<i64> {
+        if let Some(file) = &self.sqlite_file {
+            let (_, run_id) = sqlite_bulk::replace(file, None, Some((run, allocations))).await?;
+            return Ok(run_id.expect("allocations were written"));
+        }
+        let mut tx = self.pool.begin().await?;
+        let run_id = self
+            .replace_allocations_in(&mut tx, run, allocations)
+            .await?;
+        tx.commit().await?;
+        Ok(run_id)
+    }
+
+    /// Replaces the facts of `record`'s scope and the allocations of `run`'s range in one
+    /// transaction (`import --allocate`: the facts just read, allocated in memory). Returns
+    /// the import id and the run id.
+    pub async fn replace_facts_and_allocations(
+        &self,
+        record: &ImportRecord,
+        facts: &[Fact],
+        run: &RunRecord,
+        allocations: &[Allocation],
+    ) -> anyhow::Result<(i64, i64)> {
+        if let Some(file) = &self.sqlite_file {
+            let (import_id, run_id) =
+                sqlite_bulk::replace(file, Some((record, facts, None)), Some((run, allocations)))
+                    .await?;
+            return Ok((
+                import_id.expect("facts were written"),
+                run_id.expect("allocations were written"),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
+        let run_id = self
+            .replace_allocations_in(&mut tx, run, allocations)
+            .await?;
+        tx.commit().await?;
+        Ok((import_id, run_id))
+    }
+
+    async fn replace_allocations_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &RunRecord,
+        allocations: &[Allocation],
+    ) -> anyhow::Result<i64> {
         let allocated = Stored::of(allocations.iter().map(|a| a.amount).sum())?;
         let billed = Stored::of(run.billed)?;
-        let mut tx = self.pool.begin().await?;
-        self.serialize(&mut tx, Writer::Allocations).await?;
-        sqlx::query("DELETE FROM allocations WHERE day >= $1 AND day <= $2")
+        self.serialize(tx, Writer::Allocations).await?;
+        sqlx::query(DELETE_ALLOCATIONS_SQL)
             .bind(day_key(run.from))
             .bind(day_key(run.to))
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
-        let run_id: i64 = sqlx::query(
-            "INSERT INTO allocation_runs (created_at, from_day, to_day, rules_hash, cost_basis, facts,
-                                          billed_units, billed_nanos, allocated_units, allocated_nanos)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(&run.created_at)
-        .bind(day_key(run.from))
-        .bind(day_key(run.to))
-        .bind(&run.rules_hash)
-        .bind(run.basis.as_str())
-        .bind(run.facts)
-        .bind(billed.units)
-        .bind(billed.nanos)
-        .bind(allocated.units)
-        .bind(allocated.nanos)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        const COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_units, amount_nanos, currency, cost_basis, rules_hash, run_id, provider_service, basis";
+        let run_id: i64 = sqlx::query(INSERT_ALLOCATION_RUN_SQL)
+            .bind(&run.created_at)
+            .bind(day_key(run.from))
+            .bind(day_key(run.to))
+            .bind(&run.rules_hash)
+            .bind(run.basis.as_str())
+            .bind(run.facts)
+            .bind(billed.units)
+            .bind(billed.nanos)
+            .bind(allocated.units)
+            .bind(allocated.nanos)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?;
         for chunk in allocations.chunks(rows_per_insert(self.backend)) {
-            let sql = insert_sql("allocations", COLUMNS, 16, chunk.len());
+            let sql = insert_sql(
+                "allocations",
+                ALLOCATION_COLUMNS,
+                ALLOCATION_WIDTH,
+                chunk.len(),
+            );
             let mut query = sqlx::query(&sql);
             for a in chunk {
                 let amount = Stored::of(a.amount)?;
@@ -515,9 +586,8 @@ impl Store {
                     .bind(&a.provider_service)
                     .bind(&a.basis);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&mut **tx).await?;
         }
-        tx.commit().await?;
         Ok(run_id)
     }
 

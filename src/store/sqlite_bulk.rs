@@ -14,11 +14,12 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::sync::INSERT_RUN_SQL;
 use super::{
-    decode_tags, fact_totals, insert_sql, tags_json, FactScope, ImportRecord, Stored, SyncRun,
-    DELETE_DAYS_SQL, DELETE_PERIOD_SQL, FACT_COLUMNS, FACT_WIDTH, INSERT_IMPORT_SQL,
+    decode_tags, fact_totals, insert_sql, tags_json, FactScope, ImportRecord, RunRecord, Stored,
+    SyncRun, ALLOCATION_COLUMNS, ALLOCATION_WIDTH, DELETE_ALLOCATIONS_SQL, DELETE_DAYS_SQL,
+    DELETE_PERIOD_SQL, FACT_COLUMNS, FACT_WIDTH, INSERT_ALLOCATION_RUN_SQL, INSERT_IMPORT_SQL,
     SELECT_FACTS_SQL,
 };
-use crate::model::{day_key, parse_day, Fact};
+use crate::model::{day_key, parse_day, Allocation, Fact};
 
 /// The file of a `sqlite://FILE?...` URL (`None` for an in-memory database).
 pub(super) fn file_of(url: &str) -> Option<PathBuf> {
@@ -62,88 +63,169 @@ pub(super) async fn replace_facts(
     facts: &[Fact],
     run: Option<&SyncRun>,
 ) -> anyhow::Result<i64> {
+    let (import_id, _) = replace(file, Some((record, facts, run)), None).await?;
+    Ok(import_id.expect("facts were written"))
+}
+
+/// Facts to replace: the import, its facts and the sync run that fetched them.
+type FactWrite<'a> = (&'a ImportRecord, &'a [Fact], Option<&'a SyncRun>);
+/// Allocations to replace: the run and its rows.
+type AllocationWrite<'a> = (&'a RunRecord, &'a [Allocation]);
+
+/// Replaces facts, allocations or both in one transaction, with one prepared statement per
+/// table. Returns the import id and the run id (of what was written).
+pub(super) async fn replace(
+    file: &Path,
+    facts: Option<FactWrite<'_>>,
+    allocations: Option<AllocationWrite<'_>>,
+) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     blocking(|| {
         let mut conn = open(file)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        match &record.scope {
-            FactScope::Periods(periods) => {
-                for (period, account) in periods {
-                    tx.execute(DELETE_PERIOD_SQL, params![period, account])?;
+        let mut import_id = None;
+        if let Some((record, facts, run)) = facts {
+            match &record.scope {
+                FactScope::Periods(periods) => {
+                    for (period, account) in periods {
+                        tx.execute(DELETE_PERIOD_SQL, params![period, account])?;
+                    }
+                }
+                FactScope::Days { account, from, to } => {
+                    tx.execute(
+                        DELETE_DAYS_SQL,
+                        params![account, day_key(*from), day_key(*to)],
+                    )?;
                 }
             }
-            FactScope::Days { account, from, to } => {
-                tx.execute(
-                    DELETE_DAYS_SQL,
-                    params![account, day_key(*from), day_key(*to)],
-                )?;
-            }
-        }
-        let (effective, billed) = fact_totals(facts)?;
-        let import_id: i64 = tx.query_row(
-            INSERT_IMPORT_SQL,
-            params![
-                record.created_at,
-                record.source,
-                record.files.join("\n"),
-                record.scope.describe(),
-                record.line_items,
-                facts.len() as i64,
-                effective.units,
-                effective.nanos,
-                billed.units,
-                billed.nanos
-            ],
-            |row| row.get(0),
-        )?;
-        {
-            let mut insert =
-                tx.prepare(&insert_sql("billing_facts", FACT_COLUMNS, FACT_WIDTH, 1))?;
-            for f in facts {
-                let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
-                insert.execute(params![
-                    day_key(f.day),
-                    f.billing_period,
-                    f.billing_account,
-                    f.sub_account,
-                    f.provider,
-                    f.provider_service,
-                    f.resource_id,
-                    f.charge_category,
-                    tags_json(&f.tags),
-                    f.currency,
+            let (effective, billed) = fact_totals(facts)?;
+            let import_id_written: i64 = tx.query_row(
+                INSERT_IMPORT_SQL,
+                params![
+                    record.created_at,
+                    record.source,
+                    record.files.join("\n"),
+                    record.scope.describe(),
+                    record.line_items,
+                    facts.len() as i64,
                     effective.units,
                     effective.nanos,
                     billed.units,
-                    billed.nanos,
-                    f.line_count,
-                    i64::from(f.estimated),
-                    import_id
-                ])?;
-            }
-        }
-        if let Some(run) = run {
-            tx.execute(
-                INSERT_RUN_SQL,
-                params![
-                    run.created_at,
-                    run.source,
-                    run.account,
-                    day_key(run.from),
-                    day_key(run.to),
-                    run.status.as_str(),
-                    run.calls,
-                    super::sync::api_cost_nanos(run.cost),
-                    run.facts,
-                    run.estimated_days,
-                    run.message,
-                    Some(import_id),
-                    run.fingerprint
+                    billed.nanos
                 ],
+                |row| row.get(0),
             )?;
+            {
+                let mut insert =
+                    tx.prepare(&insert_sql("billing_facts", FACT_COLUMNS, FACT_WIDTH, 1))?;
+                for f in facts {
+                    let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
+                    insert.execute(params![
+                        day_key(f.day),
+                        f.billing_period,
+                        f.billing_account,
+                        f.sub_account,
+                        f.provider,
+                        f.provider_service,
+                        f.resource_id,
+                        f.charge_category,
+                        tags_json(&f.tags),
+                        f.currency,
+                        effective.units,
+                        effective.nanos,
+                        billed.units,
+                        billed.nanos,
+                        f.line_count,
+                        i64::from(f.estimated),
+                        import_id_written
+                    ])?;
+                }
+            }
+            if let Some(run) = run {
+                tx.execute(
+                    INSERT_RUN_SQL,
+                    params![
+                        run.created_at,
+                        run.source,
+                        run.account,
+                        day_key(run.from),
+                        day_key(run.to),
+                        run.status.as_str(),
+                        run.calls,
+                        super::sync::api_cost_nanos(run.cost),
+                        run.facts,
+                        run.estimated_days,
+                        run.message,
+                        Some(import_id_written),
+                        run.fingerprint
+                    ],
+                )?;
+            }
+            import_id = Some(import_id_written);
+        }
+        let mut run_id = None;
+        if let Some((run, allocations)) = allocations {
+            run_id = Some(write_allocations(&tx, run, allocations)?);
         }
         tx.commit()?;
-        Ok(import_id)
+        Ok((import_id, run_id))
     })
+}
+
+fn write_allocations(
+    tx: &rusqlite::Transaction<'_>,
+    run: &RunRecord,
+    allocations: &[Allocation],
+) -> anyhow::Result<i64> {
+    let allocated = Stored::of(allocations.iter().map(|a| a.amount).sum())?;
+    let billed = Stored::of(run.billed)?;
+    tx.execute(
+        DELETE_ALLOCATIONS_SQL,
+        params![day_key(run.from), day_key(run.to)],
+    )?;
+    let run_id: i64 = tx.query_row(
+        INSERT_ALLOCATION_RUN_SQL,
+        params![
+            run.created_at,
+            day_key(run.from),
+            day_key(run.to),
+            run.rules_hash,
+            run.basis.as_str(),
+            run.facts,
+            billed.units,
+            billed.nanos,
+            allocated.units,
+            allocated.nanos
+        ],
+        |row| row.get(0),
+    )?;
+    let mut insert = tx.prepare(&insert_sql(
+        "allocations",
+        ALLOCATION_COLUMNS,
+        ALLOCATION_WIDTH,
+        1,
+    ))?;
+    for a in allocations {
+        let amount = Stored::of(a.amount)?;
+        insert.execute(params![
+            day_key(a.day),
+            a.service,
+            a.team,
+            a.cost_center,
+            a.pool,
+            a.method.as_str(),
+            i64::from(a.fallback_used),
+            a.ratio_ppb,
+            amount.units,
+            amount.nanos,
+            a.currency,
+            run.basis.as_str(),
+            run.rules_hash,
+            run_id,
+            a.provider_service,
+            a.basis
+        ])?;
+    }
+    Ok(run_id)
 }
 
 /// [`super::Store::facts`]: facts with `from <= day <= to`.

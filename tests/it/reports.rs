@@ -825,3 +825,99 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
         );
     }
 }
+
+/// `import --allocate` allocates the facts it just read in memory: the same allocations as
+/// `import` then `allocate` of the stored month, on both stores, also when the store holds
+/// another account's facts for that month (read back and kept), and the month's statement
+/// reconciles.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_with_allocate_stores_what_import_then_allocate_stores_on_both_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let march = dir.path().join("march.csv");
+    std::fs::write(&march, march_csv()).expect("write");
+    // Another account's month: one line, its own service.
+    let other = dir.path().join("other.csv");
+    std::fs::write(
+        &other,
+        format!("{HEADER}\n999999999999,999999999999,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,2025-03-02T00:00:00Z,2025-03-03T00:00:00Z,USD,5.55,5.55,5.55,Usage,,AWS,Amazon S3,bucket-x,\"{{\"\"service\"\":\"\"search-api\"\"}}\"\n"),
+    )
+    .expect("write");
+    let rules = rules(&[("test.toml", RULES)]);
+    let month = (day("2025-03-01"), day("2025-03-31"));
+    for kind in BOTH {
+        for with_other in [false, true] {
+            let two_steps = TestStore::new(kind).await;
+            let one_step = TestStore::new(kind).await;
+            if with_other {
+                for t in [&two_steps, &one_step] {
+                    jobs::import_files(&t.store, std::slice::from_ref(&other), NOW)
+                        .await
+                        .expect("import other");
+                }
+            }
+            let plain = jobs::import_files(&two_steps.store, std::slice::from_ref(&march), NOW)
+                .await
+                .expect("import");
+            let allocated = jobs::allocate_range(
+                &two_steps.store,
+                &rules,
+                &Default::default(),
+                CostBasis::Effective,
+                month,
+                NOW,
+            )
+            .await
+            .expect("allocate");
+            let (imported, in_memory) = jobs::import_and_allocate(
+                &one_step.store,
+                std::slice::from_ref(&march),
+                &rules,
+                &Default::default(),
+                CostBasis::Effective,
+                NOW,
+            )
+            .await
+            .expect("import --allocate");
+            let case = format!("{kind:?}, another account: {with_other}");
+            assert_eq!(in_memory.allocated, allocated.allocated, "{case}");
+            assert_eq!(in_memory.facts, allocated.facts, "{case}");
+            assert_eq!(imported.facts, plain.facts, "{case}: the file's facts only");
+            assert_eq!(imported.billed, plain.billed, "{case}");
+            let stored = |t: &TestStore| {
+                let store = t.store.clone();
+                async move {
+                    (
+                        store.facts(month.0, month.1).await.expect("facts"),
+                        store
+                            .allocations(month.0, month.1)
+                            .await
+                            .expect("allocations"),
+                    )
+                }
+            };
+            let (facts_a, allocations_a) = stored(&two_steps).await;
+            let (facts_b, allocations_b) = stored(&one_step).await;
+            let key = |f: &costsplit::model::Fact| format!("{f:?}");
+            let mut facts_a: Vec<String> = facts_a.iter().map(key).collect();
+            let mut facts_b: Vec<String> = facts_b.iter().map(key).collect();
+            facts_a.sort();
+            facts_b.sort();
+            assert_eq!(facts_a, facts_b, "{case}");
+            assert_eq!(allocations_a, allocations_b, "{case}");
+            let total: i128 = allocations_b.iter().map(|a| a.amount.0).sum();
+            let expected =
+                MARCH_TOTAL_CENTS * 10_000_000 + if with_other { 5_550_000_000 } else { 0 };
+            assert_eq!(total, expected, "{case}");
+            // Nothing is stale: the daemon's window stays the restatement window.
+            let window = jobs::allocation_window(
+                &one_step.store,
+                &rules,
+                CostBasis::Effective,
+                (day("2025-03-29"), day("2025-03-31")),
+            )
+            .await
+            .expect("window");
+            assert_eq!(window.0, day("2025-03-29"), "{case}");
+        }
+    }
+}
