@@ -251,12 +251,17 @@ fn add_columns(
         };
         ids.push(column);
     }
+    // Rows come in runs of one (day, period): each pair is checked once per run.
+    let mut checked = None;
     for row in 0..rows {
         let day =
             charge_days[row].ok_or_else(|| bad(row, &selection.day, "an empty date".into()))?;
         let period = periods.as_ref().and_then(|p| p[row]).unwrap_or(day);
-        super::aggregate::check_day_in_period(day, period)
-            .map_err(|problem| bad(row, &selection.day, problem))?;
+        if checked != Some((day, period)) {
+            super::aggregate::check_day_in_period(day, period)
+                .map_err(|problem| bad(row, &selection.day, problem))?;
+            checked = Some((day, period));
+        }
         let mut key = [0u32; KEY_COUNT];
         for (id, column) in key.iter_mut().zip(&ids) {
             *id = column[row];

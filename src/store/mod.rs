@@ -2,7 +2,7 @@
 //! one `sqlx::Any` pool, with one SQL text for both (`$N` placeholders, BIGINT money in
 //! nano-units, TEXT days). Every write that replaces data runs in one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,7 +31,7 @@ const DELETE_DAYS_SQL: &str =
     "DELETE FROM billing_facts WHERE billing_account = $1 AND day >= $2 AND day <= $3";
 const INSERT_IMPORT_SQL: &str = "INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_units, effective_nanos, billed_units, billed_nanos)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
-const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tags, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id";
+const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tag_set_id, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id";
 const FACT_WIDTH: usize = 17;
 const DELETE_ALLOCATIONS_SQL: &str = "DELETE FROM allocations WHERE day >= $1 AND day <= $2";
 const INSERT_ALLOCATION_RUN_SQL: &str =
@@ -43,10 +43,17 @@ const ALLOCATION_WIDTH: usize = 16;
 
 const SELECT_FACTS_SQL: &str =
     "SELECT day, billing_period, billing_account, sub_account, provider, provider_service,
-            resource_id, charge_category, tags, currency, effective_units, effective_nanos,
+            resource_id, charge_category, tag_set_id, currency, effective_units, effective_nanos,
             billed_units, billed_nanos, line_count, estimated
      FROM billing_facts WHERE day >= $1 AND day <= $2
      ORDER BY day, billing_account, sub_account, provider_service, resource_id";
+/// The tag sets the facts of a range refer to.
+const SELECT_TAG_SETS_SQL: &str = "SELECT id, tags FROM tag_sets WHERE id IN
+     (SELECT DISTINCT tag_set_id FROM billing_facts WHERE day >= $1 AND day <= $2)";
+/// Stores a tag set unless it is stored (SQLite: unique by its text).
+const INSERT_TAG_SET_SQLITE: &str =
+    "INSERT INTO tag_sets (tags) VALUES ($1) ON CONFLICT (tags) DO NOTHING";
+const SELECT_TAG_SET_SQLITE: &str = "SELECT id FROM tag_sets WHERE tags = $1";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -403,11 +410,13 @@ impl Store {
             .await?
             .try_get(0)?;
 
+        let tag_sets = self.tag_set_ids(tx, facts).await?;
         for chunk in facts.chunks(rows_per_insert(self.backend)) {
             let sql = insert_sql("billing_facts", FACT_COLUMNS, FACT_WIDTH, chunk.len());
             let mut query = sqlx::query(&sql);
             for f in chunk {
                 let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
+                let tag_set = tag_sets[&tags_json(&f.tags)];
                 query = query
                     .bind(day_key(f.day))
                     .bind(&f.billing_period)
@@ -417,7 +426,7 @@ impl Store {
                     .bind(&f.provider_service)
                     .bind(&f.resource_id)
                     .bind(&f.charge_category)
-                    .bind(tags_json(&f.tags))
+                    .bind(tag_set)
                     .bind(&f.currency)
                     .bind(effective.units)
                     .bind(effective.nanos)
@@ -430,6 +439,68 @@ impl Store {
             query.execute(&mut **tx).await?;
         }
         Ok(import_id)
+    }
+
+    /// The id of each distinct tag set of `facts` (by its JSON text), stored if new.
+    async fn tag_set_ids(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        facts: &[Fact],
+    ) -> anyhow::Result<HashMap<String, i64>> {
+        let texts: BTreeSet<String> = facts.iter().map(|f| tags_json(&f.tags)).collect();
+        let mut ids = HashMap::with_capacity(texts.len());
+        match self.backend {
+            Backend::Sqlite => {
+                for text in texts {
+                    sqlx::query(INSERT_TAG_SET_SQLITE)
+                        .bind(&text)
+                        .execute(&mut **tx)
+                        .await?;
+                    let id: i64 = sqlx::query(SELECT_TAG_SET_SQLITE)
+                        .bind(&text)
+                        .fetch_one(&mut **tx)
+                        .await?
+                        .try_get(0)?;
+                    ids.insert(text, id);
+                }
+            }
+            Backend::Postgres => {
+                // Unique by digest (see the migration): many per statement, one round trip.
+                let texts: Vec<(String, String)> =
+                    texts.into_iter().map(|t| (tag_digest(&t), t)).collect();
+                for chunk in texts.chunks(500) {
+                    let sql = format!(
+                        "{} ON CONFLICT (digest) DO NOTHING",
+                        insert_sql("tag_sets", "digest, tags", 2, chunk.len())
+                    );
+                    let mut insert = sqlx::query(&sql);
+                    for (digest, text) in chunk {
+                        insert = insert.bind(digest).bind(text);
+                    }
+                    insert.execute(&mut **tx).await?;
+                    let places: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT id, digest FROM tag_sets WHERE digest IN ({})",
+                        places.join(", ")
+                    );
+                    let mut select = sqlx::query(&sql);
+                    for (digest, _) in chunk {
+                        select = select.bind(digest);
+                    }
+                    let by_digest: HashMap<String, i64> = select
+                        .fetch_all(&mut **tx)
+                        .await?
+                        .iter()
+                        .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
+                        .collect::<anyhow::Result<_>>()?;
+                    for (digest, text) in chunk {
+                        let id = *by_digest.get(digest).context("a tag set was not stored")?;
+                        ids.insert(text.clone(), id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// Days in `from..=to` that hold facts the provider may still revise.
@@ -471,15 +542,25 @@ impl Store {
         if let Some(file) = &self.sqlite_file {
             return sqlite_bulk::facts(file, from, to).await;
         }
+        let mut tag_sets = HashMap::new();
+        for row in sqlx::query(SELECT_TAG_SETS_SQL)
+            .bind(day_key(from))
+            .bind(day_key(to))
+            .fetch_all(&self.pool)
+            .await?
+        {
+            tag_sets.insert(
+                row.try_get::<i64, _>(0)?,
+                decode_tags(&row.try_get::<String, _>(1)?)?,
+            );
+        }
         let rows = sqlx::query(SELECT_FACTS_SQL)
             .bind(day_key(from))
             .bind(day_key(to))
             .fetch_all(&self.pool)
             .await?;
-        // Facts of one resource share their tags: decode each distinct JSON text once.
-        let mut tags_cache: std::collections::HashMap<String, Tags> = Default::default();
         rows.iter()
-            .map(|row| fact_from_row(row, &mut tags_cache))
+            .map(|row| fact_from_row(row, &tag_sets))
             .collect()
     }
 
@@ -818,27 +899,30 @@ fn day_from(row: &AnyRow, index: usize) -> anyhow::Result<NaiveDate> {
     parse_day(&text).with_context(|| format!("bad day `{text}` in the store"))
 }
 
-/// Decodes stored tags JSON, each distinct text once (facts of one resource share tags).
-fn decode_tags(
-    text: String,
-    cache: &mut std::collections::HashMap<String, Tags>,
-) -> anyhow::Result<Tags> {
-    Ok(match cache.get(&text) {
-        Some(tags) => tags.clone(),
-        None if text.is_empty() => Tags::new(),
-        None => {
-            let tags: Tags = serde_json::from_str(&text).context("bad tags JSON in the store")?;
-            cache.insert(text, tags.clone());
-            tags
-        }
-    })
+/// Decodes a stored tag set's JSON.
+fn decode_tags(text: &str) -> anyhow::Result<Tags> {
+    if text.is_empty() {
+        return Ok(Tags::new());
+    }
+    serde_json::from_str(text).context("bad tags JSON in the store")
 }
 
-fn fact_from_row(
-    row: &AnyRow,
-    cache: &mut std::collections::HashMap<String, Tags>,
-) -> anyhow::Result<Fact> {
-    let tags = decode_tags(row.try_get(8)?, cache)?;
+/// The SHA-256 of a tag set's JSON text, lower-case hex (PostgreSQL's unique key).
+fn tag_digest(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A tag set of `tag_sets`, by id.
+fn tag_set(tag_sets: &HashMap<i64, Tags>, id: i64) -> anyhow::Result<Tags> {
+    tag_sets
+        .get(&id)
+        .cloned()
+        .with_context(|| format!("a fact refers to tag set {id}, which the store does not have"))
+}
+
+fn fact_from_row(row: &AnyRow, tag_sets: &HashMap<i64, Tags>) -> anyhow::Result<Fact> {
+    let tags = tag_set(tag_sets, row.try_get(8)?)?;
     let day = day_from(row, 0)?;
     Ok(Fact {
         day,

@@ -14,10 +14,10 @@ use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 
 use super::sync::INSERT_RUN_SQL;
 use super::{
-    decode_tags, fact_totals, insert_sql, tags_json, FactScope, ImportRecord, RunRecord, Stored,
-    SyncRun, ALLOCATION_COLUMNS, ALLOCATION_WIDTH, DELETE_ALLOCATIONS_SQL, DELETE_DAYS_SQL,
+    decode_tags, fact_totals, insert_sql, tag_set, tags_json, FactScope, ImportRecord, RunRecord,
+    Stored, SyncRun, ALLOCATION_COLUMNS, ALLOCATION_WIDTH, DELETE_ALLOCATIONS_SQL, DELETE_DAYS_SQL,
     DELETE_PERIOD_SQL, FACT_COLUMNS, FACT_WIDTH, INSERT_ALLOCATION_RUN_SQL, INSERT_IMPORT_SQL,
-    SELECT_FACTS_SQL,
+    INSERT_TAG_SET_SQLITE, SELECT_FACTS_SQL, SELECT_TAG_SETS_SQL, SELECT_TAG_SET_SQLITE,
 };
 use crate::model::{day_key, parse_day, Allocation, Fact};
 
@@ -115,9 +115,33 @@ pub(super) async fn replace(
                 |row| row.get(0),
             )?;
             {
+                // Each distinct tag set once: stored unless it is, then referred to by id.
+                let mut tag_sets: HashMap<String, i64> = HashMap::new();
+                let mut store_tags = tx.prepare(INSERT_TAG_SET_SQLITE)?;
+                let mut tag_set_id = tx.prepare(SELECT_TAG_SET_SQLITE)?;
                 let mut insert =
                     tx.prepare(&insert_sql("billing_facts", FACT_COLUMNS, FACT_WIDTH, 1))?;
+                let mut last: Option<(&crate::model::Tags, i64)> = None;
                 for f in facts {
+                    // Facts of one resource come together and share their tags.
+                    let tag_set = match last {
+                        Some((tags, id)) if *tags == f.tags => id,
+                        _ => {
+                            let text = tags_json(&f.tags);
+                            let id = match tag_sets.get(&text) {
+                                Some(&id) => id,
+                                None => {
+                                    store_tags.execute(params![text])?;
+                                    let id: i64 =
+                                        tag_set_id.query_row(params![text], |row| row.get(0))?;
+                                    tag_sets.insert(text, id);
+                                    id
+                                }
+                            };
+                            last = Some((&f.tags, id));
+                            id
+                        }
+                    };
                     let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
                     insert.execute(params![
                         day_key(f.day),
@@ -128,7 +152,7 @@ pub(super) async fn replace(
                         f.provider_service,
                         f.resource_id,
                         f.charge_category,
-                        tags_json(&f.tags),
+                        tag_set,
                         f.currency,
                         effective.units,
                         effective.nanos,
@@ -236,9 +260,16 @@ pub(super) async fn facts(
 ) -> anyhow::Result<Vec<Fact>> {
     blocking(|| {
         let conn = open(file)?;
+        let mut tag_sets = HashMap::new();
+        let mut select = conn.prepare(SELECT_TAG_SETS_SQL)?;
+        let mut rows = select.query(params![day_key(from), day_key(to)])?;
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(1)?;
+            tag_sets.insert(row.get::<_, i64>(0)?, decode_tags(&text)?);
+        }
+        drop(rows);
         let mut select = conn.prepare(SELECT_FACTS_SQL)?;
         let mut rows = select.query(params![day_key(from), day_key(to)])?;
-        let mut tags_cache = HashMap::new();
         let mut facts = Vec::new();
         while let Some(row) = rows.next()? {
             let day: String = row.get(0)?;
@@ -251,7 +282,7 @@ pub(super) async fn facts(
                 provider_service: row.get(5)?,
                 resource_id: row.get(6)?,
                 charge_category: row.get(7)?,
-                tags: decode_tags(row.get(8)?, &mut tags_cache)?,
+                tags: tag_set(&tag_sets, row.get(8)?)?,
                 currency: row.get(9)?,
                 effective: Stored::amount(row.get(10)?, row.get(11)?),
                 billed: Stored::amount(row.get(12)?, row.get(13)?),

@@ -408,3 +408,101 @@ async fn two_syncs_of_one_window_at_once_leave_one_copy_on_both() {
         two_syncs_of_one_window_at_once_leave_one_copy(kind).await;
     }
 }
+
+/// A store written before tag sets existed (facts carried their tags JSON) keeps every
+/// fact's tags through the migration that stores each tag set once, on both stores; a new
+/// import of the same tags refers to the migrated set.
+#[tokio::test]
+async fn tags_stored_before_tag_sets_survive_the_migration_on_both_stores() {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    for kind in BOTH {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = format!("costsplit_migrate_{}", std::process::id());
+        let admin = crate::support::pg_admin_url();
+        let url = match kind {
+            Kind::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display()),
+            Kind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin");
+                conn.execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                    .await
+                    .expect("drop");
+                conn.execute(format!("CREATE DATABASE {name}").as_str())
+                    .await
+                    .expect("create");
+                let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+                format!("{base}/{name}")
+            }
+        };
+        // The schema as migration 9 left it, with facts as they were stored then.
+        let pool = sqlx::AnyPool::connect(&url).await.expect("connect");
+        let mut migrator = match kind {
+            Kind::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Kind::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        migrator.migrations = std::borrow::Cow::Owned(
+            migrator
+                .migrations
+                .iter()
+                .filter(|m| m.version < 10)
+                .cloned()
+                .collect(),
+        );
+        migrator.run(&pool).await.expect("migrations 1-9");
+        sqlx::query("INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_nanos, billed_nanos) VALUES ('t', 'focus', 'f', 'p', 3, 3, 0, 0)")
+            .execute(&pool)
+            .await
+            .expect("import");
+        for (resource, tags) in [
+            ("i-1", r#"{"service":"checkout-api"}"#),
+            ("i-2", r#"{"service":"checkout-api"}"#),
+            ("i-3", ""),
+        ] {
+            sqlx::query("INSERT INTO billing_facts (day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tags, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id) VALUES ('2025-03-01', '2025-03', 'payer', 'acct-1', 'AWS', 'Amazon Elastic Compute Cloud', $1, 'Usage', $2, 'USD', 0, 10, 0, 20, 3, 0, 1)")
+                .bind(resource)
+                .bind(tags)
+                .execute(&pool)
+                .await
+                .expect("fact");
+        }
+        pool.close().await;
+        let store = Store::connect(&url).await.expect("the store migrates");
+        let facts = store
+            .facts(day("2025-03-01"), day("2025-03-31"))
+            .await
+            .expect("facts");
+        let tags: Vec<(String, Option<String>)> = facts
+            .iter()
+            .map(|f| (f.resource_id.clone(), f.tags.get("service").cloned()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("i-1".to_string(), Some("checkout-api".to_string())),
+                ("i-2".to_string(), Some("checkout-api".to_string())),
+                ("i-3".to_string(), None),
+            ],
+            "{kind:?}"
+        );
+        // A new import with the same tags refers to the migrated set.
+        let mut next = facts.clone();
+        next[0].billing_period = "2025-04".into();
+        next[0].day = day("2025-04-01");
+        store
+            .replace_facts(&record("2025-04"), &next[..1])
+            .await
+            .expect("import");
+        let again = store
+            .facts(day("2025-04-01"), day("2025-04-30"))
+            .await
+            .expect("facts");
+        assert_eq!(again[0].tags, facts[0].tags, "{kind:?}");
+        store.close().await;
+        if kind == Kind::Postgres {
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin");
+            conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                .await
+                .expect("drop");
+        }
+    }
+}

@@ -945,3 +945,106 @@ match = {{ resource_id = "arn:aws:kafka:*" }}
     assert_eq!(sum, 215_800_000_000, "every nano-unit is allocated");
     keys.clean().await;
 }
+
+/// A usage source returning garbage: an exporter whose series are NaN, negative and +Inf
+/// (scraped by the real Prometheus) gives samples only for the sound members, each bad one
+/// named in the run's notes, and the pool, missing members' measurements (a missing value is
+/// not a zero), falls back to its fallback split saying why; an answer that is not
+/// Prometheus' JSON (a proxy's error page: a fault a real Prometheus does not produce)
+/// fails the source with a reason and stores nothing for it.
+#[tokio::test]
+async fn a_usage_source_returning_garbage_keeps_only_sound_values_and_says_which() {
+    const GARBAGE: &str = "# TYPE kafka_log_log_size gauge\nkafka_log_log_size{topic=\"orders\"} 3000\nkafka_log_log_size{topic=\"clicks\"} NaN\nkafka_log_log_size{topic=\"payments\"} -5\nkafka_log_log_size{topic=\"auth\"} +Inf\n";
+    let target = serve_metrics(GARBAGE).await;
+    let prometheus = Prometheus::start(&target).await;
+    let query = "sum by (topic) (kafka_log_log_size)";
+    prometheus.wait_for(query, 4).await;
+    let proxy = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/v1/query"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .set_body_string("<html><body>502 Bad Gateway</body></html>"),
+        )
+        .mount(&proxy)
+        .await;
+    let rules = rules(&[
+        ("services.toml", SERVICES),
+        (
+            "usage.toml",
+            &format!(
+                r#"
+[[source]]
+name = "msk-topics"
+kind = "prometheus"
+url = "{}"
+query = "{query}"
+label = "topic"
+map = {{ "orders" = "orders-api", "clicks" = "search-api", "payments" = "payments-api", "auth" = "auth-api" }}
+
+[[source]]
+name = "behind-a-proxy"
+kind = "prometheus"
+url = "{}"
+query = "{query}"
+label = "topic"
+map = {{ "orders" = "orders-api" }}
+
+[[pool]]
+name = "shared-msk"
+method = "usage"
+usage = {{ source = "msk-topics" }}
+match = {{ resource_id = "arn:aws:kafka:*" }}
+"#,
+                prometheus.url,
+                proxy.uri()
+            ),
+        ),
+    ]);
+    let t = TestStore::new(Kind::Sqlite).await;
+    let today = Utc::now().date_naive();
+    store_facts(
+        &t.store,
+        &[shared_fact(
+            today,
+            "arn:aws:kafka:us-east-1:1:cluster/msk/x",
+            60,
+        )],
+    )
+    .await;
+    let summary = sync(&t.store, &rules, today).await;
+    let run = |name: &str| {
+        summary
+            .runs
+            .iter()
+            .find(|r| r.source == name)
+            .unwrap_or_else(|| panic!("a run of {name}: {:?}", summary.runs))
+    };
+    let sound = run("msk-topics");
+    assert_eq!(sound.status, UsageStatus::Ok, "{sound:?}");
+    for member in ["clicks", "payments", "auth"] {
+        assert!(
+            sound.message.contains(&format!("`{member}`")),
+            "{member} named: {}",
+            sound.message
+        );
+    }
+    let stored = samples(&t.store, "msk-topics", today).await;
+    assert_eq!(stored.keys().collect::<Vec<_>>(), ["orders"], "{stored:?}");
+    let proxied = run("behind-a-proxy");
+    assert_eq!(proxied.status, UsageStatus::Failed, "{proxied:?}");
+    assert!(!proxied.message.is_empty());
+    assert!(samples(&t.store, "behind-a-proxy", today).await.is_empty());
+    allocate(&t.store, &rules, (today, today)).await;
+    let s = shares(&t.store, "shared-msk", today).await;
+    for service in ["orders-api", "search-api", "payments-api", "auth-api"] {
+        assert_eq!(s[service].0, Nanos(15 * D), "{s:?}");
+        assert!(
+            s[service].1.starts_with("fallback: ")
+                && s[service]
+                    .1
+                    .contains("has no value for auth-api, payments-api, search-api"),
+            "{}",
+            s[service].1
+        );
+    }
+}
