@@ -45,9 +45,8 @@ pub struct Selection {
     pub billed: String,
 }
 
-/// An open parquet file: its footer, read once and shared by the workers.
+/// A parquet file's footer, read once and shared by the workers (each opens the file).
 pub struct ParquetFile {
-    file: File,
     metadata: ArrowReaderMetadata,
 }
 
@@ -60,7 +59,7 @@ impl ParquetFile {
         // The file's own types; an arrow schema a writer embedded is not needed.
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
         let metadata = ArrowReaderMetadata::load(&file, options).map_err(|e| damaged(path, &e))?;
-        Ok(ParquetFile { file, metadata })
+        Ok(ParquetFile { metadata })
     }
 
     /// The names of the file's columns.
@@ -114,10 +113,7 @@ impl ParquetFile {
             ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(fields))),
         )
         .map_err(|e| damaged(path, &e))?;
-        let file = ParquetFile {
-            file: self.file,
-            metadata,
-        };
+        let file = ParquetFile { metadata };
         file.sum(
             path,
             batch_rows,
@@ -172,7 +168,9 @@ impl ParquetFile {
             (group < groups).then_some((group, group))
         };
         sum_in_parallel(path, &failed, next, |group: usize, state: &mut S, sums| {
-            let file = self.file.try_clone().map_err(|error| ImportError::Io {
+            // A file of its own per row group: a cloned handle would share one file offset
+            // between the workers, and their seeks and reads would interleave.
+            let file = File::open(path).map_err(|error| ImportError::Io {
                 file: path.to_path_buf(),
                 error,
             })?;

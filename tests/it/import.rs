@@ -129,6 +129,22 @@ fn csv_gzip_and_parquet_of_one_month_give_the_same_facts() {
     assert!(!facts[0].is_empty());
     assert_eq!(facts[0], facts[1], "gzip CSV reads like CSV");
     assert_eq!(facts[0], facts[2], "parquet reads like CSV");
+    // The same parquet in 20 row groups: each worker reads its own, all at once.
+    use polars::prelude::*;
+    let frame =
+        ParquetReader::new(std::fs::File::open(dir.path().join("month.parquet")).expect("open"))
+            .finish()
+            .expect("read");
+    let groups = dir.path().join("month-groups.parquet");
+    ParquetWriter::new(std::fs::File::create(&groups).expect("create"))
+        .with_row_group_size(Some(1_000))
+        .finish(&mut frame.clone())
+        .expect("write");
+    let imported = costsplit::ingest::read_files(std::slice::from_ref(&groups)).expect("groups");
+    assert_eq!(
+        imported.facts, facts[0],
+        "row groups read in parallel read like CSV"
+    );
 }
 
 const HEADER: &str = "ChargePeriodStart,BillingPeriodStart,BillingAccountId,BillingCurrency,BilledCost,EffectiveCost,ServiceName,ResourceId,ChargeCategory,Tags";
