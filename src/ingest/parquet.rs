@@ -497,7 +497,8 @@ fn fine_units(value: f64) -> Result<i128, String> {
         return Err(format!("`{value}` is not a number"));
     }
     if value.abs() < 9.0e4 {
-        return Ok((value * 1e11).round() as i128);
+        // Below 9e15 units: an i64 holds it (a float-to-i128 conversion is a library call).
+        return Ok(i128::from((value * 1e11).round() as i64));
     }
     crate::money::parse_line_amount(format!("{value}").as_bytes(), FINE_DECIMALS)
 }
