@@ -11,9 +11,10 @@ ours = {}
 conn = sqlite3.connect(db)
 facts = conn.execute("select count(*) from billing_facts").fetchone()[0]
 services = set()
-for day, service, nanos in conn.execute(
-        "select day, service, sum(amount_nanos) from allocations group by day, service"):
-    ours[(day, service)] = Decimal(nanos) / Decimal(10**9)
+# Amounts are (whole units, nano-units) pairs (migration 0007).
+for day, service, units, nanos in conn.execute(
+        "select day, service, sum(amount_units), sum(amount_nanos) from allocations group by day, service"):
+    ours[(day, service)] = Decimal(units) + Decimal(nanos) / Decimal(10**9)
     services.add(service)
 theirs = {(r["day"], r["service"]): Decimal(r["amount"]) for r in csv.DictReader(open(ref))}
 keys = set(ours) | set(theirs)

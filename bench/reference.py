@@ -21,9 +21,12 @@ def reader(src):
 
 if sys.argv[1] == "--scan":
     src = sys.argv[2]
+    # FOCUS 1.0 names the provider ServiceProviderName, 1.2 ProviderName.
+    columns = duckdb.sql(f"select * from {reader(src)} limit 0").columns
+    provider = "ServiceProviderName" if "ServiceProviderName" in columns else "ProviderName"
     query = f"""select count(*), min(ChargePeriodStart)::varchar, max(BillingPeriodStart)::varchar, sum(EffectiveCost),
         sum(BilledCost), max(ResourceId), max(Tags), max(ServiceName), max(ChargeCategory),
-        max(BillingAccountId), max(SubAccountId), max(ServiceProviderName), max(BillingCurrency)
+        max(BillingAccountId), max(SubAccountId), max({provider}), max(BillingCurrency)
         from {reader(src)}"""
     start = time.perf_counter()
     duckdb.sql(query).fetchall()

@@ -7,6 +7,7 @@
 #                                # table in BENCHMARKS.md
 #   BENCH_ROWS="100000" BENCH_RUNS=1 BENCH_BIG_ROWS="" bench/run.sh    # a quick smoke run
 #   BENCH_GENERATORS=gen_focus   # only the independent generator's files
+#   BENCH_KEEP=1 ...             # add rows to the last invocation's table
 #
 # Two generators: costsplit's own (`costsplit generate`) and an independent one written by
 # others (bench/gen_focus.py: pyarrow, dictionary-encoded parquet, its shared_weights.csv
@@ -83,7 +84,9 @@ ours() { # file rules
 }
 
 results="$WORK/results.tsv"
-: > "$results"
+# BENCH_KEEP=1 adds to the previous invocation's rows (to measure some inputs with other
+# settings) instead of starting the table afresh.
+[ "${BENCH_KEEP:-}" = 1 ] || : > "$results"
 measure() { # generator rows format runs
   local gen=$1 rows=$2 fmt=$3 runs=$4 file rules weights imp=() alc=() tot=() mem=() ref_t=() ref_m=() scan=()
   file=$(input "$gen" "$rows" "$fmt")

@@ -152,22 +152,7 @@ pub async fn import_and_allocate(
     facts.extend(others);
     // The order the store returns facts in, so an allocation in memory is the one a later
     // `allocate` of the stored facts makes.
-    facts.sort_by(|a, b| {
-        (
-            a.day,
-            &a.billing_account,
-            &a.sub_account,
-            &a.provider_service,
-            &a.resource_id,
-        )
-            .cmp(&(
-                b.day,
-                &b.billing_account,
-                &b.sub_account,
-                &b.provider_service,
-                &b.resource_id,
-            ))
-    });
+    crate::store::sort_facts(&mut facts);
     let Computed {
         facts: mut new_facts,
         allocations,

@@ -290,6 +290,7 @@ pub(super) async fn facts(
                 estimated: row.get::<_, i64>(15)? != 0,
             });
         }
+        super::sort_facts(&mut facts);
         Ok(facts)
     })
 }
