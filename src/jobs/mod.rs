@@ -42,6 +42,28 @@ pub async fn import_files(
     files: &[PathBuf],
     clock: Clock,
 ) -> anyhow::Result<ImportSummary> {
+    let imported = read_batch(files).await?;
+    let started = Instant::now();
+    let import_id = store
+        .replace_facts(&import_record(&imported, clock.stamp()), &imported.facts)
+        .await?;
+    info!(
+        stage = "store",
+        ms = started.elapsed().as_millis() as u64,
+        "import timing"
+    );
+    let summary = ImportSummary::of(import_id, &imported, &imported.facts);
+    info!(
+        line_items = summary.line_items,
+        facts = summary.facts,
+        effective = %summary.effective,
+        "imported"
+    );
+    Ok(summary)
+}
+
+/// Reads one batch of billing files (off the async threads).
+async fn read_batch(files: &[PathBuf]) -> anyhow::Result<ingest::Imported> {
     let started = Instant::now();
     let paths = files.to_vec();
     let imported = tokio::task::spawn_blocking(move || ingest::read_files(&paths))
@@ -52,35 +74,31 @@ pub async fn import_files(
         ms = started.elapsed().as_millis() as u64,
         "import timing"
     );
-    let started = Instant::now();
-    let record = ImportRecord {
-        created_at: clock.stamp(),
+    Ok(imported)
+}
+
+/// The record of an import of `imported`: it replaces the billing periods the files hold.
+fn import_record(imported: &ingest::Imported, created_at: String) -> ImportRecord {
+    ImportRecord {
+        created_at,
         source: "focus".to_string(),
         files: imported.files.clone(),
         scope: FactScope::Periods(imported.periods.iter().cloned().collect()),
         line_items: imported.line_items,
-    };
-    let import_id = store.replace_facts(&record, &imported.facts).await?;
-    info!(
-        stage = "store",
-        ms = started.elapsed().as_millis() as u64,
-        "import timing"
-    );
-    let summary = ImportSummary {
-        import_id,
-        line_items: imported.line_items,
-        facts: imported.facts.len(),
-        periods: imported.periods.iter().cloned().collect(),
-        effective: imported.facts.iter().map(|f| f.effective).sum(),
-        billed: imported.facts.iter().map(|f| f.billed).sum(),
-    };
-    info!(
-        line_items = summary.line_items,
-        facts = summary.facts,
-        effective = %summary.effective,
-        "imported"
-    );
-    Ok(summary)
+    }
+}
+
+impl ImportSummary {
+    fn of(import_id: i64, imported: &ingest::Imported, facts: &[crate::model::Fact]) -> Self {
+        ImportSummary {
+            import_id,
+            line_items: imported.line_items,
+            facts: facts.len(),
+            periods: imported.periods.iter().cloned().collect(),
+            effective: facts.iter().map(|f| f.effective).sum(),
+            billed: facts.iter().map(|f| f.billed).sum(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,16 +123,7 @@ pub async fn import_and_allocate(
     clock: Clock,
 ) -> anyhow::Result<(ImportSummary, AllocateSummary)> {
     use chrono::Datelike;
-    let started = Instant::now();
-    let paths = files.to_vec();
-    let mut imported = tokio::task::spawn_blocking(move || ingest::read_files(&paths))
-        .await
-        .context("the import task stopped")??;
-    info!(
-        stage = "read",
-        ms = started.elapsed().as_millis() as u64,
-        "import timing"
-    );
+    let mut imported = read_batch(files).await?;
     let (Some(first), Some(last)) = (
         imported.facts.iter().map(|f| f.day).min(),
         imported.facts.iter().map(|f| f.day).max(),
@@ -158,19 +167,12 @@ pub async fn import_and_allocate(
         allocations,
     } = allocate_facts(store, rules, usage, basis, (from, to), facts).await?;
     let billed: Nanos = new_facts.iter().map(|f| f.amount(basis)).sum();
-    let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
     let all_facts = new_facts.len();
     if has_others {
         new_facts.retain(is_replaced);
     }
     let created_at = clock.stamp();
-    let record = ImportRecord {
-        created_at: created_at.clone(),
-        source: "focus".to_string(),
-        files: imported.files.clone(),
-        scope: FactScope::Periods(imported.periods.iter().cloned().collect()),
-        line_items: imported.line_items,
-    };
+    let record = import_record(&imported, created_at.clone());
     let run = RunRecord {
         created_at,
         from,
@@ -189,22 +191,8 @@ pub async fn import_and_allocate(
         ms = started.elapsed().as_millis() as u64,
         "import timing"
     );
-    let import = ImportSummary {
-        import_id,
-        line_items: imported.line_items,
-        facts: new_facts.len(),
-        periods: imported.periods.iter().cloned().collect(),
-        effective: new_facts.iter().map(|f| f.effective).sum(),
-        billed: new_facts.iter().map(|f| f.billed).sum(),
-    };
-    let allocate = AllocateSummary {
-        run_id,
-        facts: all_facts,
-        allocations: allocations.len(),
-        billed,
-        allocated,
-        fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
-    };
+    let import = ImportSummary::of(import_id, &imported, &new_facts);
+    let allocate = AllocateSummary::of(run_id, all_facts, &allocations, billed);
     info!(run_id, facts = all_facts, allocations = allocations.len(), billed = %billed, "imported and allocated");
     Ok((import, allocate))
 }
@@ -222,7 +210,6 @@ pub async fn allocate_range(
     let Computed { facts, allocations } =
         compute_allocations(store, rules, usage, basis, range).await?;
     let billed: Nanos = facts.iter().map(|f| f.amount(basis)).sum();
-    let allocated: Nanos = allocations.iter().map(|a| a.amount).sum();
     let run = RunRecord {
         created_at: clock.stamp(),
         from,
@@ -240,14 +227,30 @@ pub async fn allocate_range(
         "allocate timing"
     );
     info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed, "allocated");
-    Ok(AllocateSummary {
+    Ok(AllocateSummary::of(
         run_id,
-        facts: facts.len(),
-        allocations: allocations.len(),
+        facts.len(),
+        &allocations,
         billed,
-        allocated,
-        fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
-    })
+    ))
+}
+
+impl AllocateSummary {
+    fn of(
+        run_id: i64,
+        facts: usize,
+        allocations: &[crate::model::Allocation],
+        billed: Nanos,
+    ) -> Self {
+        AllocateSummary {
+            run_id,
+            facts,
+            allocations: allocations.len(),
+            billed,
+            allocated: allocations.iter().map(|a| a.amount).sum(),
+            fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
+        }
+    }
 }
 
 /// The days to re-allocate: `window` (the days a sync may have changed), widened to the first
