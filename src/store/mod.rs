@@ -524,13 +524,24 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> anyhow::Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
+        self.text_pairs(
             "SELECT DISTINCT billing_period, billing_account FROM billing_facts WHERE day >= $1 AND day <= $2",
+            (from, to),
         )
-        .bind(day_key(from))
-        .bind(day_key(to))
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// The rows of a query of two text columns over the days `from..=to` (`$1`, `$2`).
+    async fn text_pairs(
+        &self,
+        sql: &str,
+        (from, to): (NaiveDate, NaiveDate),
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let rows = sqlx::query(sql)
+            .bind(day_key(from))
+            .bind(day_key(to))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
@@ -774,16 +785,11 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> anyhow::Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
+        self.text_pairs(
             "SELECT DISTINCT cost_basis, rules_hash FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY cost_basis, rules_hash",
+            (from, to),
         )
-        .bind(day_key(from))
-        .bind(day_key(to))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        .await
     }
 
     /// Runs one SQL statement as given. For tests that need to break the store on purpose
