@@ -381,6 +381,15 @@ fn costs(array: &ArrayRef) -> Result<Vec<i128>, (usize, String)> {
         }
         Ok::<(), (usize, String)>(())
     };
+    // An integer column of any width, as whole units.
+    macro_rules! integers {
+        ($t:ty) => {
+            integers(
+                &mut array.as_primitive::<$t>().iter().map(|v| v.map(i128::from)),
+                &mut out,
+            )?
+        };
+    }
     match array.data_type() {
         DataType::Float64 => {
             for (row, v) in array.as_primitive::<Float64Type>().iter().enumerate() {
@@ -407,62 +416,14 @@ fn costs(array: &ArrayRef) -> Result<Vec<i128>, (usize, String)> {
                 })?);
             }
         }
-        DataType::Int8 => integers(
-            &mut array
-                .as_primitive::<Int8Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::Int16 => integers(
-            &mut array
-                .as_primitive::<Int16Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::Int32 => integers(
-            &mut array
-                .as_primitive::<Int32Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::Int64 => integers(
-            &mut array
-                .as_primitive::<Int64Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::UInt8 => integers(
-            &mut array
-                .as_primitive::<UInt8Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::UInt16 => integers(
-            &mut array
-                .as_primitive::<UInt16Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::UInt32 => integers(
-            &mut array
-                .as_primitive::<UInt32Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
-        DataType::UInt64 => integers(
-            &mut array
-                .as_primitive::<UInt64Type>()
-                .iter()
-                .map(|v| v.map(i128::from)),
-            &mut out,
-        )?,
+        DataType::Int8 => integers!(Int8Type),
+        DataType::Int16 => integers!(Int16Type),
+        DataType::Int32 => integers!(Int32Type),
+        DataType::Int64 => integers!(Int64Type),
+        DataType::UInt8 => integers!(UInt8Type),
+        DataType::UInt16 => integers!(UInt16Type),
+        DataType::UInt32 => integers!(UInt32Type),
+        DataType::UInt64 => integers!(UInt64Type),
         DataType::Boolean | DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
             return Err((
                 0,
