@@ -11,6 +11,7 @@ use crate::daemon::DaemonSettings;
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::ingest::s3_exports::ExportSource;
 use crate::model::CostBasis;
+use crate::notify::routes::SlackConfig;
 
 pub const DEFAULT_STORE_URL: &str = "sqlite://costsplit.db";
 pub const DEFAULT_CONFIG_FILE: &str = "costsplit.toml";
@@ -26,6 +27,8 @@ pub struct Config {
     pub exports: Vec<ExportSource>,
     /// `[daemon]`: `costsplit run` (listen address from `COSTSPLIT_LISTEN` too).
     pub daemon: DaemonSettings,
+    /// `[slack]`: where each team's webhook is read from (only from the file).
+    pub slack: SlackConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -39,6 +42,8 @@ struct FileConfig {
     exports: Vec<ExportSource>,
     #[serde(default)]
     daemon: DaemonSettings,
+    #[serde(default)]
+    slack: SlackConfig,
 }
 
 /// Command-line overrides (the highest layer).
@@ -105,7 +110,18 @@ impl Config {
             aws: file.aws,
             exports: file.exports,
             daemon,
+            slack: file.slack,
         })
+    }
+}
+
+impl Config {
+    /// The days before today Cost Explorer may still revise, and the day of a month until
+    /// which the previous month's bill may still change: `[aws]`'s settings, else 3 and 7.
+    pub fn restatement(&self) -> (u32, u32) {
+        self.aws
+            .as_ref()
+            .map_or((3, 7), |a| (a.restate_days.max(1), a.month_final_day))
     }
 }
 
@@ -117,7 +133,7 @@ fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
                 .map(|s| text[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1);
             anyhow::anyhow!(
-                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis, the [aws] and [daemon] tables and [[exports]] entries (see README)",
+                "{}:{line}: {}; valid keys are store_url, rules_dir, cost_basis, the [aws], [daemon] and [slack] tables and [[exports]] entries (see README)",
                 path.display(),
                 e.message()
             )

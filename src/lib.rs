@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod model;
 pub mod money;
 pub mod notify;
+pub mod pgtls;
 pub mod report;
 pub mod rules;
 pub mod store;

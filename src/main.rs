@@ -36,6 +36,12 @@ fn main() -> std::process::ExitCode {
     } else {
         logs.init();
     }
+    if let Err(e) = threads_can_start() {
+        eprintln!(
+            "error: cannot start worker threads ({e}): the process has too little memory (a memory limit of a few MB?); give it at least 64 MB"
+        );
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -43,7 +49,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(costsplit::cli::run(cli)) {
+    let outcome = runtime.block_on(costsplit::cli::run(cli));
+    // A job abandoned at shutdown may still be reading a file on a blocking thread; nothing
+    // of it is committed, so the process does not wait for it (a pod has its grace period,
+    // not more).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             let e = costsplit::store::explain_busy(e);
@@ -51,4 +62,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Starts (and ends) as many threads as the async runtime will, with its stack size. Under a
+/// memory limit too small for their stacks the runtime panics while starting and then never
+/// exits; this turns that into one line and an exit code.
+fn threads_can_start() -> std::io::Result<()> {
+    const RUNTIME_STACK: usize = 2 << 20;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = (0..workers)
+        .map(|_| {
+            std::thread::Builder::new()
+                .stack_size(RUNTIME_STACK)
+                .spawn(|| ())
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for thread in threads {
+        let _ = thread.join();
+    }
+    Ok(())
 }

@@ -69,6 +69,11 @@ pub struct Fact {
     pub currency: String,
     pub effective: Nanos,
     pub billed: Nanos,
+    /// FOCUS `ListCost` and `ContractedCost` (CUR: the public on-demand cost and the unblended
+    /// cost), summed like the costs; a source without them carries the billed cost, as FOCUS
+    /// asks of a charge without a list or contracted price. Only the FOCUS export shows them.
+    pub list: Nanos,
+    pub contracted: Nanos,
     /// Number of billing line items summed into this fact.
     pub line_count: i64,
     /// The provider may still revise this day (Cost Explorer `Estimated`).

@@ -75,16 +75,52 @@ impl Nanos {
     }
 }
 
-/// A human amount with thousands separators and two decimals: `$1,234.50` for USD,
-/// `1,234.50 EUR` otherwise. With `signed`, positive amounts get a `+`.
+/// The decimals of a currency's minor unit (ISO 4217): 0 for JPY, KRW, VND and the other
+/// currencies without a minor unit, 3 for KWD, BHD, OMR, JOD, IQD, LYD and TND, 4 for the
+/// units of account CLF and UYW, 2 for every other code.
+pub fn minor_decimals(currency: &str) -> u32 {
+    const ZERO: [&str; 17] = [
+        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+        "VUV", "XAF", "XOF", "XPF",
+    ];
+    const THREE: [&str; 7] = ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"];
+    const FOUR: [&str; 2] = ["CLF", "UYW"];
+    let code = currency.to_ascii_uppercase();
+    if ZERO.contains(&code.as_str()) {
+        0
+    } else if THREE.contains(&code.as_str()) {
+        3
+    } else if FOUR.contains(&code.as_str()) {
+        4
+    } else {
+        2
+    }
+}
+
+/// Nano-units per minor unit of `currency` (10^7 for a cent, 10^9 for a yen).
+pub fn nanos_per_minor(currency: &str) -> i128 {
+    10i128.pow(9 - minor_decimals(currency))
+}
+
+/// `minor` minor units of `currency` as a plain decimal (`-1234.56`, `7612`, `12.345`).
+pub fn minor_text(minor: i128, currency: &str) -> String {
+    Nanos(minor * nanos_per_minor(currency)).format(minor_decimals(currency))
+}
+
+/// A human amount with thousands separators in the currency's own minor units: `$1,234.50`
+/// for USD, `7,612 JPY`, `12.345 KWD`, `1,234.50 EUR`. With `signed`, positive amounts get a
+/// `+`.
 pub fn human(amount: Nanos, currency: &str, signed: bool) -> String {
-    let text = amount.format(2);
+    let text = amount.format(minor_decimals(currency));
     let (sign, digits) = match text.strip_prefix('-') {
         Some(rest) => ("-", rest.to_string()),
         None if signed && amount.0 != 0 => ("+", text.clone()),
         None => ("", text.clone()),
     };
-    let (whole, frac) = digits.split_once('.').unwrap_or((&digits, "00"));
+    let (whole, frac) = match digits.split_once('.') {
+        Some((whole, frac)) => (whole, format!(".{frac}")),
+        None => (digits.as_str(), String::new()),
+    };
     let mut grouped = String::new();
     for (i, c) in whole.chars().enumerate() {
         if i > 0 && (whole.len() - i) % 3 == 0 {
@@ -93,9 +129,60 @@ pub fn human(amount: Nanos, currency: &str, signed: bool) -> String {
         grouped.push(c);
     }
     if currency == "USD" {
-        format!("{sign}${grouped}.{frac}")
+        format!("{sign}${grouped}{frac}")
     } else {
-        format!("{sign}{grouped}.{frac} {currency}")
+        format!("{sign}{grouped}{frac} {currency}")
+    }
+}
+
+/// Amounts kept per currency: never added across currencies, printed one figure each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PerCurrency(pub std::collections::BTreeMap<String, Nanos>);
+
+impl PerCurrency {
+    pub fn add(&mut self, currency: &str, amount: Nanos) {
+        match self.0.get_mut(currency) {
+            Some(sum) => *sum += amount,
+            None => {
+                self.0.insert(currency.to_string(), amount);
+            }
+        }
+    }
+
+    /// The amount of one currency (zero when there is none).
+    pub fn get(&self, currency: &str) -> Nanos {
+        self.0.get(currency).copied().unwrap_or_default()
+    }
+
+    /// `USD 16954.82, JPY 7612`: each currency rounded to its minor unit; `0` when empty.
+    pub fn text(&self) -> String {
+        self.joined(|amount, currency| amount.format(minor_decimals(currency)))
+    }
+
+    /// `USD 16954.819367961`: exact, nine decimals each.
+    pub fn exact_text(&self) -> String {
+        self.joined(|amount, _| amount.to_string())
+    }
+
+    fn joined(&self, each: impl Fn(Nanos, &str) -> String) -> String {
+        if self.0.is_empty() {
+            return "0".to_string();
+        }
+        self.0
+            .iter()
+            .map(|(currency, amount)| format!("{currency} {}", each(*amount, currency)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl<'a> FromIterator<(&'a str, Nanos)> for PerCurrency {
+    fn from_iter<I: IntoIterator<Item = (&'a str, Nanos)>>(iter: I) -> PerCurrency {
+        let mut sums = PerCurrency::default();
+        for (currency, amount) in iter {
+            sums.add(currency, amount);
+        }
+        sums
     }
 }
 

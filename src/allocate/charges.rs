@@ -19,6 +19,9 @@ pub struct ChargePart {
     /// Of the allocated cost basis, and of the other one.
     pub amount: Nanos,
     pub other_amount: Nanos,
+    /// The fact's list and contracted cost, split in the same proportions.
+    pub list: Nanos,
+    pub contracted: Nanos,
     /// The part's share of the fact in parts per billion; the parts of a fact sum to 1e9.
     pub ratio_ppb: i64,
 }
@@ -79,6 +82,8 @@ pub fn split_charges<'a>(input: &Input<'a>) -> Result<Vec<ChargeSplit<'a>>, supe
                 basis: String::new(),
                 amount: fact.amount(input.basis),
                 other_amount: fact.amount(other_basis),
+                list: fact.list,
+                contracted: fact.contracted,
                 ratio_ppb: 1_000_000_000,
             }],
         });
@@ -101,26 +106,33 @@ pub fn split_charges<'a>(input: &Input<'a>) -> Result<Vec<ChargeSplit<'a>>, supe
                 *r = *r - *a;
             }
             let others = split_like(fact.amount(other_basis), &amounts);
+            let lists = split_like(fact.list, &amounts);
+            let contracted = split_like(fact.contracted, &amounts);
             let ratios = split_like(Nanos(NANOS_PER_UNIT), &amounts);
             // Members with nothing of this fact are left out, unless the whole fact is zero.
-            let any = amounts.iter().chain(&others).any(|a| a.0 != 0);
+            let some = |m: usize| {
+                [amounts[m], others[m], lists[m], contracted[m]]
+                    .iter()
+                    .any(|a| a.0 != 0)
+            };
+            let any = (0..amounts.len()).any(some);
             out[i] = Some(ChargeSplit {
                 fact,
                 pool: Some(input.rules.pools[key.pool].name.clone()),
                 parts: parts
                     .iter()
-                    .zip(amounts)
-                    .zip(others)
-                    .zip(ratios)
-                    .filter(|(((_, a), o), _)| !any || a.0 != 0 || o.0 != 0)
-                    .map(|(((p, amount), other_amount), ratio)| ChargePart {
+                    .enumerate()
+                    .filter(|&(m, _)| !any || some(m))
+                    .map(|(m, p)| ChargePart {
                         service: p.service.clone(),
                         method: p.method,
                         fallback_used: p.fallback_used,
                         basis: p.basis.clone(),
-                        amount,
-                        other_amount,
-                        ratio_ppb: i64::try_from(ratio.0).expect("at most 1e9"),
+                        amount: amounts[m],
+                        other_amount: others[m],
+                        list: lists[m],
+                        contracted: contracted[m],
+                        ratio_ppb: i64::try_from(ratios[m].0).expect("at most 1e9"),
                     })
                     .collect(),
             });

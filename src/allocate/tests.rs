@@ -38,6 +38,9 @@ fn fact(d: u32, resource: &str, service: Option<&str>, dollars_nanos: i128) -> F
         currency: "USD".into(),
         effective: Nanos(dollars_nanos),
         billed: Nanos(dollars_nanos),
+        // Unlike the costs, so the FOCUS split of each is checked on its own.
+        list: Nanos(dollars_nanos * 3 + 1),
+        contracted: Nanos(dollars_nanos * 2 - 1),
         line_count: 1,
         estimated: false,
     }
@@ -442,6 +445,12 @@ proptest! {
         for s in &splits {
             let sum: Nanos = s.parts.iter().map(|p| p.amount).sum();
             prop_assert_eq!(sum, s.fact.effective);
+            let other: Nanos = s.parts.iter().map(|p| p.other_amount).sum();
+            prop_assert_eq!(other, s.fact.billed);
+            let list: Nanos = s.parts.iter().map(|p| p.list).sum();
+            prop_assert_eq!(list, s.fact.list);
+            let contracted: Nanos = s.parts.iter().map(|p| p.contracted).sum();
+            prop_assert_eq!(contracted, s.fact.contracted);
             if s.pool.is_some() && s.fact.effective.0 != 0 {
                 let ratios: i64 = s.parts.iter().map(|p| p.ratio_ppb).sum();
                 prop_assert_eq!(ratios, 1_000_000_000);

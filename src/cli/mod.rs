@@ -317,7 +317,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Rules {
             command: RulesCommand::Check { dir },
-        } => Ok(rules_check(dir.as_deref().unwrap_or(&config.rules_dir))),
+        } => Ok(rules_check(
+            dir.as_deref().unwrap_or(&config.rules_dir),
+            &config,
+        )),
         Command::Rules {
             command: RulesCommand::Test { dir },
         } => reports::rules_test(dir.as_deref().unwrap_or(&config.rules_dir)),
@@ -387,13 +390,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 summary.line_items,
                 summary.facts,
                 periods.join(", "),
-                summary.effective.format(2),
-                summary.billed.format(2)
+                summary.effective.text(),
+                summary.billed.text()
             );
             if let (Some(a), Some(rules)) = (allocated, &rules) {
                 println!(
                     "allocated {} facts into {} allocations ({} with a fallback); allocated {} == billed {} ({} basis, rules {})",
-                    a.facts, a.allocations, a.fallback_rows, a.allocated, a.billed,
+                    a.facts, a.allocations, a.fallback_rows, a.allocated.exact_text(), a.billed.exact_text(),
                     config.cost_basis, rules.hash
                 );
             }
@@ -416,7 +419,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!(
                 "allocated {} to {}: {} facts into {} allocations ({} with a fallback); allocated {} == billed {} ({} basis, rules {})",
                 range.0, range.1, summary.facts, summary.allocations, summary.fallback_rows,
-                summary.allocated, summary.billed, config.cost_basis, rules.hash
+                summary.allocated.exact_text(), summary.billed.exact_text(), config.cost_basis, rules.hash
             );
             Ok(0)
         }
@@ -465,7 +468,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Alerts { command } => alerts(&config, command).await,
         Command::Notify => {
             let rules = rules::load_or_error(&config.rules_dir)?;
-            let settings = SlackSettings::for_rules(&|k| std::env::var(k).ok(), &rules)?;
+            let settings =
+                SlackSettings::for_rules(&|k| std::env::var(k).ok(), &rules, &config.slack)?;
             let store = Store::connect(&config.store_url).await?;
             // Ctrl-C during a Retry-After wait leaves the alert pending and stops cleanly.
             let (trigger, shutdown) = Shutdown::channel();
@@ -747,13 +751,37 @@ fn parse_day_arg(text: &str) -> anyhow::Result<NaiveDate> {
     parse_day(text).with_context(|| format!("`{text}` is not a day; write it as YYYY-MM-DD"))
 }
 
-fn rules_check(dir: &Path) -> i32 {
+/// Checks the rules, and what costsplit.toml says of them: where each team's messages go and
+/// when each daemon job runs.
+fn rules_check(dir: &Path, config: &Config) -> i32 {
+    let slack = &config.slack;
     let loaded = rules::load(dir);
     for d in &loaded.diagnostics {
         println!("{d}");
     }
-    let errors = loaded.errors().count();
+    let mut errors = loaded.errors().count();
     let warnings = loaded.diagnostics.len() - errors;
+    // Where each team's messages go: names that fold to one webhook are refused here too.
+    if let Some(r) = &loaded.rules {
+        let teams: Vec<String> = r.services.iter().map(|s| s.team.clone()).collect();
+        if let Err(problems) = crate::notify::routes::resolve(&teams, slack) {
+            for p in &problems {
+                println!("costsplit.toml: error: {p}");
+            }
+            errors += problems.len();
+        }
+    }
+    match config.daemon.schedule.compile(&config.daemon.timezone) {
+        Ok(plan) => {
+            for line in plan.describe(&config.daemon.schedule, chrono::Utc::now()) {
+                println!("schedule: {line}");
+            }
+        }
+        Err(e) => {
+            println!("costsplit.toml: error: {e}");
+            errors += 1;
+        }
+    }
     match &loaded.rules {
         Some(r) if errors == 0 => {
             println!(

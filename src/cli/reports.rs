@@ -120,12 +120,20 @@ pub async fn export(config: &Config, args: &ExportArgs) -> anyhow::Result<i32> {
     };
     let text = match args.format {
         ExportFormat::Csv => {
-            let statement = reports::statement(&store, &args.month, by, args.detail).await;
+            let statement = reports::statement(
+                &store,
+                &args.month,
+                by,
+                args.detail,
+                Some(config.cost_basis),
+                config.restatement().1,
+            )
+            .await;
             store.close().await;
             let statement = statement?;
             anyhow::ensure!(
                 statement.reconciled(),
-                "internal error: the statement's cents do not add up to the billed total; nothing was written, please report this"
+                "internal error: the statement's amounts do not add up to the billed total; nothing was written, please report this"
             );
             if args.summary {
                 statement.summary_csv()

@@ -39,7 +39,16 @@ pub struct Status {
     pub alerts_detected: u64,
     pub alerts_sent: u64,
     pub alerts_failed: u64,
+    /// Months whose allocations do not follow their facts (`YYYY-MM`, why), as the last
+    /// sync or allocate left them; `None` before the first look.
+    pub stale_months: Option<Vec<(String, &'static str)>>,
+    /// No job has a tick to come: the daemon idles.
+    pub no_future_tick: bool,
 }
+
+/// How long an endpoint waits for the store: a store that stopped answering shows as
+/// `store: unreachable` at once, not after the pool's own 10 s.
+const ENDPOINT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -56,10 +65,19 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let store_ok = state.store.ping().await.is_ok();
-    let (hash, error, leader) = {
+    let store_ok = matches!(
+        tokio::time::timeout(ENDPOINT_STORE_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
+    let (hash, error, leader, stale, idle) = {
         let s = state.status.lock().expect("status lock");
-        (s.rules_hash.clone(), s.rules_error.clone(), s.leader)
+        (
+            s.rules_hash.clone(),
+            s.rules_error.clone(),
+            s.leader,
+            s.stale_months.clone(),
+            s.no_future_tick,
+        )
     };
     let mut body = String::new();
     let _ = writeln!(
@@ -72,6 +90,29 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(body, "rules edit refused: {error}");
     }
     let _ = writeln!(body, "role: {}", if leader { "leader" } else { "standby" });
+    if idle {
+        let _ = writeln!(
+            body,
+            "schedule: no job has a tick to come; nothing will run (check [daemon.schedule])"
+        );
+    }
+    match stale.as_deref() {
+        None => {}
+        Some([]) => {
+            let _ = writeln!(body, "stale months: none");
+        }
+        Some(months) => {
+            let listed: Vec<String> = months
+                .iter()
+                .map(|(month, why)| format!("{month} ({why})"))
+                .collect();
+            let _ = writeln!(
+                body,
+                "stale months: {} (the next allocate job allocates them)",
+                listed.join(", ")
+            );
+        }
+    }
     let status = if store_ok && hash.is_some() {
         StatusCode::OK
     } else {
@@ -81,7 +122,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let depth = state.store.outbox_depth().await.ok();
+    let depth = tokio::time::timeout(ENDPOINT_STORE_TIMEOUT, state.store.outbox_depth())
+        .await
+        .ok()
+        .and_then(Result::ok);
     let s = state.status.lock().expect("status lock");
     let mut out = String::new();
     // Each family's HELP and TYPE, then all its samples together, as the format requires.
@@ -176,6 +220,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "gauge",
             "Alerts waiting for delivery.",
             depth.to_string(),
+        );
+    }
+    if let Some(months) = &s.stale_months {
+        single(
+            "costsplit_stale_months",
+            "gauge",
+            "Months whose allocations do not follow their facts (allocated at the next allocate job).",
+            months.len().to_string(),
         );
     }
     if let Some(hash) = &s.rules_hash {

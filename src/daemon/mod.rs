@@ -137,42 +137,69 @@ impl Timeline {
 /// The rules in force and where they come from.
 struct RulesWatch {
     dir: std::path::PathBuf,
-    /// A fingerprint of the rules files (names, sizes, modification times).
+    /// A fingerprint of every file the rules read (the `*.toml` files and the weight files
+    /// they name): their names and contents.
     seen: String,
+    /// The files the last load read, beside the directory's `*.toml` files.
+    inputs: Vec<std::path::PathBuf>,
     /// Set by SIGHUP: load again even if the files look unchanged.
     hangup: Arc<std::sync::atomic::AtomicBool>,
     rules: Option<Rules>,
 }
 
 impl RulesWatch {
-    fn fingerprint(dir: &std::path::Path) -> String {
-        let mut parts = Vec::new();
-        for file in rules::rule_files(dir).unwrap_or_default() {
-            let meta = std::fs::metadata(&file).ok();
-            let modified = meta
-                .as_ref()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            parts.push(format!(
-                "{}:{}:{modified}",
-                file.display(),
-                meta.map_or(0, |m| m.len())
-            ));
+    fn new(dir: std::path::PathBuf) -> RulesWatch {
+        RulesWatch {
+            dir,
+            seen: String::new(),
+            inputs: Vec::new(),
+            hangup: Arc::default(),
+            rules: None,
         }
-        parts.join("|")
+    }
+
+    /// The names and a hash of the contents of the directory's `*.toml` files and of every
+    /// other file the last load read (a weight CSV edited in place, or swapped by a
+    /// ConfigMap's symlink, changes it; a file that cannot be read counts as its error).
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut files = rules::rule_files(&self.dir).unwrap_or_default();
+        files.extend(self.inputs.iter().cloned());
+        files.sort();
+        files.dedup();
+        let mut hasher = Sha256::new();
+        for file in &files {
+            hasher.update(file.as_os_str().as_encoded_bytes());
+            hasher.update([0]);
+            match std::fs::read(file) {
+                Ok(bytes) => {
+                    hasher.update((bytes.len() as u64).to_le_bytes());
+                    hasher.update(&bytes);
+                }
+                Err(e) => hasher.update(e.to_string().as_bytes()),
+            }
+        }
+        hex::encode(hasher.finalize())
     }
 
     /// Loads the rules again when their files changed. A set with errors is logged with
     /// every error (file:line:col) and refused; the last good rules stay in force.
     fn reload(&mut self, status: &Mutex<Status>) {
-        let now = RulesWatch::fingerprint(&self.dir);
+        let now = self.fingerprint();
         let asked = self.hangup.swap(false, std::sync::atomic::Ordering::SeqCst);
         if now == self.seen && self.rules.is_some() && !asked {
             return;
         }
-        self.seen = now;
         let loaded = rules::load(&self.dir);
+        // The files this load read decide what the next check looks at (a weight file named
+        // for the first time, or no longer named). With the same files, the fingerprint taken
+        // before reading stays: an edit made while they were read is seen at the next check.
+        if loaded.inputs == self.inputs {
+            self.seen = now;
+        } else {
+            self.inputs = loaded.inputs.clone();
+            self.seen = self.fingerprint();
+        }
         let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
         let mut s = status.lock().expect("status lock");
         match loaded.rules {
@@ -209,14 +236,12 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
         .schedule
         .compile(&settings.timezone)
         .map_err(anyhow::Error::msg)?;
+    for line in plan.describe(&settings.schedule, timeline.now()) {
+        info!("schedule: {line}");
+    }
     let store = Store::connect(&config.store_url).await?;
     let status = Arc::new(Mutex::new(Status::default()));
-    let mut watch = RulesWatch {
-        dir: config.rules_dir.clone(),
-        seen: String::new(),
-        hangup: Arc::default(),
-        rules: None,
-    };
+    let mut watch = RulesWatch::new(config.rules_dir.clone());
     // SIGHUP: reload the rules now (they are also checked every poll).
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         let flag = watch.hangup.clone();
@@ -283,13 +308,25 @@ async fn schedule_loop(
     loop {
         // Wait to lead: a standby polls the lease until the leader goes away.
         let mut lead = None;
+        let mut said_standby = false;
         while lead.is_none() {
-            match store.try_lead().await {
-                Ok(Some(l)) => lead = Some(l),
-                Ok(None) => {}
-                Err(e) => {
+            match tokio::time::timeout(STORE_CALL_TIMEOUT, store.try_lead()).await {
+                Ok(Ok(Some(l))) => lead = Some(l),
+                Ok(Ok(None)) => {
+                    if !said_standby {
+                        info!(
+                            "standby: another process leads this store; taking over when it stops"
+                        );
+                        said_standby = true;
+                    }
+                }
+                Ok(Err(e)) => {
                     warn!(error = %format!("{e:#}"), "cannot reach the store to take the lead")
                 }
+                Err(_) => warn!(
+                    seconds = STORE_CALL_TIMEOUT.as_secs(),
+                    "the store did not answer in time; cannot take the lead"
+                ),
             }
             if lead.is_none() {
                 status.lock().expect("status lock").leader = false;
@@ -307,9 +344,15 @@ async fn schedule_loop(
             return Ok(());
         }
         status.lock().expect("status lock").leader = false;
-        warn!("lost the lead (its store connection ended); standing by");
+        warn!(
+            "lost the lead (its lock's store connection ended or stopped answering); standing by"
+        );
     }
 }
+
+/// How long one store call of the run loop may take (taking the lead, checking it, reading
+/// the last runs) before the loop says so and steps down rather than hang.
+const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the jobs while this replica holds the lead. Returns on shutdown or when the lead's
 /// connection is gone (another replica may then already lead).
@@ -327,15 +370,32 @@ async fn lead_loop(
         timeline,
     } = *env;
     let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
+    refresh_stale_months(store, status).await;
     // Catch up the daily jobs a stop made us miss: once each, in pipeline order.
     let now = timeline.now();
     let mut next: BTreeMap<Job, DateTime<Utc>> = BTreeMap::new();
     for job in Job::ALL {
-        let last_ok = store
-            .last_ok_tick(job.as_str())
-            .await?
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc));
+        let last_ok = match tokio::time::timeout(
+            STORE_CALL_TIMEOUT,
+            store.last_ok_tick(job.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(tick)) => tick,
+            Ok(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "cannot read the last job runs; stepping down");
+                return Ok(());
+            }
+            Err(_) => {
+                warn!(
+                    seconds = STORE_CALL_TIMEOUT.as_secs(),
+                    "the store did not answer in time; stepping down"
+                );
+                return Ok(());
+            }
+        }
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc));
         match plan.catch_up(job, last_ok, now) {
             Some(tick) => {
                 info!(job = job.as_str(), %tick, since = ?last_ok, "catching up a missed run");
@@ -367,7 +427,19 @@ async fn lead_loop(
         let Some((&job, &tick)) =
             due.or_else(|| next.iter().min_by_key(|(job, tick)| (**tick, **job)))
         else {
-            return Ok(());
+            // No job has a tick to come (every schedule a date that never comes, or past):
+            // nothing to run, so wait for shutdown, holding the lead, without spinning.
+            let first = !std::mem::replace(
+                &mut status.lock().expect("status lock").no_future_tick,
+                true,
+            );
+            if first {
+                warn!("no job has a tick to come (each [daemon.schedule] expression names a time that never comes or has passed); nothing will run until the schedules are changed and the daemon restarted");
+            }
+            if !timeline.sleep(poll, poll, shutdown).await {
+                return Ok(());
+            }
+            continue;
         };
         let wait = (tick - timeline.now()).to_std().unwrap_or_default();
         if !wait.is_zero() {
@@ -387,7 +459,7 @@ async fn lead_loop(
             Some(rules) => {
                 let grace = Duration::from_secs(config.daemon.grace_seconds);
                 let clock = timeline.clock();
-                let outcome = run_job(env, job, &rules, shutdown, grace, clock).await;
+                let outcome = run_job(env, job, &rules, shutdown, grace, clock, lead).await;
                 timeline.job_ran();
                 outcome
             }
@@ -406,8 +478,10 @@ async fn lead_loop(
     }
 }
 
-/// Runs one job to its end, or until the grace period after shutdown runs out (the job's
-/// open transaction then rolls back as its future is dropped).
+/// Runs one job to its end, or until the grace period after shutdown runs out, or until
+/// this replica loses the lead (the job's open transaction then rolls back as its future is
+/// dropped, so a replica that lost the lead stops before writing, and the new leader never
+/// runs a job beside it).
 async fn run_job(
     env: &Env<'_>,
     job: Job,
@@ -415,14 +489,32 @@ async fn run_job(
     shutdown: &Shutdown,
     grace: Duration,
     clock: Clock,
+    lead: &mut crate::store::Leadership,
 ) -> anyhow::Result<String> {
     let work = job_work(
         job, env.config, env.store, rules, env.status, shutdown, clock,
     );
     tokio::pin!(work);
     let mut stop = shutdown.clone();
+    let poll = Duration::from_secs(env.config.daemon.poll_seconds.max(1));
+    let lost = async {
+        loop {
+            if matches!(env.timeline, Timeline::System) {
+                tokio::time::sleep(poll).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+            if !lead.still_held().await {
+                return;
+            }
+        }
+    };
     tokio::select! {
         result = &mut work => result,
+        () = lost => {
+            warn!(job = job.as_str(), "lost the lead during the job; abandoning it (its open transaction rolls back)");
+            Err(anyhow::anyhow!("abandoned: this replica lost the lead during the job; nothing of its open transaction was committed"))
+        }
         _ = stop.requested() => {
             info!(job = job.as_str(), grace_s = grace.as_secs(), "shutting down: letting the running job finish");
             match tokio::time::timeout(grace, &mut work).await {
@@ -448,7 +540,9 @@ async fn job_work(
             let Some(aws) = config.aws.as_ref().filter(|a| !a.accounts.is_empty()) else {
                 return Ok("skipped: no [aws] accounts configured".into());
             };
-            let summary = jobs::sync_billing(store, aws, rules.service_tag(), None, clock).await?;
+            let summary = jobs::sync_billing(store, aws, rules.service_tag(), None, clock).await;
+            refresh_stale_months(store, status).await;
+            let summary = summary?;
             let facts: i64 = summary.accounts.iter().map(|a| a.facts).sum();
             {
                 let mut s = status.lock().expect("status lock");
@@ -478,7 +572,9 @@ async fn job_work(
             if config.exports.is_empty() {
                 return Ok("skipped: no [[exports]] configured".into());
             }
-            let runs = jobs::sync_exports(store, &config.exports, clock).await?;
+            let runs = jobs::sync_exports(store, &config.exports, clock).await;
+            refresh_stale_months(store, status).await;
+            let runs = runs?;
             let facts: i64 = runs.iter().map(|r| r.facts).sum();
             status.lock().expect("status lock").facts_written += facts as u64;
             let failed: Vec<String> = runs
@@ -512,26 +608,9 @@ async fn job_work(
             Ok(format!("{} source(s) measured", summary.runs.len()))
         }
         Job::Allocate => {
-            let window = jobs::allocation_window(
-                store,
-                rules,
-                config.cost_basis,
-                restatement_window(config, clock),
-            )
-            .await?;
-            let summary = jobs::allocate_range(
-                store,
-                rules,
-                &crate::allocate::UsageWeights::default(),
-                config.cost_basis,
-                window,
-                clock,
-            )
-            .await?;
-            Ok(format!(
-                "{}..{}: {} allocations, allocated {} == billed {}",
-                window.0, window.1, summary.allocations, summary.allocated, summary.billed
-            ))
+            let outcome = allocate_job(config, store, rules, clock).await;
+            refresh_stale_months(store, status).await;
+            outcome
         }
         Job::Alerts => {
             let detected = jobs::detect_alerts(store, rules, None, None).await?;
@@ -566,7 +645,8 @@ async fn job_work(
             ))
         }
         Job::Notify => {
-            let settings = SlackSettings::for_rules(&|k| std::env::var(k).ok(), rules)?;
+            let settings =
+                SlackSettings::for_rules(&|k| std::env::var(k).ok(), rules, &config.slack)?;
             if settings.default_webhook.is_none()
                 && settings.team_webhooks.is_empty()
                 && settings.bot_token.is_none()
@@ -591,16 +671,91 @@ async fn job_work(
     }
 }
 
+/// The daily allocate: every month whose facts changed since its last allocation (or were
+/// never allocated: a backfill, a closed month AWS rewrote), each whole, then the
+/// restatement window (widened to a month's first day when that month is stale, by its facts
+/// or by a rules edit).
+async fn allocate_job(
+    config: &Config,
+    store: &Store,
+    rules: &Rules,
+    clock: Clock,
+) -> anyhow::Result<String> {
+    let usage = crate::allocate::UsageWeights::default();
+    let mut window = jobs::allocation_window(
+        store,
+        rules,
+        config.cost_basis,
+        restatement_window(config, clock),
+    )
+    .await?;
+    let mut done = Vec::new();
+    for stale in jobs::stale_months(store).await? {
+        let (first, last) = stale.range();
+        if last >= window.0 && first <= window.1 {
+            window.0 = window.0.min(first);
+            continue;
+        }
+        let summary = jobs::allocate_range(
+            store,
+            rules,
+            &usage,
+            config.cost_basis,
+            (first, last),
+            clock,
+        )
+        .await
+        .with_context(|| format!("allocating {} ({})", stale.label(), stale.reason.as_str()))?;
+        info!(month = %stale.label(), reason = stale.reason.as_str(), allocations = summary.allocations, "allocated a month outside the restatement window");
+        done.push(format!("{} ({})", stale.label(), stale.reason.as_str()));
+    }
+    let summary =
+        jobs::allocate_range(store, rules, &usage, config.cost_basis, window, clock).await?;
+    let mut line = format!(
+        "{}..{}: {} allocations, allocated {} == billed {}",
+        window.0,
+        window.1,
+        summary.allocations,
+        summary.allocated.exact_text(),
+        summary.billed.exact_text()
+    );
+    if !done.is_empty() {
+        line.push_str(&format!("; also allocated {}", done.join(", ")));
+    }
+    Ok(line)
+}
+
+/// Puts the months whose allocations do not follow their facts in the status (`/readyz`,
+/// `/metrics`); a store that cannot say keeps the last answer.
+async fn refresh_stale_months(store: &Store, status: &Mutex<Status>) {
+    let Ok(answer) = tokio::time::timeout(STORE_CALL_TIMEOUT, jobs::stale_months(store)).await
+    else {
+        warn!(
+            seconds = STORE_CALL_TIMEOUT.as_secs(),
+            "cannot tell which months are stale: the store did not answer in time"
+        );
+        return;
+    };
+    match answer {
+        Ok(months) => {
+            status.lock().expect("status lock").stale_months = Some(
+                months
+                    .iter()
+                    .map(|m| (m.label(), m.reason.as_str()))
+                    .collect(),
+            );
+        }
+        Err(e) => warn!(error = %format!("{e:#}"), "cannot tell which months are stale"),
+    }
+}
+
 /// The restatement window the daemon re-allocates each day: the days before today that
 /// Cost Explorer may still revise (`restate_days`), and the previous month until its bill is
 /// final (`month_final_day`), with [aws]'s settings or their defaults (3 days, the 7th).
 fn restatement_window(config: &Config, clock: Clock) -> (chrono::NaiveDate, chrono::NaiveDate) {
     use chrono::Datelike;
     let today = clock.today();
-    let (restate, final_day) = config
-        .aws
-        .as_ref()
-        .map_or((3, 7), |a| (a.restate_days.max(1), a.month_final_day));
+    let (restate, final_day) = config.restatement();
     let yesterday = today.pred_opt().expect("a day before today");
     let mut from = today - chrono::Duration::days(i64::from(restate));
     if today.day() <= final_day {
@@ -655,7 +810,13 @@ async fn record(
         outcome: if ok { "ok" } else { "failed" }.to_string(),
         reason: reason.chars().take(2000).collect(),
     };
-    if let Err(e) = store.record_job_run(&run).await {
-        warn!(job = name, error = %format!("{e:#}"), "cannot record the job run");
+    match tokio::time::timeout(STORE_CALL_TIMEOUT, store.record_job_run(&run)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(job = name, error = %format!("{e:#}"), "cannot record the job run"),
+        Err(_) => warn!(
+            job = name,
+            seconds = STORE_CALL_TIMEOUT.as_secs(),
+            "cannot record the job run: the store did not answer in time"
+        ),
     }
 }

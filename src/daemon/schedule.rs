@@ -1,5 +1,10 @@
-//! When each job runs: cron expressions (with seconds, as the `cron` crate reads them) in
-//! the daemon's time zone, their defaults, and the catch-up rule. Pure: no IO, no clock.
+//! When each job runs: cron expressions with seconds (`sec min hour day month weekday`) in
+//! the daemon's time zone, their defaults, and the catch-up rule. Weekdays are read as
+//! crontab reads them (0 and 7 = Sunday, 1 = Monday … 6 = Saturday, or names), not as the
+//! `cron` crate's own numbering (1 = Sunday), since operators write crontab. Times follow the
+//! time zone as crontab does across daylight-saving changes: a tick in the hour skipped in
+//! spring runs when the gap ends, a tick in the hour repeated in autumn runs once. Pure: no
+//! IO, no clock.
 
 use std::str::FromStr;
 
@@ -107,7 +112,9 @@ impl Schedules {
         let mut schedules = Vec::new();
         for job in Job::ALL {
             let text = self.expression(job);
-            let schedule = Schedule::from_str(text).map_err(|e| {
+            let translated = crontab_weekdays(text)
+                .map_err(|e| format!("[daemon.schedule] {} = \"{text}\": {e}", job.as_str()))?;
+            let schedule = Schedule::from_str(&translated).map_err(|e| {
                 format!(
                     "[daemon.schedule] {} = \"{text}\" is not a cron expression ({e}); write sec min hour day month weekday, e.g. \"0 0 6 * * *\"",
                     job.as_str()
@@ -117,6 +124,66 @@ impl Schedules {
         }
         Ok(Plan { tz, schedules })
     }
+}
+
+/// How many ticks a look-up considers before saying there is none (a schedule whose only
+/// ticks are in the past, or never: `0 0 0 30 2 *`).
+const MAX_TICKS_LOOKED_AT: usize = 64;
+
+/// A cron expression with its weekday field (the sixth) rewritten from crontab's numbering
+/// (0 and 7 = Sunday, 1 = Monday … 6 = Saturday) to the day names the `cron` crate reads
+/// unambiguously: `1-5` becomes `MON,TUE,WED,THU,FRI`. Names, `*` and `*/n` (the same days
+/// in both numberings) are kept.
+pub fn crontab_weekdays(expression: &str) -> Result<String, String> {
+    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let mut fields: Vec<String> = expression.split_whitespace().map(str::to_string).collect();
+    let Some(weekday) = fields.get_mut(5) else {
+        return Ok(expression.to_string());
+    };
+    let number = |text: &str| -> Result<u32, String> {
+        match text.parse::<u32>() {
+            Ok(n) if n <= 7 => Ok(n),
+            _ => Err(format!(
+                "weekday `{text}` does not exist: use 0-7 as crontab does (0 and 7 = Sunday, 1 = Monday) or names (MON-FRI)"
+            )),
+        }
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for item in weekday.split(',') {
+        let numeric = item.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if !numeric {
+            parts.push(item.to_string());
+            continue;
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (
+                range,
+                step.parse::<u32>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("`{item}` has no valid step"))?,
+            ),
+            None => (item, 1),
+        };
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None if item.contains('/') => (number(range)?, 7),
+            None => (number(range)?, number(range)?),
+        };
+        if first > last {
+            return Err(format!(
+                "`{item}` runs backwards; write the smaller day first"
+            ));
+        }
+        for day in (first..=last).step_by(step as usize) {
+            let name = NAMES[(day % 7) as usize].to_string();
+            if !parts.contains(&name) {
+                parts.push(name);
+            }
+        }
+    }
+    *weekday = parts.join(",");
+    Ok(fields.join(" "))
 }
 
 /// The compiled schedules.
@@ -138,20 +205,79 @@ impl Plan {
 
     /// The first tick of `job` strictly after `after`.
     pub fn next_tick(&self, job: Job, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // The schedule is matched against local wall-clock times (as UTC stand-ins), each
+        // then placed on the time line: so a skipped local time still runs (at the gap's
+        // end) and a repeated one runs once (its first occurrence).
         self.schedule(job)
-            .after(&after.with_timezone(&self.tz))
-            .next()
-            .map(|t| t.with_timezone(&Utc))
+            .after(&self.wall_clock(after))
+            .take(MAX_TICKS_LOOKED_AT)
+            .map(|wall| self.instant(wall.naive_utc()))
+            .find(|t| *t > after)
     }
 
     /// The latest tick of `job` at or before `now`.
     pub fn last_tick(&self, job: Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // Backwards from just past `now` (ticks are whole seconds).
-        let past = (now + chrono::Duration::seconds(1)).with_timezone(&self.tz);
-        self.schedule(job)
-            .after(&past)
-            .next_back()
-            .map(|t| t.with_timezone(&Utc))
+        let wall = self.wall_clock(now);
+        // Backwards from just past `now` (ticks are whole seconds)…
+        let before = self
+            .schedule(job)
+            .after(&(wall + chrono::Duration::seconds(1)))
+            .rev()
+            .take(MAX_TICKS_LOOKED_AT)
+            .map(|w| self.instant(w.naive_utc()))
+            .find(|t| *t <= now);
+        // …and, in an hour that repeats, a later wall-clock time that already happened in
+        // its first occurrence.
+        let repeated = self
+            .schedule(job)
+            .after(&wall)
+            .take(MAX_TICKS_LOOKED_AT)
+            .take_while(|w| *w <= wall + chrono::Duration::hours(2))
+            .map(|w| self.instant(w.naive_utc()))
+            .filter(|t| *t <= now)
+            .max();
+        before.max(repeated)
+    }
+
+    /// `t`'s local wall-clock time in the daemon's time zone, as a UTC value.
+    fn wall_clock(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::TimeZone;
+        Utc.from_utc_datetime(&t.with_timezone(&self.tz).naive_local())
+    }
+
+    /// When the local wall-clock time `wall` happens: its first occurrence when the hour
+    /// repeats (autumn), the end of the gap when it is skipped (spring).
+    fn instant(&self, wall: chrono::NaiveDateTime) -> DateTime<Utc> {
+        use chrono::{TimeZone, Timelike};
+        let mut probe = wall;
+        // A gap is at most a few hours long; step to its end a minute at a time.
+        for _ in 0..(24 * 60) {
+            if let Some(t) = self.tz.from_local_datetime(&probe).earliest() {
+                return t.with_timezone(&Utc);
+            }
+            probe = (probe + chrono::Duration::minutes(1))
+                .with_second(0)
+                .expect("second 0 exists");
+        }
+        Utc.from_utc_datetime(&wall)
+    }
+
+    /// What each job's schedule means: its expression and next tick after `now` in the
+    /// daemon's time zone, e.g. `report_weekly "0 0 8 * * 1": next Mon 2026-12-07 08:00 UTC`.
+    pub fn describe(&self, schedules: &Schedules, now: DateTime<Utc>) -> Vec<String> {
+        Job::ALL
+            .iter()
+            .map(|&job| {
+                let next = match self.next_tick(job, now) {
+                    Some(t) => format!(
+                        "next {}",
+                        t.with_timezone(&self.tz).format("%a %Y-%m-%d %H:%M:%S %Z")
+                    ),
+                    None => "never runs: the expression names no time to come".to_string(),
+                };
+                format!("{} \"{}\": {next}", job.as_str(), schedules.expression(job))
+            })
+            .collect()
     }
 
     /// The tick a daily job must catch up on at start: its latest tick up to `now`, when the
@@ -231,6 +357,112 @@ mod tests {
         assert_eq!(
             every_second.last_tick(Job::Allocate, at("2025-01-10T07:00:05Z")),
             Some(at("2025-01-10T07:00:05Z"))
+        );
+    }
+
+    #[test]
+    fn weekdays_are_read_as_crontab_reads_them() {
+        let weekly = |weekday: &str| {
+            Schedules {
+                report_weekly: format!("0 0 8 * * {weekday}"),
+                ..Schedules::default()
+            }
+            .compile("UTC")
+            .expect("compiles")
+        };
+        // 2026-12-02 is a Wednesday.
+        let now = at("2026-12-02T12:00:00Z");
+        assert_eq!(
+            weekly("1").next_tick(Job::ReportWeekly, now),
+            Some(at("2026-12-07T08:00:00Z")),
+            "1 is Monday"
+        );
+        for sunday in ["0", "7", "Sun"] {
+            assert_eq!(
+                weekly(sunday).next_tick(Job::ReportWeekly, now),
+                Some(at("2026-12-06T08:00:00Z")),
+                "{sunday} is Sunday"
+            );
+        }
+        // 1-5 is Monday to Friday: Thursday next, and never Saturday or Sunday.
+        let weekdays = weekly("1-5");
+        assert_eq!(
+            weekdays.next_tick(Job::ReportWeekly, now),
+            Some(at("2026-12-03T08:00:00Z"))
+        );
+        assert_eq!(
+            weekdays.next_tick(Job::ReportWeekly, at("2026-12-04T09:00:00Z")),
+            Some(at("2026-12-07T08:00:00Z"))
+        );
+        assert_eq!(
+            crontab_weekdays("0 0 8 * * 5-7").expect("ok"),
+            "0 0 8 * * FRI,SAT,SUN"
+        );
+        assert_eq!(
+            crontab_weekdays("0 0 8 * * Mon-Fri").expect("ok"),
+            "0 0 8 * * Mon-Fri"
+        );
+        assert!(crontab_weekdays("0 0 8 * * 8").is_err());
+        let described = weekly("1").describe(
+            &Schedules {
+                report_weekly: "0 0 8 * * 1".into(),
+                ..Schedules::default()
+            },
+            now,
+        );
+        assert!(
+            described.contains(
+                &"report_weekly \"0 0 8 * * 1\": next Mon 2026-12-07 08:00:00 UTC".to_string()
+            ),
+            "{described:?}"
+        );
+    }
+
+    #[test]
+    fn a_tick_in_a_daylight_saving_gap_runs_at_its_end_and_a_repeated_hour_runs_once() {
+        let plan = Schedules {
+            allocate: "0 30 2 * * *".into(),
+            ..Schedules::default()
+        }
+        .compile("Europe/Berlin")
+        .expect("compiles");
+        // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30 never happens.
+        assert_eq!(
+            plan.next_tick(Job::Allocate, at("2026-03-28T12:00:00Z")),
+            Some(at("2026-03-29T01:00:00Z")),
+            "at the gap's end, as crontab"
+        );
+        assert_eq!(
+            plan.next_tick(Job::Allocate, at("2026-03-29T01:00:00Z")),
+            Some(at("2026-03-30T00:30:00Z"))
+        );
+        // 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice, runs once.
+        assert_eq!(
+            plan.next_tick(Job::Allocate, at("2026-10-24T12:00:00Z")),
+            Some(at("2026-10-25T00:30:00Z"))
+        );
+        assert_eq!(
+            plan.next_tick(Job::Allocate, at("2026-10-25T00:30:00Z")),
+            Some(at("2026-10-26T01:30:00Z")),
+            "not again at the repeated 02:30"
+        );
+        assert_eq!(
+            plan.last_tick(Job::Allocate, at("2026-10-25T01:45:00Z")),
+            Some(at("2026-10-25T00:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_schedule_with_no_future_tick_has_none() {
+        let plan = Schedules {
+            allocate: "0 0 0 30 2 *".into(),
+            ..Schedules::default()
+        }
+        .compile("UTC")
+        .expect("compiles");
+        assert_eq!(
+            plan.next_tick(Job::Allocate, at("2026-12-02T00:00:00Z")),
+            None
         );
     }
 

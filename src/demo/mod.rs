@@ -112,6 +112,8 @@ pub async fn run(
         "2025-03",
         crate::report::statement::GroupBy::Service,
         false,
+        None,
+        7,
     )
     .await?;
     let team = rules
@@ -147,9 +149,9 @@ pub async fn run(
             format!(
                 "{} {} billed, {} allocated, difference {}",
                 t.currency,
-                crate::report::statement::cents_text(t.billed_cents),
-                crate::report::statement::cents_text(t.allocated_cents),
-                crate::report::statement::cents_text(t.allocated_cents - t.billed_cents)
+                crate::money::minor_text(t.billed_minor, &t.currency),
+                crate::money::minor_text(t.allocated_minor, &t.currency),
+                crate::money::minor_text(t.allocated_minor - t.billed_minor, &t.currency)
             )
         })
         .collect();

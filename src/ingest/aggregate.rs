@@ -14,8 +14,8 @@ use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
 
 use super::line::{
-    parse_tags, Line, RawFact, ACCOUNT, CATEGORY, CURRENCY, KEY_COUNT, KEY_NAMES, PROVIDER,
-    RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
+    parse_tags, Line, RawFact, ACCOUNT, AMOUNT_COUNT, CATEGORY, CURRENCY, KEY_COUNT, KEY_NAMES,
+    PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
 use super::ImportError;
 use crate::model::{Fact, Tags};
@@ -26,8 +26,11 @@ use crate::money::Nanos;
 pub const FINE_PER_NANO: i128 = 100;
 
 /// An ISO 4217 alphabetic code's shape: three capital ASCII letters.
+/// Three ASCII letters, in any case (`usd` is read as `USD`: ISO 4217 codes are written in
+/// capitals, but a lowercase code is the same code, never a different currency).
 fn is_currency_code(value: &str) -> bool {
-    value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase())
+    let value = value.trim();
+    value.len() == 3 && value.bytes().all(|b| b.is_ascii_alphabetic())
 }
 
 /// Refuses a charge day far from its billing period (a year either way): a typo such as a
@@ -91,8 +94,7 @@ impl std::hash::Hash for Key {
 
 #[derive(Default)]
 struct Sums {
-    effective: i128,
-    billed: i128,
+    amounts: [i128; AMOUNT_COUNT],
     lines: i64,
 }
 
@@ -148,7 +150,7 @@ impl Aggregator {
         for (i, value) in line.keys.iter().enumerate() {
             ids[i] = self.intern(i, value)?;
         }
-        self.add_ids(line.day, line.period, ids, line.effective, line.billed);
+        self.add_ids(line.day, line.period, ids, line.amounts());
         Ok(())
     }
 
@@ -169,8 +171,7 @@ impl Aggregator {
         day: NaiveDate,
         period: NaiveDate,
         ids: [u32; KEY_COUNT],
-        effective: i128,
-        billed: i128,
+        amounts: [i128; AMOUNT_COUNT],
     ) {
         let day = self.day_slot(day);
         let key = Key {
@@ -178,8 +179,9 @@ impl Aggregator {
             ids,
         };
         let sums = self.days[day].1.entry(key).or_default();
-        sums.effective += effective;
-        sums.billed += billed;
+        for (sum, amount) in sums.amounts.iter_mut().zip(amounts) {
+            *sum += amount;
+        }
         sums.lines += 1;
     }
 
@@ -220,7 +222,7 @@ impl Aggregator {
             CURRENCY if !is_currency_code(value) => Err(Rejected {
                 key,
                 problem: format!(
-                    "currency `{}` is not an ISO 4217 code (three capital letters such as USD or EUR)",
+                    "currency `{}` is not an ISO 4217 code (three letters such as USD or EUR)",
                     value.chars().take(40).collect::<String>()
                 ),
             }),
@@ -254,8 +256,9 @@ impl Aggregator {
                     *id = maps[i][*id as usize];
                 }
                 let into = self.days[slot].1.entry(mapped).or_default();
-                into.effective += sums.effective;
-                into.billed += sums.billed;
+                for (sum, amount) in into.amounts.iter_mut().zip(sums.amounts) {
+                    *sum += amount;
+                }
                 into.lines += sums.lines;
             }
         }
@@ -316,11 +319,12 @@ impl Aggregator {
                     currency: currencies[key.ids[CURRENCY] as usize].clone(),
                     effective: Nanos::ZERO,
                     billed: Nanos::ZERO,
+                    list: Nanos::ZERO,
+                    contracted: Nanos::ZERO,
                     line_count: sums.lines,
                     estimated: false,
                 },
-                effective: sums.effective,
-                billed: sums.billed,
+                amounts: sums.amounts,
             });
         }
         facts
@@ -418,8 +422,9 @@ pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
     for raw in facts {
         match merged.last_mut() {
             Some(last) if fact_key(&last.fact) == fact_key(&raw.fact) => {
-                last.effective += raw.effective;
-                last.billed += raw.billed;
+                for (sum, amount) in last.amounts.iter_mut().zip(raw.amounts) {
+                    *sum += amount;
+                }
                 last.fact.line_count += raw.fact.line_count;
                 last.fact.estimated |= raw.fact.estimated;
             }
@@ -439,29 +444,24 @@ pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
             .or_default()
             .push(i);
     }
-    let mut effective = vec![0i128; raw.len()];
-    let mut billed = vec![0i128; raw.len()];
+    let mut rounded = vec![[0i128; AMOUNT_COUNT]; raw.len()];
     for indexes in groups.values() {
-        let values: Vec<i128> = indexes.iter().map(|&i| raw[i].effective).collect();
-        for (&i, v) in indexes
-            .iter()
-            .zip(crate::money::round_preserving_sum(&values, FINE_PER_NANO))
-        {
-            effective[i] = v;
-        }
-        let values: Vec<i128> = indexes.iter().map(|&i| raw[i].billed).collect();
-        for (&i, v) in indexes
-            .iter()
-            .zip(crate::money::round_preserving_sum(&values, FINE_PER_NANO))
-        {
-            billed[i] = v;
+        // Each amount of the group rounded on its own, so each sums to its exact total.
+        let columns: [Vec<i128>; AMOUNT_COUNT] = std::array::from_fn(|amount| {
+            let values: Vec<i128> = indexes.iter().map(|&i| raw[i].amounts[amount]).collect();
+            crate::money::round_preserving_sum(&values, FINE_PER_NANO)
+        });
+        for (n, &i) in indexes.iter().enumerate() {
+            rounded[i] = std::array::from_fn(|amount| columns[amount][n]);
         }
     }
     raw.into_iter()
-        .enumerate()
-        .map(|(i, r)| Fact {
-            effective: Nanos(effective[i]),
-            billed: Nanos(billed[i]),
+        .zip(rounded)
+        .map(|(r, [effective, billed, list, contracted])| Fact {
+            effective: Nanos(effective),
+            billed: Nanos(billed),
+            list: Nanos(list),
+            contracted: Nanos(contracted),
             ..r.fact
         })
         .collect()
@@ -520,7 +520,25 @@ mod tests {
             ],
             effective: cost,
             billed: cost * 2,
+            list: cost * 3,
+            contracted: cost * 2,
         }
+    }
+
+    #[test]
+    fn a_lowercase_currency_code_is_that_currency_and_a_non_code_is_refused() {
+        let mut a = Aggregator::default();
+        let mut l = line("2025-03-01", "i-1", "{}", 5);
+        l.keys[CURRENCY] = b"usd";
+        a.add(&l).expect("a lowercase code");
+        a.add(&line("2025-03-01", "i-1", "{}", 7)).expect("ok");
+        let facts = merge_facts(a.into_raw_facts());
+        assert_eq!(facts.len(), 1, "usd and USD are one currency");
+        assert_eq!(facts[0].fact.currency, "USD");
+        let mut b = Aggregator::default();
+        let mut bad = line("2025-03-01", "i-1", "{}", 5);
+        bad.keys[CURRENCY] = b"US$";
+        assert!(b.add(&bad).is_err());
     }
 
     #[test]
@@ -542,8 +560,8 @@ mod tests {
                 (
                     f.fact.day.to_string(),
                     f.fact.resource_id.as_str(),
-                    f.effective,
-                    f.billed,
+                    f.amounts[0],
+                    f.amounts[1],
                     f.fact.line_count,
                     f.fact.currency.as_str(),
                     f.fact.billing_period.as_str(),
@@ -595,7 +613,7 @@ mod tests {
         assert_eq!(a.add(&bad).unwrap_err().key, CURRENCY);
         bad.keys[CURRENCY] = b"\xff";
         assert!(a.add(&bad).unwrap_err().problem.contains("UTF-8"));
-        for code in [&b"NOTACURRENCY!!"[..], b"usd", b"US"] {
+        for code in [&b"NOTACURRENCY!!"[..], b"US$", b"US"] {
             bad.keys[CURRENCY] = code;
             assert!(a.add(&bad).unwrap_err().problem.contains("ISO 4217"));
         }

@@ -179,6 +179,16 @@ pub fn manifest_keys(text: &str) -> Result<Vec<String>, String> {
     if keys.is_empty() {
         return Err("lists no parts: the export has no data for this period yet".to_string());
     }
+    // Refused before anything is downloaded: a part listed twice would be read twice.
+    let mut seen = std::collections::HashSet::new();
+    let repeated: Vec<&String> = keys.iter().filter(|k| !seen.insert(*k)).collect();
+    if let Some(first) = repeated.first() {
+        return Err(format!(
+            "lists the part `{first}` more than once ({} repeated entr{}); a part read twice would count its cost twice, so the manifest is refused: have the export written again",
+            repeated.len(),
+            if repeated.len() == 1 { "y" } else { "ies" }
+        ));
+    }
     Ok(keys)
 }
 
@@ -219,5 +229,23 @@ mod tests {
         );
         assert!(manifest_keys(r#"{"columns":[]}"#).is_err());
         assert!(manifest_keys(r#"{"dataFiles":[]}"#).is_err());
+    }
+
+    #[test]
+    fn a_manifest_listing_a_part_twice_is_refused_before_any_download() {
+        let parts: Vec<String> = (0..2000)
+            .map(|_| "\"s3://b/p/x-1.csv.gz\"".to_string())
+            .collect();
+        let text = format!(r#"{{"dataFiles":[{}]}}"#, parts.join(","));
+        let err = manifest_keys(&text).expect_err("repeated");
+        assert!(
+            err.contains("lists the part `p/x-1.csv.gz` more than once (1999 repeated entries)"),
+            "{err}"
+        );
+        assert_eq!(
+            err.matches("p/x-1.csv.gz").count(),
+            1,
+            "the object is named once: {err}"
+        );
     }
 }

@@ -371,6 +371,8 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
                 currency: String::new(),
                 effective: Nanos::ZERO,
                 billed: Nanos::ZERO,
+                list: Nanos::ZERO,
+                contracted: Nanos::ZERO,
                 line_count: 1,
                 estimated: result.estimated(),
             };
@@ -441,10 +443,11 @@ pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFa
                 }
             };
             fact.currency = currency;
+            // Cost Explorer has no list or contracted price: the billed cost, as FOCUS asks
+            // of a charge without them.
             facts.push(RawFact {
                 fact,
-                effective,
-                billed,
+                amounts: [effective, billed, billed, billed],
             });
         }
     }
@@ -536,8 +539,8 @@ mod tests {
         assert_eq!(facts.len(), 2);
         assert!(facts[0].fact.tags.is_empty());
         assert!(facts[0].fact.estimated);
-        assert_eq!(facts[0].effective, 1_050_000_000_000);
-        assert_eq!(facts[0].billed, 1_100_000_000_000);
+        assert_eq!(facts[0].amounts[0], 1_050_000_000_000);
+        assert_eq!(facts[0].amounts[1], 1_100_000_000_000);
         assert_eq!(
             facts[1].fact.tags.get("service").map(String::as_str),
             Some("web")

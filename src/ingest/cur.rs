@@ -51,10 +51,11 @@ enum Field {
     RiUnusedAmortizedUpfront,
     RiUnusedRecurring,
     RiArn,
+    PublicOnDemand,
 }
 
 impl Field {
-    const ALL: [Field; 17] = [
+    const ALL: [Field; 18] = [
         Field::UsageStart,
         Field::PeriodStart,
         Field::Payer,
@@ -72,6 +73,7 @@ impl Field {
         Field::RiUnusedAmortizedUpfront,
         Field::RiUnusedRecurring,
         Field::RiArn,
+        Field::PublicOnDemand,
     ];
 
     /// (CUR 2.0 name, legacy CUR name).
@@ -113,6 +115,10 @@ impl Field {
             Field::RiArn => (
                 "reservation_reservation_a_r_n",
                 "reservation/ReservationARN",
+            ),
+            Field::PublicOnDemand => (
+                "pricing_public_on_demand_cost",
+                "pricing/publicOnDemandCost",
             ),
         }
     }
@@ -393,6 +399,18 @@ impl RowMap for CurCsv {
         if service.is_empty() {
             service.extend_from_slice(raw(Field::ProductCode));
         }
+        // FOCUS's ListCost and ContractedCost: usage and purchases at the public on-demand
+        // price (when the export has it) and at the unblended cost (before commitment
+        // discounts, which their negation lines carry); credits, taxes and adjustments at
+        // their billed cost, as FOCUS asks.
+        let category = category(line_type);
+        let list = match category {
+            "Usage" | "Purchase" if !raw(Field::PublicOnDemand).is_empty() => {
+                cost(Field::PublicOnDemand)?
+            }
+            _ => billed,
+        };
+        let contracted = billed;
         let (tags, service): (&'r [u8], &'r [u8]) = (tags, service);
         let mut keys: [&'r [u8]; KEY_COUNT] = [b""; KEY_COUNT];
         keys[ACCOUNT] = raw(Field::Payer);
@@ -400,7 +418,7 @@ impl RowMap for CurCsv {
         keys[PROVIDER] = b"AWS";
         keys[SERVICE] = service;
         keys[RESOURCE] = raw(Field::ResourceId);
-        keys[CATEGORY] = category(line_type).as_bytes();
+        keys[CATEGORY] = category.as_bytes();
         keys[CURRENCY] = raw(Field::Currency);
         keys[TAGS] = tags;
         Ok(Line {
@@ -409,6 +427,8 @@ impl RowMap for CurCsv {
             keys,
             effective,
             billed,
+            list,
+            contracted,
         })
     }
 

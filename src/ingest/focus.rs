@@ -23,6 +23,8 @@ enum Col {
     BillingCurrency,
     EffectiveCost,
     BilledCost,
+    ListCost,
+    ContractedCost,
     BillingAccountId,
     SubAccountId,
     Provider,
@@ -45,12 +47,14 @@ const KEY_COLUMNS: [Col; KEY_COUNT] = [
 ];
 
 impl Col {
-    const ALL: [Col; 12] = [
+    const ALL: [Col; 14] = [
         Col::ChargePeriodStart,
         Col::BillingPeriodStart,
         Col::BillingCurrency,
         Col::EffectiveCost,
         Col::BilledCost,
+        Col::ListCost,
+        Col::ContractedCost,
         Col::BillingAccountId,
         Col::SubAccountId,
         Col::Provider,
@@ -67,6 +71,8 @@ impl Col {
             Col::BillingCurrency => &["BillingCurrency"],
             Col::EffectiveCost => &["EffectiveCost"],
             Col::BilledCost => &["BilledCost"],
+            Col::ListCost => &["ListCost"],
+            Col::ContractedCost => &["ContractedCost"],
             Col::BillingAccountId => &["BillingAccountId"],
             Col::SubAccountId => &["SubAccountId"],
             Col::Provider => &["ServiceProviderName", "ProviderName"],
@@ -85,7 +91,10 @@ impl Col {
     }
 
     fn is_cost(self) -> bool {
-        matches!(self, Col::EffectiveCost | Col::BilledCost)
+        matches!(
+            self,
+            Col::EffectiveCost | Col::BilledCost | Col::ListCost | Col::ContractedCost
+        )
     }
 
     fn is_date(self) -> bool {
@@ -153,6 +162,8 @@ pub fn parquet_selection(file: &Path, header: &[String]) -> Result<Selection, Im
         keys: KEY_COLUMNS.map(name),
         effective: required(Col::EffectiveCost),
         billed: required(Col::BilledCost),
+        list: name(Col::ListCost),
+        contracted: name(Col::ContractedCost),
     })
 }
 
@@ -163,6 +174,10 @@ pub struct CsvRows {
     period: Option<usize>,
     effective: usize,
     billed: usize,
+    /// Optional before FOCUS 1.0: without them a line's list and contracted cost is its
+    /// billed cost.
+    list: Option<usize>,
+    contracted: Option<usize>,
     keys: [Option<usize>; KEY_COUNT],
     /// Every needed (column, index), left to right as a person reads the row.
     checks: Vec<(Col, usize)>,
@@ -186,6 +201,8 @@ impl CsvRows {
             period: index(Col::BillingPeriodStart),
             effective: index(Col::EffectiveCost).expect("a required column"),
             billed: index(Col::BilledCost).expect("a required column"),
+            list: index(Col::ListCost),
+            contracted: index(Col::ContractedCost),
             keys: KEY_COLUMNS.map(index),
             checks,
         }
@@ -214,11 +231,18 @@ impl RowMap for CsvRows {
         super::aggregate::check_day_in_period(day, period)
             .map_err(|problem| (self.header[self.charge].clone(), problem))?;
         let cost = |i: usize| parse_cost(field(i)).map_err(|_| bad());
+        let billed = cost(self.billed)?;
+        let or_billed = |i: Option<usize>| match i {
+            Some(i) if !null_to_empty(field(i)).trim_ascii().is_empty() => cost(i),
+            _ => Ok(billed),
+        };
         Ok(Line {
             day,
             period,
             effective: cost(self.effective)?,
-            billed: cost(self.billed)?,
+            billed,
+            list: or_billed(self.list)?,
+            contracted: or_billed(self.contracted)?,
             keys: self
                 .keys
                 .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i)))),

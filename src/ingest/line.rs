@@ -36,15 +36,43 @@ pub struct Line<'a> {
     pub keys: [&'a [u8]; KEY_COUNT],
     pub effective: i128,
     pub billed: i128,
+    /// FOCUS `ListCost` and `ContractedCost`; the billed cost where the source has none.
+    pub list: i128,
+    pub contracted: i128,
 }
 
-/// A fact whose amounts are still in 1e-11 units, before the one rounding to nano-units.
-/// (The `effective` and `billed` of `fact` are zero until then.)
+/// The amounts a line carries and a fact sums, in this order (see [`Line::amounts`]).
+pub const AMOUNT_COUNT: usize = 4;
+
+impl Line<'_> {
+    /// Effective, billed, list and contracted cost, in 1e-11 units.
+    pub fn amounts(&self) -> [i128; AMOUNT_COUNT] {
+        [self.effective, self.billed, self.list, self.contracted]
+    }
+}
+
+/// A fact whose amounts are still in 1e-11 units (effective, billed, list, contracted),
+/// before the one rounding to nano-units. (The amounts of `fact` are zero until then.)
 #[derive(Debug, Clone)]
 pub struct RawFact {
     pub fact: Fact,
-    pub effective: i128,
-    pub billed: i128,
+    pub amounts: [i128; AMOUNT_COUNT],
+}
+
+impl RawFact {
+    /// `fact` with its amounts in nano-units put back as 1e-11 units.
+    pub fn of(fact: Fact) -> RawFact {
+        let fine = |n: crate::money::Nanos| n.0 * super::aggregate::FINE_PER_NANO;
+        RawFact {
+            amounts: [
+                fine(fact.effective),
+                fine(fact.billed),
+                fine(fact.list),
+                fine(fact.contracted),
+            ],
+            fact,
+        }
+    }
 }
 
 /// Marks a `Tags` value encoded as key/value pairs, not JSON (CUR tag columns). See

@@ -43,6 +43,10 @@ pub struct Selection {
     pub keys: [Option<String>; KEY_COUNT],
     pub effective: String,
     pub billed: String,
+    /// FOCUS `ListCost` and `ContractedCost`, when the file has them (else, and where a
+    /// value is null, the billed cost).
+    pub list: Option<String>,
+    pub contracted: Option<String>,
 }
 
 /// A parquet file's footer, read once and shared by the workers (each opens the file).
@@ -79,6 +83,8 @@ impl ParquetFile {
         let mut wanted: Vec<usize> = [&selection.day, &selection.effective, &selection.billed]
             .into_iter()
             .chain(selection.period.iter())
+            .chain(selection.list.iter())
+            .chain(selection.contracted.iter())
             .chain(selection.keys.iter().flatten())
             .filter_map(|name| index(name))
             .collect();
@@ -240,6 +246,21 @@ fn add_columns(
         .map_err(|(i, p)| bad(i, &selection.effective, p))?;
     let billed = costs(get(&selection.billed).expect("a selected column"))
         .map_err(|(i, p)| bad(i, &selection.billed, p))?;
+    let or_billed = |name: &Option<String>| -> Result<Vec<i128>, ImportError> {
+        let Some(array) = name.as_deref().and_then(get) else {
+            return Ok(billed.clone());
+        };
+        let mut values =
+            costs(array).map_err(|(i, p)| bad(i, name.as_deref().unwrap_or("-"), p))?;
+        for (row, value) in values.iter_mut().enumerate() {
+            if array.is_null(row) {
+                *value = billed[row];
+            }
+        }
+        Ok(values)
+    };
+    let list = or_billed(&selection.list)?;
+    let contracted = or_billed(&selection.contracted)?;
     let mut ids = Vec::with_capacity(KEY_COUNT);
     for (key, name) in selection.keys.iter().enumerate() {
         let column = match name.as_deref().and_then(get) {
@@ -264,7 +285,12 @@ fn add_columns(
         for (id, column) in key.iter_mut().zip(&ids) {
             *id = column[row];
         }
-        sums.add_ids(day, period, key, effective[row], billed[row]);
+        sums.add_ids(
+            day,
+            period,
+            key,
+            [effective[row], billed[row], list[row], contracted[row]],
+        );
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub use crate::clock::{Clock, Shutdown, ShutdownTrigger};
 use crate::ingest;
 use crate::ingest::cost_explorer::{self, AwsSettings, CallBudget, FetchError, Query};
 use crate::model::CostBasis;
-use crate::money::Nanos;
+use crate::money::{Nanos, PerCurrency};
 use crate::report::Report;
 use crate::rules::Rules;
 use crate::store::{
@@ -32,8 +32,9 @@ pub struct ImportSummary {
     pub line_items: i64,
     pub facts: usize,
     pub periods: Vec<(String, String)>,
-    pub effective: Nanos,
-    pub billed: Nanos,
+    /// Per currency: never one sum across currencies.
+    pub effective: PerCurrency,
+    pub billed: PerCurrency,
 }
 
 /// Reads the files and replaces the billing periods they hold, in one transaction.
@@ -56,7 +57,7 @@ pub async fn import_files(
     info!(
         line_items = summary.line_items,
         facts = summary.facts,
-        effective = %summary.effective,
+        effective = %summary.effective.exact_text(),
         "imported"
     );
     Ok(summary)
@@ -95,8 +96,14 @@ impl ImportSummary {
             line_items: imported.line_items,
             facts: facts.len(),
             periods: imported.periods.iter().cloned().collect(),
-            effective: facts.iter().map(|f| f.effective).sum(),
-            billed: facts.iter().map(|f| f.billed).sum(),
+            effective: facts
+                .iter()
+                .map(|f| (f.currency.as_str(), f.effective))
+                .collect(),
+            billed: facts
+                .iter()
+                .map(|f| (f.currency.as_str(), f.billed))
+                .collect(),
         }
     }
 }
@@ -106,8 +113,9 @@ pub struct AllocateSummary {
     pub run_id: i64,
     pub facts: usize,
     pub allocations: usize,
-    pub billed: Nanos,
-    pub allocated: Nanos,
+    /// Per currency: never one sum across currencies.
+    pub billed: PerCurrency,
+    pub allocated: PerCurrency,
     pub fallback_rows: usize,
 }
 
@@ -165,8 +173,12 @@ pub async fn import_and_allocate(
     let Computed {
         facts: mut new_facts,
         allocations,
+        ..
     } = allocate_facts(store, rules, usage, basis, (from, to), facts).await?;
-    let billed: Nanos = new_facts.iter().map(|f| f.amount(basis)).sum();
+    let billed: PerCurrency = new_facts
+        .iter()
+        .map(|f| (f.currency.as_str(), f.amount(basis)))
+        .collect();
     let all_facts = new_facts.len();
     if has_others {
         new_facts.retain(is_replaced);
@@ -180,7 +192,8 @@ pub async fn import_and_allocate(
         rules_hash: rules.hash.clone(),
         basis,
         facts: all_facts as i64,
-        billed,
+        billed: billed.0.values().copied().sum(),
+        facts_mark: None,
     };
     let started = Instant::now();
     let (import_id, run_id) = store
@@ -192,8 +205,8 @@ pub async fn import_and_allocate(
         "import timing"
     );
     let import = ImportSummary::of(import_id, &imported, &new_facts);
+    info!(run_id, facts = all_facts, allocations = allocations.len(), billed = %billed.exact_text(), "imported and allocated");
     let allocate = AllocateSummary::of(run_id, all_facts, &allocations, billed);
-    info!(run_id, facts = all_facts, allocations = allocations.len(), billed = %billed, "imported and allocated");
     Ok((import, allocate))
 }
 
@@ -207,9 +220,15 @@ pub async fn allocate_range(
     clock: Clock,
 ) -> anyhow::Result<AllocateSummary> {
     let (from, to) = range;
-    let Computed { facts, allocations } =
-        compute_allocations(store, rules, usage, basis, range).await?;
-    let billed: Nanos = facts.iter().map(|f| f.amount(basis)).sum();
+    let Computed {
+        facts,
+        allocations,
+        facts_mark,
+    } = compute_allocations(store, rules, usage, basis, range).await?;
+    let billed: PerCurrency = facts
+        .iter()
+        .map(|f| (f.currency.as_str(), f.amount(basis)))
+        .collect();
     let run = RunRecord {
         created_at: clock.stamp(),
         from,
@@ -217,7 +236,8 @@ pub async fn allocate_range(
         rules_hash: rules.hash.clone(),
         basis,
         facts: facts.len() as i64,
-        billed,
+        billed: billed.0.values().copied().sum(),
+        facts_mark,
     };
     let started = Instant::now();
     let run_id = store.replace_allocations(&run, &allocations).await?;
@@ -226,7 +246,7 @@ pub async fn allocate_range(
         ms = started.elapsed().as_millis() as u64,
         "allocate timing"
     );
-    info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed, "allocated");
+    info!(run_id, facts = facts.len(), allocations = allocations.len(), billed = %billed.exact_text(), "allocated");
     Ok(AllocateSummary::of(
         run_id,
         facts.len(),
@@ -240,14 +260,17 @@ impl AllocateSummary {
         run_id: i64,
         facts: usize,
         allocations: &[crate::model::Allocation],
-        billed: Nanos,
+        billed: PerCurrency,
     ) -> Self {
         AllocateSummary {
             run_id,
             facts,
             allocations: allocations.len(),
             billed,
-            allocated: allocations.iter().map(|a| a.amount).sum(),
+            allocated: allocations
+                .iter()
+                .map(|a| (a.currency.as_str(), a.amount))
+                .collect(),
             fallback_rows: allocations.iter().filter(|a| a.fallback_used).count(),
         }
     }
@@ -293,10 +316,78 @@ pub async fn allocation_window(
     Ok((start, to))
 }
 
+/// A month whose stored allocations do not follow its stored facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleMonth {
+    /// The month's first day.
+    pub month: NaiveDate,
+    pub reason: StaleReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    /// Facts on days no allocation ever covered (a first import, a backfill).
+    NeverAllocated,
+    /// Facts imported after the month's last allocation (a re-imported or restated month).
+    FactsChanged,
+}
+
+impl StaleReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleReason::NeverAllocated => "never allocated",
+            StaleReason::FactsChanged => "facts changed since its last allocation",
+        }
+    }
+}
+
+impl StaleMonth {
+    /// `YYYY-MM`.
+    pub fn label(&self) -> String {
+        self.month.format("%Y-%m").to_string()
+    }
+
+    /// The month's first and last day.
+    pub fn range(&self) -> (NaiveDate, NaiveDate) {
+        let next = self
+            .month
+            .checked_add_months(chrono::Months::new(1))
+            .expect("a month after");
+        (self.month, next.pred_opt().expect("a day before"))
+    }
+}
+
+/// Every month with facts newer than its allocations, or with days never allocated, oldest
+/// first. Rules edits do not make a month stale here: a closed month keeps the rules it was
+/// allocated with (the restatement window follows rules edits).
+pub async fn stale_months(store: &Store) -> anyhow::Result<Vec<StaleMonth>> {
+    use chrono::Datelike;
+    let mut months: std::collections::BTreeMap<NaiveDate, StaleReason> = Default::default();
+    for mark in store.day_marks().await? {
+        let reason = match mark.allocated {
+            None => StaleReason::NeverAllocated,
+            Some(allocated) if mark.facts > allocated => StaleReason::FactsChanged,
+            Some(_) => continue,
+        };
+        let month = mark.day.with_day(1).expect("day 1 exists");
+        // A month with changed facts says so, even if some of its days were never allocated.
+        let entry = months.entry(month).or_insert(reason);
+        if reason == StaleReason::FactsChanged {
+            *entry = reason;
+        }
+    }
+    Ok(months
+        .into_iter()
+        .map(|(month, reason)| StaleMonth { month, reason })
+        .collect())
+}
+
 /// Facts of a range and the allocations the rules give them, checked for conservation.
 pub struct Computed {
     pub facts: Vec<crate::model::Fact>,
     pub allocations: Vec<crate::model::Allocation>,
+    /// The facts' mark read before they were loaded (stored facts only).
+    pub facts_mark: Option<i64>,
 }
 
 /// Allocates `from..=to` from the stored facts with `rules` and checks that the result sums
@@ -310,6 +401,9 @@ pub async fn compute_allocations(
 ) -> anyhow::Result<Computed> {
     anyhow::ensure!(from <= to, "the range is empty: {from} is after {to}");
     let started = Instant::now();
+    // Read before the facts: an import committed after it makes the range newer than its
+    // allocation, never the other way round.
+    let facts_mark = store.facts_mark(from, to).await?;
     let facts = store.facts(from, to).await?;
     info!(
         stage = "load facts",
@@ -320,7 +414,11 @@ pub async fn compute_allocations(
         !facts.is_empty(),
         "no billing facts between {from} and {to}; import a billing file for that period first (costsplit import FILE)"
     );
-    allocate_facts(store, rules, usage, basis, (from, to), facts).await
+    let computed = allocate_facts(store, rules, usage, basis, (from, to), facts).await?;
+    Ok(Computed {
+        facts_mark: Some(facts_mark),
+        ..computed
+    })
 }
 
 /// Allocates `facts` (all the facts of `from..=to`) with `rules`, checked for conservation.
@@ -360,7 +458,11 @@ async fn allocate_facts(
         gaps.len(),
         gaps.first()
     );
-    Ok(Computed { facts, allocations })
+    Ok(Computed {
+        facts,
+        allocations,
+        facts_mark: None,
+    })
 }
 
 /// `given` plus the day-by-day weights of the pools measured by live sources, from the stored
@@ -745,6 +847,7 @@ async fn import_export_period(
     let (files, requests) =
         ingest::s3_exports::download(client, source, listing, period, dir.path()).await?;
     let locals: Vec<PathBuf> = files.iter().map(|(local, _)| local.clone()).collect();
+    info!(export = %source.name(), period = %period.period, parts = locals.len(), "downloaded; reading the parts");
     let read = tokio::task::spawn_blocking(move || ingest::read_files(&locals))
         .await
         .map_err(|e| (format!("the import task stopped: {e}"), requests))?;

@@ -26,12 +26,16 @@ fn month_range(month: &str) -> anyhow::Result<(NaiveDate, NaiveDate)> {
         .with_context(|| format!("`{month}` is not a month; write it as YYYY-MM, e.g. 2025-03"))
 }
 
-/// The month's chargeback statement from the stored allocations.
+/// The month's chargeback statement from the stored allocations. `want` is the cost basis
+/// asked for (refused when the month is allocated on another); `month_final_day` the day of
+/// the next month until which a rules edit still re-allocates this one.
 pub async fn statement(
     store: &Store,
     month: &str,
     by: GroupBy,
     detail: bool,
+    want: Option<CostBasis>,
+    month_final_day: u32,
 ) -> anyhow::Result<Statement> {
     let (from, to) = month_range(month)?;
     let provenance = store.allocation_provenance(from, to).await?;
@@ -46,6 +50,13 @@ pub async fn statement(
         bases.join(", ")
     );
     let basis: CostBasis = bases[0].parse().map_err(anyhow::Error::msg)?;
+    if let Some(want) = want.filter(|w| *w != basis) {
+        anyhow::bail!(
+            "{month} is allocated on the {basis} cost basis, not {want}; run `costsplit --basis {want} allocate --month {month}` first, or export with --basis {basis}"
+        );
+    }
+    let open_until = month_bounds(month)
+        .map(|(_, last)| last + chrono::Duration::days(i64::from(month_final_day.max(1))));
     let mut hashes: Vec<&str> = provenance.iter().map(|(_, h)| h.as_str()).collect();
     hashes.dedup();
     let allocations = store.allocations(from, to).await?;
@@ -59,6 +70,7 @@ pub async fn statement(
             allocations: &allocations,
             billed: &billed,
             estimated,
+            open_until,
         },
         by,
         detail,

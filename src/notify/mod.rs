@@ -4,6 +4,7 @@
 //! not retried. Secrets come from the environment or files and are never logged or stored.
 
 pub mod digest;
+pub mod routes;
 pub mod slack;
 
 use std::collections::HashMap;
@@ -45,21 +46,28 @@ pub struct SlackSettings {
     pub default_webhook: Option<Secret>,
     /// Team name -> webhook.
     pub team_webhooks: HashMap<String, Secret>,
+    /// Team name -> where its webhook is read from (for messages; never the secret).
+    pub team_destinations: HashMap<String, String>,
     pub bot_token: Option<Secret>,
     pub dashboard_url: Option<String>,
     /// Tries per alert in one run before the run stops and leaves it pending.
     pub max_attempts: u32,
+    /// How long a claim on an alert lasts unless renewed; the deliverer renews it before
+    /// each try and during each wait, so only a dead deliverer's claim runs out.
+    pub claim_lease: Duration,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
 }
 
 impl SlackSettings {
-    /// Reads `COSTSPLIT_SLACK_WEBHOOK_URL`, `COSTSPLIT_SLACK_WEBHOOK_URL_<TEAM>` (team upper-cased,
-    /// other characters as `_`), `COSTSPLIT_SLACK_BOT_TOKEN` (each also as `..._FILE`, a path
-    /// to read it from) and `COSTSPLIT_SLACK_API_URL`.
+    /// Reads `COSTSPLIT_SLACK_WEBHOOK_URL`, each team's webhook where [`routes`] says
+    /// (a route's variable or file, else `COSTSPLIT_SLACK_WEBHOOK_URL_<TEAM>`),
+    /// `COSTSPLIT_SLACK_BOT_TOKEN` (variables also as `..._FILE`, a path to read it from) and
+    /// `COSTSPLIT_SLACK_API_URL`. Refuses team names that would share a webhook by accident.
     pub fn from_env(
         env: &dyn Fn(&str) -> Option<String>,
         teams: &[String],
+        slack: &routes::SlackConfig,
         dashboard_url: Option<String>,
     ) -> anyhow::Result<SlackSettings> {
         let secret = |name: &str| -> anyhow::Result<Option<Secret>> {
@@ -75,20 +83,39 @@ impl SlackSettings {
                 None => Ok(None),
             }
         };
+        let destinations = routes::resolve(teams, slack).map_err(|errors| {
+            anyhow::anyhow!(
+                "the Slack routes are ambiguous, so nothing is sent until they are fixed: {}",
+                errors.join("; ")
+            )
+        })?;
         let mut team_webhooks = HashMap::new();
-        for team in teams {
-            if let Some(s) = secret(&format!("COSTSPLIT_SLACK_WEBHOOK_URL_{}", env_suffix(team)))? {
+        let mut team_destinations = HashMap::new();
+        for (team, destination) in destinations {
+            let found = match &destination {
+                routes::Destination::Env(name) => secret(name)?,
+                routes::Destination::File(path) => {
+                    let value = std::fs::read_to_string(path).with_context(|| {
+                        format!("reading team `{team}`'s webhook_file ({})", path.display())
+                    })?;
+                    Some(Secret::new(value.trim())).filter(|s| !s.expose().is_empty())
+                }
+            };
+            if let Some(s) = found {
                 team_webhooks.insert(team.clone(), s);
             }
+            team_destinations.insert(team, destination.describe());
         }
         Ok(SlackSettings {
             api_url: env("COSTSPLIT_SLACK_API_URL")
                 .unwrap_or_else(|| "https://slack.com/api".to_string()),
             default_webhook: secret("COSTSPLIT_SLACK_WEBHOOK_URL")?,
             team_webhooks,
+            team_destinations,
             bot_token: secret("COSTSPLIT_SLACK_BOT_TOKEN")?,
             dashboard_url,
             max_attempts: 5,
+            claim_lease: CLAIM_LEASE,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
         })
@@ -98,9 +125,10 @@ impl SlackSettings {
     pub fn for_rules(
         env: &dyn Fn(&str) -> Option<String>,
         rules: &crate::rules::Rules,
+        slack: &routes::SlackConfig,
     ) -> anyhow::Result<SlackSettings> {
         let teams: Vec<String> = rules.services.iter().map(|s| s.team.clone()).collect();
-        SlackSettings::from_env(env, &teams, rules.alerts.dashboard_url.clone())
+        SlackSettings::from_env(env, &teams, slack, rules.alerts.dashboard_url.clone())
     }
 
     /// A channel with a bot token, else the team's webhook, else the default webhook.
@@ -130,19 +158,6 @@ impl SlackSettings {
     }
 }
 
-/// `payments-core` -> `PAYMENTS_CORE`.
-pub fn env_suffix(team: &str) -> String {
-    team.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliverySummary {
     pub sent: usize,
@@ -158,9 +173,11 @@ pub struct DeliverySummary {
 /// The outbox kind of a per-team report message.
 pub const REPORT_KIND: &str = "report";
 
-/// How long a deliverer's claim on an alert lasts: longer than one alert can take (its tries,
-/// timeouts and `Retry-After` waits), so a claim expires only when its deliverer died.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(30 * 60);
+/// How long a deliverer's claim on an alert lasts unless it is renewed: the deliverer renews
+/// it before each try and every quarter of a lease while it waits (`Retry-After`, backoff),
+/// so a live deliverer keeps it however long Slack makes it wait, and a dead one's claim
+/// holds the alerts behind it for two minutes at most.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(120);
 
 /// Delivers pending alerts in order, claiming each before sending it, so that deliverers
 /// running at the same time never send the same alert. `clock` gives the time to record; a
@@ -180,7 +197,11 @@ pub async fn deliver(
     let mut summary = DeliverySummary::default();
     let stamp =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let lease = chrono::Duration::from_std(CLAIM_LEASE).expect("a lease of minutes");
+    let lease = chrono::Duration::from_std(settings.claim_lease).expect("a lease of minutes");
+    let renew = |id: i64| {
+        let until = stamp(now() + lease);
+        async move { store.renew_alert_claim(id, &until).await }
+    };
     let mut after = 0;
     'alerts: loop {
         let Some(row) = store
@@ -217,9 +238,13 @@ pub async fn deliver(
         };
         let Some(target) = settings.target(&row.team, &row.channel) else {
             let reason = format!(
-                "no Slack target for team `{}`: set COSTSPLIT_SLACK_WEBHOOK_URL_{} or COSTSPLIT_SLACK_WEBHOOK_URL",
+                "no Slack target for team `{}`: set {} or COSTSPLIT_SLACK_WEBHOOK_URL",
                 row.team,
-                env_suffix(&row.team)
+                settings
+                    .team_destinations
+                    .get(&row.team)
+                    .cloned()
+                    .unwrap_or_else(|| routes::conventional_variable(&row.team))
             );
             store
                 .record_alert_attempt(
@@ -239,6 +264,7 @@ pub async fn deliver(
         loop {
             attempts += 1;
             tries += 1;
+            renew(row.id).await?;
             match slack::send(&client, &settings.api_url, target, &message).await {
                 Ok(()) => {
                     store
@@ -285,7 +311,18 @@ pub async fn deliver(
                         break 'alerts;
                     }
                     warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
-                    if !shutdown.sleep(wait).await {
+                    // Waits in quarters of a lease, renewing the claim after each.
+                    let mut left = wait;
+                    let mut awake = true;
+                    while awake && !left.is_zero() {
+                        let step = left.min(settings.claim_lease / 4);
+                        awake = shutdown.sleep(step).await;
+                        left -= step;
+                        if awake {
+                            renew(row.id).await?;
+                        }
+                    }
+                    if !awake {
                         store
                             .record_alert_attempt(
                                 row.id,

@@ -1,8 +1,10 @@
 //! Every CSV costsplit writes goes through here: RFC 4180 quoting (the `csv` crate), UTF-8,
-//! and text cells neutralised against spreadsheet formula injection. Tag values are written
-//! by anyone who can tag a resource and finance opens these files in a spreadsheet, so a text
-//! cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`
-//! (OWASP's CSV-injection guidance). Numeric columns are written as plain numbers.
+//! and, in the files people open in a spreadsheet (statements, report CSV), text cells
+//! neutralised against formula injection. Tag values are written by anyone who can tag a
+//! resource and finance opens those files in a spreadsheet, so a text cell that begins with
+//! `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP's CSV-injection
+//! guidance). A dataset read by machines (the FOCUS export) keeps every value as it is: a
+//! prefix there would change the data. Numeric columns are written as plain numbers.
 
 /// One cell: text from anywhere (neutralised) or a number costsplit formatted itself.
 #[derive(Debug, Clone, Copy)]
@@ -22,22 +24,39 @@ pub fn neutralise(text: &str) -> std::borrow::Cow<'_, str> {
 /// A CSV document built in memory.
 pub struct CsvOut {
     writer: csv::Writer<Vec<u8>>,
+    /// Text cells get the spreadsheet prefix (files for people).
+    for_spreadsheets: bool,
 }
 
 impl CsvOut {
-    /// Starts a document with its one header row.
+    /// Starts a document for people (text cells neutralised) with its one header row.
     pub fn new(header: &[&str]) -> CsvOut {
+        CsvOut::start(header, true)
+    }
+
+    /// Starts a dataset for machines (every value as it is) with its one header row.
+    pub fn for_machines(header: &[&str]) -> CsvOut {
+        CsvOut::start(header, false)
+    }
+
+    fn start(header: &[&str], for_spreadsheets: bool) -> CsvOut {
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(Vec::new());
         writer
             .write_record(header)
             .expect("writing to memory cannot fail");
-        CsvOut { writer }
+        CsvOut {
+            writer,
+            for_spreadsheets,
+        }
     }
 
     pub fn row(&mut self, cells: &[Cell<'_>]) {
         let record = cells.iter().map(|cell| match cell {
+            Cell::Text(text) if !self.for_spreadsheets => {
+                std::borrow::Cow::Borrowed(text.as_bytes())
+            }
             Cell::Text(text) => match neutralise(text) {
                 std::borrow::Cow::Borrowed(t) => std::borrow::Cow::Borrowed(t.as_bytes()),
                 std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(t.into_bytes()),

@@ -10,21 +10,34 @@ use crate::allocate::ChargeSplit;
 use crate::model::{Method, UNALLOCATED};
 use crate::money::Nanos;
 
-/// The columns written: FOCUS columns the facts carry, the split-cost-allocation columns,
-/// and costsplit's own (`x_` prefixed, as FOCUS asks of custom columns).
-pub const COLUMNS: [&str; 22] = [
+/// The columns written: FOCUS 1.3's mandatory columns (valid FOCUS 1.4 Cost and Usage
+/// columns too), the conditional ones the facts carry, the split-cost-allocation columns, and
+/// costsplit's own (`x_` prefixed, as FOCUS asks of custom columns). Columns a daily fact
+/// cannot carry are null where FOCUS allows it (`BillingAccountName`, `ChargeClass`,
+/// `PricingQuantity`, `PricingUnit`: a fact sums line items of many prices and units).
+pub const COLUMNS: [&str; 33] = [
     "BillingAccountId",
+    "BillingAccountName",
     "SubAccountId",
     "BillingPeriodStart",
     "BillingPeriodEnd",
     "ChargePeriodStart",
     "ChargePeriodEnd",
     "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
     "BillingCurrency",
     "BilledCost",
     "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "PricingQuantity",
+    "PricingUnit",
     "ServiceProviderName",
+    "HostProviderName",
+    "InvoiceIssuerName",
     "ServiceName",
+    "ServiceCategory",
     "ResourceId",
     "Tags",
     "AllocatedMethodId",
@@ -35,7 +48,210 @@ pub const COLUMNS: [&str; 22] = [
     "x_CostsplitService",
     "x_CostsplitPool",
     "x_CostsplitRulesHash",
+    "x_CostsplitMethod",
 ];
+
+/// FOCUS's `ServiceCategory` of a provider service, by the words of its name (AWS, Azure
+/// and Google Cloud names and AWS product codes); `Other` for a service costsplit does not
+/// know. A fact keeps the provider's service name, not the category a FOCUS source gave.
+pub fn service_category(service: &str) -> &'static str {
+    const CATEGORIES: [(&str, &[&str]); 12] = [
+        (
+            "AI and Machine Learning",
+            &[
+                "sagemaker",
+                "bedrock",
+                "rekognition",
+                "comprehend",
+                "textract",
+                "machine learning",
+                "openai",
+                "vertex",
+                "cognitive",
+            ],
+        ),
+        (
+            "Identity",
+            &[
+                "key management",
+                "kms",
+                "cognito",
+                "identity",
+                "directory service",
+                "entra",
+                "active directory",
+            ],
+        ),
+        (
+            "Security",
+            &[
+                "waf",
+                "guardduty",
+                "security",
+                "shield",
+                "inspector",
+                "macie",
+                "secrets manager",
+                "certificate manager",
+                "firewall",
+            ],
+        ),
+        (
+            "Databases",
+            &[
+                "relational database",
+                "rds",
+                "dynamodb",
+                "elasticache",
+                "documentdb",
+                "neptune",
+                "aurora",
+                "memorydb",
+                "keyspaces",
+                "timestream",
+                "cosmos",
+                "sql",
+                "database",
+                "redis",
+                "spanner",
+                "bigtable",
+                "firestore",
+            ],
+        ),
+        (
+            "Analytics",
+            &[
+                "athena",
+                "kinesis",
+                "emr",
+                "glue",
+                "redshift",
+                "quicksight",
+                "opensearch",
+                "elasticsearch",
+                "kafka",
+                "msk",
+                "bigquery",
+                "data factory",
+                "synapse",
+                "databricks",
+                "dataflow",
+            ],
+        ),
+        (
+            "Storage",
+            &[
+                "simple storage",
+                "s3",
+                "elastic block",
+                "ebs",
+                "elastic file",
+                "efs",
+                "glacier",
+                "backup",
+                "fsx",
+                "storage",
+            ],
+        ),
+        (
+            "Networking",
+            &[
+                "cloudfront",
+                "route 53",
+                "route53",
+                "load balanc",
+                "virtual private cloud",
+                "vpc",
+                "data transfer",
+                "api gateway",
+                "direct connect",
+                "global accelerator",
+                "nat gateway",
+                "cdn",
+                "dns",
+                "network",
+                "transit gateway",
+            ],
+        ),
+        (
+            "Integration",
+            &[
+                "simple queue",
+                "sqs",
+                "simple notification",
+                "sns",
+                "eventbridge",
+                "service bus",
+                "event grid",
+                "pub/sub",
+                "mq",
+            ],
+        ),
+        (
+            "Management and Governance",
+            &[
+                "cloudwatch",
+                "cloudtrail",
+                "config",
+                "systems manager",
+                "cloudformation",
+                "organizations",
+                "control tower",
+                "monitor",
+                "log analytics",
+                "logging",
+            ],
+        ),
+        (
+            "Developer Tools",
+            &[
+                "codebuild",
+                "codepipeline",
+                "codecommit",
+                "codeartifact",
+                "x-ray",
+                "cloud9",
+                "devops",
+            ],
+        ),
+        (
+            "Compute",
+            &[
+                "elastic compute",
+                "ec2",
+                "lambda",
+                "fargate",
+                "batch",
+                "lightsail",
+                "virtual machine",
+                "compute",
+                "app service",
+                "functions",
+                "kubernetes",
+                "eks",
+                "container",
+                "ecs",
+                "app runner",
+                "cloud run",
+            ],
+        ),
+        ("Web", &["amplify", "elastic beanstalk", "static web"]),
+    ];
+    let name = service.to_ascii_lowercase();
+    let word = |w: &str| {
+        // Short codes (s3, ec2, rds, …) must stand as whole words, not inside another one.
+        if w.len() <= 4 {
+            name.split(|c: char| !c.is_ascii_alphanumeric())
+                .any(|part| part == w || part == format!("amazon{w}") || part == format!("aws{w}"))
+        } else {
+            name.contains(w)
+        }
+    };
+    CATEGORIES
+        .iter()
+        .find(|(_, words)| words.iter().any(|w| word(w)))
+        .map_or("Other", |(category, _)| category)
+}
 
 /// The `AllocatedMethodId` of a method (README: "FOCUS output" documents each).
 pub fn method_id(method: Method, fallback_used: bool) -> String {
@@ -83,7 +299,7 @@ pub fn focus_csv(
     rules_hash: &str,
     basis_is_effective: bool,
 ) -> String {
-    let mut out = CsvOut::new(&COLUMNS);
+    let mut out = CsvOut::for_machines(&COLUMNS);
     for split in splits {
         let f = split.fact;
         let (period_start, period_end) = period_bounds(&f.billing_period);
@@ -135,19 +351,53 @@ pub fn focus_csv(
             } else {
                 (String::new(), String::new(), String::new(), String::new())
             };
+            let (list, contracted) = (part.list.to_string(), part.contracted.to_string());
+            let service = if f.provider_service.is_empty() {
+                f.charge_category.as_str()
+            } else {
+                f.provider_service.as_str()
+            };
+            let provider = if f.provider.is_empty() {
+                "Unknown"
+            } else {
+                f.provider.as_str()
+            };
+            let description = match &split.pool {
+                Some(pool) => format!(
+                    "{}'s share of a shared {service} charge: pool {pool}, {}",
+                    part.service,
+                    part.method.as_str()
+                ),
+                None => String::new(),
+            };
+            let method_label = if part.fallback_used {
+                format!("fallback:{}", part.method.as_str())
+            } else {
+                part.method.as_str().to_string()
+            };
             out.row(&[
                 Cell::Text(&f.billing_account),
+                Cell::Text(""),
                 Cell::Text(&f.sub_account),
                 Cell::Text(&period_start),
                 Cell::Text(&period_end),
                 Cell::Text(&day_start),
                 Cell::Text(&day_end),
                 Cell::Text(&f.charge_category),
+                Cell::Text(""),
+                Cell::Text(&description),
                 Cell::Text(&f.currency),
                 Cell::Number(&billed),
                 Cell::Number(&effective),
-                Cell::Text(&f.provider),
-                Cell::Text(&f.provider_service),
+                Cell::Number(&list),
+                Cell::Number(&contracted),
+                Cell::Number(""),
+                Cell::Text(""),
+                Cell::Text(provider),
+                Cell::Text(provider),
+                Cell::Text(provider),
+                Cell::Text(service),
+                Cell::Text(service_category(service)),
                 Cell::Text(&f.resource_id),
                 Cell::Text(&tags),
                 Cell::Text(&method_id),
@@ -158,6 +408,7 @@ pub fn focus_csv(
                 Cell::Text(&part.service),
                 Cell::Text(pool),
                 Cell::Text(rules_hash),
+                Cell::Text(&method_label),
             ]);
         }
     }
@@ -167,6 +418,26 @@ pub fn focus_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_categories_come_from_the_service_name() {
+        for (service, category) in [
+            ("Amazon Elastic Compute Cloud", "Compute"),
+            ("AmazonEC2", "Compute"),
+            ("Amazon Relational Database Service", "Databases"),
+            ("Amazon ElastiCache", "Databases"),
+            ("Amazon Simple Storage Service", "Storage"),
+            ("AmazonS3", "Storage"),
+            ("Amazon Managed Streaming for Apache Kafka", "Analytics"),
+            ("Elastic Load Balancing", "Networking"),
+            ("AWS Key Management Service", "Identity"),
+            ("AmazonCloudWatch", "Management and Governance"),
+            ("Tax", "Other"),
+            ("Marketplace widget", "Other"),
+        ] {
+            assert_eq!(service_category(service), category, "{service}");
+        }
+    }
 
     #[test]
     fn ratios_are_plain_json_numbers() {

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use chrono::NaiveDate;
 
 use crate::model::{Allocation, CostBasis, UNALLOCATED};
-use crate::money::Nanos;
+use crate::money::{minor_decimals, Nanos};
 use crate::store::ServiceTotal;
 use csv_out::{Cell, CsvOut};
 
@@ -250,9 +250,9 @@ impl Report {
                 "{:<width$}  {:<12}  {:>16}  {:>16}  {:>16}  {}",
                 s.service,
                 s.team,
-                s.direct.format(2),
-                s.shared.format(2),
-                s.total().format(2),
+                s.direct.format(minor_decimals(&s.currency)),
+                s.shared.format(minor_decimals(&s.currency)),
+                s.total().format(minor_decimals(&s.currency)),
                 s.currency
             );
         }

@@ -1,17 +1,15 @@
 //! Finance's monthly chargeback statement: the month's allocations as CSV lines (one per
 //! service, team or cost center, or with `detail` one per origin: direct cost by provider
-//! service, each pool and method, unallocated), in cents that sum to the month's billed total
-//! exactly (cent-level largest remainder over the exact nano-unit lines, never per-row
-//! rounding), with a reconciliation summary. Pure: the job gathers the allocations.
+//! service, each pool and method, unallocated), in each currency's own minor unit (cents,
+//! whole yen, fils: ISO 4217) that sum to the month's billed total exactly (largest remainder
+//! over the exact nano-unit lines, never per-row rounding), with a reconciliation summary per
+//! currency. Pure: the job gathers the allocations.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::csv_out::{Cell, CsvOut};
 use crate::model::{Allocation, CostBasis, UNALLOCATED};
-use crate::money::{round_preserving_sum, Nanos};
-
-/// Nano-units per cent.
-const NANOS_PER_CENT: i128 = 10_000_000;
+use crate::money::{minor_text, nanos_per_minor, round_preserving_sum, Nanos};
 
 /// What one statement line stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +32,10 @@ pub struct StatementInput<'a> {
     pub billed: &'a BTreeMap<String, Nanos>,
     /// A day of the month may still be restated by the provider.
     pub estimated: bool,
+    /// Until this day a rules edit still re-allocates the month (the daemon re-allocates the
+    /// previous month through the next month's `month_final_day`); after it, only changed
+    /// facts do.
+    pub open_until: Option<chrono::NaiveDate>,
 }
 
 /// One line of the statement.
@@ -53,7 +55,8 @@ pub struct Line {
     /// Whole of what the ratio is taken of: the pool's month total for a pool line, else
     /// the month's billed total.
     pub whole: Nanos,
-    pub cents: i128,
+    /// The amount in the currency's minor unit (cents; whole yen; thousandths of a dinar).
+    pub minor: i128,
     pub currency: String,
 }
 
@@ -62,10 +65,10 @@ pub struct Line {
 pub struct Reconciliation {
     pub currency: String,
     pub billed_exact: Nanos,
-    /// The billed total rounded to the cent (half away from zero).
-    pub billed_cents: i128,
-    /// The sum of the lines' cents.
-    pub allocated_cents: i128,
+    /// The billed total rounded to the minor unit (half away from zero).
+    pub billed_minor: i128,
+    /// The sum of the lines' minor units.
+    pub allocated_minor: i128,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,7 @@ pub struct Statement {
     pub basis: CostBasis,
     pub rules_hash: String,
     pub estimated: bool,
+    pub open_until: Option<chrono::NaiveDate>,
     pub lines: Vec<Line>,
     pub totals: Vec<Reconciliation>,
 }
@@ -201,7 +205,7 @@ pub fn statement(
                     provider_service: provider,
                     exact,
                     whole,
-                    cents: 0,
+                    minor: 0,
                     currency,
                 }
             },
@@ -212,17 +216,18 @@ pub fn statement(
         let indices: Vec<usize> = (0..lines.len())
             .filter(|&i| lines[i].currency == currency)
             .collect();
+        let unit = nanos_per_minor(currency);
         let exact: Vec<i128> = indices.iter().map(|&i| lines[i].exact.0).collect();
-        let cents = round_preserving_sum(&exact, NANOS_PER_CENT);
-        for (&i, c) in indices.iter().zip(cents) {
-            lines[i].cents = c;
+        let minor = round_preserving_sum(&exact, unit);
+        for (&i, m) in indices.iter().zip(minor) {
+            lines[i].minor = m;
         }
         let billed_exact = input.billed.get(currency).copied().unwrap_or_default();
         totals.push(Reconciliation {
             currency: currency.to_string(),
             billed_exact,
-            billed_cents: round_preserving_sum(&[billed_exact.0], NANOS_PER_CENT)[0],
-            allocated_cents: indices.iter().map(|&i| lines[i].cents).sum(),
+            billed_minor: round_preserving_sum(&[billed_exact.0], unit)[0],
+            allocated_minor: indices.iter().map(|&i| lines[i].minor).sum(),
         });
     }
     Ok(Statement {
@@ -230,14 +235,10 @@ pub fn statement(
         basis: input.basis,
         rules_hash: input.rules_hash.clone(),
         estimated: input.estimated,
+        open_until: input.open_until,
         lines,
         totals,
     })
-}
-
-/// `cents` as `-1234.56`.
-pub fn cents_text(cents: i128) -> String {
-    Nanos(cents * NANOS_PER_CENT).format(2)
 }
 
 /// `part / whole` with six decimals, rounded half away from zero (0 when the whole is 0).
@@ -275,8 +276,8 @@ pub const COLUMNS: [&str; 13] = [
     "rules_hash",
 ];
 
-/// The summary mode's columns.
-pub const SUMMARY_COLUMNS: [&str; 8] = [
+/// The summary mode's columns. Append-only, as [`COLUMNS`].
+pub const SUMMARY_COLUMNS: [&str; 9] = [
     "billing_period",
     "currency",
     "cost_basis",
@@ -285,6 +286,7 @@ pub const SUMMARY_COLUMNS: [&str; 8] = [
     "difference",
     "estimated",
     "rules_hash",
+    "rules_edits_until",
 ];
 
 impl Statement {
@@ -293,7 +295,7 @@ impl Statement {
         let estimated = if self.estimated { "true" } else { "false" };
         for line in &self.lines {
             let ratio = ratio_text(line.exact, line.whole);
-            let amount = cents_text(line.cents);
+            let amount = minor_text(line.minor, &line.currency);
             out.row(&[
                 Cell::Text(&self.month),
                 Cell::Text(&line.cost_center),
@@ -316,10 +318,14 @@ impl Statement {
     pub fn summary_csv(&self) -> String {
         let mut out = CsvOut::new(&SUMMARY_COLUMNS);
         let estimated = if self.estimated { "true" } else { "false" };
+        let open_until = self
+            .open_until
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
         for t in &self.totals {
-            let billed = cents_text(t.billed_cents);
-            let allocated = cents_text(t.allocated_cents);
-            let difference = cents_text(t.allocated_cents - t.billed_cents);
+            let billed = minor_text(t.billed_minor, &t.currency);
+            let allocated = minor_text(t.allocated_minor, &t.currency);
+            let difference = minor_text(t.allocated_minor - t.billed_minor, &t.currency);
             out.row(&[
                 Cell::Text(&self.month),
                 Cell::Text(&t.currency),
@@ -329,16 +335,17 @@ impl Statement {
                 Cell::Number(&difference),
                 Cell::Text(estimated),
                 Cell::Text(&self.rules_hash),
+                Cell::Text(&open_until),
             ]);
         }
         out.finish()
     }
 
-    /// Every currency's lines add up to its billed total, to the cent.
+    /// Every currency's lines add up to its billed total, to the minor unit.
     pub fn reconciled(&self) -> bool {
         self.totals
             .iter()
-            .all(|t| t.allocated_cents == t.billed_cents)
+            .all(|t| t.allocated_minor == t.billed_minor)
     }
 }
 
@@ -376,6 +383,7 @@ mod tests {
             allocations,
             billed,
             estimated: false,
+            open_until: None,
         }
     }
 
@@ -396,12 +404,68 @@ mod tests {
         for detail in [false, true] {
             let s = statement(&input, GroupBy::Service, detail).expect("statement");
             assert!(s.reconciled());
-            assert_eq!(s.lines.iter().map(|l| l.cents).sum::<i128>(), 300);
+            assert_eq!(s.lines.iter().map(|l| l.minor).sum::<i128>(), 300);
         }
         let s = statement(&input, GroupBy::Service, true).expect("statement");
         assert_eq!(s.lines.len(), 9);
         assert_eq!(ratio_text(Nanos(1), Nanos(3)), "0.333333");
         assert_eq!(ratio_text(Nanos(-2), Nanos(3)), "-0.666667");
+    }
+
+    #[test]
+    fn each_currency_is_rounded_to_its_own_minor_unit() {
+        // Three services share 7,611.83 JPY and 10.0005 KWD: whole yen summing to the
+        // invoice's 7,612, and fils (three decimals).
+        let mut allocations = Vec::new();
+        for (service, yen) in [
+            ("a", 2_537_276_666_667),
+            ("b", 2_537_276_666_667),
+            ("c", 2_537_276_666_666),
+        ] {
+            let mut a = alloc(service, "", Method::Direct, yen);
+            a.currency = "JPY".into();
+            allocations.push(a);
+        }
+        for (service, fils) in [
+            ("a", 3_333_500_000),
+            ("b", 3_333_500_000),
+            ("c", 3_333_500_000),
+        ] {
+            let mut a = alloc(service, "", Method::Direct, fils);
+            a.currency = "KWD".into();
+            allocations.push(a);
+        }
+        let billed = [
+            ("JPY".to_string(), Nanos(7_611_830_000_000)),
+            ("KWD".to_string(), Nanos(10_000_500_000)),
+        ]
+        .into();
+        let s =
+            statement(&input(&allocations, &billed), GroupBy::Service, false).expect("statement");
+        assert!(s.reconciled());
+        let csv = s.csv();
+        let jpy: Vec<&str> = csv.lines().filter(|l| l.contains(",JPY,")).collect();
+        assert_eq!(jpy.len(), 3);
+        assert!(
+            jpy.iter()
+                .all(|l| l.contains(",2537,") || l.contains(",2538,")),
+            "{csv}"
+        );
+        let kwd: Vec<&str> = csv.lines().filter(|l| l.contains(",KWD,")).collect();
+        assert!(
+            kwd.iter()
+                .all(|l| l.contains(",3.334,") || l.contains(",3.333,")),
+            "{csv}"
+        );
+        let summary = s.summary_csv();
+        assert!(
+            summary.contains("2025-03,JPY,effective,7612,7612,0,"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("2025-03,KWD,effective,10.001,10.001,0.000,"),
+            "{summary}"
+        );
     }
 
     #[test]

@@ -224,6 +224,8 @@ fn walk_fact(
         currency: text(ctx, "currency", "USD"),
         effective: cost,
         billed: cost,
+        list: cost,
+        contracted: cost,
         line_count: 1,
         estimated: false,
     };

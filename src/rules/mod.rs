@@ -346,6 +346,9 @@ impl Rules {
 pub struct Loaded {
     pub rules: Option<Rules>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Every file the load read or tried to read: the `*.toml` files and the weight files
+    /// they name. A running daemon watches all of them.
+    pub inputs: Vec<PathBuf>,
 }
 
 impl Loaded {

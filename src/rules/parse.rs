@@ -246,6 +246,7 @@ pub(super) fn load_dir(dir: &Path) -> Loaded {
             return Loaded {
                 rules: None,
                 diagnostics: diags,
+                inputs: Vec::new(),
             };
         }
     };
@@ -258,6 +259,7 @@ pub(super) fn load_dir(dir: &Path) -> Loaded {
     }
     let mut raw = Raw::default();
     let mut hasher = Sha256::new();
+    let mut all_parsed = true;
     for file in &files {
         let text = match std::fs::read_to_string(file) {
             Ok(text) => text,
@@ -272,14 +274,28 @@ pub(super) fn load_dir(dir: &Path) -> Loaded {
             index: LineIndex::new(&text),
             diags: &mut diags,
         };
-        walk_file(&mut ctx, &text, &mut raw);
+        all_parsed &= walk_file(&mut ctx, &text, &mut raw);
     }
-    let rules = build(raw, &mut diags, &mut hasher);
+    let mut inputs = files.clone();
+    inputs.extend(raw.pools.iter().filter_map(|p| match &p.usage {
+        Some(RawUsage::File(file, _)) => Some(p.dir.join(file)),
+        _ => None,
+    }));
+    // A file that is not TOML is reported alone: checking the others against a set with a
+    // file missing would report what that file would have declared (a service, a source)
+    // as errors of the files that use it.
+    let rules = if all_parsed {
+        build(raw, &mut diags, &mut hasher)
+    } else {
+        diags.retain(|d| d.message.starts_with(INVALID_TOML));
+        None
+    };
     sort_diagnostics(&mut diags);
     let has_errors = diags.iter().any(|d| d.severity == super::Severity::Error);
     Loaded {
         rules: if has_errors { None } else { rules },
         diagnostics: diags,
+        inputs,
     }
 }
 
@@ -297,13 +313,17 @@ fn hash_part(hasher: &mut Sha256, file: &Path, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) {
+const INVALID_TOML: &str = "invalid TOML: ";
+
+/// Walks one file into `raw`. False when it is not TOML at all (its syntax error is then
+/// its one diagnostic).
+fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) -> bool {
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
             let message = e.message().trim().replace('\n', " ");
-            ctx.error(e.span(), format!("invalid TOML: {message}"));
-            return;
+            ctx.error(e.span(), format!("{INVALID_TOML}{message}"));
+            return false;
         }
     };
     let root = doc.as_table();
@@ -336,6 +356,7 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) {
             ),
         }
     }
+    true
 }
 
 /// A table that may appear once across all rules files, like `[settings]`.

@@ -1,6 +1,7 @@
 //! What the daemon keeps in the store: its job runs, and the lease that lets one replica of
 //! several run the jobs (a PostgreSQL session advisory lock held on a connection of its own:
-//! if the process dies, the server ends the session and the lock is free for a standby).
+//! if the process dies, the server ends the session and the lock is free for a standby; on
+//! SQLite an exclusive lock on a file beside the database).
 
 use sqlx::{AnyConnection, Row};
 
@@ -25,26 +26,78 @@ pub struct JobRun {
 
 /// Held while this process is the replica that runs jobs; dropping it gives the lease up.
 pub struct Leadership {
-    /// The connection the advisory lock lives on (PostgreSQL); `None` on SQLite, where there
-    /// is one process.
-    conn: Option<AnyConnection>,
+    lease: Lease,
 }
 
+enum Lease {
+    /// The connection the PostgreSQL session advisory lock lives on.
+    Postgres(AnyConnection),
+    /// An exclusive lock on `<database>.leader` (the operating system frees it when the
+    /// process ends, however it ends).
+    Sqlite {
+        /// Held, not read: the lock lasts as long as the open file.
+        _file: std::fs::File,
+    },
+    /// An in-memory store: one process by definition.
+    Memory,
+}
+
+/// How long the lead's check may take before the lead counts as lost (a store that stopped
+/// answering must not keep a replica leading on a connection nobody can reach).
+const LEAD_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Leadership {
-    /// Whether the lead is still this replica's: its lock's connection still answers.
+    /// Whether the lead is still this replica's: its lock's connection answers in time.
     pub async fn still_held(&mut self) -> bool {
-        match &mut self.conn {
-            None => true,
-            Some(conn) => sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok(),
+        match &mut self.lease {
+            Lease::Sqlite { .. } | Lease::Memory => true,
+            Lease::Postgres(conn) => matches!(
+                tokio::time::timeout(
+                    LEAD_CHECK_TIMEOUT,
+                    sqlx::query("SELECT 1").execute(&mut *conn)
+                )
+                .await,
+                Ok(Ok(_))
+            ),
         }
     }
 }
 
 impl Store {
-    /// Takes the lead if no other replica holds it. Never waits.
+    /// Takes the lead if no other replica holds it. Never waits. On PostgreSQL a session
+    /// advisory lock; on SQLite an exclusive lock on a file beside the database, so two
+    /// `costsplit run` on one file never both run the jobs.
     pub async fn try_lead(&self) -> anyhow::Result<Option<Leadership>> {
         if self.backend == Backend::Sqlite {
-            return Ok(Some(Leadership { conn: None }));
+            let Some(database) = self.sqlite_file.clone() else {
+                return Ok(Some(Leadership {
+                    lease: Lease::Memory,
+                }));
+            };
+            return tokio::task::spawn_blocking(move || {
+                let mut name = database.into_os_string();
+                name.push(".leader");
+                let path = std::path::PathBuf::from(name);
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| {
+                        anyhow::anyhow!("opening the lead's lock file {}: {e}", path.display())
+                    })?;
+                match file.try_lock() {
+                    Ok(()) => Ok(Some(Leadership {
+                        lease: Lease::Sqlite { _file: file },
+                    })),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        Err(anyhow::anyhow!("locking {}: {e}", path.display()))
+                    }
+                }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("the lead's lock task stopped: {e}"))?;
         }
         let mut conn = self.pool.acquire().await?;
         let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
@@ -55,7 +108,7 @@ impl Store {
         Ok(taken.then(|| Leadership {
             // Detached from the pool: the lock ends when this connection closes (the lead is
             // given up, or the process dies), never lingers on a pooled one.
-            conn: Some(conn.detach()),
+            lease: Lease::Postgres(conn.detach()),
         }))
     }
 

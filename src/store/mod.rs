@@ -31,20 +31,26 @@ const DELETE_DAYS_SQL: &str =
     "DELETE FROM billing_facts WHERE billing_account = $1 AND day >= $2 AND day <= $3";
 const INSERT_IMPORT_SQL: &str = "INSERT INTO imports (created_at, source, files, periods, line_items, facts, effective_units, effective_nanos, billed_units, billed_nanos)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
-const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tag_set_id, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id";
-const FACT_WIDTH: usize = 17;
+const FACT_COLUMNS: &str = "day, billing_period, billing_account, sub_account, provider, provider_service, resource_id, charge_category, tag_set_id, currency, effective_units, effective_nanos, billed_units, billed_nanos, line_count, estimated, import_id, list_units, list_nanos, contracted_units, contracted_nanos";
+const FACT_WIDTH: usize = 21;
 const DELETE_ALLOCATIONS_SQL: &str = "DELETE FROM allocations WHERE day >= $1 AND day <= $2";
+/// `$11`, the facts' mark read before they were loaded, or NULL: the largest import id of
+/// the range's facts as the transaction sees them (`import --allocate` writes them in it).
 const INSERT_ALLOCATION_RUN_SQL: &str =
     "INSERT INTO allocation_runs (created_at, from_day, to_day, rules_hash, cost_basis, facts,
-                                  billed_units, billed_nanos, allocated_units, allocated_nanos)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+                                  billed_units, billed_nanos, allocated_units, allocated_nanos,
+                                  facts_import_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+             COALESCE(CAST($11 AS BIGINT), (SELECT COALESCE(MAX(import_id), 0) FROM billing_facts WHERE day >= $2 AND day <= $3)))
+     RETURNING id";
 const ALLOCATION_COLUMNS: &str = "day, service, team, cost_center, pool, method, fallback_used, ratio_ppb, amount_units, amount_nanos, currency, cost_basis, rules_hash, run_id, provider_service, basis";
 const ALLOCATION_WIDTH: usize = 16;
 
 const SELECT_FACTS_SQL: &str =
     "SELECT day, billing_period, billing_account, sub_account, provider, provider_service,
             resource_id, charge_category, tag_set_id, currency, effective_units, effective_nanos,
-            billed_units, billed_nanos, line_count, estimated
+            billed_units, billed_nanos, line_count, estimated, list_units, list_nanos,
+            contracted_units, contracted_nanos
      FROM billing_facts WHERE day >= $1 AND day <= $2";
 /// The tag sets the facts of a range refer to.
 const SELECT_TAG_SETS_SQL: &str = "SELECT id, tags FROM tag_sets WHERE id IN
@@ -129,7 +135,22 @@ pub struct RunRecord {
     pub rules_hash: String,
     pub basis: CostBasis,
     pub facts: i64,
+    /// The facts' amounts added over every currency: a checksum of the run kept in
+    /// `allocation_runs`, never shown as money.
     pub billed: Nanos,
+    /// The largest import id among the facts allocated, read before they were loaded (see
+    /// [`Store::facts_mark`]); `None` when the facts are written in the same transaction.
+    pub facts_mark: Option<i64>,
+}
+
+/// A day's facts against the allocation run that last covered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayMark {
+    pub day: NaiveDate,
+    /// The largest import id among the day's facts.
+    pub facts: i64,
+    /// The facts mark of the latest allocation run whose range holds the day, if any.
+    pub allocated: Option<i64>,
 }
 
 /// One service's cost over a range.
@@ -260,7 +281,12 @@ impl Store {
                 (format!("{url}{sep}mode=rwc"), 1)
             }
             Backend::Sqlite => (url.to_string(), 1),
-            Backend::Postgres => (url.to_string(), 4),
+            Backend::Postgres => {
+                crate::pgtls::check_url(url).map_err(|e| {
+                    anyhow::anyhow!("cannot open the store at {}: {e}", redact_url(url))
+                })?;
+                (url.to_string(), 4)
+            }
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
@@ -289,7 +315,7 @@ impl Store {
             })
             .connect(&url)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", scrub(&e.to_string(), &url)))
+            .map_err(|e| anyhow::anyhow!("{}", crate::pgtls::explain(&scrub(&e.to_string(), &url))))
             .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
         let sqlite_file = match backend {
             Backend::Sqlite => sqlite_bulk::file_of(&url),
@@ -362,8 +388,11 @@ impl Store {
             return sqlite_bulk::replace_facts(file, record, facts, None).await;
         }
         let mut tx = self.pool.begin().await?;
+        phase("write began");
         let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
+        phase("committing");
         tx.commit().await?;
+        phase("committed");
         Ok(import_id)
     }
 
@@ -415,6 +444,7 @@ impl Store {
             let mut query = sqlx::query(&sql);
             for f in chunk {
                 let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
+                let (list, contracted) = (Stored::of(f.list)?, Stored::of(f.contracted)?);
                 let tag_set = tag_sets[&tags_json(&f.tags)];
                 query = query
                     .bind(day_key(f.day))
@@ -433,7 +463,11 @@ impl Store {
                     .bind(billed.nanos)
                     .bind(f.line_count)
                     .bind(i64::from(f.estimated))
-                    .bind(import_id);
+                    .bind(import_id)
+                    .bind(list.units)
+                    .bind(list.nanos)
+                    .bind(contracted.units)
+                    .bind(contracted.nanos);
             }
             query.execute(&mut **tx).await?;
         }
@@ -589,10 +623,13 @@ impl Store {
             return Ok(run_id.expect("allocations were written"));
         }
         let mut tx = self.pool.begin().await?;
+        phase("write began");
         let run_id = self
             .replace_allocations_in(&mut tx, run, allocations)
             .await?;
+        phase("committing");
         tx.commit().await?;
+        phase("committed");
         Ok(run_id)
     }
 
@@ -616,11 +653,14 @@ impl Store {
             ));
         }
         let mut tx = self.pool.begin().await?;
+        phase("write began");
         let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
         let run_id = self
             .replace_allocations_in(&mut tx, run, allocations)
             .await?;
+        phase("committing");
         tx.commit().await?;
+        phase("committed");
         Ok((import_id, run_id))
     }
 
@@ -649,6 +689,7 @@ impl Store {
             .bind(billed.nanos)
             .bind(allocated.units)
             .bind(allocated.nanos)
+            .bind(run.facts_mark)
             .fetch_one(&mut **tx)
             .await?
             .try_get(0)?;
@@ -776,6 +817,54 @@ impl Store {
             .await?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, Stored::read(row, 1)?)))
+            .collect()
+    }
+
+    /// The largest import id among the facts of a range (0 when there are none): read before
+    /// the facts are loaded for an allocation, so a later import is seen as a change.
+    pub async fn facts_mark(&self, from: NaiveDate, to: NaiveDate) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(MAX(import_id), 0) AS BIGINT) FROM billing_facts WHERE day >= $1 AND day <= $2",
+        )
+        .bind(day_key(from))
+        .bind(day_key(to))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Every day that has facts, with its facts' mark and the mark of the allocation run that
+    /// last covered it: a day whose facts are newer than its allocation (or that no run
+    /// covered) has changed since it was allocated.
+    pub async fn day_marks(&self) -> anyhow::Result<Vec<DayMark>> {
+        let facts = sqlx::query(
+            "SELECT day, CAST(MAX(import_id) AS BIGINT) FROM billing_facts GROUP BY day ORDER BY day",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let runs = sqlx::query(
+            "SELECT from_day, to_day, facts_import_id FROM allocation_runs ORDER BY id DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut covered: Vec<(NaiveDate, NaiveDate, i64)> = Vec::with_capacity(runs.len());
+        for row in &runs {
+            covered.push((day_from(row, 0)?, day_from(row, 1)?, row.try_get(2)?));
+        }
+        facts
+            .iter()
+            .map(|row| {
+                let day = day_from(row, 0)?;
+                Ok(DayMark {
+                    day,
+                    facts: row.try_get(1)?,
+                    // The newest run holding the day wrote its allocations.
+                    allocated: covered
+                        .iter()
+                        .find(|(from, to, _)| *from <= day && day <= *to)
+                        .map(|(_, _, mark)| *mark),
+                })
+            })
             .collect()
     }
 
@@ -967,9 +1056,18 @@ fn fact_from_row(row: &AnyRow, tag_sets: &HashMap<i64, Tags>) -> anyhow::Result<
         currency: row.try_get(9)?,
         effective: Stored::read(row, 10)?,
         billed: Stored::read(row, 12)?,
+        list: Stored::read(row, 16)?,
+        contracted: Stored::read(row, 18)?,
         line_count: row.try_get(14)?,
         estimated: row.try_get::<i64, _>(15)? != 0,
     })
+}
+
+/// Marks where a write transaction is (`write began`, `committing`, `committed`) in the debug
+/// log (`COSTSPLIT_LOG=costsplit::store::phase=debug`), so a crash test can tell where its kill
+/// landed.
+fn phase(what: &'static str) {
+    tracing::debug!(target: "costsplit::store::phase", "{what}");
 }
 
 /// Removes a URL (and so any password in it) from a driver error message.

@@ -264,6 +264,16 @@ impl Store {
         })
     }
 
+    /// Extends this deliverer's claim on a pending alert to `until` (RFC 3339).
+    pub async fn renew_alert_claim(&self, id: i64, until: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE alerts SET claimed_until = $1 WHERE id = $2 AND state = 'pending'")
+            .bind(until)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn release_alert(&self, id: i64) -> anyhow::Result<()> {
         sqlx::query("UPDATE alerts SET claimed_until = '' WHERE id = $1")
             .bind(id)

@@ -82,6 +82,7 @@ pub(super) async fn replace(
     blocking(|| {
         let mut conn = open(file)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        super::phase("write began");
         let mut import_id = None;
         if let Some((record, facts, run)) = facts {
             match &record.scope {
@@ -143,6 +144,7 @@ pub(super) async fn replace(
                         }
                     };
                     let (effective, billed) = (Stored::of(f.effective)?, Stored::of(f.billed)?);
+                    let (list, contracted) = (Stored::of(f.list)?, Stored::of(f.contracted)?);
                     insert.execute(params![
                         day_key(f.day),
                         f.billing_period,
@@ -160,7 +162,11 @@ pub(super) async fn replace(
                         billed.nanos,
                         f.line_count,
                         i64::from(f.estimated),
-                        import_id_written
+                        import_id_written,
+                        list.units,
+                        list.nanos,
+                        contracted.units,
+                        contracted.nanos
                     ])?;
                 }
             }
@@ -190,7 +196,9 @@ pub(super) async fn replace(
         if let Some((run, allocations)) = allocations {
             run_id = Some(write_allocations(&tx, run, allocations)?);
         }
+        super::phase("committing");
         tx.commit()?;
+        super::phase("committed");
         Ok((import_id, run_id))
     })
 }
@@ -218,7 +226,8 @@ fn write_allocations(
             billed.units,
             billed.nanos,
             allocated.units,
-            allocated.nanos
+            allocated.nanos,
+            run.facts_mark
         ],
         |row| row.get(0),
     )?;
@@ -286,6 +295,8 @@ pub(super) async fn facts(
                 currency: row.get(9)?,
                 effective: Stored::amount(row.get(10)?, row.get(11)?),
                 billed: Stored::amount(row.get(12)?, row.get(13)?),
+                list: Stored::amount(row.get(16)?, row.get(17)?),
+                contracted: Stored::amount(row.get(18)?, row.get(19)?),
                 line_count: row.get(14)?,
                 estimated: row.get::<_, i64>(15)? != 0,
             });

@@ -71,6 +71,7 @@ async fn seed(store: &Store, jumps: &[&str]) {
         basis: CostBasis::Effective,
         facts: 0,
         billed: Nanos(0),
+        facts_mark: None,
     };
     store
         .replace_allocations(&run, &allocations)
@@ -98,9 +99,11 @@ fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
         default_webhook: webhook
             .then(|| Secret::new(format!("{}/services/T000/B000/secret", server.uri()))),
         team_webhooks: Default::default(),
+        team_destinations: Default::default(),
         bot_token: bot.then(|| Secret::new("xoxb-test-token")),
         dashboard_url: None,
         max_attempts: 3,
+        claim_lease: costsplit::notify::CLAIM_LEASE,
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
     }
@@ -122,6 +125,21 @@ async fn check(store: &Store, rules: &Rules) -> usize {
     alerts.len()
 }
 
+/// A webhook that answers `429` with `Retry-After: retry_after` once, then as Slack does.
+async fn rate_limited_once(retry_after: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", retry_after))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(SlackStandIn::webhook())
+        .mount(&server)
+        .await;
+    server
+}
+
 async fn received_bodies(server: &MockServer) -> Vec<serde_json::Value> {
     server
         .received_requests()
@@ -139,7 +157,7 @@ async fn a_jump_is_posted_once_and_a_second_check_posts_nothing(kind: Kind) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/services/T000/B000/secret"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(SlackStandIn::webhook())
         .mount(&server)
         .await;
     let s = settings(&server, true, false);
@@ -181,16 +199,7 @@ async fn rate_limit_with_retry_after_is_honoured_then_delivered() {
     let t = TestStore::new(Kind::Sqlite).await;
     seed(&t.store, &["search-api"]).await;
     check(&t.store, &rules(&[("r.toml", RULES)])).await;
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
-        .mount(&server)
-        .await;
+    let server = rate_limited_once("1").await;
     let started = std::time::Instant::now();
     let summary = deliver(&t.store, &settings(&server, true, false))
         .await
@@ -259,7 +268,7 @@ async fn a_server_error_is_retried_and_then_delivered() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(SlackStandIn::webhook())
         .mount(&server)
         .await;
     let summary = deliver(&t.store, &settings(&server, true, false))
@@ -382,7 +391,8 @@ async fn post_message_ratelimited_is_retried_and_ok_false_is_failed_with_slacks_
     assert_eq!(failed[0].service, "search-api");
     // Whichever alert met the rate limit was tried again: three calls for two alerts.
     assert_eq!(sent[0].attempts + failed[0].attempts, 3);
-    assert_eq!(failed[0].last_error, "chat.postMessage: channel_not_found");
+    // The stand-in answers as Slack does for an archived channel.
+    assert_eq!(failed[0].last_error, "chat.postMessage: is_archived");
     assert!(slack.largest_answer() > 1_000);
     assert_eq!(received_bodies(&server).await.len(), 3);
 }
@@ -395,7 +405,7 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
     // The first alert is delivered, then Slack goes down for the rest of the run.
     let up_then_down = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(SlackStandIn::webhook())
         .up_to_n_times(1)
         .mount(&up_then_down)
         .await;
@@ -416,7 +426,7 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
     let restarted = Store::connect(&url).await.expect("reopen");
     let back = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(SlackStandIn::webhook())
         .mount(&back)
         .await;
     let later = costsplit::clock::Clock::Fixed(
@@ -555,7 +565,7 @@ async fn nothing_the_process_logs_contains_the_webhook_url_or_the_token() {
         .await;
     Mock::given(method("POST"))
         .and(path("/services/TSECRET/BSECRET/hooksecretvalue"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(SlackStandIn::webhook())
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -682,6 +692,25 @@ async fn two_deliverers_at_once_send_each_alert_once(kind: Kind) {
     let sent = t.store.list_alerts(Some("sent")).await.expect("list");
     assert_eq!(sent.len(), 3, "{kind:?}");
     assert!(sent.iter().all(|a| a.attempts == 1), "{sent:?}");
+    // They really ran at once: one met the other's claim and left the rest to it, or both
+    // sent some (a deliverer that started after the other ended would send none, defer none).
+    let stdout: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .collect();
+    let delivered = |text: &str| -> usize {
+        text.split_once("delivered ")
+            .and_then(|(_, rest)| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("a delivered line")
+    };
+    let deferred = stdout
+        .iter()
+        .any(|t| t.contains("is being sent by another process"));
+    assert!(
+        deferred || stdout.iter().all(|t| delivered(t) > 0),
+        "{kind:?}: the deliverers did not overlap: {stdout:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -726,4 +755,168 @@ async fn a_dead_deliverers_claim_expires_on_both_stores() {
     for kind in BOTH {
         a_dead_deliverers_claim_expires(kind).await;
     }
+}
+
+/// Two teams named in Hangul fold to one webhook variable (`COSTSPLIT_SLACK_WEBHOOK_URL___`):
+/// `rules check` and delivery refuse until costsplit.toml routes each team by its exact name,
+/// and then each team's alert reaches its own webhook and no other.
+#[tokio::test]
+async fn teams_whose_names_fold_to_one_variable_are_refused_until_routed() {
+    use costsplit::notify::routes::{SlackConfig, TeamRoute};
+    const KOREAN: &str = r##"
+[[service]]
+name = "checkout-api"
+team = "결제"
+[[service]]
+name = "search-api"
+team = "검색"
+"##;
+    let t = TestStore::new(Kind::Sqlite).await;
+    let rules = rules(&[("r.toml", KOREAN)]);
+    seed(&t.store, &["checkout-api", "search-api"]).await;
+    assert_eq!(check(&t.store, &rules).await, 2);
+    let server = MockServer::start().await;
+    for hook in [
+        "/services/T1/B1/shared",
+        "/services/T1/B1/payments",
+        "/services/T1/B1/search",
+    ] {
+        Mock::given(method("POST"))
+            .and(path(hook))
+            .respond_with(SlackStandIn::webhook())
+            .mount(&server)
+            .await;
+    }
+    let uri = server.uri();
+    let env = move |k: &str| match k {
+        "COSTSPLIT_SLACK_WEBHOOK_URL___" => Some(format!("{uri}/services/T1/B1/shared")),
+        "SLACK_KR_PAYMENTS" => Some(format!("{uri}/services/T1/B1/payments")),
+        "SLACK_KR_SEARCH" => Some(format!("{uri}/services/T1/B1/search")),
+        _ => None,
+    };
+    let err = SlackSettings::for_rules(&env, &rules, &SlackConfig::default())
+        .expect_err("two teams on one variable");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("teams `검색` and `결제` would all read the webhook variable COSTSPLIT_SLACK_WEBHOOK_URL___"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&server.uri()),
+        "no webhook URL in the message: {message}"
+    );
+
+    // Through the binary: rules check says the same and exits 1; routed, it passes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
+    std::fs::write(dir.path().join("rules/r.toml"), KOREAN).expect("rules");
+    let (code, stdout) = crate::support::rules_check_with(dir.path(), "");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("costsplit.toml: error: teams `검색` and `결제`"),
+        "{stdout}"
+    );
+    let (code, stdout) = crate::support::rules_check_with(
+        dir.path(),
+        "[slack.teams.\"결제\"]\nwebhook_env = \"SLACK_KR_PAYMENTS\"\n[slack.teams.\"검색\"]\nwebhook_env = \"SLACK_KR_SEARCH\"\n",
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+
+    // Routed: each alert reaches its own team's webhook.
+    let mut routes = SlackConfig::default();
+    for (team, variable) in [("결제", "SLACK_KR_PAYMENTS"), ("검색", "SLACK_KR_SEARCH")] {
+        routes.teams.insert(
+            team.to_string(),
+            TeamRoute {
+                webhook_env: Some(variable.to_string()),
+                ..TeamRoute::default()
+            },
+        );
+    }
+    let mut s = SlackSettings::for_rules(&env, &rules, &routes).expect("routed");
+    s.base_backoff = Duration::from_millis(10);
+    let summary = deliver(&t.store, &s).await.expect("deliver");
+    assert_eq!((summary.sent, summary.still_pending), (2, 0), "{summary:?}");
+    let requests = server.received_requests().await.unwrap_or_default();
+    let mut by_hook: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+            (
+                r.url.path().to_string(),
+                body["text"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    by_hook.sort();
+    assert_eq!(by_hook.len(), 2, "{by_hook:?}");
+    assert_eq!(by_hook[0].0, "/services/T1/B1/payments");
+    assert!(by_hook[0].1.contains("checkout-api"), "{by_hook:?}");
+    assert_eq!(by_hook[1].0, "/services/T1/B1/search");
+    assert!(by_hook[1].1.contains("search-api"), "{by_hook:?}");
+}
+
+/// A deliverer waiting out a `Retry-After` longer than its claim's lease keeps renewing the
+/// claim: a second deliverer started meanwhile leaves the alert to it, and Slack gets the
+/// alert once. (A dead deliverer's claim, not renewed, runs out after one lease.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_deliverer_renews_its_claim_through_a_long_wait() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["search-api"]).await;
+    check(&t.store, &rules(&[("r.toml", RULES)])).await;
+    let server = rate_limited_once("3").await;
+    let mut s = settings(&server, true, false);
+    s.claim_lease = Duration::from_secs(1);
+    let first = {
+        let (store, s) = (t.store.clone(), s.clone());
+        tokio::spawn(async move { deliver(&store, &s).await })
+    };
+    // Past the first lease, while the first deliverer still waits for Retry-After.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let second = deliver(&t.store, &s).await.expect("deliver");
+    assert_eq!(second.sent, 0, "{second:?}");
+    assert!(
+        second.deferred.is_some(),
+        "the live claim is respected: {second:?}"
+    );
+    let first = first.await.expect("task").expect("deliver");
+    assert_eq!(first.sent, 1, "{first:?}");
+    assert_eq!(
+        received_bodies(&server).await.len(),
+        2,
+        "a 429, then the one delivery"
+    );
+}
+
+/// A webhook whose channel was archived answers 410 `channel_is_archived` (the stand-in
+/// answers as Slack does): the alert fails for good with that reason, and is not retried.
+#[tokio::test]
+async fn an_archived_channel_is_a_permanent_failure_with_slacks_reason() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    seed(&t.store, &["search-api"]).await;
+    check(&t.store, &rules(&[("r.toml", RULES)])).await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(SlackStandIn::webhook())
+        .mount(&server)
+        .await;
+    let mut s = settings(&server, false, false);
+    s.default_webhook = Some(Secret::new(format!(
+        "{}/services/T000/archived/secret",
+        server.uri()
+    )));
+    let summary = deliver(&t.store, &s).await.expect("deliver");
+    assert_eq!((summary.sent, summary.failed), (0, 1), "{summary:?}");
+    let failed = t.store.list_alerts(Some("failed")).await.expect("list");
+    assert!(
+        failed[0].last_error.contains("410")
+            && failed[0].last_error.contains("channel_is_archived"),
+        "{}",
+        failed[0].last_error
+    );
+    deliver(&t.store, &s).await.expect("deliver again");
+    assert_eq!(
+        server.received_requests().await.unwrap_or_default().len(),
+        1
+    );
 }

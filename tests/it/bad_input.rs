@@ -166,7 +166,8 @@ async fn odd_but_valid_billing_gets_its_documented_behaviour() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A number or boolean tag value is kept as its text; a tag value `unallocated` is read
     // as no owner, so it lands on the unallocated line by method, not as a service; a day of
-    // only credits allocates negative; two currencies stay apart.
+    // only credits allocates negative; two currencies stay apart; a lowercase currency code
+    // is that currency.
     let lines = [
         line("2025-03-01T00:00:00Z", "USD", "2.00", r#"{"service":42}"#),
         line(
@@ -185,6 +186,13 @@ async fn odd_but_valid_billing_gets_its_documented_behaviour() {
             "2025-03-01T00:00:00Z",
             "EUR",
             "5.00",
+            r#"{"service":"checkout-api"}"#,
+        ),
+        // A lowercase code is the same currency.
+        line(
+            "2025-03-01T00:00:00Z",
+            "eur",
+            "1.50",
             r#"{"service":"checkout-api"}"#,
         ),
     ];
@@ -218,9 +226,10 @@ async fn odd_but_valid_billing_gets_its_documented_behaviour() {
     );
     assert!(!csv.contains("unallocated,,direct"), "{csv}");
     assert!(
-        csv.contains("checkout-api,,direct,1.000000,5.00,EUR"),
-        "{csv}"
+        csv.contains("checkout-api,,direct,1.000000,6.50,EUR"),
+        "usd and USD are one currency: {csv}"
     );
+    assert!(!csv.contains(",eur,"), "{csv}");
     assert!(csv.contains("-4.00,USD"), "{csv}");
 }
 
@@ -327,7 +336,6 @@ async fn a_closed_output_pipe_ends_the_process_without_a_panic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
     use std::io::Write;
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("big.csv");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
@@ -363,20 +371,7 @@ async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
             .env_remove("COSTSPLIT_CONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let limit = libc::rlimit {
-            rlim_cur: megabytes << 20,
-            rlim_max: megabytes << 20,
-        };
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_DATA, &limit) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        limit_data(&mut command, megabytes);
         command.output()
     };
     let size = std::fs::metadata(&path).expect("size").len();
@@ -390,4 +385,55 @@ async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
     );
     assert!(size > 64 << 20);
     assert_eq!(facts(dir.path()).await, 310);
+}
+
+/// Under a memory limit too small for the async runtime's threads (4 MB of data), the binary
+/// says so in one line and exits 1 at once, instead of hanging.
+#[test]
+fn a_memory_limit_too_small_to_start_fails_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = crate::support::binary(dir.path());
+    command.args(["rules", "check", "rules"]);
+    limit_data(&mut command, 4);
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the binary hangs under a 4 MB data limit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot start worker threads"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Limits the data (heap and private mappings: RLIMIT_DATA) the command's process may use to
+/// `megabytes`, as a container's memory limit would.
+fn limit_data(command: &mut Command, megabytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: megabytes << 20,
+        rlim_max: megabytes << 20,
+    };
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_DATA, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }

@@ -9,13 +9,6 @@ use sqlx::Connection;
 
 use crate::support::{repo_rules, Kind, TestStore};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A workspace: the repository's rules, a costsplit.toml, and yesterday's billing imported
 /// (so the daemon's allocation window has facts).
 struct Workspace {
@@ -61,21 +54,28 @@ impl Workspace {
     }
 
     fn import_yesterday(&self) {
+        self.import_day(
+            chrono::Utc::now().date_naive().pred_opt().expect("a day"),
+            &[
+                (
+                    "i-1",
+                    "120.50",
+                    "\"{\"\"service\"\":\"\"checkout-api\"\"}\"",
+                ),
+                ("i-2", "80.25", "\"{\"\"service\"\":\"\"search-api\"\"}\""),
+                ("i-3", "9.99", "NULL"),
+            ],
+        );
+    }
+
+    /// Imports one day of FOCUS line items (resource, cost, tags), replacing its month.
+    fn import_day(&self, day: chrono::NaiveDate, rows: &[(&str, &str, &str)]) {
         let ws = self;
-        let yesterday = chrono::Utc::now().date_naive().pred_opt().expect("a day");
-        let month = yesterday.format("%Y-%m-01");
+        let month = day.format("%Y-%m-01");
         let mut csv = "ChargePeriodStart,BillingPeriodStart,BillingAccountId,BillingCurrency,BilledCost,EffectiveCost,ServiceName,ResourceId,ChargeCategory,Tags\n".to_string();
-        for (resource, cost, tags) in [
-            (
-                "i-1",
-                "120.50",
-                "\"{\"\"service\"\":\"\"checkout-api\"\"}\"",
-            ),
-            ("i-2", "80.25", "\"{\"\"service\"\":\"\"search-api\"\"}\""),
-            ("i-3", "9.99", "NULL"),
-        ] {
+        for (resource, cost, tags) in rows {
             csv.push_str(&format!(
-                "{yesterday}T00:00:00Z,{month},payer,USD,{cost},{cost},Amazon EC2,{resource},Usage,{tags}\n"
+                "{day}T00:00:00Z,{month},payer,USD,{cost},{cost},Amazon EC2,{resource},Usage,{tags}\n"
             ));
         }
         std::fs::write(ws.dir.path().join("yesterday.csv"), csv).expect("billing file");
@@ -91,6 +91,28 @@ impl Workspace {
         );
     }
 
+    /// Two `costsplit run` on the workspace's store: the first leads, the second stands by.
+    async fn leader_and_standby(&self) -> (Daemon, Daemon) {
+        let a = self.start(crate::support::free_port());
+        a.wait_for("/readyz", 60, |b| b.contains("role: leader"))
+            .await;
+        let b = self.start(crate::support::free_port());
+        b.wait_for("/readyz", 60, |body| body.contains("role: standby"))
+            .await;
+        (a, b)
+    }
+
+    /// A Prometheus usage source in the rules, at `url`, with a long timeout.
+    fn add_source(&self, url: &str) {
+        std::fs::write(
+            self.dir.path().join("rules/usage.toml"),
+            format!(
+                "[[source]]\nname = \"msk\"\nkind = \"prometheus\"\nurl = \"{url}\"\ntimeout_seconds = 120\nquery = \"sum by (topic) (kafka_log_log_size)\"\nlabel = \"topic\"\nmap = {{ \"orders\" = \"checkout-api\" }}\n"
+            ),
+        )
+        .expect("usage rules");
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
         cmd.current_dir(self.dir.path())
@@ -103,9 +125,13 @@ impl Workspace {
     }
 
     fn start(&self, port: u16) -> Daemon {
+        self.start_as(port, self.command())
+    }
+
+    /// Starts `costsplit run` through `command` (a command with AWS credentials, say).
+    fn start_as(&self, port: u16, mut command: Command) -> Daemon {
         let log = self.dir.path().join(format!("daemon-{port}.log"));
-        let child = self
-            .command()
+        let child = command
             .arg("run")
             .env("COSTSPLIT_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -184,6 +210,37 @@ impl Drop for Daemon {
     }
 }
 
+/// A Prometheus that answers its query API after `delay`: a usage source that takes long.
+async fn slow_prometheus(delay: Duration) -> wiremock::MockServer {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slow = MockServer::start().await;
+    Mock::given(path("/api/v1/query"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_delay(delay)
+                .set_body_json(serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}})),
+        )
+        .mount(&slow)
+        .await;
+    slow
+}
+
+/// Ends, from the server's side, the PostgreSQL sessions holding advisory locks in the
+/// store's database (a failover or a network drop cutting the leader's lock session): how many.
+async fn cut_the_leaders_lock(url: &str) -> i64 {
+    let mut admin = sqlx::PgConnection::connect(url).await.expect("connect");
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate");
+    admin.close().await.ok();
+    cut
+}
+
 fn rules_hash(readyz: &str) -> String {
     readyz
         .lines()
@@ -198,7 +255,7 @@ fn rules_hash(readyz: &str) -> String {
 async fn the_daemon_runs_its_jobs_and_stops_cleanly(kind: Kind) {
     let t = TestStore::new(kind).await;
     let ws = Workspace::new(&t.store_url(), "");
-    let mut daemon = ws.start(free_port());
+    let mut daemon = ws.start(crate::support::free_port());
     assert_eq!(
         daemon.wait_for("/healthz", 60, |b| b == "ok\n").await,
         "ok\n"
@@ -263,7 +320,12 @@ async fn the_daemon_runs_its_jobs_and_stops_cleanly(kind: Kind) {
     let ready = daemon
         .wait_for("/readyz", 30, |b| !b.contains("rules edit refused"))
         .await;
-    assert_ne!(rules_hash(&ready), hash, "the fixed rules are active");
+    let fixed = costsplit::rules::load(&ws.dir.path().join("rules"))
+        .rules
+        .expect("the fixed rules are valid")
+        .hash;
+    assert_ne!(fixed, hash);
+    assert_eq!(rules_hash(&ready), fixed, "the fixed rules are active");
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.logs());
@@ -328,29 +390,14 @@ async fn one_leader(a: &Daemon, b: &Daemon, secs: u64) -> usize {
 async fn two_daemons_on_one_postgres_store_take_turns() {
     let t = TestStore::new(Kind::Postgres).await;
     let ws = Workspace::new(&t.store_url(), "");
-    let a = ws.start(free_port());
-    a.wait_for("/readyz", 60, |b| b.contains("role: leader"))
-        .await;
-    let b = ws.start(free_port());
-    b.wait_for("/readyz", 60, |body| body.contains("role: standby"))
-        .await;
+    let (a, b) = ws.leader_and_standby().await;
     // Still one leader a few polls later.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(one_leader(&a, &b, 5).await, 0);
 
     // Cut the leader's lock session from the server side.
-    let mut admin = sqlx::PgConnection::connect(&t.store_url())
-        .await
-        .expect("connect");
-    let cut: i64 = sqlx::query_scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
-         WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-    .fetch_one(&mut admin)
-    .await
-    .expect("terminate");
+    let cut = cut_the_leaders_lock(&t.store_url()).await;
     assert_eq!(cut, 1, "one session holds the lead");
-    admin.close().await.ok();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !a.logs().contains("lost the lead") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -377,7 +424,7 @@ async fn a_failing_job_is_recorded_and_retried_at_its_next_tick() {
         &t.store_url(),
         "[daemon.schedule]\nallocate = \"* * * * * *\"\n",
     );
-    let daemon = ws.start(free_port());
+    let daemon = ws.start(crate::support::free_port());
     daemon
         .wait_for("/metrics", 60, |b| {
             ["3", "4", "5", "6"].iter().any(|n| {
@@ -404,17 +451,7 @@ async fn a_failing_job_is_recorded_and_retried_at_its_next_tick() {
 /// exits 0 within the grace period, not after the job's own timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_slow_job_ends_within_the_grace_period() {
-    use wiremock::matchers::path;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let slow = MockServer::start().await;
-    Mock::given(path("/api/v1/query"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_delay(Duration::from_secs(60))
-                .set_body_json(serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": []}})),
-        )
-        .mount(&slow)
-        .await;
+    let slow = slow_prometheus(Duration::from_secs(60)).await;
     let t = TestStore::new(Kind::Sqlite).await;
     let ws = Workspace::new(&t.store_url(), "");
     std::fs::write(
@@ -425,15 +462,8 @@ async fn sigterm_during_a_slow_job_ends_within_the_grace_period() {
         ),
     )
     .expect("config");
-    std::fs::write(
-        ws.dir.path().join("rules/usage.toml"),
-        format!(
-            "[[source]]\nname = \"msk\"\nkind = \"prometheus\"\nurl = \"{}\"\ntimeout_seconds = 120\nquery = \"sum by (topic) (kafka_log_log_size)\"\nlabel = \"topic\"\nmap = {{ \"orders\" = \"checkout-api\" }}\n",
-            slow.uri()
-        ),
-    )
-    .expect("usage rules");
-    let mut daemon = ws.start(free_port());
+    ws.add_source(&slow.uri());
+    let mut daemon = ws.start(crate::support::free_port());
     let deadline = Instant::now() + Duration::from_secs(60);
     while slow
         .received_requests()
@@ -583,6 +613,7 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
                 ..Schedules::default()
             },
         },
+        slack: Default::default(),
     };
     let at = |s: &str| {
         DateTime::parse_from_rfc3339(s)
@@ -709,4 +740,503 @@ async fn the_daily_allocate_window_widens_to_the_month_only_when_its_allocations
         .await
         .expect("window");
     assert_eq!(got.0, day("2025-03-01"), "changed facts: the whole month");
+}
+
+/// Each service's amount of `pool` on `day`, as stored.
+async fn pool_shares(
+    store_url: &str,
+    pool: &str,
+    day: chrono::NaiveDate,
+) -> std::collections::BTreeMap<String, String> {
+    let store = Store::connect(store_url).await.expect("store");
+    let shares = store
+        .allocations(day, day)
+        .await
+        .expect("allocations")
+        .into_iter()
+        .filter(|a| a.pool == pool)
+        .map(|a| (a.service, a.amount.format(2)))
+        .collect();
+    store.close().await;
+    shares
+}
+
+/// A platform team refreshes the Aurora weight CSV while the daemon runs: the daemon sees the
+/// edit (it is part of the rules), shows the new rules hash, and its next allocate uses the
+/// new weights instead of overwriting them with the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weight_file_edit_reaches_the_running_daemon_and_its_next_allocate() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::empty(
+        &t.store_url(),
+        "[daemon.schedule]\nallocate = \"* * * * * *\"\n",
+    );
+    let yesterday = chrono::Utc::now().date_naive().pred_opt().expect("a day");
+    ws.import_day(
+        yesterday,
+        &[(
+            "arn:aws:rds:us-east-1:1:db:shared-aurora-1",
+            "100.00",
+            "NULL",
+        )],
+    );
+    let daemon = ws.start(crate::support::free_port());
+    let ready = daemon
+        .wait_for("/readyz", 60, |b| b.contains("role: leader"))
+        .await;
+    let before = rules_hash(&ready);
+    // 420 of 1,000 weight units: $42.00 of $100.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool_shares(&ws.store_url, "shared-aurora", yesterday)
+        .await
+        .get("checkout-api")
+        .map(String::as_str)
+        != Some("42.00")
+    {
+        assert!(Instant::now() < deadline, "{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::fs::write(
+        ws.dir.path().join("rules/weights/aurora.csv"),
+        "service,weight\ncheckout-api,100\npayments-api,100\norders-worker,100\ncatalog-api,700\n",
+    )
+    .expect("the weekly weight refresh");
+    let ready = daemon
+        .wait_for("/readyz", 30, |b| rules_hash(b) != before)
+        .await;
+    let after = rules_hash(&ready);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shares = pool_shares(&ws.store_url, "shared-aurora", yesterday).await;
+        if shares.get("checkout-api").map(String::as_str) == Some("10.00")
+            && shares.get("catalog-api").map(String::as_str) == Some("70.00")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{shares:?}\n{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = Store::connect(&ws.store_url).await.expect("store");
+    let provenance = store
+        .allocation_provenance(yesterday, yesterday)
+        .await
+        .expect("provenance");
+    assert_eq!(provenance, vec![("effective".to_string(), after)]);
+    store.close().await;
+}
+
+/// The daemon allocates what reaches the store outside its restatement window: a month its
+/// own S3 sync imports (a backfill), and the same month again when AWS rewrites it; `/readyz`
+/// and `/metrics` say which months wait until the allocate job runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_synced_from_s3_outside_the_window_is_allocated_by_the_daemon() {
+    use crate::exports::{first_rows, Bucket, BUCKET, PART, PREFIX};
+    let moto = crate::support::Moto::start().await;
+    let bucket = Bucket::create(&moto).await;
+    let part = std::fs::read(crate::support::data(PART)).expect("the real CUR 2.0 part");
+    bucket
+        .export("2026-04", "2026-04-16T15:24:15.653Z-e1", &[part])
+        .await;
+    let t = TestStore::new(Kind::Sqlite).await;
+    // Yesterday has facts, so the restatement window allocates; April is months before it.
+    let ws = Workspace::new(
+        &t.store_url(),
+        &format!(
+            "[daemon.schedule]\nsync_exports = \"*/2 * * * * *\"\nallocate = \"*/2 * * * * *\"\n\n[[exports]]\nname = \"ha\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\nformat = \"cur2\"\naccount = \"147303435917\"\nendpoint_url = \"{}\"\n",
+            moto.url
+        ),
+    );
+    let mut command = crate::support::costsplit_with_aws(ws.dir.path(), "daemon-s3-secret");
+    command
+        .env_remove("COSTSPLIT_SLACK_WEBHOOK_URL")
+        .env_remove("COSTSPLIT_SLACK_BOT_TOKEN");
+    let daemon = ws.start_as(crate::support::free_port(), command);
+    let april = (
+        crate::support::day("2026-04-01"),
+        crate::support::day("2026-04-30"),
+    );
+    let reconciled_to = |expected: &'static str| {
+        let url = ws.store_url.clone();
+        async move {
+            let store = Store::connect(&url).await.expect("store");
+            let report = costsplit::jobs::report(&store, april).await;
+            store.close().await;
+            report.is_ok_and(|r| {
+                r.reconciled()
+                    && r.billed.get("USD").map(|n| n.format(2)) == Some(expected.to_string())
+            })
+        }
+    };
+    let facts_total = |bytes: &[u8]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("part.csv.gz");
+        std::fs::write(&file, bytes).expect("write");
+        let imported = costsplit::ingest::read_files(&[file]).expect("reads");
+        let total: costsplit::money::Nanos = imported.facts.iter().map(|f| f.effective).sum();
+        total.format(2)
+    };
+    let first_total: &'static str = Box::leak(
+        facts_total(&std::fs::read(crate::support::data(PART)).expect("part")).into_boxed_str(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !reconciled_to(first_total).await {
+        assert!(
+            Instant::now() < deadline,
+            "April never allocated:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let ready = daemon
+        .wait_for("/readyz", 30, |b| b.contains("stale months: none"))
+        .await;
+    assert!(ready.contains("role: leader"), "{ready}");
+    let metrics = daemon
+        .wait_for("/metrics", 10, |b| b.contains("costsplit_stale_months 0"))
+        .await;
+    assert!(
+        metrics.contains("# TYPE costsplit_stale_months gauge"),
+        "{metrics}"
+    );
+    let store = Store::connect(&ws.store_url).await.expect("store");
+    let runs = store.job_runs(200).await.expect("runs");
+    store.close().await;
+    assert!(
+        runs.iter().any(|r| r.job == "allocate"
+            && r.reason
+                .contains("also allocated 2026-04 (never allocated)")),
+        "{runs:?}"
+    );
+
+    // AWS rewrites the closed month (a refund, a credit): synced, then allocated again.
+    let rewritten = first_rows(1000);
+    let second_total: &'static str = Box::leak(facts_total(&rewritten).into_boxed_str());
+    assert_ne!(first_total, second_total);
+    bucket
+        .export("2026-04", "2026-04-17T03:00:00.000Z-e2", &[rewritten])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !reconciled_to(second_total).await {
+        assert!(
+            Instant::now() < deadline,
+            "the rewrite was never allocated:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Two `costsplit run` on one SQLite file: one leads (a lock on a file beside the database)
+/// and runs the jobs, the other says it stands by and runs none, so the catch-up runs once;
+/// when the leader dies the other takes over.
+#[tokio::test]
+async fn two_daemons_on_one_sqlite_file_have_one_leader() {
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::new(&t.store_url(), "");
+    let (a, b) = ws.leader_and_standby().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b
+        .logs()
+        .contains("standby: another process leads this store")
+    {
+        assert!(Instant::now() < deadline, "{}", b.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.wait_for("/metrics", 60, |m| {
+        m.contains("costsplit_job_runs_total{job=\"alerts\"} 1")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(one_leader(&a, &b, 5).await, 0);
+    let runs = t.store.job_runs(100).await.expect("runs");
+    let allocates = runs.iter().filter(|r| r.job == "allocate").count();
+    assert_eq!(
+        allocates, 1,
+        "the catch-up ran once, by the leader: {runs:?}"
+    );
+    assert!(!b.logs().contains("catching up"), "{}", b.logs());
+
+    let (mut gone, survivor) = (a, b);
+    gone.signal("KILL");
+    let _ = gone.wait_exit(10);
+    survivor
+        .wait_for("/readyz", 30, |body| body.contains("role: leader"))
+        .await;
+}
+
+/// Every schedule names a time that never comes: the daemon says so once (log and
+/// `/readyz`) and idles, instead of spinning and logging thousands of lines a second.
+#[tokio::test]
+async fn with_no_tick_to_come_the_daemon_idles_and_says_so_once() {
+    let never = "0 0 0 30 2 *";
+    let schedule: String = [
+        "sync_billing",
+        "sync_exports",
+        "sync_usage",
+        "allocate",
+        "alerts",
+        "report_weekly",
+        "report_monthly",
+        "notify",
+    ]
+    .iter()
+    .map(|job| format!("{job} = \"{never}\"\n"))
+    .collect();
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::empty(&t.store_url(), &format!("[daemon.schedule]\n{schedule}"));
+    let daemon = ws.start(crate::support::free_port());
+    let ready = daemon
+        .wait_for("/readyz", 60, |b| {
+            b.contains("schedule: no job has a tick to come")
+        })
+        .await;
+    assert!(ready.contains("role: leader"), "{ready}");
+    let cpu = |pid: u32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let fields: Vec<&str> = stat
+            .rsplit(") ")
+            .next()
+            .expect("fields")
+            .split(' ')
+            .collect();
+        let ticks: f64 =
+            fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+        ticks / 100.0
+    };
+    let before = cpu(daemon.child.id());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu(daemon.child.id()) - before;
+    assert!(used < 1.0, "{used} s of CPU in 3 s: a busy loop");
+    let logs = daemon.logs();
+    assert_eq!(
+        logs.matches("no job has a tick to come").count(),
+        1,
+        "{logs}"
+    );
+    assert!(!logs.contains("lost the lead"), "{logs}");
+    assert!(logs.lines().count() < 40, "{logs}");
+}
+
+/// `rules check` says when each daemon job runs, reading weekdays as crontab does.
+#[test]
+fn rules_check_says_when_each_job_runs_with_crontab_weekdays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("rules")).expect("rules");
+    std::fs::write(
+        dir.path().join("rules/r.toml"),
+        "[[service]]\nname = \"a\"\n",
+    )
+    .expect("rules");
+    let (code, stdout) = crate::support::rules_check_with(
+        dir.path(),
+        "[daemon.schedule]\nreport_weekly = \"0 0 8 * * 1\"\nalerts = \"0 15 7 * * 1-5\"\n",
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    let weekly = stdout
+        .lines()
+        .find(|l| l.starts_with("schedule: report_weekly"))
+        .expect("a report_weekly line");
+    assert!(
+        weekly.contains("\"0 0 8 * * 1\": next Mon "),
+        "1 is Monday: {weekly}"
+    );
+    let alerts = stdout
+        .lines()
+        .find(|l| l.starts_with("schedule: alerts"))
+        .expect("an alerts line");
+    assert!(
+        !alerts.contains("next Sat") && !alerts.contains("next Sun"),
+        "1-5 is Monday to Friday: {alerts}"
+    );
+    // Weekday 8 does not exist: refused with the job and the fix.
+    let (code, stdout) = crate::support::rules_check_with(
+        dir.path(),
+        "[daemon.schedule]\nreport_weekly = \"0 0 8 * * 8\"\n",
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("report_weekly = \"0 0 8 * * 8\": weekday `8` does not exist"),
+        "{stdout}"
+    );
+}
+
+/// The store stops answering without closing anything (a network partition): the
+/// endpoints answer at once (`store: unreachable`), every store call of the loop is bounded,
+/// and the leader says so and steps down instead of holding the lead on a connection that
+/// no longer answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_store_is_reported_and_the_leader_steps_down() {
+    let t = TestStore::new(Kind::Postgres).await;
+    let url = t.store_url();
+    let (_, database) = url.rsplit_once('/').expect("a database");
+    let proxy =
+        crate::support::FreezableProxy::start("127.0.0.1:5432".parse().expect("addr")).await;
+    let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
+    let ws = Workspace::new(&via_proxy, "");
+    let daemon = ws.start(crate::support::free_port());
+    daemon
+        .wait_for("/readyz", 60, |b| {
+            b.contains("role: leader") && b.contains("store: ok")
+        })
+        .await;
+    proxy.freeze();
+    let asked = Instant::now();
+    let (status, body) = daemon.get("/readyz").await.expect("readyz answers");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store: unreachable"), "{body}");
+    let asked = Instant::now();
+    assert!(daemon.get("/metrics").await.is_some());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "/metrics took {:?}",
+        asked.elapsed()
+    );
+    // The leader says it lost the lead and stands by (the endpoint answers 503 meanwhile:
+    // the store is unreachable).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = daemon.get("/readyz").await.expect("readyz");
+        if body.contains("role: standby") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never stepped down: {body}\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(daemon.logs().contains("lost the lead"), "{}", daemon.logs());
+}
+
+/// On PostgreSQL the leader's lock session is cut while it runs a long job (a usage source
+/// that takes 40 s): it notices within a poll, abandons the job (nothing of it committed)
+/// and stands by, so the new leader's run of that job is the only one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lock_during_a_job_abandons_it() {
+    let slow = slow_prometheus(Duration::from_secs(40)).await;
+    let t = TestStore::new(Kind::Postgres).await;
+    let ws = Workspace::new(&t.store_url(), "");
+    ws.add_source(&slow.uri());
+    let a = ws.start(crate::support::free_port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while slow
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "{}", a.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = ws.start(crate::support::free_port());
+    b.wait_for("/readyz", 60, |body| body.contains("role: standby"))
+        .await;
+    let cut = cut_the_leaders_lock(&t.store_url()).await;
+    assert_eq!(cut, 1, "one session holds the lead");
+    let cut_at = Instant::now();
+    let deadline = cut_at + Duration::from_secs(20);
+    while !a.logs().contains("lost the lead during the job") {
+        assert!(Instant::now() < deadline, "{}", a.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        cut_at.elapsed() < Duration::from_secs(15),
+        "noticed within a few polls"
+    );
+    // The abandoned run is recorded as such; the new leader's run goes on alone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = t.store.job_runs(50).await.expect("runs");
+        if runs.iter().any(|r| {
+            r.job == "sync_usage" && r.outcome == "failed" && r.reason.contains("lost the lead")
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{runs:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        t.store
+            .count(costsplit::store::Table::UsageRuns)
+            .await
+            .expect("count"),
+        0,
+        "nothing of the abandoned job was committed"
+    );
+}
+
+/// SIGTERM while the daemon reads a large export part on a worker thread: the job gets its
+/// grace period, is abandoned (nothing committed), and the process exits within the grace
+/// period and a second, not when the read would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_long_read_exits_within_grace_and_a_second() {
+    use crate::exports::{Bucket, BUCKET, PREFIX};
+    let moto = crate::support::Moto::start().await;
+    let bucket = Bucket::create(&moto).await;
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::empty(&t.store_url(), "");
+    let part = ws.dir.path().join("big.csv.gz");
+    let out = ws
+        .command()
+        .args(["generate", "--rows", "1500000", "--out"])
+        .arg(&part)
+        .output()
+        .expect("generate runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bucket
+        .export(
+            "2025-03",
+            "2025-04-01T00:00:00.000Z-big",
+            &[std::fs::read(&part).expect("part")],
+        )
+        .await;
+    std::fs::write(
+        ws.dir.path().join("costsplit.toml"),
+        format!(
+            "store_url = \"{}\"\nrules_dir = \"rules\"\n\n[daemon]\npoll_seconds = 1\ngrace_seconds = 1\n\n[daemon.schedule]\nsync_exports = \"*/2 * * * * *\"\n\n[[exports]]\nname = \"big\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\nformat = \"cur2\"\nendpoint_url = \"{}\"\n",
+            t.store_url(),
+            moto.url
+        ),
+    )
+    .expect("config");
+    let mut command = crate::support::costsplit_with_aws(ws.dir.path(), "daemon-grace-secret");
+    command.env_remove("COSTSPLIT_SLACK_WEBHOOK_URL");
+    let mut daemon = ws.start_as(crate::support::free_port(), command);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !daemon.logs().contains("downloaded; reading the parts") {
+        assert!(Instant::now() < deadline, "{}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped = Instant::now();
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(30), Some(0), "{}", daemon.logs());
+    let took = stopped.elapsed();
+    assert!(
+        !daemon.logs().contains("export sync"),
+        "the read was still running when SIGTERM came: make the part larger\n{}",
+        daemon.logs()
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "exited {took:?} after SIGTERM with a 1 s grace period\n{}",
+        daemon.logs()
+    );
+    assert_eq!(
+        t.store
+            .count(costsplit::store::Table::Facts)
+            .await
+            .expect("count"),
+        0,
+        "nothing of the abandoned read was committed"
+    );
 }

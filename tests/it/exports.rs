@@ -12,18 +12,19 @@ use costsplit::store::{Store, Table};
 
 use crate::support::{costsplit_with_aws, data, day, Moto};
 
-const BUCKET: &str = "billing";
-const PREFIX: &str = "cur/ha";
-const PART: &str = "thirdparty/olaraji-aws-cur2-csv/derived/ha-project-CUR-daily-1-00001.csv.gz";
+pub(crate) const BUCKET: &str = "billing";
+pub(crate) const PREFIX: &str = "cur/ha";
+pub(crate) const PART: &str =
+    "thirdparty/olaraji-aws-cur2-csv/derived/ha-project-CUR-daily-1-00001.csv.gz";
 const SECRET: &str = "s3-s3cr3t-never-logged";
 
 /// The bucket, written through the real S3 SDK client (signed requests, as AWS writes exports).
-struct Bucket {
+pub(crate) struct Bucket {
     client: aws_sdk_s3::Client,
 }
 
 impl Bucket {
-    async fn create(moto: &Moto) -> Bucket {
+    pub(crate) async fn create(moto: &Moto) -> Bucket {
         let config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
@@ -62,7 +63,7 @@ impl Bucket {
     }
 
     /// One execution of the export for `period`: its parts and the period's manifest.
-    async fn export(&self, period: &str, execution: &str, parts: &[Vec<u8>]) {
+    pub(crate) async fn export(&self, period: &str, execution: &str, parts: &[Vec<u8>]) {
         let mut keys = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             let key = format!(
@@ -161,7 +162,7 @@ async fn april_holds(store: &Store, file: &Path, what: &str) {
 }
 
 /// The first `rows` line items of the real export, gzipped: a rewrite of the period.
-fn first_rows(rows: usize) -> Vec<u8> {
+pub(crate) fn first_rows(rows: usize) -> Vec<u8> {
     let text = std::fs::read_to_string(data(
         "thirdparty/olaraji-aws-cur2-csv/ha-project-CUR-daily-1-00001.csv",
     ))
@@ -265,5 +266,75 @@ async fn an_export_is_imported_skipped_while_unchanged_and_reimported_when_rewri
     assert!(runs
         .iter()
         .all(|r| r.source == "s3-export" && r.account == "ha"));
+    store.close().await;
+
+    // AWS rewrites it again, but one of the two parts is broken: the period fails and keeps
+    // the facts of the last good export, whole.
+    bucket
+        .export(
+            "2026-04",
+            "2026-04-18T03:00:00.000Z-e3",
+            &[first_rows(500), b"\x1f\x8b not really gzip".to_vec()],
+        )
+        .await;
+    let fourth = ws.sync();
+    let all = show(&fourth);
+    assert_eq!(fourth.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("2026-04:") && all.contains("stored facts are unchanged"),
+        "{all}"
+    );
+    let store = ws.store().await;
+    april_holds(
+        &store,
+        &file,
+        "the broken rewrite kept the last good export",
+    )
+    .await;
+    store.close().await;
+}
+
+/// A manifest that lists one part 2,000 times is refused before anything is downloaded,
+/// naming the part once; the period's stored facts stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_listing_a_part_twice_is_refused_before_any_download() {
+    let moto = Moto::start().await;
+    let bucket = Bucket::create(&moto).await;
+    let part = std::fs::read(data(PART)).expect("the real CUR 2.0 part");
+    let key = format!("{PREFIX}/data/BILLING_PERIOD=2026-04/e1/ha-00001.csv.gz");
+    bucket.put(&key, part).await;
+    let uri = format!("s3://{BUCKET}/{key}");
+    let manifest = serde_json::json!({
+        "executionId": "e1",
+        "columns": [],
+        "dataFiles": vec![uri.clone(); 2000],
+    });
+    bucket
+        .put(
+            &format!("{PREFIX}/metadata/BILLING_PERIOD=2026-04/ha-Manifest.json"),
+            manifest.to_string().into_bytes(),
+        )
+        .await;
+    let ws = Workspace::new(&moto.url);
+    let out = ws.sync();
+    let all = show(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("more than once (1999 repeated entries)"),
+        "{all}"
+    );
+    let store = ws.store().await;
+    let runs = store.sync_runs(10).await.expect("runs");
+    let april = runs
+        .iter()
+        .find(|r| r.from == day("2026-04-01"))
+        .expect("a run for April");
+    assert!(april.calls <= 3, "no part was downloaded: {april:?}");
+    assert_eq!(
+        april.message.matches("ha-00001.csv.gz").count(),
+        1,
+        "{april:?}"
+    );
+    assert_eq!(store.count(Table::Facts).await.expect("count"), 0);
     store.close().await;
 }

@@ -31,8 +31,8 @@ async fn the_focus_sample_imports_as_is_and_reconciles(kind: Kind) {
         .await
         .expect("imports the sample");
     assert_eq!(summary.line_items, 1000);
-    assert_eq!(summary.effective.format(2), "14.98");
-    assert_eq!(summary.billed.format(2), "20.52");
+    assert_eq!(summary.effective.get("USD").format(2), "14.98");
+    assert_eq!(summary.billed.get("USD").format(2), "20.52");
     let rules = rules(&[("sample.toml", SAMPLE_RULES)]);
     let range = (day("2024-09-01"), day("2024-09-30"));
     for (basis, expected) in [
@@ -218,8 +218,21 @@ async fn bad_billing_files_name_row_and_column_and_commit_nothing() {
             "notes.txt: unknown file type",
         ),
     ];
+    // What was there before: the same billing period and account, which a batch that got
+    // through would replace.
+    let prior = write(
+        &dir,
+        "prior.csv",
+        &format!("{HEADER}\n{}\n{}\n", good_row("7.25"), good_row("0.5")),
+    );
     for kind in BOTH {
         let t = TestStore::new(kind).await;
+        jobs::import_files(&t.store, std::slice::from_ref(&prior), NOW)
+            .await
+            .expect("the prior import");
+        let range = (day("2025-03-01"), day("2025-03-31"));
+        let before = t.store.facts(range.0, range.1).await.expect("facts");
+        assert!(!before.is_empty());
         for (name, text, expected) in &cases {
             let bad = write(&dir, name, text);
             // A good file first in the same batch: the whole batch is refused.
@@ -234,11 +247,11 @@ async fn bad_billing_files_name_row_and_column_and_commit_nothing() {
             assert!(!message.contains('\n'), "one line: {message}");
         }
         assert_eq!(
-            t.store.count(Table::Facts).await.expect("count"),
-            0,
-            "{kind:?}: nothing committed"
+            t.store.facts(range.0, range.1).await.expect("facts"),
+            before,
+            "{kind:?}: nothing committed, what was there kept"
         );
-        assert_eq!(t.store.count(Table::Imports).await.expect("count"), 0);
+        assert_eq!(t.store.count(Table::Imports).await.expect("count"), 1);
     }
 }
 

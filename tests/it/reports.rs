@@ -17,7 +17,7 @@ use costsplit::report::statement::GroupBy;
 use costsplit::rules::Rules;
 use costsplit::store::Store;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer};
 
 use crate::support::{day, rules, TestStore, BOTH, NOW};
 
@@ -184,6 +184,11 @@ fn golden(name: &str) -> PathBuf {
 fn assert_golden(name: &str, actual: &str) {
     let path = golden(name);
     if std::env::var_os("COSTSPLIT_BLESS").is_some() {
+        // CI checks the golden files; it never rewrites them.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "COSTSPLIT_BLESS is set under CI: golden files are rewritten by a person, never by CI"
+        );
         std::fs::write(&path, actual).expect("bless");
     }
     let expected = std::fs::read_to_string(&path)
@@ -208,7 +213,7 @@ async fn statements_match_their_golden_files_on_both_backends_and_sum_to_the_bil
             ("statement-team.csv", GroupBy::Team, false),
             ("statement-cost-center.csv", GroupBy::CostCenter, false),
         ] {
-            let s = reports::statement(&ts.store, "2025-03", by, detail)
+            let s = reports::statement(&ts.store, "2025-03", by, detail, None, 7)
                 .await
                 .expect("statement");
             assert!(s.reconciled(), "{name}");
@@ -224,7 +229,7 @@ async fn statements_match_their_golden_files_on_both_backends_and_sum_to_the_bil
                 .sum();
             assert_eq!(total, MARCH_TOTAL_CENTS, "{name}");
         }
-        let s = reports::statement(&ts.store, "2025-03", GroupBy::Service, false)
+        let s = reports::statement(&ts.store, "2025-03", GroupBy::Service, false, None, 7)
             .await
             .expect("statement");
         assert_golden("statement-summary.csv", &s.summary_csv());
@@ -238,7 +243,7 @@ async fn spreadsheet_formulas_in_tag_values_come_out_as_text() {
     let ts = TestStore::new(crate::support::Kind::Sqlite).await;
     let dir = tempfile::tempdir().expect("tempdir");
     seeded(&ts.store, dir.path()).await;
-    let statement = reports::statement(&ts.store, "2025-03", GroupBy::Service, true)
+    let statement = reports::statement(&ts.store, "2025-03", GroupBy::Service, true, None, 7)
         .await
         .expect("statement")
         .csv();
@@ -314,7 +319,38 @@ async fn export_through_the_binary_is_byte_identical_until_the_rules_change() {
     .expect("rules");
     run(&["allocate", "--month", "2025-03"]);
     let third = run(&["export", "--month", "2025-03"]).stdout;
-    assert_ne!(third, second);
+    // Every line names the new rules, and the Redis pool's split moved money between the
+    // services (proportional instead of equal) without changing the month's total.
+    let lines = |csv: &[u8]| -> std::collections::BTreeMap<String, (i128, String)> {
+        let mut reader = csv::Reader::from_reader(csv);
+        let headers = reader.headers().expect("header").clone();
+        let at = |name: &str| headers.iter().position(|h| h == name).expect(name);
+        let (service, amount, hash) = (at("service"), at("amount"), at("rules_hash"));
+        reader
+            .records()
+            .map(|r| {
+                let r = r.expect("row");
+                (
+                    r[service].to_string(),
+                    (cents(&r[amount]), r[hash].to_string()),
+                )
+            })
+            .collect()
+    };
+    let (before, after) = (lines(&second), lines(&third));
+    let new_hash = costsplit::rules::load(&rules_dir)
+        .rules
+        .expect("the new rules are valid")
+        .hash;
+    assert!(before.values().all(|(_, h)| *h != new_hash), "{before:?}");
+    assert!(after.values().all(|(_, h)| *h == new_hash), "{after:?}");
+    let moved: Vec<(&String, i128)> = after
+        .iter()
+        .map(|(s, (cents, _))| (s, cents - before[s].0))
+        .filter(|(_, change)| *change != 0)
+        .collect();
+    assert!(moved.len() >= 2, "the Redis split moved money: {moved:?}");
+    assert_eq!(moved.iter().map(|(_, c)| c).sum::<i128>(), 0, "{moved:?}");
     // A missing month says what to do.
     let out = costsplit_bin(
         dir.path(),
@@ -577,7 +613,7 @@ async fn a_team_gets_its_weekly_digest_in_slack_once_with_its_shared_costs() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/services/T000/B000/secret"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .respond_with(crate::slack_standin::SlackStandIn::webhook())
         .mount(&server)
         .await;
     let settings = costsplit::notify::SlackSettings {
@@ -587,9 +623,11 @@ async fn a_team_gets_its_weekly_digest_in_slack_once_with_its_shared_costs() {
             server.uri()
         ))),
         team_webhooks: Default::default(),
+        team_destinations: Default::default(),
         bot_token: None,
         dashboard_url: None,
         max_attempts: 3,
+        claim_lease: costsplit::notify::CLAIM_LEASE,
         base_backoff: std::time::Duration::from_millis(10),
         max_backoff: std::time::Duration::from_millis(50),
     };
@@ -724,6 +762,7 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
         let mut reader = csv::Reader::from_reader(focus.as_bytes());
         let headers = reader.headers().expect("header").clone();
         let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+        let category = col("ChargeCategory");
         let (cost, billed, method, details, resource, service, pool, tags, charge_start, origin) = (
             col("EffectiveCost"),
             col("BilledCost"),
@@ -736,8 +775,8 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
             col("ChargePeriodStart"),
             col("ResourceId"),
         );
-        let mut by_origin: std::collections::BTreeMap<(String, String, String), (i128, i128)> =
-            Default::default();
+        type Origin = (String, String, String, String);
+        let mut by_origin: std::collections::BTreeMap<Origin, (i128, i128)> = Default::default();
         let mut by_service: std::collections::BTreeMap<String, i128> = Default::default();
         let mut total = 0i128;
         for record in reader.records() {
@@ -765,6 +804,7 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
                 .entry((
                     r[charge_start].to_string(),
                     r[origin].to_string(),
+                    r[category].to_string(),
                     r[pool].to_string(),
                 ))
                 .or_default();
@@ -779,7 +819,7 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
         // Redis: three origin charges of $33.34, each split in three parts summing to it.
         let redis: Vec<_> = by_origin
             .iter()
-            .filter(|((_, _, p), _)| p == "shared-redis")
+            .filter(|((_, _, _, p), _)| p == "shared-redis")
             .collect();
         assert_eq!(redis.len(), 3);
         for (_, (amount, ratio)) in &redis {
@@ -789,14 +829,51 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
                 "the ratios of an origin charge sum to 1"
             );
         }
+        // Every origin charge of every pool: its parts add up to the origin facts exactly,
+        // and their ratios to 1 per fact.
+        let mut facts: std::collections::BTreeMap<(String, String, String), (i128, i128)> =
+            Default::default();
+        for f in ts
+            .store
+            .facts(day("2025-03-01"), day("2025-03-31"))
+            .await
+            .expect("facts")
+        {
+            let e = facts
+                .entry((
+                    format!("{}T00:00:00Z", f.day),
+                    f.resource_id.clone(),
+                    f.charge_category.clone(),
+                ))
+                .or_default();
+            e.0 += f.effective.0;
+            e.1 += 1;
+        }
+        assert!(by_origin.len() > redis.len(), "the tax pool's origins too");
+        for ((start, resource_id, category, pool), (amount, ratio)) in &by_origin {
+            let key = (start.clone(), resource_id.clone(), category.clone());
+            let (expected, count) = facts[&key];
+            assert_eq!(*amount, expected, "{pool}: {key:?}");
+            if expected != 0 {
+                assert_eq!(*ratio, 1_000_000_000 * count, "{pool}: {key:?}");
+            }
+        }
         // Per service the FOCUS rows are exactly the stored allocations.
         let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")))
             .await
             .expect("report");
+        // A machine-read dataset keeps every value as it is: no spreadsheet prefix.
+        assert!(
+            by_service.keys().any(|k| k.starts_with("=hyperlink")),
+            "{:?}",
+            by_service.keys()
+        );
         for s in &report.services {
-            let shown = costsplit::report::csv_out::neutralise(&s.service);
             assert_eq!(
-                by_service.get(shown.as_ref()).copied().unwrap_or_default(),
+                by_service
+                    .get(s.service.as_str())
+                    .copied()
+                    .unwrap_or_default(),
                 s.total().0,
                 "{}",
                 s.service
@@ -809,7 +886,10 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
         let summary = jobs::import_files(&other.store, &[file], NOW)
             .await
             .expect("re-import");
-        assert_eq!(summary.effective.0, MARCH_TOTAL_CENTS * 10_000_000);
+        assert_eq!(
+            summary.effective.get("USD").0,
+            MARCH_TOTAL_CENTS * 10_000_000
+        );
         // Other rules than the month's are refused, with what to do.
         let candidate = crate::support::rules(&[(
             "test.toml",
@@ -920,4 +1000,108 @@ async fn import_with_allocate_stores_what_import_then_allocate_stores_on_both_st
             assert_eq!(window.0, day("2025-03-29"), "{case}");
         }
     }
+}
+
+/// A month billed in three currencies, through the binary: the import and allocate summaries
+/// give one figure per currency (never a sum across them), the statement is in whole yen and
+/// in fils, each currency summing to its invoice in that unit, and a statement asked on
+/// another cost basis than the month's allocation is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multi_currency_month_is_stated_in_each_currencys_units_through_the_binary() {
+    let ts = TestStore::new(crate::support::Kind::Sqlite).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir_all(&rules_dir).expect("mkdir");
+    std::fs::write(rules_dir.join("test.toml"), RULES).expect("rules");
+    let mut csv = String::from(HEADER);
+    csv.push('\n');
+    // (currency, cost, service tag) per day: JPY thirds of 7,611.83 (the invoice says 7,612),
+    // KWD with three decimals, USD.
+    for d in 1..=3 {
+        for (currency, cost, service) in [
+            ("JPY", "845.759", "checkout-api"),
+            ("JPY", "845.759", "payments-api"),
+            ("JPY", "845.759", "search-api"),
+            ("KWD", "1.1115", "checkout-api"),
+            ("KWD", "2.2225", "search-api"),
+            ("USD", "10.005", "checkout-api"),
+        ] {
+            csv.push_str(&format!(
+                "111111111111,222222222222,2025-03-01T00:00:00Z,2025-04-01T00:00:00Z,2025-03-{d:02}T00:00:00Z,2025-03-{:02}T00:00:00Z,{currency},{cost},{cost},{cost},Usage,,AWS,Amazon EC2,i-{service},\"{{\"\"service\"\":\"\"{service}\"\"}}\"\n",
+                d + 1
+            ));
+        }
+    }
+    let file = dir.path().join("march.csv");
+    std::fs::write(&file, csv).expect("write");
+    let store = ts.store_url();
+    let run = |args: &[&str]| costsplit_bin(dir.path(), &store, &rules_dir, args);
+    let out = run(&["import", "--allocate", file.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("effective JPY 7612, KWD 10.002, USD 30.02 billed"),
+        "one figure per currency, in its own unit: {stdout}"
+    );
+    assert!(
+        stdout.contains("allocated JPY 7611.831000000, KWD 10.002000000, USD 30.015000000 == billed JPY 7611.831000000"),
+        "{stdout}"
+    );
+    let out = run(&["export", "--month", "2025-03"]);
+    let statement = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(statement.as_bytes());
+    let headers = reader.headers().expect("header").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (amount, currency) = (col("amount"), col("currency"));
+    let mut jpy = Vec::new();
+    let mut kwd = Vec::new();
+    for record in reader.records() {
+        let r = record.expect("row");
+        match &r[currency] {
+            "JPY" => jpy.push(r[amount].to_string()),
+            "KWD" => kwd.push(r[amount].to_string()),
+            _ => {}
+        }
+    }
+    assert!(jpy.iter().all(|a| !a.contains('.')), "whole yen: {jpy:?}");
+    let yen: i64 = jpy.iter().map(|a| a.parse::<i64>().expect("yen")).sum();
+    assert_eq!(yen, 7612, "the invoice's yen: {jpy:?}");
+    assert!(
+        kwd.iter()
+            .all(|a| a.split_once('.').is_some_and(|(_, f)| f.len() == 3)),
+        "fils: {kwd:?}"
+    );
+    let out = run(&["export", "--month", "2025-03", "--summary"]);
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        summary.contains("2025-03,JPY,effective,7612,7612,0,"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("2025-03,KWD,effective,10.002,10.002,0.000,"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("2025-03,USD,effective,30.02,30.02,0.00,"),
+        "{summary}"
+    );
+    // The month is allocated on the effective basis; a billed statement is refused.
+    let out = run(&["--basis", "billed", "export", "--month", "2025-03"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("allocated on the effective cost basis, not billed")
+            && stderr.contains("costsplit --basis billed allocate --month 2025-03"),
+        "{stderr}"
+    );
 }

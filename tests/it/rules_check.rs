@@ -72,11 +72,7 @@ match = { tags = { team = "platform" } }
 
 #[test]
 fn a_broken_rule_set_reports_every_error_with_file_line_col() {
-    let got = check(&[
-        ("a.toml", BROKEN_A),
-        ("b.toml", BROKEN_B),
-        ("c.toml", "[[pool]\nname = \"x\"\n"),
-    ]);
+    let got = check(&[("a.toml", BROKEN_A), ("b.toml", BROKEN_B)]);
     let want = r#"a.toml:3:1: error: unknown key `colour` in [settings]; expected one of: service_tag_keys, value_case, undeclared_services
 a.toml:10:8: error: service `a` is already declared at a.toml:6; remove one
 a.toml:11:1: error: [[service]] needs a `name`, e.g. name = "checkout-api"
@@ -88,9 +84,31 @@ b.toml:13:1: error: pool `weird` has an empty `match`, which would take every li
 b.toml:15:10: error: unknown method `magic`: use equal, fixed, proportional or usage
 b.toml:17:11: error: unknown key `resource_idd` in a pool's `match`; expected one of: resource_id, provider_service, charge_category, sub_account, tags, untagged
 b.toml:26:8: warning: pools `overlap-1` (b.toml:20) and `overlap-2` may both match the same line items and have the same priority (0); `overlap-1` takes them because it comes first in file order; give them different `priority` values or narrow `match`
-c.toml:1:8: error: invalid TOML: unclosed array table, expected `]`
 failed"#;
     assert_eq!(got, want);
+}
+
+/// A file that is not TOML is reported alone: the other files are not checked against a
+/// set missing what it declares (its services, its sources), which would blame them.
+#[test]
+fn a_toml_syntax_error_is_reported_alone() {
+    let services = "[[service]]\nname = \"a\"\n[[service]]\nname = \"b\"\n";
+    let pools = "[[pool]]\nname = \"db\"\nmethod = \"equal\"\nmembers = [\"a\", \"b\"]\nmatch = { resource_id = \"x\" }\n";
+    let got = check(&[
+        ("pools.toml", pools),
+        (
+            "services.toml",
+            &services.replace("[[service]]\nname = \"b\"", "[[service]\nname = \"b\""),
+        ),
+    ]);
+    assert_eq!(
+        got,
+        "services.toml:3:11: error: invalid TOML: unclosed array table, expected `]`\nfailed"
+    );
+    assert_eq!(
+        check(&[("pools.toml", pools), ("services.toml", services)]),
+        "ok"
+    );
 }
 
 #[test]

@@ -1,14 +1,77 @@
 //! A stand-in for Slack that answers as Slack does (shapes from Slack's API reference):
-//! incoming webhooks answer `200 ok` in plain text; `chat.postMessage` checks the token and the
-//! channel, answers `{"ok":false,"error":…}` with HTTP 200 for errors, 429 `ratelimited` with
-//! `Retry-After`, and on success echoes the whole message back with its blocks, the bot's
-//! profile and the `missing_charset` warning Slack adds when the content type has no charset.
+//! incoming webhooks answer `200 ok` in plain text, and refuse what Slack refuses with a 400
+//! and its word for it (`invalid_payload`, `no_text`, `invalid_blocks`), a 404
+//! `channel_not_found` or a 410 `channel_is_archived`; `chat.postMessage` checks the token and
+//! the channel, answers `{"ok":false,"error":…}` with HTTP 200 for errors (`is_archived`,
+//! `invalid_blocks`, `msg_too_long`, …), 429 `ratelimited` with `Retry-After`, and on success
+//! echoes the whole message back with its blocks, the bot's profile and the
+//! `missing_charset` warning Slack adds when the content type has no charset. Messages are
+//! checked as Slack checks them: block types, required fields and Block Kit's limits.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 use wiremock::{Request, Respond, ResponseTemplate};
+
+/// What Slack says of a message it would not post (the same words for a webhook and for
+/// `chat.postMessage`), or `None` for one it posts.
+pub fn refusal(body: &Value) -> Option<&'static str> {
+    let text = body.get("text");
+    let blocks = body.get("blocks");
+    if text.is_none() && blocks.is_none() {
+        return Some("no_text");
+    }
+    if let Some(text) = text {
+        match text.as_str() {
+            Some(t) if t.chars().count() > 40_000 => return Some("msg_too_long"),
+            Some(_) => {}
+            None => return Some("invalid_payload"),
+        }
+    }
+    let blocks = blocks?;
+    let Some(blocks) = blocks.as_array() else {
+        return Some("invalid_blocks");
+    };
+    let text_object = |v: &Value, max: usize, kinds: &[&str]| {
+        kinds.contains(&v["type"].as_str().unwrap_or_default())
+            && v["text"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty() && t.chars().count() <= max)
+    };
+    let valid = |block: &Value| match block["type"].as_str() {
+        Some("header") => text_object(&block["text"], 150, &["plain_text"]),
+        Some("section") => {
+            let text = block.get("text");
+            let fields = block.get("fields").and_then(Value::as_array);
+            (text.is_some() || fields.is_some())
+                && text.is_none_or(|t| text_object(t, 3000, &["mrkdwn", "plain_text"]))
+                && fields.is_none_or(|f| {
+                    !f.is_empty()
+                        && f.len() <= 10
+                        && f.iter()
+                            .all(|x| text_object(x, 2000, &["mrkdwn", "plain_text"]))
+                })
+        }
+        Some("context") => block["elements"].as_array().is_some_and(|e| {
+            !e.is_empty()
+                && e.len() <= 10
+                && e.iter().all(|x| {
+                    text_object(x, 3000, &["mrkdwn", "plain_text"]) || x["type"] == "image"
+                })
+        }),
+        Some("divider") => true,
+        Some("actions") => block["elements"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty() && e.len() <= 25),
+        Some("image") => block["image_url"].is_string() && block["alt_text"].is_string(),
+        _ => false,
+    };
+    if blocks.len() > 50 || !blocks.iter().all(valid) {
+        return Some("invalid_blocks");
+    }
+    None
+}
 
 /// Cheap to clone: mount one clone and keep another to ask what it answered.
 #[derive(Clone)]
@@ -38,6 +101,11 @@ impl SlackStandIn {
             posted: AtomicUsize::new(0),
             largest_answer: AtomicUsize::new(0),
         }))
+    }
+
+    /// A stand-in for incoming webhooks only (no bot token, no channels).
+    pub fn webhook() -> SlackStandIn {
+        SlackStandIn::new("", &[])
     }
 
     /// The largest success answer sent so far, in bytes.
@@ -91,11 +159,14 @@ impl State {
             return Self::api_error("invalid_json", warnings);
         };
         let channel = body["channel"].as_str().unwrap_or_default();
+        if channel.starts_with("#archived") {
+            return Self::api_error("is_archived", warnings);
+        }
         if !self.channels.iter().any(|c| c == channel) {
             return Self::api_error("channel_not_found", warnings);
         }
-        if body["text"].as_str().is_none() && body["blocks"].as_array().is_none() {
-            return Self::api_error("no_text", warnings);
+        if let Some(error) = refusal(&body) {
+            return Self::api_error(error, warnings);
         }
         let n = self.posted.fetch_add(1, Ordering::SeqCst);
         let ts = format!("1732435200.{:06}", 100 + n);
@@ -154,13 +225,60 @@ impl Respond for SlackStandIn {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let path = request.url.path();
         if path.starts_with("/services/") {
-            return ResponseTemplate::new(200)
-                .insert_header("content-type", "text/html")
-                .set_body_string("ok");
+            let plain = |status: u16, text: &str| {
+                ResponseTemplate::new(status)
+                    .insert_header("content-type", "text/html")
+                    .set_body_string(text.to_string())
+            };
+            if path.contains("/archived/") {
+                return plain(410, "channel_is_archived");
+            }
+            if path.contains("/gone/") {
+                return plain(404, "channel_not_found");
+            }
+            return match serde_json::from_slice::<Value>(&request.body) {
+                Err(_) => plain(400, "invalid_payload"),
+                Ok(body) => match refusal(&body) {
+                    Some(error) => plain(400, error),
+                    None => plain(200, "ok"),
+                },
+            };
         }
         if path.ends_with("/chat.postMessage") {
             return self.0.post_message(request);
         }
         ResponseTemplate::new(404).set_body_string("unknown_method")
     }
+}
+
+#[test]
+fn the_stand_in_refuses_what_slack_refuses() {
+    let ok = json!({"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "Cost"}}, {"type": "divider"}]});
+    assert_eq!(refusal(&ok), None);
+    assert_eq!(refusal(&json!({})), Some("no_text"));
+    assert_eq!(
+        refusal(&json!({"blocks": [{"type": "unknown"}]})),
+        Some("invalid_blocks")
+    );
+    let long_header = json!({"blocks": [{"type": "header", "text": {"type": "plain_text", "text": "x".repeat(151)}}]});
+    assert_eq!(refusal(&long_header), Some("invalid_blocks"));
+    let mrkdwn_header =
+        json!({"blocks": [{"type": "header", "text": {"type": "mrkdwn", "text": "x"}}]});
+    assert_eq!(refusal(&mrkdwn_header), Some("invalid_blocks"));
+    let many: Vec<Value> = (0..51).map(|_| json!({"type": "divider"})).collect();
+    assert_eq!(
+        refusal(&json!({"text": "x", "blocks": many})),
+        Some("invalid_blocks")
+    );
+    let fields: Vec<Value> = (0..11)
+        .map(|_| json!({"type": "mrkdwn", "text": "f"}))
+        .collect();
+    assert_eq!(
+        refusal(&json!({"blocks": [{"type": "section", "fields": fields}]})),
+        Some("invalid_blocks")
+    );
+    assert_eq!(
+        refusal(&json!({"text": "x".repeat(40_001)})),
+        Some("msg_too_long")
+    );
 }

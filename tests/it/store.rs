@@ -22,6 +22,8 @@ fn fact(d: &str, period: &str, resource: &str, amount: i64) -> Fact {
         currency: "USD".into(),
         effective: Nanos(amount.into()),
         billed: Nanos(i128::from(amount) * 2),
+        list: Nanos(i128::from(amount) * 2),
+        contracted: Nanos(i128::from(amount) * 2),
         line_count: 3,
         estimated: false,
     }
@@ -181,6 +183,7 @@ async fn allocations_replace_their_range_and_total_by_service(kind: Kind) {
         basis: CostBasis::Effective,
         facts: 1,
         billed: Nanos(0),
+        facts_mark: None,
     };
     let first = vec![
         allocation("2025-03-01", "a", "", 100),

@@ -262,3 +262,191 @@ pub fn picos(text: &str) -> i128 {
         value
     }
 }
+
+/// The costsplit binary run in `dir` with none of the caller's costsplit settings; the one
+/// helper new tests run the binary through.
+pub fn binary(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"));
+    cmd.current_dir(dir)
+        .env_remove("COSTSPLIT_STORE_URL")
+        .env_remove("COSTSPLIT_RULES_DIR")
+        .env_remove("COSTSPLIT_CONFIG");
+    cmd
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A TCP proxy on loopback in front of a server (PostgreSQL, say) that can be frozen: it
+/// then stops passing bytes either way without closing anything, as a network partition
+/// does. Stops when dropped.
+pub struct FreezableProxy {
+    pub port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FreezableProxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> FreezableProxy {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = frozen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+                    ),
+                    (Box::new(sr), Box::new(cw)),
+                ] {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezableProxy { port, frozen, task }
+    }
+
+    /// From now on nothing passes, and nothing is closed.
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP proxy on loopback that passes every request to `upstream` (moto) as it is and
+/// keeps what was asked: moto answers its seeded results whatever the request says, so a
+/// test reads the requests here to see that costsplit asks for the right thing.
+pub struct RecordingProxy {
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl RecordingProxy {
+    pub async fn start(upstream: &str) -> RecordingProxy {
+        use axum::body::{Body, Bytes};
+        use axum::extract::State;
+        use axum::http::{HeaderMap, Method, Uri};
+        type Shared = (
+            String,
+            std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+        );
+        async fn pass(
+            State((upstream, requests)): State<Shared>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> axum::response::Response {
+            let target = headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            requests.lock().expect("lock").push((target, json));
+            let mut request = reqwest::Client::new().request(
+                reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("method"),
+                format!("{upstream}{uri}"),
+            );
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    request = request.header(name.as_str(), value.as_bytes());
+                }
+            }
+            let answer = request
+                .body(body.to_vec())
+                .send()
+                .await
+                .expect("upstream answers");
+            let mut response = axum::response::Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    response = response.header(name.as_str(), value.as_bytes());
+                }
+            }
+            let bytes = answer.bytes().await.expect("upstream body");
+            response.body(Body::from(bytes)).expect("response")
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests = std::sync::Arc::default();
+        let app = axum::Router::new()
+            .fallback(pass)
+            .with_state((upstream.to_string(), std::sync::Arc::clone(&requests)));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        RecordingProxy {
+            url: format!("http://{addr}"),
+            requests,
+        }
+    }
+
+    /// The JSON bodies of the requests whose `X-Amz-Target` ends with `operation`.
+    pub fn bodies(&self, operation: &str) -> Vec<serde_json::Value> {
+        self.requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(target, _)| target.ends_with(operation))
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+}
+
+/// `costsplit --rules rules rules check` in `dir`, with `config` as its costsplit.toml (none
+/// when empty): the exit code and what it printed.
+pub fn rules_check_with(dir: &Path, config: &str) -> (Option<i32>, String) {
+    let file = dir.join("costsplit.toml");
+    if config.is_empty() {
+        let _ = std::fs::remove_file(&file);
+    } else {
+        std::fs::write(&file, config).expect("config");
+    }
+    let out = binary(dir)
+        .args(["--rules", "rules", "rules", "check"])
+        .output()
+        .expect("runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}

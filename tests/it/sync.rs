@@ -588,3 +588,44 @@ async fn a_monthly_cost_explorer_answer_is_refused_not_stored_as_a_day() {
         assert!(facts.is_empty(), "{file}: nothing stored");
     }
 }
+
+/// moto answers its seeded results whatever the request asks, so the request itself is read
+/// here, through a recording proxy in front of moto: daily granularity, the window with its
+/// exclusive end, both metrics, the service tag and the service dimension, and every page
+/// asked with the token of the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_explorer_request_asks_for_the_window_metrics_and_groups() {
+    let moto = Moto::start().await;
+    moto.seed_cost_and_usage(ACCOUNT, three_days()).await;
+    let proxy = crate::support::RecordingProxy::start(&moto.url).await;
+    let ws = Workspace::new(&aws_config(&proxy.url, ""));
+    let out = ws.sync("2026-11-01", "2026-11-03");
+    assert!(out.status.success(), "{}", show(&out));
+    let requests = proxy.bodies("GetCostAndUsage");
+    assert_eq!(requests.len(), 2, "two pages: {requests:#?}");
+    for (i, body) in requests.iter().enumerate() {
+        assert_eq!(body["Granularity"], "DAILY", "{body}");
+        assert_eq!(
+            body["TimePeriod"],
+            json!({"Start": "2026-11-01", "End": "2026-11-04"}),
+            "the end is exclusive: {body}"
+        );
+        let metrics: Vec<&str> = body["Metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(metrics, ["AmortizedCost", "UnblendedCost"], "{body}");
+        assert_eq!(
+            body["GroupBy"],
+            json!([{"Type": "TAG", "Key": "service"}, {"Type": "DIMENSION", "Key": "SERVICE"}]),
+            "{body}"
+        );
+        if i == 0 {
+            assert!(body.get("NextPageToken").is_none(), "{body}");
+        } else {
+            assert_eq!(body["NextPageToken"], "page-2", "{body}");
+        }
+    }
+}

@@ -58,6 +58,52 @@ fn sum_by(facts: &[Fact], key: impl Fn(&Fact) -> String) -> BTreeMap<String, (i1
     out
 }
 
+/// The per-day table PROVENANCE.md gives under the section headed `section` (its first
+/// `#### per … day` table): (day, first amount, second amount, rows), every day listed.
+fn provenance_days(section: &str) -> Vec<(String, String, String, i64)> {
+    let text = std::fs::read_to_string(thirdparty("PROVENANCE.md")).expect("PROVENANCE.md");
+    let start = text
+        .find(section)
+        .unwrap_or_else(|| panic!("PROVENANCE.md has no section `{section}`"));
+    let mut lines = text[start..]
+        .lines()
+        .skip_while(|l| !(l.starts_with("#### per ") && l.contains(" day")));
+    assert!(lines.next().is_some(), "{section} has no per-day table");
+    let table: Vec<&str> = lines.collect();
+    let mut days = Vec::new();
+    for line in table {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 5 || !cells[1].starts_with("20") {
+            if !days.is_empty() {
+                break;
+            }
+            continue;
+        }
+        days.push((
+            cells[1].to_string(),
+            cells[2].to_string(),
+            cells[3].to_string(),
+            cells[4].parse().expect("rows"),
+        ));
+    }
+    assert!(days.len() >= 5, "{section}: {days:?}");
+    days
+}
+
+/// [`provenance_days`] of `section`, checked to list every day the file has.
+fn every_listed_day(
+    section: &str,
+    by_day: &BTreeMap<String, (i128, i128, i64)>,
+) -> Vec<(String, String, String, i64)> {
+    let listed = provenance_days(section);
+    assert_eq!(
+        listed.len(),
+        by_day.len(),
+        "{section}: every day of the file is listed"
+    );
+    listed
+}
+
 fn import(path: &str) -> Imported {
     ingest::read_files(&[thirdparty(path)]).unwrap_or_else(|e| panic!("{path} imports: {e}"))
 }
@@ -86,25 +132,14 @@ fn azure_focus_1_0_export_matches_its_exact_totals() {
     let all = sum_by(&imported.facts, |_| String::new());
     close("effective", all[""].0, "205.49855381591416599989999", days);
     close("billed", all[""].1, "193.80768904891416699989999", days);
+    // Every day PROVENANCE lists, each to within a nano-unit, with its rows.
     let by_day = sum_by(&imported.facts, |f| f.day.to_string());
-    close(
-        "effective 2024-06-12",
-        by_day["2024-06-12"].0,
-        "14.473217318627282",
-        1,
-    );
-    close(
-        "billed 2024-06-12",
-        by_day["2024-06-12"].1,
-        "9.081946827627283",
-        1,
-    );
-    close(
-        "effective 2024-06-01",
-        by_day["2024-06-01"].0,
-        "-3.475756619413323",
-        1,
-    );
+    let listed = every_listed_day("### A.1", &by_day);
+    for (day, effective, billed, rows) in &listed {
+        close(&format!("effective {day}"), by_day[day].0, effective, 1);
+        close(&format!("billed {day}"), by_day[day].1, billed, 1);
+        assert_eq!(by_day[day].2, *rows, "{day} rows");
+    }
     let env = sum_by(&imported.facts, tag("env"));
     for (value, effective, billed, rows) in [
         (
@@ -210,8 +245,10 @@ fn cur_2_0_csv_export_matches_its_exact_totals() {
         days,
     );
     let by_day = sum_by(f, |f| f.day.to_string());
-    close("2026-04-15", by_day["2026-04-15"].1, "-7.3E-9", 1);
-    close("2026-04-06", by_day["2026-04-06"].1, "-5.00E-9", 1);
+    for (day, unblended, _, rows) in &every_listed_day("### B.1", &by_day) {
+        close(day, by_day[day].1, unblended, 1);
+        assert_eq!(by_day[day].2, *rows, "{day} rows");
+    }
     // Services are named as Cost Explorer names them (the `product` map's product name).
     assert!(
         f.iter().any(|f| f.provider_service == "AWS CloudTrail"),
@@ -236,13 +273,9 @@ fn legacy_cur_csv_export_matches_its_exact_totals() {
     close("Tax", tax["Tax"].1, "0.08", 1);
     assert_eq!(tax["Tax"].2, 12);
     let by_day = sum_by(f, |f| f.day.to_string());
-    for (day, unblended) in [
-        ("2023-11-01", "0.0830106084"),
-        ("2023-11-04", "0.12423215570"),
-        ("2023-11-10", "0.15494246240"),
-        ("2023-11-14", "0.0090675816"),
-    ] {
+    for (day, unblended, _, rows) in &every_listed_day("### B.2", &by_day) {
         close(day, by_day[day].1, unblended, 1);
+        assert_eq!(by_day[day].2, *rows, "{day} rows");
     }
     assert!(
         f.iter().all(|f| f.tags.is_empty()),
@@ -293,6 +326,8 @@ fn write_as_focus(cur: &std::path::Path, out: &std::path::Path) {
             "ResourceId",
             "ChargeCategory",
             "Tags",
+            "ListCost",
+            "ContractedCost",
         ])
         .expect("write");
     for record in reader.records() {
@@ -311,6 +346,13 @@ fn write_as_focus(cur: &std::path::Path, out: &std::path::Path) {
             other => panic!("unexpected line item type {other}"),
         };
         let cost = &r[at("line_item_unblended_cost")];
+        // FOCUS's list cost: the public on-demand cost of usage; a credit's or a tax's own.
+        let on_demand = &r[at("pricing_public_on_demand_cost")];
+        let list = if category == "Usage" && !on_demand.is_empty() {
+            on_demand
+        } else {
+            cost
+        };
         writer
             .write_record([
                 &r[at("line_item_usage_start_date")],
@@ -327,6 +369,8 @@ fn write_as_focus(cur: &std::path::Path, out: &std::path::Path) {
                 &r[at("line_item_resource_id")],
                 category,
                 &serde_json::Value::Object(tags).to_string(),
+                list,
+                cost,
             ])
             .expect("write");
     }

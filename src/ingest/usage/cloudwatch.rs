@@ -112,7 +112,8 @@ pub(super) async fn measure(
         match decimal_value(value) {
             Some(v) => measured.members.push((member, v)),
             None => measured.notes.push(format!(
-                "`{member}`: {value} is not a non-negative number; left out"
+                "`{member}`: {value} is not a non-negative number up to {:e}; left out",
+                super::MAX_SAMPLE
             )),
         }
     }

@@ -164,10 +164,17 @@ fn url_password(url: &str) -> Option<String> {
     (!password.is_empty()).then(|| password.to_string())
 }
 
+/// The largest usage value a sample may hold: far above any real measurement (bytes of
+/// the largest database, messages of a year) and far inside what a weight can carry
+/// (weights are integers of 1e-6 units up to about 3.4e32), so a larger value is a broken
+/// probe, refused where it is measured instead of read back as a zero weight.
+pub const MAX_SAMPLE: f64 = 1e24;
+
 /// A non-negative decimal for a sample: whole numbers as they are, others with at most six
-/// decimals (the precision of weights). `None` for NaN, infinities and negative values.
+/// decimals (the precision of weights). `None` for NaN, infinities, negative values and
+/// values above [`MAX_SAMPLE`].
 fn decimal_value(value: f64) -> Option<String> {
-    if !value.is_finite() || value < 0.0 {
+    if !value.is_finite() || !(0.0..=MAX_SAMPLE).contains(&value) {
         return None;
     }
     if value.fract() == 0.0 && value < 1e15 {
@@ -203,5 +210,11 @@ mod tests {
         assert_eq!(decimal_value(1.0e16).as_deref(), Some("10000000000000000"));
         assert_eq!(decimal_value(f64::NAN), None);
         assert_eq!(decimal_value(-1.0), None);
+        // Past what a weight can carry (read back as 0 before): refused at measurement.
+        assert_eq!(decimal_value(3.5e32), None);
+        assert_eq!(
+            decimal_value(1.0e20).as_deref(),
+            Some("100000000000000000000")
+        );
     }
 }

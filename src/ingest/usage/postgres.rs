@@ -19,6 +19,7 @@ const SIZES_SQL: &str = "SELECT n.nspname::text, c.relname::text, pg_total_relat
        AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
 pub(super) async fn measure(dsn: &str, by: PgGrain, timeout: Duration) -> Result<Measured, String> {
+    crate::pgtls::check_url(dsn)?;
     let options: PgConnectOptions = dsn.parse().map_err(|_| {
         "the DSN is not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB)".to_string()
     })?;
@@ -33,7 +34,7 @@ pub(super) async fn measure(dsn: &str, by: PgGrain, timeout: Duration) -> Result
     let mut conn = options
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| crate::pgtls::explain(&format!("cannot connect: {e}")))?;
     let rows = sqlx::query(SIZES_SQL)
         .fetch_all(&mut conn)
         .await

@@ -62,14 +62,24 @@ pub(super) async fn measure(
         .await
         .map_err(|e| format!("cannot reach Prometheus: {}", e.without_url()))?;
     let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type")
+        .chars()
+        .take(80)
+        .collect::<String>();
     let body = response
         .text()
         .await
         .map_err(|e| format!("reading Prometheus' answer: {}", e.without_url()))?;
+    // A body that is not Prometheus' JSON is not kept: a proxy or login page may echo the
+    // request's headers, credentials included (in any encoding).
     let answer: Answer = serde_json::from_str(&body).map_err(|_| {
         format!(
-            "Prometheus answered HTTP {status} with a body that is not its API's JSON: {}",
-            shorten(&body)
+            "Prometheus answered HTTP {status} with {} bytes of {content_type} that are not its API's JSON; check the url (is a proxy or a login page answering there?)",
+            body.len()
         )
     })?;
     if answer.status != "success" {
@@ -115,13 +125,11 @@ pub(super) async fn measure(
     for (member, value) in sums {
         match decimal_value(value) {
             Some(v) => members.push((member, v)),
-            None => notes.push(format!("`{member}`: value {value} is not usable; left out")),
+            None => notes.push(format!(
+                "`{member}`: value {value} is not usable (NaN, infinite, negative or above {:e}); left out",
+                super::MAX_SAMPLE
+            )),
         }
     }
     Ok(Measured { members, notes })
-}
-
-fn shorten(text: &str) -> String {
-    let line: String = text.chars().take(200).collect();
-    line.replace('\n', " ")
 }
