@@ -27,6 +27,67 @@ fn costsplit(store: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// Where a killed process was in its store write, from the phase markers it logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Still reading or computing: no write transaction yet.
+    BeforeWrite,
+    /// Inside its write transaction.
+    Writing,
+    /// Between asking for the commit and hearing it done.
+    Committing,
+    Committed,
+}
+
+/// [`run_killed`] with the store's phase markers logged to `log`: whether it was killed, and
+/// the last phase it reached.
+fn run_killed_logged(mut cmd: Command, after: Duration, log: &Path) -> (bool, Phase) {
+    cmd.env("COSTSPLIT_LOG", "warn,costsplit::store::phase=debug")
+        .stderr(std::fs::File::create(log).expect("log file"));
+    let killed = run_killed(cmd, after);
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let phase = if text.contains("committed") {
+        Phase::Committed
+    } else if text.contains("committing") {
+        Phase::Committing
+    } else if text.contains("write began") {
+        Phase::Writing
+    } else {
+        Phase::BeforeWrite
+    };
+    (killed, phase)
+}
+
+/// Starts the command and kills it with SIGKILL the moment its log says its write
+/// transaction began (or lets it finish, if it ends first): a kill inside the write, whatever
+/// the machine's speed. The phase it was killed in, if it was.
+fn run_killed_in_write(mut cmd: Command, log: &Path) -> Option<Phase> {
+    cmd.env("COSTSPLIT_LOG", "warn,costsplit::store::phase=debug")
+        .stderr(std::fs::File::create(log).expect("log file"));
+    let mut child = cmd.spawn().expect("the binary starts");
+    let started = std::time::Instant::now();
+    loop {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("write began") {
+            child.kill().expect("SIGKILL");
+            let _ = child.wait();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            return Some(if text.contains("committed") {
+                Phase::Committed
+            } else if text.contains("committing") {
+                Phase::Committing
+            } else {
+                Phase::Writing
+            });
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "never wrote");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 /// Starts the command and kills it with SIGKILL after `after` (or lets it finish first).
 fn run_killed(mut cmd: Command, after: Duration) -> bool {
     let mut child = cmd.spawn().expect("the binary starts");
@@ -111,16 +172,29 @@ async fn kill_9_during_import_and_allocate_then_a_rerun_stores_what_an_uninterru
         let ts = TestStore::new(kind).await;
         let url = ts.store_url();
         let mut kills = 0;
+        // The phase each kill landed in, per command: some must land inside the write.
+        let mut landed: Vec<(&str, Phase)> = Vec::new();
+        let log = dir.path().join("phases.log");
         // Kill points spread over start-up, reading, writing and committing.
         for ms in [0u64, 40, 120, 250, 400, 600, 900, 1300, 1800] {
-            kills += usize::from(run_killed(
+            let (killed, phase) = run_killed_logged(
                 costsplit(&url, &["import", file]),
                 Duration::from_millis(ms),
-            ));
-            kills += usize::from(run_killed(
+                &log,
+            );
+            kills += usize::from(killed);
+            if killed {
+                landed.push(("import", phase));
+            }
+            let (killed, phase) = run_killed_logged(
                 costsplit(&url, &["allocate", "--month", "2025-03"]),
                 Duration::from_millis(ms / 3),
-            ));
+                &log,
+            );
+            kills += usize::from(killed);
+            if killed {
+                landed.push(("allocate", phase));
+            }
             // Whatever the kill left, the store holds a whole import or none, and a whole
             // allocation or none (never half of either).
             let (facts, allocations) = state(&url).await;
@@ -134,10 +208,45 @@ async fn kill_9_during_import_and_allocate_then_a_rerun_stores_what_an_uninterru
                 assert_eq!(allocated, billed, "{kind:?} {ms} ms: a partial allocation");
             }
         }
+        // And kills aimed at the write itself, the moment each command says it began.
+        for _ in 0..2 {
+            for (command, args) in [
+                ("import", &["import", file][..]),
+                ("allocate", &["allocate", "--month", "2025-03"]),
+            ] {
+                if command == "allocate" {
+                    // Facts to allocate, whatever the killed import left.
+                    run_ok(costsplit(&url, &["import", file]));
+                }
+                if let Some(phase) = run_killed_in_write(costsplit(&url, args), &log) {
+                    kills += 1;
+                    landed.push((command, phase));
+                }
+                let (facts, allocations) = state(&url).await;
+                assert!(
+                    facts.is_empty() || facts == expected.0,
+                    "{kind:?} {command} killed in its write: a partial import"
+                );
+                if !allocations.is_empty() {
+                    let allocated: i128 = allocations.iter().map(|a| a.amount.0).sum();
+                    let billed: i128 = expected.0.iter().map(|f| f.effective.0).sum();
+                    assert_eq!(allocated, billed, "{kind:?} {command} killed in its write");
+                }
+            }
+        }
         assert!(
             kills >= 4,
             "{kind:?}: the kill points must hit running processes ({kills})"
         );
+        for command in ["import", "allocate"] {
+            assert!(
+                landed
+                    .iter()
+                    .any(|(c, p)| *c == command && matches!(p, Phase::Writing | Phase::Committing)),
+                "{kind:?}: no kill of `{command}` landed during its write or commit: {landed:?}"
+            );
+        }
+        eprintln!("{kind:?}: kills landed in {landed:?}");
         run_ok(costsplit(&url, &["import", file]));
         run_ok(costsplit(&url, &["allocate", "--month", "2025-03"]));
         let (facts, allocations) = state(&url).await;

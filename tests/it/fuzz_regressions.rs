@@ -21,3 +21,23 @@ fn every_saved_fuzz_input_returns() {
     }
     assert!(replayed >= 10);
 }
+
+/// The README says each damaged parquet file the fuzzer found "returns an error": it does,
+/// one that says the file is damaged and to export it again (not a panic, not an empty
+/// import).
+#[test]
+fn the_damaged_parquet_inputs_are_refused_as_damaged() {
+    for name in ["abort-during-unwind", "corrupt-thrift-bool"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join(format!("{name}.parquet"));
+        std::fs::copy(crate::support::data(&format!("fuzz/parquet/{name}")), &file).expect("copy");
+        let err = match costsplit::ingest::read_files(&[file]) {
+            Ok(imported) => panic!("{name} imported {} facts", imported.facts.len()),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.contains("the parquet file is damaged") && err.contains("export it again"),
+            "{name}: {err}"
+        );
+    }
+}

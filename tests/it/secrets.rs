@@ -41,13 +41,6 @@ impl wiremock::Respond for EchoingSlack {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn run(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
     let mut cmd = costsplit_with_aws(dir, AWS_SECRET);
     cmd.args(args).env("COSTSPLIT_LOG", "debug");
@@ -82,7 +75,13 @@ async fn no_secret_reaches_any_output_log_file_endpoint_or_table() {
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).expect("rules dir");
     std::fs::write(rules.join("test.toml"), crate::reports::RULES).expect("rules");
-    let port = free_port();
+    // A usage source whose DSN carries the database password too.
+    std::fs::write(
+        rules.join("usage.toml"),
+        "[[source]]\nname = \"shop-db\"\nkind = \"postgres\"\ndsn_env = \"SHOP_DB_DSN\"\nmap = { \"public\" = \"checkout-api\" }\n",
+    )
+    .expect("usage rules");
+    let port = crate::support::free_port();
     std::fs::write(
         dir.path().join("costsplit.toml"),
         format!(
@@ -97,6 +96,7 @@ async fn no_secret_reaches_any_output_log_file_endpoint_or_table() {
         ("COSTSPLIT_SLACK_WEBHOOK_URL", webhook.clone()),
         ("COSTSPLIT_SLACK_BOT_TOKEN", BOT_TOKEN.to_string()),
         ("COSTSPLIT_SLACK_API_URL", slack.uri()),
+        ("SHOP_DB_DSN", url.clone()),
     ];
 
     let mut outputs = Vec::new();
@@ -144,8 +144,18 @@ async fn no_secret_reaches_any_output_log_file_endpoint_or_table() {
         ],
         &["alerts", "list"],
         &["sync", "runs"],
+        &["sync", "usage", "--day", "2025-03-03"],
+        &["sync", "usage-runs"],
     ] {
         let out = run(dir.path(), &env, args);
+        // A command that failed early never ran the code whose output is searched: each must
+        // have done its work (a `notify` may stop while Slack fails, and exits 1 then).
+        let may_fail = args == ["notify"];
+        assert!(
+            out.status.success() || (may_fail && out.status.code() == Some(1)),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         outputs.push((format!("{args:?}"), out));
     }
     // A store that refuses the connection: the error names the store without its password.
@@ -256,12 +266,64 @@ async fn no_secret_reaches_any_output_log_file_endpoint_or_table() {
 
     let logs: usize = haystack.iter().map(|(_, t)| t.len()).sum();
     assert!(logs > 10_000, "debug logging ran ({logs} bytes)");
+    // Each secret as it is, percent-encoded (as in a URL) and base64-encoded (as in a Basic
+    // Authorization header).
+    let mut forms = Vec::new();
+    for secret in [PG_PASSWORD, AWS_SECRET, WEBHOOK_SECRET, BOT_TOKEN] {
+        forms.push(secret.to_string());
+        forms.push(percent_encoded(secret));
+        forms.push(base64(secret.as_bytes()));
+    }
+    forms.sort();
+    forms.dedup();
     for (what, text) in &haystack {
-        for secret in [PG_PASSWORD, AWS_SECRET, WEBHOOK_SECRET, BOT_TOKEN] {
+        for secret in &forms {
             assert!(
-                !text.contains(secret),
+                !text.contains(secret.as_str()),
                 "`{secret}` leaked into {what}:\n{text}"
             );
         }
     }
+}
+
+/// `text` with every byte but unreserved URL characters as `%XX`.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Standard base64 with padding, as HTTP Basic authentication writes it.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_encodings_searched_for_are_right() {
+    assert_eq!(
+        base64(b"scraper:pr0m-s3cret"),
+        "c2NyYXBlcjpwcjBtLXMzY3JldA=="
+    );
+    assert_eq!(base64(b"ab"), "YWI=");
+    assert_eq!(percent_encoded("a/b c"), "a%2Fb%20c");
 }
