@@ -700,7 +700,7 @@ async fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<i32> 
         }
         AlertsCommand::Check(args) => {
             let rules = rules::load_or_error(&config.rules_dir)?;
-            let day = args.date.as_deref().map(parse_day_arg).transpose()?;
+            let day = args.date.as_deref().map(day_arg).transpose()?;
             let detected = jobs::detect_alerts(&store, &rules, day, args.lookback).await?;
             let result = jobs::enqueue_alerts(&store, &rules, &detected, Clock::System).await?;
             println!(
@@ -714,7 +714,7 @@ async fn alerts(config: &Config, command: AlertsCommand) -> anyhow::Result<i32> 
         }
         AlertsCommand::Preview(args) => {
             let rules = rules::load_or_error(&config.rules_dir)?;
-            let day = args.date.as_deref().map(parse_day_arg).transpose()?;
+            let day = args.date.as_deref().map(day_arg).transpose()?;
             let detected = jobs::detect_alerts(&store, &rules, day, args.lookback).await?;
             print_preview(
                 detected.day,
@@ -745,10 +745,6 @@ fn print_preview(
             );
         }
     }
-}
-
-fn parse_day_arg(text: &str) -> anyhow::Result<NaiveDate> {
-    parse_day(text).with_context(|| format!("`{text}` is not a day; write it as YYYY-MM-DD"))
 }
 
 /// Checks the rules, and what costsplit.toml says of them: where each team's messages go and

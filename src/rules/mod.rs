@@ -156,6 +156,17 @@ pub enum ValueCase {
     Keep,
 }
 
+impl ValueCase {
+    /// `value` as this setting compares tag values.
+    pub fn normalise(self, value: &str) -> String {
+        let value = value.trim();
+        match self {
+            ValueCase::Lower => value.to_lowercase(),
+            ValueCase::Keep => value.to_string(),
+        }
+    }
+}
+
 /// What happens to cost tagged with a service that no rules file declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undeclared {
@@ -312,11 +323,7 @@ impl Rules {
 
     /// Normalises a tag value the way the settings say.
     pub fn normalise(&self, value: &str) -> String {
-        let value = value.trim();
-        match self.settings.value_case {
-            ValueCase::Lower => value.to_lowercase(),
-            ValueCase::Keep => value.to_string(),
-        }
+        self.settings.value_case.normalise(value)
     }
 
     /// The service the tags name, trying the service tag keys in order. Returns the normalised

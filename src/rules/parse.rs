@@ -841,10 +841,7 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
         .settings
         .map(|(s, _)| s)
         .unwrap_or_else(Settings::defaults);
-    let normalise = |v: &str| match settings.value_case {
-        ValueCase::Lower => v.trim().to_lowercase(),
-        ValueCase::Keep => v.trim().to_string(),
-    };
+    let normalise = |v: &str| settings.value_case.normalise(v);
 
     // Services and their aliases.
     let mut services: Vec<Service> = Vec::new();
