@@ -154,6 +154,11 @@ impl PerCurrency {
         self.0.get(currency).copied().unwrap_or_default()
     }
 
+    /// Every currency's amount added: a checksum for a run record, never shown as money.
+    pub fn checksum(&self) -> Nanos {
+        self.0.values().copied().sum()
+    }
+
     /// `USD 16954.82, JPY 7612`: each currency rounded to its minor unit; `0` when empty.
     pub fn text(&self) -> String {
         self.joined(|amount, currency| amount.format(minor_decimals(currency)))

@@ -63,6 +63,17 @@ pub async fn import_files(
     Ok(summary)
 }
 
+/// An amount of each fact, added up per currency.
+fn per_currency(
+    facts: &[crate::model::Fact],
+    amount: impl Fn(&crate::model::Fact) -> Nanos,
+) -> PerCurrency {
+    facts
+        .iter()
+        .map(|f| (f.currency.as_str(), amount(f)))
+        .collect()
+}
+
 /// Reads one batch of billing files (off the async threads).
 async fn read_batch(files: &[PathBuf]) -> anyhow::Result<ingest::Imported> {
     let started = Instant::now();
@@ -96,14 +107,8 @@ impl ImportSummary {
             line_items: imported.line_items,
             facts: facts.len(),
             periods: imported.periods.iter().cloned().collect(),
-            effective: facts
-                .iter()
-                .map(|f| (f.currency.as_str(), f.effective))
-                .collect(),
-            billed: facts
-                .iter()
-                .map(|f| (f.currency.as_str(), f.billed))
-                .collect(),
+            effective: per_currency(facts, |f| f.effective),
+            billed: per_currency(facts, |f| f.billed),
         }
     }
 }
@@ -175,10 +180,7 @@ pub async fn import_and_allocate(
         allocations,
         ..
     } = allocate_facts(store, rules, usage, basis, (from, to), facts).await?;
-    let billed: PerCurrency = new_facts
-        .iter()
-        .map(|f| (f.currency.as_str(), f.amount(basis)))
-        .collect();
+    let billed = per_currency(&new_facts, |f| f.amount(basis));
     let all_facts = new_facts.len();
     if has_others {
         new_facts.retain(is_replaced);
@@ -192,7 +194,7 @@ pub async fn import_and_allocate(
         rules_hash: rules.hash.clone(),
         basis,
         facts: all_facts as i64,
-        billed: billed.0.values().copied().sum(),
+        billed: billed.checksum(),
         facts_mark: None,
     };
     let started = Instant::now();
@@ -225,10 +227,7 @@ pub async fn allocate_range(
         allocations,
         facts_mark,
     } = compute_allocations(store, rules, usage, basis, range).await?;
-    let billed: PerCurrency = facts
-        .iter()
-        .map(|f| (f.currency.as_str(), f.amount(basis)))
-        .collect();
+    let billed = per_currency(&facts, |f| f.amount(basis));
     let run = RunRecord {
         created_at: clock.stamp(),
         from,
@@ -236,7 +235,7 @@ pub async fn allocate_range(
         rules_hash: rules.hash.clone(),
         basis,
         facts: facts.len() as i64,
-        billed: billed.0.values().copied().sum(),
+        billed: billed.checksum(),
         facts_mark,
     };
     let started = Instant::now();
