@@ -127,9 +127,14 @@ async fn check(store: &Store, rules: &Rules) -> usize {
 
 /// A webhook that answers `429` with `Retry-After: retry_after` once, then as Slack does.
 async fn rate_limited_once(retry_after: &str) -> MockServer {
+    fails_once(ResponseTemplate::new(429).insert_header("Retry-After", retry_after)).await
+}
+
+/// A webhook that answers `first` once, then as Slack does.
+async fn fails_once(first: ResponseTemplate) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", retry_after))
+        .respond_with(first)
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -261,16 +266,7 @@ async fn a_server_error_is_retried_and_then_delivered() {
     let t = TestStore::new(Kind::Sqlite).await;
     seed(&t.store, &["search-api"]).await;
     check(&t.store, &rules(&[("r.toml", RULES)])).await;
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("oops"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(SlackStandIn::webhook())
-        .mount(&server)
-        .await;
+    let server = fails_once(ResponseTemplate::new(500).set_body_string("oops")).await;
     let summary = deliver(&t.store, &settings(&server, true, false))
         .await
         .expect("deliver");

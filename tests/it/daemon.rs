@@ -855,16 +855,25 @@ async fn a_month_synced_from_s3_outside_the_window_is_allocated_by_the_daemon() 
         crate::support::day("2026-04-01"),
         crate::support::day("2026-04-30"),
     );
-    let reconciled_to = |expected: &'static str| {
+    // Waits until April's allocations reconcile to `expected` (its facts' USD total).
+    let reconciled = |expected: String, what: &'static str| {
         let url = ws.store_url.clone();
+        let daemon = &daemon;
         async move {
-            let store = Store::connect(&url).await.expect("store");
-            let report = costsplit::jobs::report(&store, april).await;
-            store.close().await;
-            report.is_ok_and(|r| {
-                r.reconciled()
-                    && r.billed.get("USD").map(|n| n.format(2)) == Some(expected.to_string())
-            })
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let store = Store::connect(&url).await.expect("store");
+                let report = costsplit::jobs::report(&store, april).await;
+                store.close().await;
+                if report.is_ok_and(|r| {
+                    r.reconciled()
+                        && r.billed.get("USD").map(|n| n.format(2)) == Some(expected.clone())
+                }) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{what}:\n{}", daemon.logs());
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
         }
     };
     let facts_total = |bytes: &[u8]| {
@@ -875,18 +884,8 @@ async fn a_month_synced_from_s3_outside_the_window_is_allocated_by_the_daemon() 
         let total: costsplit::money::Nanos = imported.facts.iter().map(|f| f.effective).sum();
         total.format(2)
     };
-    let first_total: &'static str = Box::leak(
-        facts_total(&std::fs::read(crate::support::data(PART)).expect("part")).into_boxed_str(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !reconciled_to(first_total).await {
-        assert!(
-            Instant::now() < deadline,
-            "April never allocated:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let first_total = facts_total(&std::fs::read(crate::support::data(PART)).expect("part"));
+    reconciled(first_total.clone(), "April never allocated").await;
     let ready = daemon
         .wait_for("/readyz", 30, |b| b.contains("stale months: none"))
         .await;
@@ -910,20 +909,12 @@ async fn a_month_synced_from_s3_outside_the_window_is_allocated_by_the_daemon() 
 
     // AWS rewrites the closed month (a refund, a credit): synced, then allocated again.
     let rewritten = first_rows(1000);
-    let second_total: &'static str = Box::leak(facts_total(&rewritten).into_boxed_str());
+    let second_total = facts_total(&rewritten);
     assert_ne!(first_total, second_total);
     bucket
         .export("2026-04", "2026-04-17T03:00:00.000Z-e2", &[rewritten])
         .await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !reconciled_to(second_total).await {
-        assert!(
-            Instant::now() < deadline,
-            "the rewrite was never allocated:\n{}",
-            daemon.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    reconciled(second_total, "the rewrite was never allocated").await;
 }
 
 /// Two `costsplit run` on one SQLite file: one leads (a lock on a file beside the database)

@@ -278,26 +278,22 @@ async fn the_postgres_usage_source_measures_over_verified_tls() {
     let source = |dsn: &str| {
         let dsn_file = dir.path().join("dsn");
         std::fs::write(&dsn_file, dsn).expect("dsn file");
-        rules(&[(
-            "usage.toml",
-            &format!(
-                r#"
-[[service]]
-name = "orders-api"
-team = "core"
-[[service]]
-name = "payments-api"
-team = "payments"
-
+        rules(&[
+            ("services.toml", crate::usage::SERVICES),
+            (
+                "usage.toml",
+                &format!(
+                    r#"
 [[source]]
 name = "aurora"
 kind = "postgres"
 dsn_file = "{}"
 map = {{ "orders" = "orders-api", "payments" = "payments-api" }}
 "#,
-                dsn_file.display()
+                    dsn_file.display()
+                ),
             ),
-        )])
+        ])
     };
     let t = TestStore::new(Kind::Sqlite).await;
     let d = crate::support::day("2025-03-01");

@@ -154,7 +154,7 @@ async fn schema_bytes(url: &str, schema: &str) -> i128 {
     i128::from(bytes)
 }
 
-const SERVICES: &str = r#"
+pub(crate) const SERVICES: &str = r#"
 [[service]]
 name = "orders-api"
 team = "core"
