@@ -3,7 +3,9 @@
 //! every job which waits or sleeps selects on (as mini-redis passes it), so the daemon can
 //! stop a job in a bounded time.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::model::Timestamp;
 use tokio::sync::watch;
 
 /// The one clock type of the jobs. `Copy`: pass it by value.
@@ -25,8 +27,8 @@ impl Clock {
     }
 
     /// The time as stored on run records: RFC 3339 to the second, in UTC.
-    pub fn stamp(self) -> String {
-        self.now().to_rfc3339_opts(SecondsFormat::Secs, true)
+    pub fn stamp(self) -> Timestamp {
+        Timestamp::at(self.now())
     }
 
     /// Today's date in UTC.
@@ -100,6 +102,9 @@ mod tests {
         trigger.trigger();
         assert!(!waiter.await.expect("joins"));
         assert!(shutdown.is_requested());
-        assert_eq!(Clock::Fixed(1_767_225_600).stamp(), "2026-01-01T00:00:00Z");
+        assert_eq!(
+            Clock::Fixed(1_767_225_600).stamp().to_string(),
+            "2026-01-01T00:00:00Z"
+        );
     }
 }

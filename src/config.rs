@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-use crate::daemon::DaemonSettings;
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::ingest::s3_exports::ExportSource;
 use crate::model::CostBasis;
@@ -52,7 +51,7 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub store_url: Option<String>,
     pub rules_dir: Option<PathBuf>,
-    pub cost_basis: Option<String>,
+    pub cost_basis: Option<CostBasis>,
 }
 
 impl Config {
@@ -83,13 +82,12 @@ impl Config {
             .or_else(|| env("COSTSPLIT_RULES_DIR").map(PathBuf::from))
             .or_else(|| file.rules_dir.map(|d| base_dir.join(d)))
             .unwrap_or_else(|| PathBuf::from("rules"));
-        let basis = overrides
-            .cost_basis
-            .clone()
-            .or_else(|| env("COSTSPLIT_COST_BASIS"))
-            .or(file.cost_basis)
-            .unwrap_or_else(|| "effective".to_string());
-        let cost_basis = basis.parse().map_err(anyhow::Error::msg)?;
+        let cost_basis = match overrides.cost_basis {
+            Some(basis) => basis,
+            None => env("COSTSPLIT_COST_BASIS")
+                .or(file.cost_basis)
+                .map_or(Ok(CostBasis::Effective), |text| text.parse())?,
+        };
         if let Some(aws) = &file.aws {
             aws.validate()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -122,6 +120,15 @@ impl Config {
         self.aws
             .as_ref()
             .map_or((3, 7), |a| (a.restate_days.max(1), a.month_final_day))
+    }
+
+    /// The days the bill may still change on `today` (see [`Config::restatement`]).
+    pub fn restatement_window(
+        &self,
+        today: chrono::NaiveDate,
+    ) -> (chrono::NaiveDate, chrono::NaiveDate) {
+        let (restate_days, month_final_day) = self.restatement();
+        crate::ingest::cost_explorer::restatement_window(today, restate_days, month_final_day)
     }
 }
 
@@ -174,5 +181,63 @@ mod tests {
         std::fs::write(&file, "store_url = \"x\"\nstroe = 1\n").expect("write");
         let err = Config::load(&overrides, &|_| None).expect_err("unknown key");
         assert!(err.to_string().contains(":2:"), "{err}");
+    }
+}
+
+/// `[daemon]` in costsplit.toml. Every key has a default, so a config with only a store URL
+/// and credentials runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub listen: String,
+    /// The time zone the schedules are read in (IANA name).
+    pub timezone: String,
+    /// How long a running job may take to finish after SIGTERM before it is abandoned (its
+    /// transaction then rolls back).
+    pub grace_seconds: u64,
+    /// How often a standby replica tries to take the lead, and the rules files are checked.
+    pub poll_seconds: u64,
+    pub schedule: Schedules,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> DaemonSettings {
+        DaemonSettings {
+            listen: "127.0.0.1:9464".into(),
+            timezone: "UTC".into(),
+            grace_seconds: 30,
+            poll_seconds: 5,
+            schedule: Schedules::default(),
+        }
+    }
+}
+
+/// `[daemon.schedule]`: a cron expression per job (sec min hour day month weekday).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedules {
+    pub sync_billing: String,
+    pub sync_exports: String,
+    pub sync_usage: String,
+    pub allocate: String,
+    pub alerts: String,
+    pub report_weekly: String,
+    pub report_monthly: String,
+    pub notify: String,
+}
+
+impl Default for Schedules {
+    fn default() -> Schedules {
+        Schedules {
+            sync_billing: "0 0 6 * * *".into(),
+            sync_exports: "0 30 */6 * * *".into(),
+            sync_usage: "0 0 5 * * *".into(),
+            allocate: "0 0 7 * * *".into(),
+            alerts: "0 15 7 * * *".into(),
+            report_weekly: "0 0 8 * * Mon".into(),
+            report_monthly: "0 0 8 2 * *".into(),
+            notify: "0 */5 * * * *".into(),
+        }
     }
 }

@@ -20,7 +20,20 @@ fn main() -> std::process::ExitCode {
             default_hook(info);
         }
     }));
-    let cli = costsplit::cli::Cli::parse();
+    let cli = match costsplit::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value that does not parse (a day, a month, a cost basis) is a failed command like
+        // any other: one `error:` line, exit code 1. Usage errors and --help stay clap's.
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let rendered = e.to_string();
+            eprintln!(
+                "{}",
+                rendered.lines().next().unwrap_or("error: invalid value")
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+        Err(e) => e.exit(),
+    };
     // `costsplit run` logs what it does; one-off commands only what went wrong.
     let default_filter = match cli.command {
         costsplit::cli::Command::Run => "info,sqlx::query=error",

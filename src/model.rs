@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 use crate::money::Nanos;
 
@@ -13,7 +13,7 @@ use crate::money::Nanos;
 pub type Tags = BTreeMap<String, String>;
 
 /// Which cost column of the bill is allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CostBasis {
     /// Amortized cost: commitments spread over the usage they cover (FOCUS `EffectiveCost`).
     Effective,
@@ -37,17 +37,20 @@ impl fmt::Display for CostBasis {
 }
 
 impl FromStr for CostBasis {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownCostBasis;
+    fn from_str(s: &str) -> Result<Self, UnknownCostBasis> {
         match s.to_ascii_lowercase().as_str() {
             "effective" | "effectivecost" | "amortized" => Ok(CostBasis::Effective),
             "billed" | "billedcost" => Ok(CostBasis::Billed),
-            other => Err(format!(
-                "unknown cost basis `{other}`: use `effective` (amortized) or `billed`"
-            )),
+            other => Err(UnknownCostBasis(other.to_string())),
         }
     }
 }
+
+/// A cost basis costsplit does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cost basis `{0}`: use `effective` (amortized) or `billed`")]
+pub struct UnknownCostBasis(pub String);
 
 /// One day of cost at the grain the rules can see: the sum of every line item that shares
 /// these keys. Facts are independent of the rules, so changing rules never needs a re-import.
@@ -181,4 +184,225 @@ pub fn month_bounds(month: &str) -> Option<(NaiveDate, NaiveDate)> {
     let first = NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").ok()?;
     let next = first.checked_add_months(chrono::Months::new(1))?;
     Some((first, next.pred_opt()?))
+}
+
+/// One day of one service's cost from one origin (a pool, or a provider service's direct cost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesRow {
+    pub day: NaiveDate,
+    pub service: String,
+    pub team: String,
+    pub currency: String,
+    /// Empty for direct cost.
+    pub pool: String,
+    pub provider_service: String,
+    pub amount: Nanos,
+}
+
+/// An instant to the second, in UTC. Compared as a time; written as RFC 3339 text
+/// (`2026-01-01T00:00:00Z`) only where it leaves the program: the store and the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    /// `at`, to the second.
+    pub fn at(at: DateTime<Utc>) -> Timestamp {
+        Timestamp(
+            DateTime::from_timestamp(at.timestamp(), 0).expect("a whole second of a valid time"),
+        )
+    }
+
+    /// RFC 3339 text, as the store writes it.
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| Timestamp::at(t.with_timezone(&Utc)))
+    }
+
+    pub fn datetime(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+}
+
+impl std::ops::Add<chrono::Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, span: chrono::Duration) -> Timestamp {
+        Timestamp::at(self.0 + span)
+    }
+}
+
+/// What kind of change an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Spike,
+    MonthOverMonth,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Spike => "spike",
+            AlertKind::MonthOverMonth => "month_over_month",
+        }
+    }
+}
+
+/// What an outbox message is: an alert (stored as costsplit's alert JSON) or a report
+/// (stored as the very message to send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    Alert(AlertKind),
+    Report,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Alert(kind) => kind.as_str(),
+            MessageKind::Report => "report",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MessageKind> {
+        match text {
+            "spike" => Some(MessageKind::Alert(AlertKind::Spike)),
+            "month_over_month" => Some(MessageKind::Alert(AlertKind::MonthOverMonth)),
+            "report" => Some(MessageKind::Report),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an outbox message is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageState {
+    /// Waiting to be sent (or to be tried again).
+    Pending,
+    /// Slack accepted it.
+    Sent,
+    /// Slack refused it for good; not tried again.
+    Failed,
+    /// Restated data no longer shows the anomaly; not sent.
+    Resolved,
+}
+
+impl MessageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageState::Pending => "pending",
+            MessageState::Sent => "sent",
+            MessageState::Failed => "failed",
+            MessageState::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<MessageState> {
+        [
+            MessageState::Pending,
+            MessageState::Sent,
+            MessageState::Failed,
+            MessageState::Resolved,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for MessageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The schema of a billing export file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BillingSchema {
+    Focus,
+    Cur2,
+    LegacyCur,
+}
+
+/// Where an import's facts came from, as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportSource {
+    /// Billing files of one schema.
+    Files(BillingSchema),
+    /// Billing files of more than one schema, imported as one batch.
+    MixedFiles,
+    /// The Cost Explorer API.
+    CostExplorer,
+    /// A billing period of an S3 export (`sync exports`).
+    S3Export,
+}
+
+impl ImportSource {
+    /// The source of a batch of files of these schemas.
+    pub fn of_files(schemas: impl IntoIterator<Item = BillingSchema>) -> ImportSource {
+        let mut schemas = schemas.into_iter();
+        match (schemas.next(), schemas.next()) {
+            (Some(one), None) => ImportSource::Files(one),
+            (Some(_), Some(_)) => ImportSource::MixedFiles,
+            (None, _) => ImportSource::Files(BillingSchema::Focus),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ImportSource> {
+        [
+            ImportSource::Files(BillingSchema::Focus),
+            ImportSource::Files(BillingSchema::Cur2),
+            ImportSource::Files(BillingSchema::LegacyCur),
+            ImportSource::MixedFiles,
+            ImportSource::CostExplorer,
+            ImportSource::S3Export,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportSource::Files(BillingSchema::Focus) => "focus",
+            ImportSource::Files(BillingSchema::Cur2) => "cur2",
+            ImportSource::Files(BillingSchema::LegacyCur) => "legacy-cur",
+            ImportSource::MixedFiles => "files",
+            ImportSource::CostExplorer => "cost-explorer",
+            ImportSource::S3Export => "s3-export",
+        }
+    }
+}
+
+/// What produced stored allocations: the cost basis and the rules (by hash).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Provenance {
+    pub basis: CostBasis,
+    pub rules_hash: String,
+}
+
+/// One service's cost over a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTotal {
+    pub service: String,
+    pub team: String,
+    pub currency: String,
+    pub direct: Nanos,
+    pub shared: Nanos,
+}
+
+impl ServiceTotal {
+    pub fn total(&self) -> Nanos {
+        self.direct + self.shared
+    }
 }

@@ -292,25 +292,35 @@ pub fn parse_decimal(text: &[u8], decimals: u32) -> Option<i128> {
 /// A billing amount at 10^-`decimals` units, parsed like [`parse_decimal`] and refused when
 /// it is not a number or is larger than one line item may be ([`MAX_LINE_UNITS`]). The error
 /// says why, quoting the text.
-pub fn parse_line_amount(text: &[u8], decimals: u32) -> Result<i128, String> {
+pub fn parse_line_amount(text: &[u8], decimals: u32) -> Result<i128, AmountError> {
     let shown = || String::from_utf8_lossy(text.trim_ascii()).into_owned();
     let value = parse_decimal(text, decimals).ok_or_else(|| {
         // A number too large even for i128 at this scale is still a number.
         if parse_decimal(text, 0).is_some() || looks_numeric(text) {
-            too_large(&shown())
+            AmountError::TooLarge(shown())
         } else {
-            format!("`{}` is not a number", shown())
+            AmountError::NotANumber(shown())
         }
     })?;
     if value.abs() > MAX_LINE_UNITS * 10i128.pow(decimals) {
-        return Err(too_large(&shown()));
+        return Err(AmountError::TooLarge(shown()));
     }
     Ok(value)
 }
 
-/// The refusal of an amount past [`MAX_LINE_UNITS`].
+/// A billing amount that cannot be one line item's, quoting its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    /// Past [`MAX_LINE_UNITS`].
+    #[error("`{0}` is larger than one line item may be (at most 10^15 units of a currency)")]
+    TooLarge(String),
+}
+
+#[cfg(test)]
 fn too_large(shown: &str) -> String {
-    format!("`{shown}` is larger than one line item may be (at most 10^15 units of a currency)")
+    AmountError::TooLarge(shown.to_string()).to_string()
 }
 
 fn looks_numeric(text: &[u8]) -> bool {
@@ -457,24 +467,28 @@ mod tests {
     #[test]
     fn line_amounts_past_the_limit_are_refused_with_the_text() {
         assert_eq!(
-            parse_line_amount(b"1000000000000", 11),
+            parse_line_amount(b"1000000000000", 11).map_err(|e| e.to_string()),
             Ok(100_000_000_000_000_000_000_000)
         );
         assert_eq!(
-            parse_line_amount(b"99999999999999999999", 11),
+            parse_line_amount(b"99999999999999999999", 11).map_err(|e| e.to_string()),
             Err(too_large("99999999999999999999"))
         );
-        assert_eq!(parse_line_amount(b"-1e16", 11), Err(too_large("-1e16")));
         assert_eq!(
-            parse_line_amount(b"99999999999999999999999999999999999999", 11),
+            parse_line_amount(b"-1e16", 11).map_err(|e| e.to_string()),
+            Err(too_large("-1e16"))
+        );
+        assert_eq!(
+            parse_line_amount(b"99999999999999999999999999999999999999", 11)
+                .map_err(|e| e.to_string()),
             Err(too_large("99999999999999999999999999999999999999"))
         );
         assert_eq!(
-            parse_line_amount(b"12x", 11),
+            parse_line_amount(b"12x", 11).map_err(|e| e.to_string()),
             Err("`12x` is not a number".to_string())
         );
         assert_eq!(
-            parse_line_amount(b"1.2.3", 11),
+            parse_line_amount(b"1.2.3", 11).map_err(|e| e.to_string()),
             Err("`1.2.3` is not a number".to_string())
         );
     }

@@ -56,7 +56,7 @@ pub fn hint(message: &str) -> Option<&'static str> {
 
 /// Checks a PostgreSQL URL's TLS settings before connecting: `sslmode` is one of libpq's
 /// values and `sslrootcert` names a readable file.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), TlsSettingError> {
     install_crypto_provider();
     let Some((_, query)) = url.split_once('?') else {
         return Ok(());
@@ -73,21 +73,28 @@ pub fn check_url(url: &str) -> Result<(), String> {
                 "verify-full",
             ];
             if !MODES.contains(&value.to_ascii_lowercase().as_str()) {
-                return Err(format!(
-                    "sslmode={value} is not a PostgreSQL sslmode: use one of {}",
-                    MODES.join(", ")
-                ));
+                return Err(TlsSettingError::SslMode(value.to_string()));
             }
         }
         if key.eq_ignore_ascii_case("sslrootcert") {
             if let Err(e) = std::fs::metadata(value) {
-                return Err(format!(
-                    "sslrootcert {value} cannot be read ({e}): give the path of the CA bundle (PEM) that signed the server's certificate"
-                ));
+                return Err(TlsSettingError::RootCert {
+                    path: value.to_string(),
+                    reason: e.to_string(),
+                });
             }
         }
     }
     Ok(())
+}
+
+/// A TLS setting of a PostgreSQL URL that cannot work, said as what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsSettingError {
+    #[error("sslmode={0} is not a PostgreSQL sslmode: use one of disable, allow, prefer, require, verify-ca, verify-full")]
+    SslMode(String),
+    #[error("sslrootcert {path} cannot be read ({reason}): give the path of the CA bundle (PEM) that signed the server's certificate")]
+    RootCert { path: String, reason: String },
 }
 
 /// `message` with the hint, when there is one, after it.

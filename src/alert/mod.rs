@@ -39,7 +39,7 @@ pub struct Series {
 /// series per service and currency, with components: the provider service for direct cost
 /// (`other` when it has none), `pool <name>` for shared cost.
 pub fn series_from_rows(
-    rows: &[crate::store::SeriesRow],
+    rows: &[crate::model::SeriesRow],
     estimated: &std::collections::BTreeSet<NaiveDate>,
 ) -> Vec<Series> {
     let mut series: BTreeMap<(&str, &str), Series> = BTreeMap::new();
@@ -74,21 +74,7 @@ impl Series {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertKind {
-    Spike,
-    MonthOverMonth,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Spike => "spike",
-            AlertKind::MonthOverMonth => "month_over_month",
-        }
-    }
-}
+pub use crate::model::AlertKind;
 
 /// A detected change worth telling the owning team about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 //! the allocations `allocate` computes, so a FOCUS export agrees with the statement to the
 //! nano-unit. A fact charged directly (or unallocated) stays one charge. Pure.
 
-use super::{run, BucketKey, Claim, Input, Trace};
+use super::engine::{run, AllocateError, BucketKey, Claim, Input, Trace};
 use crate::model::{CostBasis, Fact, Method, UNALLOCATED};
 use crate::money::{split_largest_remainder, Nanos, NANOS_PER_UNIT};
 
@@ -50,7 +50,7 @@ fn split_like(total: Nanos, like: &[Nanos]) -> Vec<Nanos> {
 }
 
 /// Every fact of `input` with its allocated charges, in fact order.
-pub fn split_charges<'a>(input: &Input<'a>) -> Result<Vec<ChargeSplit<'a>>, super::AllocateError> {
+pub fn split_charges<'a>(input: &Input<'a>) -> Result<Vec<ChargeSplit<'a>>, AllocateError> {
     let mut trace = Trace::default();
     run(input, Some(&mut trace))?;
     let other_basis = match input.basis {

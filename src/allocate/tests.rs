@@ -1,8 +1,11 @@
 use chrono::NaiveDate;
 use proptest::prelude::*;
 
+use super::engine::*;
 use super::*;
 use crate::model::Tags;
+use crate::model::{Allocation, CostBasis, Fact, UNALLOCATED};
+use crate::money::Nanos;
 use crate::rules::{load_texts, Rules};
 
 fn rules(text: &str) -> Rules {

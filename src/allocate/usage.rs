@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use super::{UsageBasis, UsageWeights};
+use super::engine::{UsageBasis, UsageWeights};
 use crate::model::UsageSample;
 use crate::rules::{parse_weight, Rules, WeightKey, WeightRow, WeightTable, WEIGHT_DECIMALS};
 

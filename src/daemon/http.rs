@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::schedule::Job;
-use crate::store::Store;
+use crate::jobs::Store;
 
 /// What one job did, for `/metrics`.
 #[derive(Debug, Clone, Default)]
@@ -128,7 +128,30 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .and_then(Result::ok);
     let s = state.status.lock().expect("status lock");
     let mut out = String::new();
-    // Each family's HELP and TYPE, then all its samples together, as the format requires.
+    job_metrics(&s, &mut out);
+    for (name, kind, help, value) in daemon_metrics(&s, depth) {
+        if let Some(value) = value {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+    if let Some(hash) = &s.rules_hash {
+        let _ = writeln!(
+            out,
+            "# HELP costsplit_rules_info The active rule set.\n# TYPE costsplit_rules_info gauge\ncostsplit_rules_info{{hash=\"{hash}\"}} 1"
+        );
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        out,
+    )
+}
+
+/// The per-job families: each family's HELP and TYPE, then all its samples together, as the
+/// format requires.
+fn job_metrics(s: &Status, out: &mut String) {
     let families: [(&str, &str, &str); 4] = [
         (
             "costsplit_job_runs_total",
@@ -166,78 +189,67 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     }
-    let mut single = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    single(
-        "costsplit_cost_explorer_calls_total",
-        "counter",
-        "Cost Explorer requests made (each is billed by AWS).",
-        s.cost_explorer_calls.to_string(),
-    );
-    single(
-        "costsplit_cost_explorer_cost_dollars_total",
-        "counter",
-        "What those requests cost, in USD.",
-        crate::money::Nanos(s.cost_explorer_cost_nanos).to_string(),
-    );
-    single(
-        "costsplit_facts_written_total",
-        "counter",
-        "Daily facts written by syncs.",
-        s.facts_written.to_string(),
-    );
-    single(
-        "costsplit_alerts_detected_total",
-        "counter",
-        "Alerts newly put in the outbox.",
-        s.alerts_detected.to_string(),
-    );
-    single(
-        "costsplit_alerts_sent_total",
-        "counter",
-        "Alerts delivered to Slack.",
-        s.alerts_sent.to_string(),
-    );
-    single(
-        "costsplit_alerts_failed_total",
-        "counter",
-        "Alerts Slack refused for good.",
-        s.alerts_failed.to_string(),
-    );
-    single(
-        "costsplit_leader",
-        "gauge",
-        "1 when this replica runs the jobs.",
-        u8::from(s.leader).to_string(),
-    );
-    if let Some(depth) = depth {
-        single(
+}
+
+/// The daemon-wide single samples: (name, type, help, value when known).
+fn daemon_metrics(
+    s: &Status,
+    depth: Option<i64>,
+) -> [(&'static str, &'static str, &'static str, Option<String>); 9] {
+    [
+        (
+            "costsplit_cost_explorer_calls_total",
+            "counter",
+            "Cost Explorer requests made (each is billed by AWS).",
+            Some(s.cost_explorer_calls.to_string()),
+        ),
+        (
+            "costsplit_cost_explorer_cost_dollars_total",
+            "counter",
+            "What those requests cost, in USD.",
+            Some(crate::money::Nanos(s.cost_explorer_cost_nanos).to_string()),
+        ),
+        (
+            "costsplit_facts_written_total",
+            "counter",
+            "Daily facts written by syncs.",
+            Some(s.facts_written.to_string()),
+        ),
+        (
+            "costsplit_alerts_detected_total",
+            "counter",
+            "Alerts newly put in the outbox.",
+            Some(s.alerts_detected.to_string()),
+        ),
+        (
+            "costsplit_alerts_sent_total",
+            "counter",
+            "Alerts delivered to Slack.",
+            Some(s.alerts_sent.to_string()),
+        ),
+        (
+            "costsplit_alerts_failed_total",
+            "counter",
+            "Alerts Slack refused for good.",
+            Some(s.alerts_failed.to_string()),
+        ),
+        (
+            "costsplit_leader",
+            "gauge",
+            "1 when this replica runs the jobs.",
+            Some(u8::from(s.leader).to_string()),
+        ),
+        (
             "costsplit_outbox_depth",
             "gauge",
             "Alerts waiting for delivery.",
-            depth.to_string(),
-        );
-    }
-    if let Some(months) = &s.stale_months {
-        single(
+            depth.map(|d| d.to_string()),
+        ),
+        (
             "costsplit_stale_months",
             "gauge",
             "Months whose allocations do not follow their facts (allocated at the next allocate job).",
-            months.len().to_string(),
-        );
-    }
-    if let Some(hash) = &s.rules_hash {
-        let _ = writeln!(
-            out,
-            "# HELP costsplit_rules_info The active rule set.\n# TYPE costsplit_rules_info gauge\ncostsplit_rules_info{{hash=\"{hash}\"}} 1"
-        );
-    }
-    (
-        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        out,
-    )
+            s.stale_months.as_ref().map(|m| m.len().to_string()),
+        ),
+    ]
 }

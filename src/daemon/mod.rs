@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod schedule;
+mod work;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,45 +14,25 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use crate::clock::{Clock, Shutdown};
 use crate::config::Config;
 use crate::jobs;
-use crate::notify::SlackSettings;
-use crate::rules::{self, Rules};
-use crate::store::{JobRun, Store};
+use crate::jobs::{JobRun, Leadership, Rules, Store};
+use crate::model::Timestamp;
 use http::{AppState, Status};
-use schedule::{Job, Plan, Schedules};
+use schedule::{Job, Plan};
+use work::STORE_CALL_TIMEOUT;
 
-/// `[daemon]` in costsplit.toml. Every key has a default, so a config with only a store URL
-/// and credentials runs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonSettings {
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    pub listen: String,
-    /// The time zone the schedules are read in (IANA name).
-    pub timezone: String,
-    /// How long a running job may take to finish after SIGTERM before it is abandoned (its
-    /// transaction then rolls back).
-    pub grace_seconds: u64,
-    /// How often a standby replica tries to take the lead, and the rules files are checked.
-    pub poll_seconds: u64,
-    pub schedule: Schedules,
-}
-
-impl Default for DaemonSettings {
-    fn default() -> DaemonSettings {
-        DaemonSettings {
-            listen: "127.0.0.1:9464".into(),
-            timezone: "UTC".into(),
-            grace_seconds: 30,
-            poll_seconds: 5,
-            schedule: Schedules::default(),
-        }
-    }
+/// What each job's schedule means in `[daemon]`'s time zone (see [`Plan::describe`]), or why
+/// the schedules do not compile.
+pub fn describe_schedule(
+    settings: &crate::config::DaemonSettings,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, schedule::ScheduleError> {
+    let plan = settings.schedule.compile(&settings.timezone)?;
+    Ok(plan.describe(&settings.schedule, now))
 }
 
 /// What the run loop works with, for as long as it runs.
@@ -163,7 +144,7 @@ impl RulesWatch {
     /// ConfigMap's symlink, changes it; a file that cannot be read counts as its error).
     fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let mut files = rules::rule_files(&self.dir).unwrap_or_default();
+        let mut files = jobs::rule_files(&self.dir).unwrap_or_default();
         files.extend(self.inputs.iter().cloned());
         files.sort();
         files.dedup();
@@ -190,7 +171,7 @@ impl RulesWatch {
         if now == self.seen && self.rules.is_some() && !asked {
             return;
         }
-        let loaded = rules::load(&self.dir);
+        let loaded = jobs::load_rules_checked(&self.dir);
         // The files this load read decide what the next check looks at (a weight file named
         // for the first time, or no longer named). With the same files, the fingerprint taken
         // before reading stays: an edit made while they were read is seen at the next check.
@@ -232,10 +213,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 /// [`run`] on a given timeline (tests run it on simulated time).
 pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> anyhow::Result<()> {
     let settings = config.daemon.clone();
-    let plan = settings
-        .schedule
-        .compile(&settings.timezone)
-        .map_err(anyhow::Error::msg)?;
+    let plan = settings.schedule.compile(&settings.timezone)?;
     for line in plan.describe(&settings.schedule, timeline.now()) {
         info!("schedule: {line}");
     }
@@ -350,17 +328,13 @@ async fn schedule_loop(
     }
 }
 
-/// How long one store call of the run loop may take (taking the lead, checking it, reading
-/// the last runs) before the loop says so and steps down rather than hang.
-const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Runs the jobs while this replica holds the lead. Returns on shutdown or when the lead's
 /// connection is gone (another replica may then already lead).
 async fn lead_loop(
     env: &Env<'_>,
     watch: &mut RulesWatch,
     shutdown: &mut Shutdown,
-    lead: &mut crate::store::Leadership,
+    lead: &mut Leadership,
 ) -> anyhow::Result<()> {
     let Env {
         config,
@@ -370,44 +344,10 @@ async fn lead_loop(
         timeline,
     } = *env;
     let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
-    refresh_stale_months(store, status).await;
-    // Catch up the daily jobs a stop made us miss: once each, in pipeline order.
-    let now = timeline.now();
-    let mut next: BTreeMap<Job, DateTime<Utc>> = BTreeMap::new();
-    for job in Job::ALL {
-        let last_ok = match tokio::time::timeout(
-            STORE_CALL_TIMEOUT,
-            store.last_ok_tick(job.as_str()),
-        )
-        .await
-        {
-            Ok(Ok(tick)) => tick,
-            Ok(Err(e)) => {
-                warn!(error = %format!("{e:#}"), "cannot read the last job runs; stepping down");
-                return Ok(());
-            }
-            Err(_) => {
-                warn!(
-                    seconds = STORE_CALL_TIMEOUT.as_secs(),
-                    "the store did not answer in time; stepping down"
-                );
-                return Ok(());
-            }
-        }
-        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-        .map(|t| t.with_timezone(&Utc));
-        match plan.catch_up(job, last_ok, now) {
-            Some(tick) => {
-                info!(job = job.as_str(), %tick, since = ?last_ok, "catching up a missed run");
-                next.insert(job, tick);
-            }
-            None => {
-                if let Some(tick) = plan.next_tick(job, now) {
-                    next.insert(job, tick);
-                }
-            }
-        }
-    }
+    work::refresh_stale_months(store, status).await;
+    let Some(mut next) = first_ticks(env).await else {
+        return Ok(());
+    };
 
     loop {
         if shutdown.is_requested() {
@@ -478,6 +418,54 @@ async fn lead_loop(
     }
 }
 
+/// Each job's first tick on taking the lead: a daily job a stop made us miss runs once to
+/// catch up (in pipeline order), the rest at their next tick. None when the store cannot say
+/// (the replica then steps down).
+async fn first_ticks(env: &Env<'_>) -> Option<BTreeMap<Job, DateTime<Utc>>> {
+    let Env {
+        plan,
+        store,
+        timeline,
+        ..
+    } = *env;
+    let now = timeline.now();
+    let mut next: BTreeMap<Job, DateTime<Utc>> = BTreeMap::new();
+    for job in Job::ALL {
+        let last_ok = match tokio::time::timeout(
+            STORE_CALL_TIMEOUT,
+            store.last_ok_tick(job.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(tick)) => tick,
+            Ok(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "cannot read the last job runs; stepping down");
+                return None;
+            }
+            Err(_) => {
+                warn!(
+                    seconds = STORE_CALL_TIMEOUT.as_secs(),
+                    "the store did not answer in time; stepping down"
+                );
+                return None;
+            }
+        }
+        .map(Timestamp::datetime);
+        match plan.catch_up(job, last_ok, now) {
+            Some(tick) => {
+                info!(job = job.as_str(), %tick, since = ?last_ok, "catching up a missed run");
+                next.insert(job, tick);
+            }
+            None => {
+                if let Some(tick) = plan.next_tick(job, now) {
+                    next.insert(job, tick);
+                }
+            }
+        }
+    }
+    Some(next)
+}
+
 /// Runs one job to its end, or until the grace period after shutdown runs out, or until
 /// this replica loses the lead (the job's open transaction then rolls back as its future is
 /// dropped, so a replica that lost the lead stops before writing, and the new leader never
@@ -489,11 +477,17 @@ async fn run_job(
     shutdown: &Shutdown,
     grace: Duration,
     clock: Clock,
-    lead: &mut crate::store::Leadership,
+    lead: &mut Leadership,
 ) -> anyhow::Result<String> {
-    let work = job_work(
-        job, env.config, env.store, rules, env.status, shutdown, clock,
-    );
+    let ctx = work::JobCtx {
+        config: env.config,
+        store: env.store,
+        rules,
+        status: env.status,
+        shutdown,
+        clock,
+    };
+    let work = work::job_work(job, &ctx);
     tokio::pin!(work);
     let mut stop = shutdown.clone();
     let poll = Duration::from_secs(env.config.daemon.poll_seconds.max(1));
@@ -525,247 +519,6 @@ async fn run_job(
     }
 }
 
-/// One job's work; returns a one-line summary.
-async fn job_work(
-    job: Job,
-    config: &Config,
-    store: &Store,
-    rules: &Rules,
-    status: &Mutex<Status>,
-    shutdown: &Shutdown,
-    clock: Clock,
-) -> anyhow::Result<String> {
-    match job {
-        Job::SyncBilling => {
-            let Some(aws) = config.aws.as_ref().filter(|a| !a.accounts.is_empty()) else {
-                return Ok("skipped: no [aws] accounts configured".into());
-            };
-            let summary = jobs::sync_billing(store, aws, rules.service_tag(), None, clock).await;
-            refresh_stale_months(store, status).await;
-            let summary = summary?;
-            let facts: i64 = summary.accounts.iter().map(|a| a.facts).sum();
-            {
-                let mut s = status.lock().expect("status lock");
-                s.cost_explorer_calls += summary.calls() as u64;
-                s.cost_explorer_cost_nanos +=
-                    crate::ingest::cost_explorer::calls_cost(summary.calls()).0;
-                s.facts_written += facts as u64;
-            }
-            anyhow::ensure!(
-                summary.complete(),
-                "not every account synced: {}",
-                summary
-                    .accounts
-                    .iter()
-                    .filter(|a| !a.message.is_empty())
-                    .map(|a| format!("{}: {}", a.account, a.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-            Ok(format!(
-                "{} account(s), {facts} facts, {} call(s)",
-                summary.accounts.len(),
-                summary.calls()
-            ))
-        }
-        Job::SyncExports => {
-            if config.exports.is_empty() {
-                return Ok("skipped: no [[exports]] configured".into());
-            }
-            let runs = jobs::sync_exports(store, &config.exports, clock).await;
-            refresh_stale_months(store, status).await;
-            let runs = runs?;
-            let facts: i64 = runs.iter().map(|r| r.facts).sum();
-            status.lock().expect("status lock").facts_written += facts as u64;
-            let failed: Vec<String> = runs
-                .iter()
-                .filter(|r| r.status == crate::store::SyncStatus::Failed)
-                .map(|r| format!("{}: {}", r.account, r.message))
-                .collect();
-            anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
-            Ok(format!("{} period(s) seen, {facts} facts", runs.len()))
-        }
-        Job::SyncUsage => {
-            if rules.sources.is_empty() {
-                return Ok("skipped: the rules declare no [[source]]".into());
-            }
-            let summary = jobs::sync_usage(
-                store,
-                rules,
-                config.aws.as_ref(),
-                clock.today(),
-                None,
-                clock,
-            )
-            .await?;
-            let failed: Vec<String> = summary
-                .runs
-                .iter()
-                .filter(|r| r.status == crate::store::UsageStatus::Failed)
-                .map(|r| format!("{}: {}", r.source, r.message))
-                .collect();
-            anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
-            Ok(format!("{} source(s) measured", summary.runs.len()))
-        }
-        Job::Allocate => {
-            let outcome = allocate_job(config, store, rules, clock).await;
-            refresh_stale_months(store, status).await;
-            outcome
-        }
-        Job::Alerts => {
-            let detected = jobs::detect_alerts(store, rules, None, None).await?;
-            let result = jobs::enqueue_alerts(store, rules, &detected, clock).await?;
-            status.lock().expect("status lock").alerts_detected += result.inserted as u64;
-            Ok(format!(
-                "{}: {} detected, {} new",
-                detected.day,
-                detected.alerts.len(),
-                result.inserted
-            ))
-        }
-        Job::ReportWeekly | Job::ReportMonthly => {
-            let period = if job == Job::ReportWeekly {
-                crate::report::digest::Period::Week
-            } else {
-                crate::report::digest::Period::Month
-            };
-            let digests =
-                jobs::reports::team_digests(store, rules, period, clock.today(), None).await?;
-            if digests.is_empty() {
-                return Ok(format!(
-                    "skipped: nothing allocated in the last complete {}",
-                    period.as_str()
-                ));
-            }
-            let result = jobs::reports::enqueue_digests(store, rules, &digests, clock).await?;
-            Ok(format!(
-                "{} team digest(s), {} message(s) new in the outbox",
-                digests.len(),
-                result.inserted
-            ))
-        }
-        Job::Notify => {
-            let settings =
-                SlackSettings::for_rules(&|k| std::env::var(k).ok(), rules, &config.slack)?;
-            if settings.default_webhook.is_none()
-                && settings.team_webhooks.is_empty()
-                && settings.bot_token.is_none()
-            {
-                return Ok("skipped: no Slack webhook or token configured".into());
-            }
-            let summary = jobs::deliver_alerts(store, &settings, clock, shutdown).await?;
-            {
-                let mut s = status.lock().expect("status lock");
-                s.alerts_sent += summary.sent as u64;
-                s.alerts_failed += summary.failed as u64;
-            }
-            match summary.stopped {
-                Some(reason) => anyhow::bail!(
-                    "{} sent, {} still pending: {reason}",
-                    summary.sent,
-                    summary.still_pending
-                ),
-                None => Ok(format!("{} sent", summary.sent)),
-            }
-        }
-    }
-}
-
-/// The daily allocate: every month whose facts changed since its last allocation (or were
-/// never allocated: a backfill, a closed month AWS rewrote), each whole, then the
-/// restatement window (widened to a month's first day when that month is stale, by its facts
-/// or by a rules edit).
-async fn allocate_job(
-    config: &Config,
-    store: &Store,
-    rules: &Rules,
-    clock: Clock,
-) -> anyhow::Result<String> {
-    let usage = crate::allocate::UsageWeights::default();
-    let mut window = jobs::allocation_window(
-        store,
-        rules,
-        config.cost_basis,
-        restatement_window(config, clock),
-    )
-    .await?;
-    let mut done = Vec::new();
-    for stale in jobs::stale_months(store).await? {
-        let (first, last) = stale.range();
-        if last >= window.0 && first <= window.1 {
-            window.0 = window.0.min(first);
-            continue;
-        }
-        let summary = jobs::allocate_range(
-            store,
-            rules,
-            &usage,
-            config.cost_basis,
-            (first, last),
-            clock,
-        )
-        .await
-        .with_context(|| format!("allocating {} ({})", stale.label(), stale.reason.as_str()))?;
-        info!(month = %stale.label(), reason = stale.reason.as_str(), allocations = summary.allocations, "allocated a month outside the restatement window");
-        done.push(format!("{} ({})", stale.label(), stale.reason.as_str()));
-    }
-    let summary =
-        jobs::allocate_range(store, rules, &usage, config.cost_basis, window, clock).await?;
-    let mut line = format!(
-        "{}..{}: {} allocations, allocated {} == billed {}",
-        window.0,
-        window.1,
-        summary.allocations,
-        summary.allocated.exact_text(),
-        summary.billed.exact_text()
-    );
-    if !done.is_empty() {
-        line.push_str(&format!("; also allocated {}", done.join(", ")));
-    }
-    Ok(line)
-}
-
-/// Puts the months whose allocations do not follow their facts in the status (`/readyz`,
-/// `/metrics`); a store that cannot say keeps the last answer.
-async fn refresh_stale_months(store: &Store, status: &Mutex<Status>) {
-    let Ok(answer) = tokio::time::timeout(STORE_CALL_TIMEOUT, jobs::stale_months(store)).await
-    else {
-        warn!(
-            seconds = STORE_CALL_TIMEOUT.as_secs(),
-            "cannot tell which months are stale: the store did not answer in time"
-        );
-        return;
-    };
-    match answer {
-        Ok(months) => {
-            status.lock().expect("status lock").stale_months = Some(
-                months
-                    .iter()
-                    .map(|m| (m.label(), m.reason.as_str()))
-                    .collect(),
-            );
-        }
-        Err(e) => warn!(error = %format!("{e:#}"), "cannot tell which months are stale"),
-    }
-}
-
-/// The restatement window the daemon re-allocates each day: the days before today that
-/// Cost Explorer may still revise (`restate_days`), and the previous month until its bill is
-/// final (`month_final_day`), with [aws]'s settings or their defaults (3 days, the 7th).
-fn restatement_window(config: &Config, clock: Clock) -> (chrono::NaiveDate, chrono::NaiveDate) {
-    use chrono::Datelike;
-    let today = clock.today();
-    let (restate, final_day) = config.restatement();
-    let yesterday = today.pred_opt().expect("a day before today");
-    let mut from = today - chrono::Duration::days(i64::from(restate));
-    if today.day() <= final_day {
-        let first = today.with_day(1).expect("day 1 exists");
-        let previous = first.pred_opt().expect("a day before").with_day(1);
-        from = from.min(previous.expect("day 1 exists"));
-    }
-    (from.min(yesterday), yesterday)
-}
-
 async fn record(
     store: &Store,
     status: &Mutex<Status>,
@@ -775,7 +528,6 @@ async fn record(
     finished: DateTime<Utc>,
     outcome: &anyhow::Result<String>,
 ) {
-    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (name, seconds) = (
         job.as_str(),
         (finished - started).num_milliseconds() as f64 / 1000.0,
@@ -804,10 +556,10 @@ async fn record(
     }
     let run = JobRun {
         job: name.to_string(),
-        tick: stamp(tick),
-        started_at: stamp(started),
-        finished_at: stamp(finished),
-        outcome: if ok { "ok" } else { "failed" }.to_string(),
+        tick: Timestamp::at(tick),
+        started_at: Timestamp::at(started),
+        finished_at: Timestamp::at(finished),
+        ok,
         reason: reason.chars().take(2000).collect(),
     };
     match tokio::time::timeout(STORE_CALL_TIMEOUT, store.record_job_run(&run)).await {

@@ -8,10 +8,10 @@
 
 use std::str::FromStr;
 
+use crate::config::Schedules;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use cron::Schedule;
-use serde::Deserialize;
 
 /// The daemon's jobs, in the order they run when several are due at once (the pipeline's
 /// order: billing in, usage in, allocate, alerts, delivery).
@@ -59,35 +59,6 @@ impl Job {
     }
 }
 
-/// `[daemon.schedule]`: a cron expression per job (sec min hour day month weekday).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Schedules {
-    pub sync_billing: String,
-    pub sync_exports: String,
-    pub sync_usage: String,
-    pub allocate: String,
-    pub alerts: String,
-    pub report_weekly: String,
-    pub report_monthly: String,
-    pub notify: String,
-}
-
-impl Default for Schedules {
-    fn default() -> Schedules {
-        Schedules {
-            sync_billing: "0 0 6 * * *".into(),
-            sync_exports: "0 30 */6 * * *".into(),
-            sync_usage: "0 0 5 * * *".into(),
-            allocate: "0 0 7 * * *".into(),
-            alerts: "0 15 7 * * *".into(),
-            report_weekly: "0 0 8 * * Mon".into(),
-            report_monthly: "0 0 8 2 * *".into(),
-            notify: "0 */5 * * * *".into(),
-        }
-    }
-}
-
 impl Schedules {
     fn expression(&self, job: Job) -> &str {
         match job {
@@ -103,27 +74,57 @@ impl Schedules {
     }
 
     /// Every schedule parsed, or one error naming the job and what to write.
-    pub fn compile(&self, timezone: &str) -> Result<Plan, String> {
-        let tz: Tz = timezone.parse().map_err(|_| {
-            format!(
-                "[daemon] timezone `{timezone}` is not an IANA time zone (e.g. UTC, Europe/Berlin)"
-            )
-        })?;
+    pub fn compile(&self, timezone: &str) -> Result<Plan, ScheduleError> {
+        let tz: Tz = timezone
+            .parse()
+            .map_err(|_| ScheduleError::TimeZone(timezone.to_string()))?;
         let mut schedules = Vec::new();
         for job in Job::ALL {
             let text = self.expression(job);
-            let translated = crontab_weekdays(text)
-                .map_err(|e| format!("[daemon.schedule] {} = \"{text}\": {e}", job.as_str()))?;
-            let schedule = Schedule::from_str(&translated).map_err(|e| {
-                format!(
-                    "[daemon.schedule] {} = \"{text}\" is not a cron expression ({e}); write sec min hour day month weekday, e.g. \"0 0 6 * * *\"",
-                    job.as_str()
-                )
+            let translated = crontab_weekdays(text).map_err(|reason| ScheduleError::Weekday {
+                job: job.as_str(),
+                text: text.to_string(),
+                reason,
+            })?;
+            let schedule = Schedule::from_str(&translated).map_err(|e| ScheduleError::Cron {
+                job: job.as_str(),
+                text: text.to_string(),
+                reason: e.to_string(),
             })?;
             schedules.push((job, schedule));
         }
         Ok(Plan { tz, schedules })
     }
+}
+
+/// A `[daemon]` schedule that does not compile, said as what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("[daemon] timezone `{0}` is not an IANA time zone (e.g. UTC, Europe/Berlin)")]
+    TimeZone(String),
+    #[error("[daemon.schedule] {job} = \"{text}\": {reason}")]
+    Weekday {
+        job: &'static str,
+        text: String,
+        reason: WeekdayError,
+    },
+    #[error("[daemon.schedule] {job} = \"{text}\" is not a cron expression ({reason}); write sec min hour day month weekday, e.g. \"0 0 6 * * *\"")]
+    Cron {
+        job: &'static str,
+        text: String,
+        reason: String,
+    },
+}
+
+/// A weekday field crontab would not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeekdayError {
+    #[error("weekday `{0}` does not exist: use 0-7 as crontab does (0 and 7 = Sunday, 1 = Monday) or names (MON-FRI)")]
+    NoSuchDay(String),
+    #[error("`{0}` has no valid step")]
+    Step(String),
+    #[error("`{0}` runs backwards; write the smaller day first")]
+    Backwards(String),
 }
 
 /// How many ticks a look-up considers before saying there is none (a schedule whose only
@@ -134,18 +135,16 @@ const MAX_TICKS_LOOKED_AT: usize = 64;
 /// (0 and 7 = Sunday, 1 = Monday … 6 = Saturday) to the day names the `cron` crate reads
 /// unambiguously: `1-5` becomes `MON,TUE,WED,THU,FRI`. Names, `*` and `*/n` (the same days
 /// in both numberings) are kept.
-pub fn crontab_weekdays(expression: &str) -> Result<String, String> {
+pub fn crontab_weekdays(expression: &str) -> Result<String, WeekdayError> {
     const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
     let mut fields: Vec<String> = expression.split_whitespace().map(str::to_string).collect();
     let Some(weekday) = fields.get_mut(5) else {
         return Ok(expression.to_string());
     };
-    let number = |text: &str| -> Result<u32, String> {
+    let number = |text: &str| -> Result<u32, WeekdayError> {
         match text.parse::<u32>() {
             Ok(n) if n <= 7 => Ok(n),
-            _ => Err(format!(
-                "weekday `{text}` does not exist: use 0-7 as crontab does (0 and 7 = Sunday, 1 = Monday) or names (MON-FRI)"
-            )),
+            _ => Err(WeekdayError::NoSuchDay(text.to_string())),
         }
     };
     let mut parts: Vec<String> = Vec::new();
@@ -161,7 +160,7 @@ pub fn crontab_weekdays(expression: &str) -> Result<String, String> {
                 step.parse::<u32>()
                     .ok()
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("`{item}` has no valid step"))?,
+                    .ok_or_else(|| WeekdayError::Step(item.to_string()))?,
             ),
             None => (item, 1),
         };
@@ -171,9 +170,7 @@ pub fn crontab_weekdays(expression: &str) -> Result<String, String> {
             None => (number(range)?, number(range)?),
         };
         if first > last {
-            return Err(format!(
-                "`{item}` runs backwards; write the smaller day first"
-            ));
+            return Err(WeekdayError::Backwards(item.to_string()));
         }
         for day in (first..=last).step_by(step as usize) {
             let name = NAMES[(day % 7) as usize].to_string();
@@ -472,7 +469,7 @@ mod tests {
             alerts: "every day".into(),
             ..Schedules::default()
         };
-        let err = schedules.compile("UTC").expect_err("bad cron");
+        let err = schedules.compile("UTC").expect_err("bad cron").to_string();
         assert!(
             err.contains("[daemon.schedule] alerts = \"every day\""),
             "{err}"

@@ -185,6 +185,34 @@ pub struct World {
     commitment_id: String,
 }
 
+/// The i-th shared database, cache or Kafka cluster, in the first account.
+fn shared_resource(
+    rng: &mut ChaCha8Rng,
+    i: usize,
+    region: &'static str,
+    account: &str,
+    hex: &str,
+) -> Resource {
+    let (name, category, kind, short) = SHARED_KINDS[i % 3];
+    let id = match short {
+        "aurora" => format!("arn:aws:rds:{region}:{account}:db:shared-aurora-{i:02}"),
+        "redis" => format!("arn:aws:elasticache:{region}:{account}:cluster:shared-redis-{i:02}"),
+        _ => format!("arn:aws:kafka:{region}:{account}:cluster/shared-kafka-{i:02}/{hex}"),
+    };
+    Resource {
+        id,
+        service: None,
+        service_name: name,
+        category,
+        kind,
+        account: 0,
+        region,
+        tags: r#"{"team":"platform","shared":"true","env":"prod"}"#.to_string(),
+        hourly_nanos: rng.random_range(300_000_000..900_000_000),
+        covered: short != "kafka",
+    }
+}
+
 impl World {
     pub fn new(spec: GenSpec) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
@@ -210,33 +238,7 @@ impl World {
             let account = &accounts[account_index];
             let region = regions[rng.random_range(0..regions.len())];
             if i < spec.shared {
-                let (name, category, kind, short) = SHARED_KINDS[i % 3];
-                let id = match short {
-                    "aurora" => format!(
-                        "arn:aws:rds:{region}:{}:db:shared-aurora-{i:02}",
-                        accounts[0]
-                    ),
-                    "redis" => format!(
-                        "arn:aws:elasticache:{region}:{}:cluster:shared-redis-{i:02}",
-                        accounts[0]
-                    ),
-                    _ => format!(
-                        "arn:aws:kafka:{region}:{}:cluster/shared-kafka-{i:02}/{hex}",
-                        accounts[0]
-                    ),
-                };
-                resources.push(Resource {
-                    id,
-                    service: None,
-                    service_name: name,
-                    category,
-                    kind,
-                    account: 0,
-                    region,
-                    tags: r#"{"team":"platform","shared":"true","env":"prod"}"#.to_string(),
-                    hourly_nanos: rng.random_range(300_000_000..900_000_000),
-                    covered: short != "kafka",
-                });
+                resources.push(shared_resource(&mut rng, i, region, &accounts[0], &hex));
                 continue;
             }
             let (name, category, kind, median) = KINDS[rng.random_range(0..KINDS.len())];
@@ -328,93 +330,99 @@ impl World {
             .collect();
         (0..rows).map(move |i| {
             let hour = (i as i64 * self.hours) / rows.max(1) as i64;
-            let roll: f64 = rng.random();
-            if roll < 0.001 {
-                let tax = rng.random_range(1_000_000..50_000_000);
-                return Line {
-                    hour,
-                    resource: None,
-                    category: "Tax",
-                    class: "",
-                    billed: tax,
-                    effective: tax,
-                    list: 0,
-                    fee: false,
-                };
-            }
-            if roll < 0.0015 {
-                let fee = rng.random_range(500_000_000..2_000_000_000);
-                return Line {
-                    hour,
-                    resource: None,
-                    category: "Purchase",
-                    class: "",
-                    billed: fee,
-                    effective: fee / 25,
-                    list: fee,
-                    fee: true,
-                };
-            }
-            let u: f64 = rng.random();
-            let r = cumulative
-                .partition_point(|&c| c < u)
-                .min(self.resources.len() - 1);
-            let resource = &self.resources[r];
-            let mut list =
-                (resource.hourly_nanos as f64 * row_scale[r] * (0.5 + rng.random::<f64>())) as i64;
-            let day = (self.first.and_hms_opt(0, 0, 0).expect("midnight exists")
-                + Duration::hours(hour))
-            .date();
-            for a in &self.spec.adjustments {
-                if resource.service.as_deref() == Some(a.service.as_str())
-                    && day >= a.from
-                    && day <= a.to
-                {
-                    list = list * a.percent / 100;
-                }
-            }
-            if roll < 0.006 {
-                let credit = -(list / 2);
-                return Line {
-                    hour,
-                    resource: Some(r),
-                    category: "Credit",
-                    class: "",
-                    billed: credit,
-                    effective: credit,
-                    list: 0,
-                    fee: false,
-                };
-            }
-            if roll < 0.0065 {
-                return Line {
-                    hour,
-                    resource: Some(r),
-                    category: "Usage",
-                    class: "Correction",
-                    billed: -list,
-                    effective: -list,
-                    list: -list,
-                    fee: false,
-                };
-            }
-            let effective = list * 97 / 100;
-            let (billed, effective) = if resource.covered {
-                (0, list * 66 / 100)
-            } else {
-                (effective, effective)
+            self.line(&mut rng, hour, &cumulative, &row_scale)
+        })
+    }
+
+    /// One line item at `hour`: now and then a tax or a fee, else a resource's usage (picked
+    /// by popularity) with an odd credit or correction.
+    fn line(&self, rng: &mut ChaCha8Rng, hour: i64, cumulative: &[f64], row_scale: &[f64]) -> Line {
+        let roll: f64 = rng.random();
+        if roll < 0.001 {
+            let tax = rng.random_range(1_000_000..50_000_000);
+            return Line {
+                hour,
+                resource: None,
+                category: "Tax",
+                class: "",
+                billed: tax,
+                effective: tax,
+                list: 0,
+                fee: false,
             };
-            Line {
+        }
+        if roll < 0.0015 {
+            let fee = rng.random_range(500_000_000..2_000_000_000);
+            return Line {
+                hour,
+                resource: None,
+                category: "Purchase",
+                class: "",
+                billed: fee,
+                effective: fee / 25,
+                list: fee,
+                fee: true,
+            };
+        }
+        let u: f64 = rng.random();
+        let r = cumulative
+            .partition_point(|&c| c < u)
+            .min(self.resources.len() - 1);
+        let resource = &self.resources[r];
+        let mut list =
+            (resource.hourly_nanos as f64 * row_scale[r] * (0.5 + rng.random::<f64>())) as i64;
+        let day = (self.first.and_hms_opt(0, 0, 0).expect("midnight exists")
+            + Duration::hours(hour))
+        .date();
+        for a in &self.spec.adjustments {
+            if resource.service.as_deref() == Some(a.service.as_str())
+                && day >= a.from
+                && day <= a.to
+            {
+                list = list * a.percent / 100;
+            }
+        }
+        if roll < 0.006 {
+            let credit = -(list / 2);
+            return Line {
+                hour,
+                resource: Some(r),
+                category: "Credit",
+                class: "",
+                billed: credit,
+                effective: credit,
+                list: 0,
+                fee: false,
+            };
+        }
+        if roll < 0.0065 {
+            return Line {
                 hour,
                 resource: Some(r),
                 category: "Usage",
-                class: "",
-                billed,
-                effective,
-                list,
+                class: "Correction",
+                billed: -list,
+                effective: -list,
+                list: -list,
                 fee: false,
-            }
-        })
+            };
+        }
+        let effective = list * 97 / 100;
+        let (billed, effective) = if resource.covered {
+            (0, list * 66 / 100)
+        } else {
+            (effective, effective)
+        };
+        Line {
+            hour,
+            resource: Some(r),
+            category: "Usage",
+            class: "",
+            billed,
+            effective,
+            list,
+            fee: false,
+        }
     }
 
     fn timestamp(&self, hour: i64) -> String {

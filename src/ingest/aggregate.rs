@@ -13,17 +13,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
 
+use super::file::ImportError;
 use super::line::{
-    parse_tags, Line, RawFact, ACCOUNT, AMOUNT_COUNT, CATEGORY, CURRENCY, KEY_COUNT, KEY_NAMES,
-    PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
+    parse_tags, Line, RawFact, ACCOUNT, AMOUNT_COUNT, CATEGORY, CURRENCY, FINE_PER_NANO, KEY_COUNT,
+    KEY_NAMES, PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
-use super::ImportError;
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
-
-/// Billing files carry up to 11 decimals; amounts are summed at 1e-11 and rounded to
-/// nano-units once, per batch, keeping each day's total exact (see [`round_to_nanos`]).
-pub const FINE_PER_NANO: i128 = 100;
 
 /// An ISO 4217 alphabetic code's shape: three capital ASCII letters.
 /// Three ASCII letters, in any case (`usd` is read as `USD`: ISO 4217 codes are written in
@@ -35,17 +31,22 @@ fn is_currency_code(value: &str) -> bool {
 
 /// Refuses a charge day far from its billing period (a year either way): a typo such as a
 /// day in 9999 inside a 2025 bill would otherwise become a fact nobody asks for.
-pub fn check_day_in_period(day: NaiveDate, period: NaiveDate) -> Result<(), String> {
+pub fn check_day_in_period(day: NaiveDate, period: NaiveDate) -> Result<(), FarFromPeriod> {
     use chrono::Datelike;
     let months = |d: NaiveDate| d.year() * 12 + d.month0() as i32;
     if (months(day) - months(period)).abs() <= 12 {
         Ok(())
     } else {
-        Err(format!(
-            "charge day {day} is more than a year away from its billing period {}; fix the date",
-            period.format("%Y-%m")
-        ))
+        Err(FarFromPeriod { day, period })
     }
+}
+
+/// A charge day more than a year away from its billing period.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("charge day {day} is more than a year away from its billing period {}; fix the date", period.format("%Y-%m"))]
+pub struct FarFromPeriod {
+    pub day: NaiveDate,
+    pub period: NaiveDate,
 }
 
 /// A key value the aggregator refused: which key column, and why.

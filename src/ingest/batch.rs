@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{FileFormat, ImportError};
+use super::file::{FileFormat, ImportError};
 
 /// The billing files behind `inputs` (files, folders, manifests), each once, in a stable order.
 pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ImportError> {
@@ -158,7 +158,7 @@ pub fn manifest(path: &Path) -> Result<Vec<PathBuf>, ImportError> {
 }
 
 /// The S3 keys of the parts a manifest lists.
-pub fn manifest_keys(text: &str) -> Result<Vec<String>, String> {
+pub(super) fn manifest_keys(text: &str) -> Result<Vec<String>, String> {
     let json: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| format!("is not an export manifest (not JSON: {e})"))?;
     let list = json

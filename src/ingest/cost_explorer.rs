@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_sdk_costexplorer::error::DisplayErrorContext;
 use aws_sdk_costexplorer::types::{
-    DateInterval, Granularity, GroupDefinition, GroupDefinitionType, ResultByTime,
+    DateInterval, Granularity, Group, GroupDefinition, GroupDefinitionType, ResultByTime,
 };
 use aws_sdk_costexplorer::Client;
 use chrono::{Datelike, Days, NaiveDate};
@@ -121,12 +121,9 @@ fn default_initial_backoff_ms() -> u64 {
 
 impl AwsSettings {
     /// Checks what serde cannot: the group-bys and metrics. Messages say what to write.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), AwsSettingError> {
         if self.group_by.len() > 2 {
-            return Err(format!(
-                "[aws] group_by has {} entries; Cost Explorer takes at most 2",
-                self.group_by.len()
-            ));
+            return Err(AwsSettingError::TooManyGroupBys(self.group_by.len()));
         }
         for key in &self.group_by {
             key.parse::<GroupKey>()?;
@@ -134,27 +131,21 @@ impl AwsSettings {
         const EFFECTIVE: [&str; 2] = ["AmortizedCost", "NetAmortizedCost"];
         const BILLED: [&str; 2] = ["UnblendedCost", "NetUnblendedCost"];
         if !EFFECTIVE.contains(&self.effective_metric.as_str()) {
-            return Err(format!(
-                "[aws] effective_metric `{}`: use one of {}",
-                self.effective_metric,
-                EFFECTIVE.join(", ")
+            return Err(AwsSettingError::EffectiveMetric(
+                self.effective_metric.clone(),
             ));
         }
         if !BILLED.contains(&self.billed_metric.as_str()) {
-            return Err(format!(
-                "[aws] billed_metric `{}`: use one of {}",
-                self.billed_metric,
-                BILLED.join(", ")
-            ));
+            return Err(AwsSettingError::BilledMetric(self.billed_metric.clone()));
         }
         if self.max_attempts == 0 {
-            return Err("[aws] max_attempts must be at least 1".to_string());
+            return Err(AwsSettingError::MaxAttempts);
         }
         Ok(())
     }
 
     /// The group-bys, with the default for an empty list.
-    pub fn group_keys(&self, service_tag: &str) -> Result<Vec<GroupKey>, String> {
+    pub fn group_keys(&self, service_tag: &str) -> Result<Vec<GroupKey>, AwsSettingError> {
         if self.group_by.is_empty() {
             return Ok(vec![
                 GroupKey::Tag(service_tag.to_string()),
@@ -168,15 +159,25 @@ impl AwsSettings {
     /// the whole previous month until `month_final_day`. Today itself is incomplete and is
     /// left for tomorrow's sync.
     pub fn restatement_window(&self, today: NaiveDate) -> (NaiveDate, NaiveDate) {
-        let to = today - Days::new(1);
-        let mut from = today - Days::new(u64::from(self.restate_days.max(1)));
-        if today.day() <= self.month_final_day {
-            let first = today.with_day(1).expect("day 1 exists");
-            let previous = (first - Days::new(1)).with_day(1).expect("day 1 exists");
-            from = from.min(previous);
-        }
-        (from, to)
+        restatement_window(today, self.restate_days, self.month_final_day)
     }
+}
+
+/// The days a provider may still revise on `today`: the last `restate_days` (at least one)
+/// complete days, and the whole previous month until its `month_final_day`.
+pub fn restatement_window(
+    today: NaiveDate,
+    restate_days: u32,
+    month_final_day: u32,
+) -> (NaiveDate, NaiveDate) {
+    let to = today - Days::new(1);
+    let mut from = today - Days::new(u64::from(restate_days.max(1)));
+    if today.day() <= month_final_day {
+        let first = today.with_day(1).expect("day 1 exists");
+        let previous = (first - Days::new(1)).with_day(1).expect("day 1 exists");
+        from = from.min(previous);
+    }
+    (from, to)
 }
 
 /// A Cost Explorer group-by.
@@ -190,9 +191,24 @@ pub enum GroupKey {
     LinkedAccount,
 }
 
+/// An `[aws]` setting Cost Explorer cannot take, said as what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsSettingError {
+    #[error("[aws] group_by has {0} entries; Cost Explorer takes at most 2")]
+    TooManyGroupBys(usize),
+    #[error("[aws] group_by `{0}`: use `TAG:<tag key>`, `DIMENSION:SERVICE` or `DIMENSION:LINKED_ACCOUNT`")]
+    GroupBy(String),
+    #[error("[aws] effective_metric `{0}`: use one of AmortizedCost, NetAmortizedCost")]
+    EffectiveMetric(String),
+    #[error("[aws] billed_metric `{0}`: use one of UnblendedCost, NetUnblendedCost")]
+    BilledMetric(String),
+    #[error("[aws] max_attempts must be at least 1")]
+    MaxAttempts,
+}
+
 impl FromStr for GroupKey {
-    type Err = String;
-    fn from_str(text: &str) -> Result<GroupKey, String> {
+    type Err = AwsSettingError;
+    fn from_str(text: &str) -> Result<GroupKey, AwsSettingError> {
         match text.split_once(':') {
             Some((kind, key)) if kind.eq_ignore_ascii_case("TAG") && !key.is_empty() => {
                 Ok(GroupKey::Tag(key.to_string()))
@@ -203,9 +219,7 @@ impl FromStr for GroupKey {
             Some((kind, "LINKED_ACCOUNT")) if kind.eq_ignore_ascii_case("DIMENSION") => {
                 Ok(GroupKey::LinkedAccount)
             }
-            _ => Err(format!(
-                "[aws] group_by `{text}`: use `TAG:<tag key>`, `DIMENSION:SERVICE` or `DIMENSION:LINKED_ACCOUNT`"
-            )),
+            _ => Err(AwsSettingError::GroupBy(text.to_string())),
         }
     }
 }
@@ -333,130 +347,147 @@ pub async fn fetch(
 /// group key `<tag>$` with an empty value) becomes facts without that tag, so pools and the
 /// `unallocated` line can take it. Days outside the query's window are refused.
 pub fn to_raw_facts(query: &Query, results: &[ResultByTime]) -> Result<Vec<RawFact>, FetchError> {
-    let bad = |message: String| FetchError::BadAnswer(message);
     let mut facts = Vec::new();
     for result in results {
-        let start = result
-            .time_period()
-            .map(|p| p.start())
-            .ok_or_else(|| bad("a result without a time period".to_string()))?;
-        let day = NaiveDate::parse_from_str(start.get(..10).unwrap_or(start), "%Y-%m-%d")
-            .map_err(|_| bad(format!("time period start `{start}` is not a day")))?;
-        // costsplit asks for DAILY results: a longer period (a MONTHLY answer) cannot be
-        // stored as one day's cost.
-        let end = result.time_period().map(|p| p.end()).unwrap_or_default();
-        let next = NaiveDate::parse_from_str(end.get(..10).unwrap_or(end), "%Y-%m-%d").ok();
-        if next != day.succ_opt() {
-            return Err(bad(format!(
-                "a result for {start}..{end}, not one day; costsplit asks for DAILY granularity and stores days"
-            )));
-        }
-        if day < query.from || day > query.to {
-            return Err(bad(format!(
-                "a result for {day}, outside the requested window {}..{}",
-                query.from, query.to
-            )));
-        }
+        let day = result_day(query, result)?;
         for group in result.groups() {
-            let mut fact = Fact {
-                day,
-                billing_period: format!("{:04}-{:02}", day.year(), day.month()),
-                billing_account: query.account.clone(),
-                sub_account: query.account.clone(),
-                provider: "AWS".to_string(),
-                provider_service: String::new(),
-                resource_id: String::new(),
-                charge_category: "Usage".to_string(),
-                tags: Tags::new(),
-                currency: String::new(),
-                effective: Nanos::ZERO,
-                billed: Nanos::ZERO,
-                list: Nanos::ZERO,
-                contracted: Nanos::ZERO,
-                line_count: 1,
-                estimated: result.estimated(),
-            };
-            // A group whose keys do not match the request cannot be attributed: refuse the
-            // answer rather than guess which key is which.
-            if group.keys().len() != query.group_by.len() {
-                return Err(bad(format!(
-                    "{day}: a group with keys {:?} for a request grouped by {} key(s)",
-                    group.keys(),
-                    query.group_by.len()
-                )));
-            }
-            for (key, value) in query.group_by.iter().zip(group.keys()) {
-                match key {
-                    GroupKey::Tag(tag) => {
-                        let value = value
-                            .split_once('$')
-                            .map_or(value.as_str(), |(_, v)| v)
-                            .to_string();
-                        if !value.is_empty() {
-                            fact.tags.insert(tag.clone(), value);
-                        }
-                    }
-                    GroupKey::Service => {
-                        if value == "Tax" {
-                            fact.charge_category = "Tax".to_string();
-                        }
-                        fact.provider_service = value.clone();
-                    }
-                    GroupKey::LinkedAccount => fact.sub_account = value.clone(),
-                }
-            }
-            let metrics = group.metrics();
-            let metric = |name: &str| -> Result<(i128, String), FetchError> {
-                // Cost Explorer returns every metric asked for; a missing one is not zero.
-                let value = metrics.and_then(|m| m.get(name));
-                let text = value.and_then(|v| v.amount()).ok_or_else(|| {
-                    bad(format!(
-                        "{day} {:?}: the answer has no {name} amount",
-                        group.keys()
-                    ))
-                })?;
-                let amount = parse_amount(text).map_err(|problem| {
-                    bad(format!("{day} {:?}: {name} amount {problem}", group.keys()))
-                })?;
-                Ok((
-                    amount,
-                    value
-                        .and_then(|v| v.unit())
-                        .unwrap_or("")
-                        .trim()
-                        .to_ascii_uppercase(),
-                ))
-            };
-            let (effective, effective_unit) = metric(&query.effective_metric)?;
-            let (billed, billed_unit) = metric(&query.billed_metric)?;
-            let currency = match (effective_unit.as_str(), billed_unit.as_str()) {
-                ("", "") => "USD".to_string(),
-                (unit, "") | ("", unit) => unit.to_string(),
-                (a, b) if a == b => a.to_string(),
-                (a, b) => {
-                    return Err(bad(format!(
-                        "{day} {:?}: {} is in {a} but {} is in {b}",
-                        group.keys(),
-                        query.effective_metric,
-                        query.billed_metric
-                    )))
-                }
-            };
-            fact.currency = currency;
-            // Cost Explorer has no list or contracted price: the billed cost, as FOCUS asks
-            // of a charge without them.
-            facts.push(RawFact {
-                fact,
-                amounts: [effective, billed, billed, billed],
-            });
+            facts.push(group_fact(query, day, result.estimated(), group)?);
         }
     }
     Ok(facts)
 }
 
+fn bad(message: String) -> FetchError {
+    FetchError::BadAnswer(message)
+}
+
+/// The one day a DAILY result is for, inside the query's window.
+fn result_day(query: &Query, result: &ResultByTime) -> Result<NaiveDate, FetchError> {
+    let start = result
+        .time_period()
+        .map(|p| p.start())
+        .ok_or_else(|| bad("a result without a time period".to_string()))?;
+    let day = NaiveDate::parse_from_str(start.get(..10).unwrap_or(start), "%Y-%m-%d")
+        .map_err(|_| bad(format!("time period start `{start}` is not a day")))?;
+    // costsplit asks for DAILY results: a longer period (a MONTHLY answer) cannot be
+    // stored as one day's cost.
+    let end = result.time_period().map(|p| p.end()).unwrap_or_default();
+    let next = NaiveDate::parse_from_str(end.get(..10).unwrap_or(end), "%Y-%m-%d").ok();
+    if next != day.succ_opt() {
+        return Err(bad(format!(
+            "a result for {start}..{end}, not one day; costsplit asks for DAILY granularity and stores days"
+        )));
+    }
+    if day < query.from || day > query.to {
+        return Err(bad(format!(
+            "a result for {day}, outside the requested window {}..{}",
+            query.from, query.to
+        )));
+    }
+    Ok(day)
+}
+
+/// One group of a day's result as a fact: its keys as tags, service or account, its two
+/// metrics as the amounts.
+fn group_fact(
+    query: &Query,
+    day: NaiveDate,
+    estimated: bool,
+    group: &Group,
+) -> Result<RawFact, FetchError> {
+    let mut fact = Fact {
+        day,
+        billing_period: format!("{:04}-{:02}", day.year(), day.month()),
+        billing_account: query.account.clone(),
+        sub_account: query.account.clone(),
+        provider: "AWS".to_string(),
+        provider_service: String::new(),
+        resource_id: String::new(),
+        charge_category: "Usage".to_string(),
+        tags: Tags::new(),
+        currency: String::new(),
+        effective: Nanos::ZERO,
+        billed: Nanos::ZERO,
+        list: Nanos::ZERO,
+        contracted: Nanos::ZERO,
+        line_count: 1,
+        estimated,
+    };
+    // A group whose keys do not match the request cannot be attributed: refuse the
+    // answer rather than guess which key is which.
+    if group.keys().len() != query.group_by.len() {
+        return Err(bad(format!(
+            "{day}: a group with keys {:?} for a request grouped by {} key(s)",
+            group.keys(),
+            query.group_by.len()
+        )));
+    }
+    for (key, value) in query.group_by.iter().zip(group.keys()) {
+        match key {
+            GroupKey::Tag(tag) => {
+                let value = value
+                    .split_once('$')
+                    .map_or(value.as_str(), |(_, v)| v)
+                    .to_string();
+                if !value.is_empty() {
+                    fact.tags.insert(tag.clone(), value);
+                }
+            }
+            GroupKey::Service => {
+                if value == "Tax" {
+                    fact.charge_category = "Tax".to_string();
+                }
+                fact.provider_service = value.clone();
+            }
+            GroupKey::LinkedAccount => fact.sub_account = value.clone(),
+        }
+    }
+    let (effective, effective_unit) = metric(day, group, &query.effective_metric)?;
+    let (billed, billed_unit) = metric(day, group, &query.billed_metric)?;
+    fact.currency = match (effective_unit.as_str(), billed_unit.as_str()) {
+        ("", "") => "USD".to_string(),
+        (unit, "") | ("", unit) => unit.to_string(),
+        (a, b) if a == b => a.to_string(),
+        (a, b) => {
+            return Err(bad(format!(
+                "{day} {:?}: {} is in {a} but {} is in {b}",
+                group.keys(),
+                query.effective_metric,
+                query.billed_metric
+            )))
+        }
+    };
+    // Cost Explorer has no list or contracted price: the billed cost, as FOCUS asks
+    // of a charge without them.
+    Ok(RawFact {
+        fact,
+        amounts: [effective, billed, billed, billed],
+    })
+}
+
+/// One metric of a group: its amount at 1e-11 and its unit (upper case, "" when absent).
+fn metric(day: NaiveDate, group: &Group, name: &str) -> Result<(i128, String), FetchError> {
+    // Cost Explorer returns every metric asked for; a missing one is not zero.
+    let value = group.metrics().and_then(|m| m.get(name));
+    let text = value.and_then(|v| v.amount()).ok_or_else(|| {
+        bad(format!(
+            "{day} {:?}: the answer has no {name} amount",
+            group.keys()
+        ))
+    })?;
+    let amount = parse_amount(text)
+        .map_err(|problem| bad(format!("{day} {:?}: {name} amount {problem}", group.keys())))?;
+    let unit = value
+        .and_then(|v| v.unit())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_uppercase();
+    Ok((amount, unit))
+}
+
 /// A Cost Explorer amount (`"12.3456789"`, sometimes `"1.2E-7"`) at 1e-11.
 fn parse_amount(text: &str) -> Result<i128, String> {
-    crate::money::parse_line_amount(text.as_bytes(), DECIMALS)
+    crate::money::parse_line_amount(text.as_bytes(), DECIMALS).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

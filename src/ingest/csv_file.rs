@@ -16,10 +16,10 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 
 use super::aggregate::{sum_in_parallel, Aggregator};
+use super::file::ImportError;
 use super::line::Line;
-use super::ImportError;
 
-/// Costs are summed in 1e-11 units (see `aggregate::FINE_PER_NANO`).
+/// Costs are summed in 1e-11 units (see `line::FINE_PER_NANO`).
 const FINE_DECIMALS: u32 = 11;
 
 /// An opened CSV file: its header and the rest, in chunks.
@@ -197,7 +197,7 @@ pub(super) fn parse_cost(value: &[u8]) -> Result<i128, String> {
     if value.is_empty() {
         Ok(0)
     } else {
-        crate::money::parse_line_amount(value, FINE_DECIMALS)
+        crate::money::parse_line_amount(value, FINE_DECIMALS).map_err(|e| e.to_string())
     }
 }
 

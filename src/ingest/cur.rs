@@ -10,11 +10,11 @@
 //! amortization replaces at zero. Everything else is its unblended cost.
 
 use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
+use super::file::ImportError;
 use super::line::{
     Line, ACCOUNT, CATEGORY, CURRENCY, CUR_JSON_TAGS, KEY_COUNT, KV_PAIR, KV_SEP, KV_TAGS,
     PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
-use super::ImportError;
 
 const USAGE_START: &str = "line_item_usage_start_date";
 const TYPE: &str = "line_item_line_item_type";
@@ -287,6 +287,71 @@ impl CurCsv {
         self.fields[field as usize]
     }
 
+    /// Tags: the JSON text as it is (decoded once per distinct value), or the tag columns
+    /// encoded as key/value pairs.
+    fn write_tags(&self, record: &csv::ByteRecord, tags: &mut Vec<u8>) {
+        tags.clear();
+        match &self.tags {
+            TagColumns::Json(i) => {
+                let text = record.get(*i).unwrap_or_default().trim_ascii();
+                if !text.is_empty() && text != b"{}" {
+                    push_char(tags, CUR_JSON_TAGS);
+                    tags.extend_from_slice(text);
+                }
+            }
+            TagColumns::Columns(columns) => {
+                for (i, key) in columns {
+                    let value = null_to_empty(record.get(*i).unwrap_or_default().trim_ascii());
+                    if value.is_empty() {
+                        continue;
+                    }
+                    push_char(tags, if tags.is_empty() { KV_TAGS } else { KV_PAIR });
+                    tags.extend_from_slice(key.as_bytes());
+                    push_char(tags, KV_SEP);
+                    tags.extend_from_slice(value);
+                }
+            }
+        }
+    }
+
+    /// Service: the product name (a column, or the `product` map's, decoded once per
+    /// distinct text), else the product code.
+    fn write_service(
+        &self,
+        record: &csv::ByteRecord,
+        product_name: &[u8],
+        product_code: &[u8],
+        scratch: &mut Scratch,
+    ) {
+        let Scratch {
+            service,
+            last_json,
+            last_value,
+            ..
+        } = scratch;
+        service.clear();
+        service.extend_from_slice(product_name);
+        if service.is_empty() {
+            if let Some(i) = self.product_json {
+                let text = record.get(i).unwrap_or_default().trim_ascii();
+                if text != last_json.as_slice() {
+                    last_json.clear();
+                    last_json.extend_from_slice(text);
+                    last_value.clear();
+                    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(text) {
+                        if let Some(serde_json::Value::String(name)) = map.get(PRODUCT_NAME_KEY) {
+                            last_value.extend_from_slice(name.as_bytes());
+                        }
+                    }
+                }
+                service.extend_from_slice(last_value);
+            }
+        }
+        if service.is_empty() {
+            service.extend_from_slice(product_code);
+        }
+    }
+
     fn name(&self, field: Field) -> String {
         self.index(field)
             .and_then(|i| self.header.get(i).cloned())
@@ -332,7 +397,7 @@ impl RowMap for CurCsv {
             date(Field::PeriodStart, period_days)?
         };
         super::aggregate::check_day_in_period(day, period)
-            .map_err(|problem| (self.name(Field::UsageStart), problem))?;
+            .map_err(|problem| (self.name(Field::UsageStart), problem.to_string()))?;
         let line_type = std::str::from_utf8(raw(Field::LineItemType)).unwrap_or_default();
         let billed = cost(Field::Unblended)?;
         let effective = match amortized(line_type, !raw(Field::RiArn).is_empty()) {
@@ -347,58 +412,13 @@ impl RowMap for CurCsv {
             }
             Amortized::Zero => 0,
         };
-        // Tags: the JSON text as it is (decoded once per distinct value), or the tag
-        // columns encoded as key/value pairs.
-        let Scratch {
-            tags,
-            service,
-            last_json,
-            last_value,
-        } = scratch;
-        tags.clear();
-        match &self.tags {
-            TagColumns::Json(i) => {
-                let text = record.get(*i).unwrap_or_default().trim_ascii();
-                if !text.is_empty() && text != b"{}" {
-                    push_char(tags, CUR_JSON_TAGS);
-                    tags.extend_from_slice(text);
-                }
-            }
-            TagColumns::Columns(columns) => {
-                for (i, key) in columns {
-                    let value = null_to_empty(record.get(*i).unwrap_or_default().trim_ascii());
-                    if value.is_empty() {
-                        continue;
-                    }
-                    push_char(tags, if tags.is_empty() { KV_TAGS } else { KV_PAIR });
-                    tags.extend_from_slice(key.as_bytes());
-                    push_char(tags, KV_SEP);
-                    tags.extend_from_slice(value);
-                }
-            }
-        }
-        // Service: the product name, else the product code.
-        service.clear();
-        service.extend_from_slice(raw(Field::ProductName));
-        if service.is_empty() {
-            if let Some(i) = self.product_json {
-                let text = record.get(i).unwrap_or_default().trim_ascii();
-                if text != last_json.as_slice() {
-                    last_json.clear();
-                    last_json.extend_from_slice(text);
-                    last_value.clear();
-                    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(text) {
-                        if let Some(serde_json::Value::String(name)) = map.get(PRODUCT_NAME_KEY) {
-                            last_value.extend_from_slice(name.as_bytes());
-                        }
-                    }
-                }
-                service.extend_from_slice(last_value);
-            }
-        }
-        if service.is_empty() {
-            service.extend_from_slice(raw(Field::ProductCode));
-        }
+        self.write_tags(record, &mut scratch.tags);
+        self.write_service(
+            record,
+            raw(Field::ProductName),
+            raw(Field::ProductCode),
+            scratch,
+        );
         // FOCUS's ListCost and ContractedCost: usage and purchases at the public on-demand
         // price (when the export has it) and at the unblended cost (before commitment
         // discounts, which their negation lines carry); credits, taxes and adjustments at
@@ -411,7 +431,7 @@ impl RowMap for CurCsv {
             _ => billed,
         };
         let contracted = billed;
-        let (tags, service): (&'r [u8], &'r [u8]) = (tags, service);
+        let (tags, service): (&'r [u8], &'r [u8]) = (&scratch.tags, &scratch.service);
         let mut keys: [&'r [u8]; KEY_COUNT] = [b""; KEY_COUNT];
         keys[ACCOUNT] = raw(Field::Payer);
         keys[SUB_ACCOUNT] = raw(Field::UsageAccount);

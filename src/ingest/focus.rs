@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
+use super::file::ImportError;
 use super::line::{parse_tags, Line, KEY_COUNT};
 use super::parquet::Selection;
-use super::ImportError;
 
 /// How messages name this format.
 pub const FOCUS: &str = "a FOCUS 1.0-1.3";
@@ -229,7 +229,7 @@ impl RowMap for CsvRows {
             _ => day,
         };
         super::aggregate::check_day_in_period(day, period)
-            .map_err(|problem| (self.header[self.charge].clone(), problem))?;
+            .map_err(|problem| (self.header[self.charge].clone(), problem.to_string()))?;
         let cost = |i: usize| parse_cost(field(i)).map_err(|_| bad());
         let billed = cost(self.billed)?;
         let or_billed = |i: Option<usize>| match i {

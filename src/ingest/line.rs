@@ -6,6 +6,10 @@ use chrono::NaiveDate;
 
 use crate::model::{Fact, Tags};
 
+/// Billing files carry up to 11 decimals; amounts are summed at 1e-11 and rounded to
+/// nano-units once, per batch, keeping each day's total exact (see [`round_to_nanos`]).
+pub const FINE_PER_NANO: i128 = 100;
+
 /// The text key columns of a fact, in this order (also the column names of a parquet
 /// selection, see `parquet.rs`).
 pub const KEY_NAMES: [&str; KEY_COUNT] = [
@@ -62,7 +66,7 @@ pub struct RawFact {
 impl RawFact {
     /// `fact` with its amounts in nano-units put back as 1e-11 units.
     pub fn of(fact: Fact) -> RawFact {
-        let fine = |n: crate::money::Nanos| n.0 * super::aggregate::FINE_PER_NANO;
+        let fine = |n: crate::money::Nanos| n.0 * FINE_PER_NANO;
         RawFact {
             amounts: [
                 fine(fact.effective),

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod cost_explorer;
 mod csv_file;
 mod cur;
+mod file;
 mod focus;
 pub mod line;
 mod parquet;
@@ -18,8 +19,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::model::Fact;
+use crate::model::{BillingSchema, Fact};
 use csv_file::CsvFile;
+pub use file::{FileFormat, ImportError};
 use line::RawFact;
 
 /// What reading a batch of billing files produced.
@@ -31,112 +33,8 @@ pub struct Imported {
     pub periods: BTreeSet<(String, String)>,
     pub line_items: i64,
     pub files: Vec<String>,
-}
-
-/// A billing file that cannot be imported. Messages name the file, row and column.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    // Not `source`: the message already carries the cause, and a source would be printed
-    // twice by `{:#}`.
-    #[error("{file}: cannot read: {error}")]
-    Io {
-        file: PathBuf,
-        error: std::io::Error,
-    },
-    #[error(
-        "{file}: unknown file type; give a FOCUS or AWS CUR export as .csv, .csv.gz or .parquet"
-    )]
-    UnknownFormat { file: PathBuf },
-    #[error("{file}: the file has no line items (is it the right export?)")]
-    Empty { file: PathBuf },
-    #[error("{file}:1: missing required column `{column}`; {format} export has it (columns found: {found})")]
-    MissingColumn {
-        file: PathBuf,
-        column: String,
-        format: &'static str,
-        found: String,
-    },
-    #[error("{file}{}: column `{}`: {}", row_suffix(*.row), readable(column), readable(problem))]
-    BadValue {
-        file: PathBuf,
-        /// The line number for CSV (the header is line 1), the row number for parquet
-        /// (counting from 1); 0 when the row is not known (a value checked once per distinct
-        /// value, after aggregation).
-        row: u64,
-        column: String,
-        problem: String,
-    },
-    #[error("{file}: {message}")]
-    Unreadable { file: PathBuf, message: String },
-}
-
-impl ImportError {
-    /// A required column is missing; the message lists the first columns the file has.
-    fn missing_column(file: &Path, column: &str, format: &'static str, header: &[String]) -> Self {
-        let mut found: Vec<&str> = header.iter().map(String::as_str).take(12).collect();
-        if header.len() > 12 {
-            found.push("...");
-        }
-        // One column holding the whole header: the file is not comma-separated.
-        if let [only] = header {
-            if let Some(sep) = [';', '\t', '|'].into_iter().find(|c| only.contains(*c)) {
-                found = vec![if sep == '\t' {
-                    "one column; the header is tab-separated, but costsplit reads comma-separated CSV: export as CSV with commas"
-                } else if sep == ';' {
-                    "one column; the header is semicolon-separated, but costsplit reads comma-separated CSV: export as CSV with commas"
-                } else {
-                    "one column; the header is |-separated, but costsplit reads comma-separated CSV: export as CSV with commas"
-                }];
-            }
-        }
-        ImportError::MissingColumn {
-            file: file.to_path_buf(),
-            column: column.to_string(),
-            format,
-            found: found.join(", "),
-        }
-    }
-}
-
-/// A value from a file as an error line shows it: whole when short, else its start and how
-/// much was left out (a 100 MB cell must not become a 100 MB error line).
-fn readable(text: &str) -> String {
-    const MAX: usize = 300;
-    match text.char_indices().nth(MAX) {
-        None => text.to_string(),
-        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
-    }
-}
-
-fn row_suffix(row: u64) -> String {
-    if row == 0 {
-        String::new()
-    } else {
-        format!(":{row}")
-    }
-}
-
-/// The formats a billing file can come in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    Csv,
-    GzipCsv,
-    Parquet,
-}
-
-impl FileFormat {
-    pub fn detect(path: &Path) -> Option<FileFormat> {
-        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
-        if name.ends_with(".parquet") {
-            Some(FileFormat::Parquet)
-        } else if name.ends_with(".csv.gz") || name.ends_with(".gz") {
-            Some(FileFormat::GzipCsv)
-        } else if name.ends_with(".csv") {
-            Some(FileFormat::Csv)
-        } else {
-            None
-        }
-    }
+    /// The schemas of the files read.
+    pub schemas: BTreeSet<BillingSchema>,
 }
 
 /// Exports that are not billing line items costsplit reads, recognised by their columns, with
@@ -179,6 +77,7 @@ fn refuse_foreign(file: &Path, header: &[String]) -> Result<(), ImportError> {
 
 /// Facts and periods read from one file.
 pub struct FileFacts {
+    pub schema: BillingSchema,
     pub facts: Vec<RawFact>,
     pub periods: Vec<(String, String)>,
     pub line_items: i64,
@@ -258,16 +157,20 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
         error: source,
     })?;
     // The one place a file's format is recognised, by its columns.
-    let sums = match format {
+    let (schema, sums) = match format {
         FileFormat::Csv | FileFormat::GzipCsv => {
             let file = CsvFile::open(path, format == FileFormat::GzipCsv, slicing.csv_bytes)?;
             if cur::is_cur(&file.header) || cur::is_legacy_cur(&file.header) {
+                let schema = match cur::is_cur(&file.header) {
+                    true => BillingSchema::Cur2,
+                    false => BillingSchema::LegacyCur,
+                };
                 let rows = cur::CurCsv::new(path, &file.header)?;
-                file.aggregate(path, &rows)?
+                (schema, file.aggregate(path, &rows)?)
             } else {
                 refuse_foreign(path, &file.header)?;
                 let rows = focus::csv_rows(path, &file.header)?;
-                file.aggregate(path, &rows)?
+                (BillingSchema::Focus, file.aggregate(path, &rows)?)
             }
         }
         FileFormat::Parquet => guarded(path, || {
@@ -275,11 +178,13 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
             let header = file.names();
             if cur::is_cur(&header) {
                 let (columns, rows) = cur::parquet_rows(path, &header)?;
-                file.read_rows(path, slicing.rows.max(1), &columns, &rows)
+                let sums = file.read_rows(path, slicing.rows.max(1), &columns, &rows)?;
+                Ok((BillingSchema::Cur2, sums))
             } else {
                 refuse_foreign(path, &header)?;
                 let selection = focus::parquet_selection(path, &header)?;
-                file.read_columns(path, slicing.rows.max(1), &selection)
+                let sums = file.read_columns(path, slicing.rows.max(1), &selection)?;
+                Ok((BillingSchema::Focus, sums))
             }
         })?,
     };
@@ -308,6 +213,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     periods.sort();
     periods.dedup();
     Ok(FileFacts {
+        schema,
         facts,
         periods,
         line_items,
@@ -339,6 +245,7 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
             "import timing"
         );
         imported.line_items += file.line_items;
+        imported.schemas.insert(file.schema);
         imported.periods.extend(file.periods);
         raw.extend(file.facts);
         imported.files.push(path.display().to_string());

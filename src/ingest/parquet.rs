@@ -31,8 +31,8 @@ use parquet::arrow::ProjectionMask;
 
 use super::aggregate::{sum_in_parallel, Aggregator};
 use super::csv_file::{DayCache, RowMap, Scratch};
+use super::file::ImportError;
 use super::line::KEY_COUNT;
-use super::ImportError;
 
 /// What a format reads from a parquet file, by column name: the day, the billing period
 /// (the day's own month when absent), each key ([`KEY_NAMES`](super::line::KEY_NAMES) order;
@@ -278,7 +278,7 @@ fn add_columns(
         let period = periods.as_ref().and_then(|p| p[row]).unwrap_or(day);
         if checked != Some((day, period)) {
             super::aggregate::check_day_in_period(day, period)
-                .map_err(|problem| bad(row, &selection.day, problem))?;
+                .map_err(|problem| bad(row, &selection.day, problem.to_string()))?;
             checked = Some((day, period));
         }
         let mut key = [0u32; KEY_COUNT];
@@ -488,6 +488,7 @@ fn fine_units(value: f64) -> Result<i128, String> {
         return Ok(i128::from((value * 1e11).round() as i64));
     }
     crate::money::parse_line_amount(format!("{value}").as_bytes(), FINE_DECIMALS)
+        .map_err(|e| e.to_string())
 }
 
 /// The interned ids of a key column's values (null is empty), or (row, problem). A
@@ -620,7 +621,7 @@ fn file_rows(
 /// Writes a cell as text, as a CSV export has it: text as it is, numbers in their shortest
 /// decimal form, timestamps in ISO 8601 UTC, maps and structs as JSON objects, lists as JSON
 /// arrays. A null writes nothing.
-pub fn render(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+fn render(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), String> {
     if array.is_null(row) {
         return Ok(());
     }
@@ -629,17 +630,6 @@ pub fn render(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), St
             write!(out, "{}", array.as_primitive::<$t>().value(row)).map_err(|e| e.to_string())
         };
     }
-    let stamp = |t: i64, unit: &TimeUnit| {
-        let (secs, nanos) = match unit {
-            TimeUnit::Second => (t, 0),
-            TimeUnit::Millisecond => (t.div_euclid(1_000), t.rem_euclid(1_000) * 1_000_000),
-            TimeUnit::Microsecond => (t.div_euclid(1_000_000), t.rem_euclid(1_000_000) * 1_000),
-            TimeUnit::Nanosecond => (t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000)),
-        };
-        chrono::DateTime::from_timestamp(secs, nanos as u32)
-            .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
-            .ok_or_else(|| format!("timestamp {t} is out of range"))
-    };
     match array.data_type() {
         DataType::Utf8 => out.extend_from_slice(array.as_string::<i32>().value(row).as_bytes()),
         DataType::LargeUtf8 => {
@@ -669,30 +659,8 @@ pub fn render(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), St
                 .value_as_string(row)
                 .as_bytes(),
         ),
-        DataType::Date32 => {
-            let days = array.as_primitive::<Date32Type>().value(row);
-            let day = days
-                .checked_add(719_163)
-                .and_then(NaiveDate::from_num_days_from_ce_opt)
-                .ok_or_else(|| format!("date {days} days from 1970"))?;
-            write!(out, "{day}").map_err(|e| e.to_string())?
-        }
-        DataType::Date64 => {
-            let ms = array.as_primitive::<Date64Type>().value(row);
-            out.extend_from_slice(stamp(ms, &TimeUnit::Millisecond)?.as_bytes())
-        }
-        DataType::Timestamp(unit, _) => {
-            let t = match unit {
-                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
-                TimeUnit::Millisecond => {
-                    array.as_primitive::<TimestampMillisecondType>().value(row)
-                }
-                TimeUnit::Microsecond => {
-                    array.as_primitive::<TimestampMicrosecondType>().value(row)
-                }
-                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
-            };
-            out.extend_from_slice(stamp(t, unit)?.as_bytes())
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
+            render_time(array, row, out)?
         }
         DataType::Dictionary(index, _) if index.as_ref() == &DataType::Int32 => {
             let dictionary = array.as_dictionary::<Int32Type>();
@@ -706,6 +674,56 @@ pub fn render(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), St
             let entries = array.as_map().value(row);
             json_object(&entries, out)?
         }
+        DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) => {
+            render_nested(array, row, out)?
+        }
+        DataType::Null => {}
+        other => {
+            return Err(format!(
+                "a column of type {other}, which costsplit does not read"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A date or timestamp cell in ISO 8601 (UTC).
+fn render_time(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    match array.data_type() {
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            let day = days
+                .checked_add(719_163)
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .ok_or_else(|| format!("date {days} days from 1970"))?;
+            write!(out, "{day}").map_err(|e| e.to_string())?
+        }
+        DataType::Date64 => {
+            let ms = array.as_primitive::<Date64Type>().value(row);
+            out.extend_from_slice(iso_stamp(ms, &TimeUnit::Millisecond)?.as_bytes())
+        }
+        DataType::Timestamp(unit, _) => {
+            let t = match unit {
+                TimeUnit::Second => array.as_primitive::<TimestampSecondType>().value(row),
+                TimeUnit::Millisecond => {
+                    array.as_primitive::<TimestampMillisecondType>().value(row)
+                }
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => array.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            out.extend_from_slice(iso_stamp(t, unit)?.as_bytes())
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A list cell as a JSON array (a list of key/value structs as an object), a struct cell as
+/// a JSON object.
+fn render_nested(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    match array.data_type() {
         DataType::List(_) | DataType::LargeList(_) => {
             let items = match array.data_type() {
                 DataType::List(_) => array.as_list::<i32>().value(row),
@@ -745,14 +763,22 @@ pub fn render(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> Result<(), St
             }
             out.push(b'}');
         }
-        DataType::Null => {}
-        other => {
-            return Err(format!(
-                "a column of type {other}, which costsplit does not read"
-            ))
-        }
+        _ => {}
     }
     Ok(())
+}
+
+/// A timestamp in `unit`s since 1970 as `2025-03-01T00:00:00Z` (fractions when there are).
+fn iso_stamp(t: i64, unit: &TimeUnit) -> Result<String, String> {
+    let (secs, nanos) = match unit {
+        TimeUnit::Second => (t, 0),
+        TimeUnit::Millisecond => (t.div_euclid(1_000), t.rem_euclid(1_000) * 1_000_000),
+        TimeUnit::Microsecond => (t.div_euclid(1_000_000), t.rem_euclid(1_000_000) * 1_000),
+        TimeUnit::Nanosecond => (t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000)),
+    };
+    chrono::DateTime::from_timestamp(secs, nanos as u32)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+        .ok_or_else(|| format!("timestamp {t} is out of range"))
 }
 
 /// Key/value entries (a struct array of two columns) as one JSON object.

@@ -73,34 +73,50 @@ impl ExportSource {
         })
     }
 
-    pub fn layout(&self) -> Result<Layout, String> {
+    pub fn layout(&self) -> Result<Layout, ExportSettingError> {
         match self.format.as_str() {
             "cur2" | "focus" => Ok(Layout::DataExports),
             "legacy-cur" => Ok(Layout::LegacyCur),
-            other => Err(format!(
-                "[[exports]] `{}`: format `{other}`: use cur2, focus or legacy-cur",
-                self.name()
-            )),
+            other => Err(ExportSettingError::Format {
+                export: self.name(),
+                format: other.to_string(),
+            }),
         }
     }
 
     /// Checks what serde cannot. Messages say what to write.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ExportSettingError> {
         self.layout()?;
         if self.bucket.trim().is_empty() {
-            return Err("[[exports]]: bucket is empty".to_string());
+            return Err(ExportSettingError::EmptyBucket);
         }
         if let Some(since) = &self.since {
             if crate::model::month_bounds(since).is_none() {
-                return Err(format!(
-                    "[[exports]] `{}`: since `{since}`: write a month as YYYY-MM",
-                    self.name()
-                ));
+                return Err(ExportSettingError::Since {
+                    export: self.name(),
+                    since: since.clone(),
+                });
             }
         }
         Ok(())
     }
 }
+
+/// An `[[exports]]` entry that cannot work, said as what to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportSettingError {
+    #[error("[[exports]] `{export}`: format `{format}`: use cur2, focus or legacy-cur")]
+    Format { export: String, format: String },
+    #[error("[[exports]]: bucket is empty")]
+    EmptyBucket,
+    #[error("[[exports]] `{export}`: since `{since}`: write a month as YYYY-MM")]
+    Since { export: String, since: String },
+}
+
+/// An S3 request that failed: what was asked, and S3's answer (never a credential).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct S3Failed(pub String);
 
 /// An S3 client for the export: path-style addressing when an endpoint is given.
 pub async fn client(source: &ExportSource) -> Client {
@@ -135,7 +151,7 @@ pub struct Listing {
 }
 
 /// Lists the prefix, following continuation tokens.
-pub async fn list(client: &Client, source: &ExportSource) -> Result<Listing, String> {
+pub async fn list(client: &Client, source: &ExportSource) -> Result<Listing, S3Failed> {
     let mut listing = Listing::default();
     let mut token: Option<String> = None;
     loop {
@@ -148,12 +164,12 @@ pub async fn list(client: &Client, source: &ExportSource) -> Result<Listing, Str
             .send()
             .await
             .map_err(|e| {
-                format!(
+                S3Failed(format!(
                     "listing s3://{}/{}: {}",
                     source.bucket,
                     source.prefix,
                     DisplayErrorContext(&e)
-                )
+                ))
             })?;
         for object in page.contents() {
             if let Some(key) = object.key() {

@@ -9,15 +9,17 @@ use anyhow::Context;
 use chrono::NaiveDate;
 use tracing::info;
 
-use super::{compute_allocations, Clock, Computed};
+use super::allocate::{compute_allocations, live_weights, Computed};
 use crate::allocate::{self, conservation_gaps, Input, UsageWeights};
-use crate::model::{month_bounds, CostBasis, UNALLOCATED};
+use crate::clock::Clock;
+use crate::model::{month_bounds, CostBasis, MessageKind, UNALLOCATED};
 use crate::money::Nanos;
-use crate::notify::{digest::digest_messages, REPORT_KIND};
+use crate::notify::digest::digest_messages;
 use crate::report::diff::{diff, Diff};
 use crate::report::digest::{digests, Digest, DigestInput, Owners, Period};
 use crate::report::explain::{explain as explain_service, Explanation};
 use crate::report::statement::{statement as build_statement, GroupBy, Statement, StatementInput};
+use crate::report::Report;
 use crate::rules::{Rules, WeightKey, WeightRow, WeightTable};
 use crate::store::{EnqueueResult, NewAlert, Store};
 
@@ -43,13 +45,13 @@ pub async fn statement(
         !provenance.is_empty(),
         "no allocations for {month}; run `costsplit allocate --month {month}` first"
     );
-    let bases: Vec<&str> = provenance.iter().map(|(b, _)| b.as_str()).collect();
+    let bases: Vec<&str> = provenance.iter().map(|p| p.basis.as_str()).collect();
     anyhow::ensure!(
         bases.iter().all(|b| *b == bases[0]),
         "{month} was allocated on more than one cost basis ({}); run `costsplit allocate --month {month}` once for one statement",
         bases.join(", ")
     );
-    let basis: CostBasis = bases[0].parse().map_err(anyhow::Error::msg)?;
+    let basis = provenance[0].basis;
     if let Some(want) = want.filter(|w| *w != basis) {
         anyhow::bail!(
             "{month} is allocated on the {basis} cost basis, not {want}; run `costsplit --basis {want} allocate --month {month}` first, or export with --basis {basis}"
@@ -57,7 +59,7 @@ pub async fn statement(
     }
     let open_until = month_bounds(month)
         .map(|(_, last)| last + chrono::Duration::days(i64::from(month_final_day.max(1))));
-    let mut hashes: Vec<&str> = provenance.iter().map(|(_, h)| h.as_str()).collect();
+    let mut hashes: Vec<&str> = provenance.iter().map(|p| p.rules_hash.as_str()).collect();
     hashes.dedup();
     let allocations = store.allocations(from, to).await?;
     let billed = store.billed_totals(from, to, basis).await?;
@@ -86,14 +88,13 @@ pub async fn dry_run(
     basis: CostBasis,
     range: (NaiveDate, NaiveDate),
 ) -> anyhow::Result<Diff> {
-    let Computed { allocations, .. } =
-        compute_allocations(store, rules, &UsageWeights::default(), basis, range).await?;
+    let Computed { allocations, .. } = compute_allocations(store, rules, basis, range).await?;
     let stored = store.allocations(range.0, range.1).await?;
     let stored_rules: Vec<String> = store
         .allocation_provenance(range.0, range.1)
         .await?
         .into_iter()
-        .map(|(b, h)| format!("{h} ({b})"))
+        .map(|p| format!("{} ({})", p.rules_hash, p.basis))
         .collect();
     Ok(diff(
         range,
@@ -113,7 +114,7 @@ pub async fn explain(
 ) -> anyhow::Result<Vec<Explanation>> {
     let (from, to) = month_range(month)?;
     let service = rules.map_or(service.to_string(), |r| {
-        r.service(&r.normalise(service))
+        r.service(&r.settings.value_case.normalise(service))
             .map_or(service.to_string(), |s| s.name.clone())
     });
     let provenance = store.allocation_provenance(from, to).await?;
@@ -125,7 +126,7 @@ pub async fn explain(
     let out = explain_service(
         &service,
         month,
-        provenance.iter().map(|(_, h)| h.clone()).collect(),
+        provenance.iter().map(|p| p.rules_hash.clone()).collect(),
         &allocations,
     );
     anyhow::ensure!(
@@ -216,11 +217,11 @@ pub fn digest_rows(digests: &[Digest], dashboard_url: Option<&str>) -> Vec<NewAl
                     d.channel,
                     i + 1
                 ),
-                kind: REPORT_KIND.to_string(),
+                kind: MessageKind::Report,
                 service: String::new(),
                 team: d.team.clone(),
                 period,
-                channel: d.channel.clone(),
+                channel: Some(d.channel.clone()).filter(|c| !c.is_empty()),
                 summary: format!("{} cost, {} ({}/{parts})", d.team, d.label, i + 1),
                 payload: message.to_string(),
             });
@@ -237,7 +238,7 @@ pub async fn enqueue_digests(
     clock: Clock,
 ) -> anyhow::Result<EnqueueResult> {
     let rows = digest_rows(digests, rules.alerts.dashboard_url.as_deref());
-    let result = store.enqueue_reports(&rows, &clock.stamp()).await?;
+    let result = store.enqueue_reports(&rows, clock.stamp()).await?;
     info!(
         new = result.inserted,
         known = result.already_known,
@@ -336,17 +337,16 @@ pub async fn focus_export(store: &Store, rules: &Rules, month: &str) -> anyhow::
         !provenance.is_empty(),
         "no allocations for {month}; run `costsplit allocate --month {month}` first"
     );
-    let hashes: Vec<&str> = provenance.iter().map(|(_, h)| h.as_str()).collect();
+    let hashes: Vec<&str> = provenance.iter().map(|p| p.rules_hash.as_str()).collect();
     anyhow::ensure!(
         provenance.len() == 1 && hashes[0] == rules.hash,
         "{month} was allocated with rules {} but the rules given are {}; run `costsplit allocate --month {month}` with these rules first, so the FOCUS export and the statement agree",
         hashes.join(", "),
         rules.hash
     );
-    let basis: CostBasis = provenance[0].0.parse().map_err(anyhow::Error::msg)?;
+    let basis = provenance[0].basis;
     let facts = store.facts(from, to).await?;
-    let usage =
-        super::with_live_weights(store, rules, &UsageWeights::default(), (from, to)).await?;
+    let usage = live_weights(store, rules, (from, to)).await?;
     let splits = allocate::split_charges(&Input {
         facts: &facts,
         rules,
@@ -390,4 +390,21 @@ pub async fn focus_export(store: &Store, rules: &Rules, month: &str) -> anyhow::
         &rules.hash,
         basis == CostBasis::Effective,
     ))
+}
+
+/// Per-service totals over a range, with the reconciliation against the stored facts.
+pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow::Result<Report> {
+    let provenance = store.allocation_provenance(from, to).await?;
+    anyhow::ensure!(
+        !provenance.is_empty(),
+        "no allocations between {from} and {to}; run `costsplit allocate --from {from} --to {to}` first"
+    );
+    let basis = provenance[0].basis;
+    let services = store.service_totals(from, to).await?;
+    let billed = store.billed_totals(from, to, basis).await?;
+    let estimated = store.estimated_days(from, to).await?;
+    let allocations = store.allocations(from, to).await?;
+    Ok(Report::new(from, to, basis, provenance, services, billed)
+        .with_estimated_days(estimated)
+        .with_shares(&allocations))
 }

@@ -1,42 +1,22 @@
-//! Delivery of the alert outbox to Slack. Alerts go out in the order they were detected;
-//! retriable failures back off (honouring `Retry-After`) and, if Slack stays down, the run
-//! stops with the alerts still pending for the next run; permanent failures are recorded and
-//! not retried. Secrets come from the environment or files and are never logged or stored.
+//! Slack: where each message goes ([`SlackSettings`], [`routes`]), how an alert or a digest
+//! looks ([`slack`], [`digest`]) and how one message is sent and its answer classified. The
+//! delivery loop over the outbox is a job (`jobs::deliver`). Secrets come from the
+//! environment or files, live in [`Secret`] and are never logged or stored.
 
 pub mod digest;
 pub mod routes;
+mod secret;
 pub mod slack;
 
+pub use secret::Secret;
+
 use std::collections::HashMap;
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::Context;
 use rand::{Rng, SeedableRng};
-use tracing::{info, warn};
 
-use crate::alert::Alert;
-use crate::store::{AttemptOutcome, Store};
-use slack::{SendError, Target};
-
-/// A secret string (webhook URL, token). Its `Debug` shows `***`; it has no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use slack::Target;
 
 /// Where and how to deliver.
 #[derive(Debug, Clone)]
@@ -132,9 +112,9 @@ impl SlackSettings {
     }
 
     /// A channel with a bot token, else the team's webhook, else the default webhook.
-    fn target<'a>(&'a self, team: &str, channel: &'a str) -> Option<Target<'a>> {
-        match (&self.bot_token, channel.is_empty()) {
-            (Some(token), false) => Some(Target::Bot { token, channel }),
+    pub fn target<'a>(&'a self, team: &str, channel: Option<&'a str>) -> Option<Target<'a>> {
+        match (&self.bot_token, channel) {
+            (Some(token), Some(channel)) => Some(Target::Bot { token, channel }),
             _ => self
                 .team_webhooks
                 .get(team)
@@ -143,7 +123,8 @@ impl SlackSettings {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
+    /// How long to wait before try `attempt + 1`: exponential, capped, with jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .base_backoff
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
@@ -158,188 +139,8 @@ impl SlackSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliverySummary {
-    pub sent: usize,
-    pub failed: usize,
-    pub still_pending: usize,
-    /// Why the run stopped early (Slack unavailable), if it did.
-    pub stopped: Option<String>,
-    /// Another deliverer holds the next alert (a live claim, or a dead process's until its
-    /// lease ends): not a failure, the alerts wait in order.
-    pub deferred: Option<String>,
-}
-
-/// The outbox kind of a per-team report message.
-pub const REPORT_KIND: &str = "report";
-
 /// How long a deliverer's claim on an alert lasts unless it is renewed: the deliverer renews
 /// it before each try and every quarter of a lease while it waits (`Retry-After`, backoff),
 /// so a live deliverer keeps it however long Slack makes it wait, and a dead one's claim
 /// holds the alerts behind it for two minutes at most.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(120);
-
-/// Delivers pending alerts in order, claiming each before sending it, so that deliverers
-/// running at the same time never send the same alert. `clock` gives the time to record; a
-/// wait between tries ends early on `shutdown`, leaving that alert pending (its claim
-/// released) for the next run.
-pub async fn deliver(
-    store: &Store,
-    settings: &SlackSettings,
-    clock: crate::clock::Clock,
-    mut shutdown: crate::clock::Shutdown,
-) -> anyhow::Result<DeliverySummary> {
-    let now = || clock.now();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .context("building the HTTP client")?;
-    let mut summary = DeliverySummary::default();
-    let stamp =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let lease = chrono::Duration::from_std(settings.claim_lease).expect("a lease of minutes");
-    let renew = |id: i64| {
-        let until = stamp(now() + lease);
-        async move { store.renew_alert_claim(id, &until).await }
-    };
-    let mut after = 0;
-    'alerts: loop {
-        let Some(row) = store
-            .claim_next_alert(after, &stamp(now()), &stamp(now() + lease))
-            .await?
-        else {
-            // Nothing left, or another deliverer is sending the next alert: it goes on in
-            // order, so this one stops rather than pass it.
-            if let Some((id, until)) = store.claimed_after(after, &stamp(now())).await? {
-                info!(alert = id, claimed_until = %until, "another deliverer is sending the next alert; leaving the rest to it");
-                summary.deferred = Some(format!(
-                    "alert {id} is being sent by another process (claimed until {until}); the rest follow it"
-                ));
-            }
-            break;
-        };
-        after = row.id;
-        if !row.next_attempt_at.is_empty() && row.next_attempt_at > stamp(now()) {
-            store.release_alert(row.id).await?;
-            summary.stopped = Some(format!(
-                "alert {} waits until {} before its next try",
-                row.id, row.next_attempt_at
-            ));
-            break;
-        }
-        // A report is stored as the very message to send; an alert as costsplit's alert.
-        let message = if row.kind == REPORT_KIND {
-            serde_json::from_str::<serde_json::Value>(&row.payload)
-                .with_context(|| format!("report {} in the outbox is unreadable", row.id))?
-        } else {
-            let alert: Alert = serde_json::from_str(&row.payload)
-                .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;
-            slack::message(&alert, settings.dashboard_url.as_deref())
-        };
-        let Some(target) = settings.target(&row.team, &row.channel) else {
-            let reason = format!(
-                "no Slack target for team `{}`: set {} or COSTSPLIT_SLACK_WEBHOOK_URL",
-                row.team,
-                settings
-                    .team_destinations
-                    .get(&row.team)
-                    .cloned()
-                    .unwrap_or_else(|| routes::conventional_variable(&row.team))
-            );
-            store
-                .record_alert_attempt(
-                    row.id,
-                    row.attempts,
-                    AttemptOutcome::Retry {
-                        reason: &reason,
-                        next_attempt_at: "",
-                    },
-                )
-                .await?;
-            warn!(alert = row.id, service = %row.service, "{reason}");
-            continue;
-        };
-        let mut attempts = row.attempts;
-        let mut tries = 0;
-        loop {
-            attempts += 1;
-            tries += 1;
-            renew(row.id).await?;
-            match slack::send(&client, &settings.api_url, target, &message).await {
-                Ok(()) => {
-                    store
-                        .record_alert_attempt(
-                            row.id,
-                            attempts,
-                            AttemptOutcome::Sent { at: &stamp(now()) },
-                        )
-                        .await?;
-                    info!(alert = row.id, service = %row.service, kind = %row.kind, "alert delivered");
-                    summary.sent += 1;
-                    break;
-                }
-                Err(SendError::Permanent { reason }) => {
-                    store
-                        .record_alert_attempt(
-                            row.id,
-                            attempts,
-                            AttemptOutcome::Failed { reason: &reason },
-                        )
-                        .await?;
-                    warn!(alert = row.id, service = %row.service, %reason, "alert failed permanently");
-                    summary.failed += 1;
-                    break;
-                }
-                Err(SendError::Retry { reason, after }) => {
-                    let wait = after
-                        .unwrap_or_else(|| settings.backoff(tries))
-                        .min(Duration::from_secs(300));
-                    if tries >= settings.max_attempts {
-                        let next = now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                        store
-                            .record_alert_attempt(
-                                row.id,
-                                attempts,
-                                AttemptOutcome::Retry {
-                                    reason: &reason,
-                                    next_attempt_at: &stamp(next),
-                                },
-                            )
-                            .await?;
-                        warn!(alert = row.id, %reason, "Slack unavailable; the alert stays pending");
-                        summary.stopped = Some(reason);
-                        break 'alerts;
-                    }
-                    warn!(alert = row.id, %reason, wait_ms = wait.as_millis() as u64, "retrying");
-                    // Waits in quarters of a lease, renewing the claim after each.
-                    let mut left = wait;
-                    let mut awake = true;
-                    while awake && !left.is_zero() {
-                        let step = left.min(settings.claim_lease / 4);
-                        awake = shutdown.sleep(step).await;
-                        left -= step;
-                        if awake {
-                            renew(row.id).await?;
-                        }
-                    }
-                    if !awake {
-                        store
-                            .record_alert_attempt(
-                                row.id,
-                                attempts,
-                                AttemptOutcome::Retry {
-                                    reason: &reason,
-                                    next_attempt_at: "",
-                                },
-                            )
-                            .await?;
-                        summary.stopped = Some(format!("shutting down; {reason}"));
-                        break 'alerts;
-                    }
-                }
-            }
-        }
-    }
-    summary.still_pending = store.list_alerts(Some("pending")).await?.len();
-    Ok(summary)
-}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::Secret;
+use super::secret::Secret;
 use crate::alert::{Alert, AlertKind};
 use crate::money::human;
 

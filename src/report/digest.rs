@@ -149,29 +149,36 @@ fn basis_unit(basis: &str) -> &str {
 /// One digest per (team, channel) that has a service with cost in either period, teams in
 /// name order. `only_team` keeps one team.
 pub fn digests(input: &DigestInput<'_>, only_team: Option<&str>) -> Vec<Digest> {
-    let (from, to) = input.current;
-    let days = usize::try_from((to - from).num_days() + 1).unwrap_or(0);
-    let mut pool_totals: BTreeMap<(&str, &str), Nanos> = BTreeMap::new();
-    for a in input.allocations.iter().filter(|a| !a.pool.is_empty()) {
-        *pool_totals.entry((&a.currency, &a.pool)).or_default() += a.amount;
-    }
-    let mut lines: BTreeMap<(String, String), ServiceLine> = BTreeMap::new();
-    // (service, currency, pool) -> method -> amount; and the unit seen.
-    let mut shares: BTreeMap<(String, String, String), ShareSums> = BTreeMap::new();
-    for a in input.allocations {
-        if a.service == UNALLOCATED {
+    let mut lines = service_lines(input);
+    attach_shares(input, &mut lines);
+    let mut by_owner: BTreeMap<(String, String), Vec<ServiceLine>> = BTreeMap::new();
+    for ((service, _), line) in lines {
+        let (team, channel) = input.owners.get(&service).cloned().unwrap_or_default();
+        if only_team.is_some_and(|t| t != team) {
             continue;
         }
-        let line = lines
-            .entry((a.service.clone(), a.currency.clone()))
-            .or_insert_with(|| ServiceLine {
-                service: a.service.clone(),
-                currency: a.currency.clone(),
-                total: Nanos::ZERO,
-                previous: Nanos::ZERO,
-                daily: vec![Nanos::ZERO; days],
-                shared: Vec::new(),
-            });
+        by_owner.entry((team, channel)).or_default().push(line);
+    }
+    by_owner
+        .into_iter()
+        .map(|((team, channel), services)| team_digest(input, team, channel, services))
+        .collect()
+}
+
+type Lines = BTreeMap<(String, String), ServiceLine>;
+
+/// Each (service, currency) with cost in either period: its total, daily amounts and previous
+/// total; `unallocated` is not a service anyone owns.
+fn service_lines(input: &DigestInput<'_>) -> Lines {
+    let (from, to) = input.current;
+    let days = usize::try_from((to - from).num_days() + 1).unwrap_or(0);
+    let mut lines = Lines::new();
+    for a in input
+        .allocations
+        .iter()
+        .filter(|a| a.service != UNALLOCATED)
+    {
+        let line = line_of(&mut lines, days, &a.service, &a.currency);
         line.total += a.amount;
         if let Some(slot) = usize::try_from((a.day - from).num_days())
             .ok()
@@ -179,37 +186,57 @@ pub fn digests(input: &DigestInput<'_>, only_team: Option<&str>) -> Vec<Digest> 
         {
             *slot += a.amount;
         }
-        if !a.pool.is_empty() {
-            let method = if a.fallback_used {
-                format!("fallback:{}", a.method.as_str())
-            } else {
-                a.method.as_str().to_string()
-            };
-            let entry = shares
-                .entry((a.service.clone(), a.currency.clone(), a.pool.clone()))
-                .or_default();
-            *entry.0.entry(method).or_default() += a.amount;
-            let unit = basis_unit(&a.basis);
-            if entry.1.is_empty() && !unit.is_empty() {
-                entry.1 = unit.to_string();
-            }
-        }
     }
     for ((service, currency), previous) in input.previous {
-        if service == UNALLOCATED {
+        if service != UNALLOCATED {
+            line_of(&mut lines, days, service, currency).previous = *previous;
+        }
+    }
+    lines
+}
+
+fn line_of<'a>(
+    lines: &'a mut Lines,
+    days: usize,
+    service: &str,
+    currency: &str,
+) -> &'a mut ServiceLine {
+    lines
+        .entry((service.to_string(), currency.to_string()))
+        .or_insert_with(|| ServiceLine {
+            service: service.to_string(),
+            currency: currency.to_string(),
+            total: Nanos::ZERO,
+            previous: Nanos::ZERO,
+            daily: vec![Nanos::ZERO; days],
+            shared: Vec::new(),
+        })
+}
+
+/// Each service's part of each pool over the period: the method of most of it, its ratio of
+/// the pool's total and the usage unit seen.
+fn attach_shares(input: &DigestInput<'_>, lines: &mut Lines) {
+    let mut pool_totals: BTreeMap<(&str, &str), Nanos> = BTreeMap::new();
+    // (service, currency, pool) -> method -> amount; and the unit seen.
+    let mut shares: BTreeMap<(String, String, String), ShareSums> = BTreeMap::new();
+    for a in input.allocations.iter().filter(|a| !a.pool.is_empty()) {
+        *pool_totals.entry((&a.currency, &a.pool)).or_default() += a.amount;
+        if a.service == UNALLOCATED {
             continue;
         }
-        lines
-            .entry((service.clone(), currency.clone()))
-            .or_insert_with(|| ServiceLine {
-                service: service.clone(),
-                currency: currency.clone(),
-                total: Nanos::ZERO,
-                previous: Nanos::ZERO,
-                daily: vec![Nanos::ZERO; days],
-                shared: Vec::new(),
-            })
-            .previous = *previous;
+        let method = if a.fallback_used {
+            format!("fallback:{}", a.method.as_str())
+        } else {
+            a.method.as_str().to_string()
+        };
+        let entry = shares
+            .entry((a.service.clone(), a.currency.clone(), a.pool.clone()))
+            .or_default();
+        *entry.0.entry(method).or_default() += a.amount;
+        let unit = basis_unit(&a.basis);
+        if entry.1.is_empty() && !unit.is_empty() {
+            entry.1 = unit.to_string();
+        }
     }
     for ((service, currency, pool), (methods, unit)) in shares {
         let amount: Nanos = methods.values().copied().sum();
@@ -232,55 +259,52 @@ pub fn digests(input: &DigestInput<'_>, only_team: Option<&str>) -> Vec<Digest> 
             });
         }
     }
-    let mut by_owner: BTreeMap<(String, String), Vec<ServiceLine>> = BTreeMap::new();
-    for ((service, _), line) in lines {
-        let (team, channel) = input.owners.get(&service).cloned().unwrap_or_default();
-        if only_team.is_some_and(|t| t != team) {
-            continue;
-        }
-        by_owner.entry((team, channel)).or_default().push(line);
+}
+
+/// One team channel's digest: totals, top movers, and the services over the floor listed
+/// largest first with the rest summed.
+fn team_digest(
+    input: &DigestInput<'_>,
+    team: String,
+    channel: String,
+    mut services: Vec<ServiceLine>,
+) -> Digest {
+    let (from, to) = input.current;
+    let mut totals: BTreeMap<String, (Nanos, Nanos)> = BTreeMap::new();
+    for s in &services {
+        let t = totals.entry(s.currency.clone()).or_default();
+        t.0 += s.total;
+        t.1 += s.previous;
     }
-    by_owner
+    let mut movers: Vec<(String, String, Nanos)> = services
+        .iter()
+        .filter(|s| s.change().0 != 0)
+        .map(|s| (s.service.clone(), s.currency.clone(), s.change()))
+        .collect();
+    movers.sort_by(|a, b| b.2 .0.abs().cmp(&a.2 .0.abs()).then(a.0.cmp(&b.0)));
+    movers.truncate(input.top_movers);
+    services.sort_by(|a, b| b.total.cmp(&a.total).then(a.service.cmp(&b.service)));
+    let (listed, below): (Vec<ServiceLine>, Vec<ServiceLine>) = services
         .into_iter()
-        .map(|((team, channel), mut services)| {
-            let mut totals: BTreeMap<String, (Nanos, Nanos)> = BTreeMap::new();
-            for s in &services {
-                let t = totals.entry(s.currency.clone()).or_default();
-                t.0 += s.total;
-                t.1 += s.previous;
-            }
-            let mut movers: Vec<(String, String, Nanos)> = services
-                .iter()
-                .filter(|s| s.change().0 != 0)
-                .map(|s| (s.service.clone(), s.currency.clone(), s.change()))
-                .collect();
-            movers.sort_by(|a, b| b.2 .0.abs().cmp(&a.2 .0.abs()).then(a.0.cmp(&b.0)));
-            movers.truncate(input.top_movers);
-            services.sort_by(|a, b| b.total.cmp(&a.total).then(a.service.cmp(&b.service)));
-            let (listed, below): (Vec<ServiceLine>, Vec<ServiceLine>) =
-                services.into_iter().partition(|s| {
-                    s.total.0.abs() >= input.floor.0 || s.previous.0.abs() >= input.floor.0
-                });
-            let mut below_floor_total: BTreeMap<String, Nanos> = BTreeMap::new();
-            for s in &below {
-                *below_floor_total.entry(s.currency.clone()).or_default() += s.total;
-            }
-            Digest {
-                team,
-                channel,
-                period: input.period,
-                label: input.period.label(input.current),
-                from,
-                to,
-                services: listed,
-                below_floor: below.len(),
-                below_floor_total,
-                movers,
-                totals,
-                estimated: input.estimated,
-            }
-        })
-        .collect()
+        .partition(|s| s.total.0.abs() >= input.floor.0 || s.previous.0.abs() >= input.floor.0);
+    let mut below_floor_total: BTreeMap<String, Nanos> = BTreeMap::new();
+    for s in &below {
+        *below_floor_total.entry(s.currency.clone()).or_default() += s.total;
+    }
+    Digest {
+        team,
+        channel,
+        period: input.period,
+        label: input.period.label(input.current),
+        from,
+        to,
+        services: listed,
+        below_floor: below.len(),
+        below_floor_total,
+        movers,
+        totals,
+        estimated: input.estimated,
+    }
 }
 
 /// A text sparkline of daily amounts (`▁▂▅█`), scaled between the smallest and largest.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::csv_out::{Cell, CsvOut};
-use crate::allocate::ChargeSplit;
+use crate::allocate::{ChargePart, ChargeSplit};
 use crate::model::{Method, UNALLOCATED};
 use crate::money::Nanos;
 
@@ -291,6 +291,47 @@ fn period_bounds(period: &str) -> (String, String) {
 /// Owner of a service: (team, cost center).
 pub type Owners = BTreeMap<String, (String, String)>;
 
+/// A pool share's FOCUS allocation columns: the method id, the details JSON (ratio, pool,
+/// basis), the allocated resource and its tags (service, team, cost center).
+fn allocation_columns(
+    pool: &str,
+    part: &ChargePart,
+    owners: &Owners,
+) -> (String, String, String, String) {
+    let mut details = format!(
+        "{{\"Elements\":[{{\"AllocatedRatio\":{}}}],\"x_Pool\":{}",
+        ratio_number(part.ratio_ppb),
+        json_string(pool)
+    );
+    if !part.basis.is_empty() {
+        details.push_str(&format!(",\"x_Basis\":{}", json_string(&part.basis)));
+    }
+    details.push('}');
+    let (resource, tags) = if part.service == UNALLOCATED {
+        (String::new(), String::new())
+    } else {
+        let (team, cost_center) = owners.get(&part.service).cloned().unwrap_or_default();
+        let mut tags = BTreeMap::new();
+        tags.insert("costsplit/service", part.service.as_str().to_string());
+        if !team.is_empty() {
+            tags.insert("costsplit/team", team);
+        }
+        if !cost_center.is_empty() {
+            tags.insert("costsplit/cost_center", cost_center);
+        }
+        (
+            part.service.clone(),
+            serde_json::to_string(&tags).expect("tags always serialise"),
+        )
+    };
+    (
+        method_id(part.method, part.fallback_used),
+        details,
+        resource,
+        tags,
+    )
+}
+
 /// Writes the dataset as CSV. `basis_is_effective` says which cost column the split follows
 /// (the other is split in the same proportions).
 pub fn focus_csv(
@@ -314,42 +355,9 @@ pub fn focus_csv(
             };
             let (effective, billed) = (effective.to_string(), billed.to_string());
             let pool = split.pool.as_deref().unwrap_or("");
-            let (method_id, details, resource, allocated_tags) = if split.pool.is_some() {
-                let mut details = format!(
-                    "{{\"Elements\":[{{\"AllocatedRatio\":{}}}],\"x_Pool\":{}",
-                    ratio_number(part.ratio_ppb),
-                    json_string(pool)
-                );
-                if !part.basis.is_empty() {
-                    details.push_str(&format!(",\"x_Basis\":{}", json_string(&part.basis)));
-                }
-                details.push('}');
-                let (resource, tags) = if part.service == UNALLOCATED {
-                    (String::new(), String::new())
-                } else {
-                    let (team, cost_center) =
-                        owners.get(&part.service).cloned().unwrap_or_default();
-                    let mut tags = BTreeMap::new();
-                    tags.insert("costsplit/service", part.service.as_str().to_string());
-                    if !team.is_empty() {
-                        tags.insert("costsplit/team", team);
-                    }
-                    if !cost_center.is_empty() {
-                        tags.insert("costsplit/cost_center", cost_center);
-                    }
-                    (
-                        part.service.clone(),
-                        serde_json::to_string(&tags).expect("tags always serialise"),
-                    )
-                };
-                (
-                    method_id(part.method, part.fallback_used),
-                    details,
-                    resource,
-                    tags,
-                )
-            } else {
-                (String::new(), String::new(), String::new(), String::new())
+            let (method_id, details, resource, allocated_tags) = match &split.pool {
+                Some(pool) => allocation_columns(pool, part, owners),
+                None => Default::default(),
             };
             let (list, contracted) = (part.list.to_string(), part.contracted.to_string());
             let service = if f.provider_service.is_empty() {

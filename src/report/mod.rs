@@ -16,9 +16,8 @@ use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 
-use crate::model::{Allocation, CostBasis, UNALLOCATED};
+use crate::model::{Allocation, CostBasis, Provenance, ServiceTotal, UNALLOCATED};
 use crate::money::{minor_decimals, Nanos};
-use crate::store::ServiceTotal;
 use csv_out::{Cell, CsvOut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +35,8 @@ pub struct Report {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub basis: CostBasis,
-    /// (cost basis, rules hash) pairs of the stored allocations.
-    pub provenance: Vec<(String, String)>,
+    /// What produced the stored allocations.
+    pub provenance: Vec<Provenance>,
     /// Sorted by total (largest first), `unallocated` last.
     pub services: Vec<ServiceTotal>,
     pub billed: BTreeMap<String, Nanos>,
@@ -76,7 +75,7 @@ impl Report {
         from: NaiveDate,
         to: NaiveDate,
         basis: CostBasis,
-        provenance: Vec<(String, String)>,
+        provenance: Vec<Provenance>,
         mut services: Vec<ServiceTotal>,
         billed: BTreeMap<String, Nanos>,
     ) -> Report {
@@ -216,7 +215,11 @@ impl Report {
     }
 
     fn rules_label(&self) -> String {
-        let hashes: Vec<&str> = self.provenance.iter().map(|(_, h)| h.as_str()).collect();
+        let hashes: Vec<&str> = self
+            .provenance
+            .iter()
+            .map(|p| p.rules_hash.as_str())
+            .collect();
         hashes.join(", ")
     }
 
@@ -344,7 +347,11 @@ impl Report {
             from: self.from.to_string(),
             to: self.to.to_string(),
             cost_basis: self.basis.as_str(),
-            rules: self.provenance.iter().map(|(_, h)| h.as_str()).collect(),
+            rules: self
+                .provenance
+                .iter()
+                .map(|p| p.rules_hash.as_str())
+                .collect(),
             services: self
                 .services
                 .iter()

@@ -115,13 +115,31 @@ pub fn statement(
     if input.allocations.is_empty() {
         return Err(StatementError::NoAllocations(input.month.to_string()));
     }
+    let currencies = reconciled_currencies(input)?;
+    let mut lines = grouped_lines(input, by, detail);
+    let totals = currencies
+        .into_iter()
+        .map(|currency| round_currency(input, currency, &mut lines))
+        .collect();
+    Ok(Statement {
+        month: input.month.to_string(),
+        basis: input.basis,
+        rules_hash: input.rules_hash.clone(),
+        estimated: input.estimated,
+        open_until: input.open_until,
+        lines,
+        totals,
+    })
+}
+
+/// The currencies of the month, once the allocations are known to add up to the billed facts
+/// in each.
+fn reconciled_currencies<'a>(
+    input: &StatementInput<'a>,
+) -> Result<BTreeSet<&'a str>, StatementError> {
     let mut allocated: BTreeMap<&str, Nanos> = BTreeMap::new();
-    let mut pools: BTreeMap<(&str, &str), Nanos> = BTreeMap::new();
     for a in input.allocations {
         *allocated.entry(&a.currency).or_default() += a.amount;
-        if !a.pool.is_empty() {
-            *pools.entry((&a.currency, &a.pool)).or_default() += a.amount;
-        }
     }
     let currencies: BTreeSet<&str> = allocated
         .keys()
@@ -140,105 +158,102 @@ pub fn statement(
             });
         }
     }
+    Ok(currencies)
+}
+
+/// The exact lines, grouped by `by` (and with `detail` by pool, method and provider
+/// service), sorted by currency with unallocated last; not yet rounded.
+fn grouped_lines(input: &StatementInput<'_>, by: GroupBy, detail: bool) -> Vec<Line> {
+    let mut pools: BTreeMap<(&str, &str), Nanos> = BTreeMap::new();
+    for a in input.allocations.iter().filter(|a| !a.pool.is_empty()) {
+        *pools.entry((&a.currency, &a.pool)).or_default() += a.amount;
+    }
     // Sort key: currency, unallocated last, then the columns left to right.
     let mut grouped: BTreeMap<Key, (Nanos, BTreeSet<String>)> = BTreeMap::new();
     for a in input.allocations {
-        let (cost_center, team, service) = match by {
-            GroupBy::Service => (a.cost_center.clone(), a.team.clone(), a.service.clone()),
-            GroupBy::Team => (a.cost_center.clone(), a.team.clone(), String::new()),
-            GroupBy::CostCenter => (a.cost_center.clone(), String::new(), String::new()),
-        };
         let unallocated = a.service == UNALLOCATED;
-        let (cost_center, team, service) = if unallocated {
-            (String::new(), String::new(), UNALLOCATED.to_string())
-        } else {
-            (cost_center, team, service)
+        let (cost_center, team, service) = match (unallocated, by) {
+            (true, _) => (String::new(), String::new(), UNALLOCATED.to_string()),
+            (_, GroupBy::Service) => (a.cost_center.clone(), a.team.clone(), a.service.clone()),
+            (_, GroupBy::Team) => (a.cost_center.clone(), a.team.clone(), String::new()),
+            (_, GroupBy::CostCenter) => (a.cost_center.clone(), String::new(), String::new()),
         };
         let (pool, method, provider) = if detail {
             (a.pool.clone(), method_label(a), a.provider_service.clone())
         } else {
             (String::new(), String::new(), String::new())
         };
-        let entry = grouped
-            .entry((
-                a.currency.clone(),
-                unallocated,
+        let key = (
+            a.currency.clone(),
+            unallocated,
+            cost_center,
+            team,
+            service,
+            pool,
+            method,
+            provider,
+        );
+        let entry = grouped.entry(key).or_default();
+        entry.0 += a.amount;
+        entry.1.insert(method_label(a));
+    }
+    grouped
+        .into_iter()
+        .map(|(key, (exact, methods))| {
+            let (currency, _, cost_center, team, service, pool, method, provider) = key;
+            let method = if detail {
+                method
+            } else if methods.len() == 1 {
+                methods.into_iter().next().expect("one method")
+            } else {
+                "total".to_string()
+            };
+            let whole = if pool.is_empty() {
+                input.billed.get(&currency).copied().unwrap_or_default()
+            } else {
+                pools
+                    .get(&(currency.as_str(), pool.as_str()))
+                    .copied()
+                    .unwrap_or_default()
+            };
+            Line {
                 cost_center,
                 team,
                 service,
                 pool,
                 method,
-                provider,
-            ))
-            .or_default();
-        entry.0 += a.amount;
-        entry.1.insert(method_label(a));
-    }
-    let mut lines: Vec<Line> = grouped
-        .into_iter()
-        .map(
-            |(
-                (currency, _, cost_center, team, service, pool, method, provider),
-                (exact, methods),
-            )| {
-                let method = if detail {
-                    method
-                } else if methods.len() == 1 {
-                    methods.into_iter().next().expect("one method")
-                } else {
-                    "total".to_string()
-                };
-                let whole = if pool.is_empty() {
-                    input.billed.get(&currency).copied().unwrap_or_default()
-                } else {
-                    pools
-                        .get(&(currency.as_str(), pool.as_str()))
-                        .copied()
-                        .unwrap_or_default()
-                };
-                Line {
-                    cost_center,
-                    team,
-                    service,
-                    pool,
-                    method,
-                    provider_service: provider,
-                    exact,
-                    whole,
-                    minor: 0,
-                    currency,
-                }
-            },
-        )
+                provider_service: provider,
+                exact,
+                whole,
+                minor: 0,
+                currency,
+            }
+        })
+        .collect()
+}
+
+/// Rounds one currency's lines to its minor unit, preserving their sum, and reconciles it.
+fn round_currency(
+    input: &StatementInput<'_>,
+    currency: &str,
+    lines: &mut [Line],
+) -> Reconciliation {
+    let indices: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].currency == currency)
         .collect();
-    let mut totals = Vec::new();
-    for currency in currencies {
-        let indices: Vec<usize> = (0..lines.len())
-            .filter(|&i| lines[i].currency == currency)
-            .collect();
-        let unit = nanos_per_minor(currency);
-        let exact: Vec<i128> = indices.iter().map(|&i| lines[i].exact.0).collect();
-        let minor = round_preserving_sum(&exact, unit);
-        for (&i, m) in indices.iter().zip(minor) {
-            lines[i].minor = m;
-        }
-        let billed_exact = input.billed.get(currency).copied().unwrap_or_default();
-        totals.push(Reconciliation {
-            currency: currency.to_string(),
-            billed_exact,
-            billed_minor: round_preserving_sum(&[billed_exact.0], unit)[0],
-            allocated_minor: indices.iter().map(|&i| lines[i].minor).sum(),
-        });
+    let unit = nanos_per_minor(currency);
+    let exact: Vec<i128> = indices.iter().map(|&i| lines[i].exact.0).collect();
+    let minor = round_preserving_sum(&exact, unit);
+    for (&i, m) in indices.iter().zip(minor) {
+        lines[i].minor = m;
     }
-    Ok(Statement {
-        month: input.month.to_string(),
-        basis: input.basis,
-        rules_hash: input.rules_hash.clone(),
-        estimated: input.estimated,
-        open_until: input.open_until,
-        lines,
-        totals,
-    })
+    let billed_exact = input.billed.get(currency).copied().unwrap_or_default();
+    Reconciliation {
+        currency: currency.to_string(),
+        billed_exact,
+        billed_minor: round_preserving_sum(&[billed_exact.0], unit)[0],
+        allocated_minor: indices.iter().map(|&i| lines[i].minor).sum(),
+    }
 }
 
 /// `part / whole` with six decimals, rounded half away from zero (0 when the whole is 0).

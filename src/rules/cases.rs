@@ -9,7 +9,7 @@ use std::ops::Range;
 use chrono::NaiveDate;
 use toml_edit::{TableLike, Value};
 
-use super::parse::{FileCtx, Loc};
+use super::walk::{FileCtx, Loc};
 use crate::model::{Fact, Tags, UNALLOCATED};
 use crate::money::Nanos;
 
@@ -118,6 +118,19 @@ pub(super) fn walk_case(
             );
         }
     }
+    let weights = walk_weights(ctx, table);
+    let expect = walk_expect(ctx, table, span, &name);
+    Some(RawCase {
+        name,
+        loc,
+        facts,
+        weights,
+        expect,
+    })
+}
+
+/// `weights = { pool = { service = 10 } }`: the usage weights a case feeds its pools.
+fn walk_weights(ctx: &mut FileCtx<'_>, table: &dyn TableLike) -> Vec<RawWeights> {
     let mut weights = Vec::new();
     if let Some(inner) = ctx.table(table, "weights") {
         for (pool, item) in inner.iter() {
@@ -143,6 +156,16 @@ pub(super) fn walk_case(
             weights.push((pool.to_string(), ploc, rows));
         }
     }
+    weights
+}
+
+/// `expect = { service = "12.50" }`: the amounts a case expects.
+fn walk_expect(
+    ctx: &mut FileCtx<'_>,
+    table: &dyn TableLike,
+    span: Option<Range<usize>>,
+    name: &str,
+) -> Vec<(String, Nanos, Loc)> {
     let mut expect = Vec::new();
     match ctx.table(table, "expect") {
         Some(inner) => {
@@ -166,13 +189,7 @@ pub(super) fn walk_case(
             format!("[[test]] `{name}` needs `expect = {{ service = \"amount\", … }}`"),
         ),
     }
-    Some(RawCase {
-        name,
-        loc,
-        facts,
-        weights,
-        expect,
-    })
+    expect
 }
 
 fn walk_fact(
@@ -237,13 +254,17 @@ pub(super) fn build_cases(
     raw: Vec<RawCase>,
     resolve: &dyn Fn(&str) -> Result<String, String>,
     usage_pools: &[&str],
-    diags: &mut Vec<super::Diagnostic>,
+    diags: &mut Vec<super::diagnostic::Diagnostic>,
 ) -> Vec<TestCase> {
     let mut out = Vec::new();
     for case in raw {
         let mut ok = true;
         let mut error = |loc: &Loc, message: String| {
-            diags.push(super::Diagnostic::error(&loc.file, loc.pos(), message));
+            diags.push(super::diagnostic::Diagnostic::error(
+                &loc.file,
+                loc.pos(),
+                message,
+            ));
         };
         let mut weights: BTreeMap<String, Vec<(String, u128)>> = BTreeMap::new();
         for (pool, ploc, rows) in case.weights {
@@ -256,7 +277,7 @@ pub(super) fn build_cases(
                 continue;
             }
             for (service, text, wloc) in rows {
-                let weight = super::parse_weight(&text);
+                let weight = super::weights::parse_weight(&text);
                 match (resolve(&service), weight) {
                     (Ok(name), Some(w)) => weights.entry(pool.clone()).or_default().push((name, w)),
                     (Err(message), _) => {

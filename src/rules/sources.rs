@@ -12,7 +12,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use toml_edit::TableLike;
 
 use super::diagnostic::Diagnostic;
-use super::parse::{FileCtx, Loc};
+use super::walk::{choice, FileCtx, Loc};
 
 /// A validated live usage source.
 #[derive(Debug, Clone)]
@@ -106,18 +106,30 @@ pub enum SecretRef {
 
 impl SecretRef {
     /// The secret's text. The error names the variable or file, never a value.
-    pub fn read(&self) -> Result<String, String> {
+    pub fn read(&self) -> Result<String, SecretError> {
         match self {
             SecretRef::Env(var) => match std::env::var(var) {
                 Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_string()),
-                _ => Err(format!("the environment variable {var} is not set")),
+                _ => Err(SecretError::Unset(var.clone())),
             },
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map(|text| text.trim().to_string())
-                .map_err(|e| format!("cannot read the secret file {}: {e}", path.display())),
+                .map_err(|e| SecretError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }),
             SecretRef::Inline(value) => Ok(value.clone()),
         }
     }
+}
+
+/// A secret that could not be read: names the variable or file, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("the environment variable {0} is not set")]
+    Unset(String),
+    #[error("cannot read the secret file {}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
 }
 
 /// Measured names -> services: an exact name first; then, for key prefixes, the longest
@@ -235,6 +247,7 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
 /// Keys that would put a secret in the rules.
 const SECRET_KEYS: [&str; 6] = ["dsn", "password", "token", "secret", "auth", "connection"];
 
+/// `[[source]]`: the common keys here, each kind's own in its function below.
 pub(super) fn walk_source(
     ctx: &mut FileCtx<'_>,
     table: &dyn TableLike,
@@ -243,33 +256,7 @@ pub(super) fn walk_source(
     let header = ctx.loc(span.clone());
     let name = ctx.string(table, "name");
     let kind = ctx.string(table, "kind");
-    let allowed: Vec<&str> = match kind.as_ref().and_then(|(k, _)| kind_keys(k)) {
-        Some(keys) => COMMON_KEYS.iter().chain(keys).copied().collect(),
-        None => COMMON_KEYS.to_vec(),
-    };
-    for (key, _) in table.iter() {
-        if allowed.contains(&key) {
-            continue;
-        }
-        let at = table.get_key_value(key).and_then(|(k, _)| k.span());
-        if SECRET_KEYS.contains(&key) || key == "url" {
-            ctx.error(
-                at,
-                format!(
-                    "`{key}` would put a connection secret in the rules; name an environment variable ({key}_env = \"VAR\") or a file ({key}_file = \"/run/secrets/x\") instead"
-                ),
-            );
-        } else if kind.as_ref().is_some_and(|(k, _)| kind_keys(k).is_some()) {
-            ctx.error(
-                at,
-                format!(
-                    "unknown key `{key}` in a [[source]] of kind `{}`; expected one of: {}",
-                    kind.as_ref().map(|(k, _)| k.as_str()).unwrap_or_default(),
-                    allowed.join(", ")
-                ),
-            );
-        }
-    }
+    check_keys(ctx, table, kind.as_ref().map(|(k, _)| k.as_str()));
     let Some(name) = name.filter(|(n, _)| !n.trim().is_empty()) else {
         ctx.error(
             span,
@@ -288,154 +275,17 @@ pub(super) fn walk_source(
         return None;
     };
     let errors_before = ctx.error_count();
-    let dir = ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let source_name = name.0.clone();
-    let required = |ctx: &mut FileCtx<'_>, key: &str, example: &str| -> Option<String> {
-        match ctx.string(table, key) {
-            Some((value, _)) if !value.trim().is_empty() => Some(value),
-            Some((_, loc)) => {
-                ctx.push(&loc, format!("source `{source_name}`: `{key}` is empty"));
-                None
-            }
-            None => {
-                ctx.push(
-                    &header,
-                    format!("source `{source_name}` needs `{key}`, e.g. {key} = {example}"),
-                );
-                None
-            }
-        }
-    };
-    let count = |ctx: &mut FileCtx<'_>, key: &str, default: u64| -> u64 {
-        match ctx.integer(table, key) {
-            None => default,
-            Some(v) if v > 0 => v as u64,
-            Some(_) => {
-                let loc = ctx.key_loc(table, key);
-                ctx.push(&loc, format!("`{key}` must be a positive integer"));
-                default
-            }
-        }
+    let source = SourceTable {
+        table,
+        dir: ctx.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        header,
+        name: name.0.clone(),
     };
     let kind_value = match kind.as_str() {
-        "postgres" => {
-            let dsn = secret(ctx, table, "dsn", &dir, &header, &source_name, true);
-            let by = match ctx.string(table, "by") {
-                None => PgGrain::Schema,
-                Some((b, _)) if b == "schema" => PgGrain::Schema,
-                Some((b, _)) if b == "table" => PgGrain::Table,
-                Some((other, loc)) => {
-                    ctx.push(
-                        &loc,
-                        format!("unknown `by = \"{other}\"`: use \"schema\" or \"table\" (schema.table names)"),
-                    );
-                    PgGrain::Schema
-                }
-            };
-            dsn.map(|dsn| SourceKind::Postgres { dsn, by })
-        }
-        "redis" => {
-            let url = secret(ctx, table, "url", &dir, &header, &source_name, true);
-            let measure = match ctx.string(table, "measure") {
-                None => RedisMeasure::Keys,
-                Some((m, _)) if m == "keys" => RedisMeasure::Keys,
-                Some((m, _)) if m == "memory" => RedisMeasure::Memory,
-                Some((other, loc)) => {
-                    ctx.push(
-                        &loc,
-                        format!("unknown `measure = \"{other}\"`: use \"keys\" or \"memory\""),
-                    );
-                    RedisMeasure::Keys
-                }
-            };
-            let kind = SourceKind::Redis {
-                url: url.clone().unwrap_or(SecretRef::Env(String::new())),
-                measure,
-                max_keys: count(ctx, "max_keys", 1_000_000),
-                scan_count: count(ctx, "scan_count", 1_000),
-                memory_samples: count(ctx, "memory_samples", 100),
-            };
-            url.map(|_| kind)
-        }
-        "prometheus" => {
-            let url = match ctx.string(table, "url") {
-                // A plain URL is fine when it carries no credentials.
-                Some((url, loc)) if url.contains('@') => {
-                    ctx.push(
-                        &loc,
-                        "a Prometheus `url` with credentials in it would put a secret in the rules; use url_env or url_file, or token_env for a bearer token",
-                    );
-                    None
-                }
-                Some((url, _)) => Some(SecretRef::Inline(url)),
-                None => secret(ctx, table, "url", &dir, &header, &source_name, true),
-            };
-            let token = secret(ctx, table, "token", &dir, &header, &source_name, false);
-            let query = required(ctx, "query", "'sum by (topic) (kafka_log_log_size)'");
-            let label = required(ctx, "label", "\"topic\"");
-            match (url, query, label) {
-                (Some(url), Some(query), Some(label)) => Some(SourceKind::Prometheus {
-                    url,
-                    token,
-                    query,
-                    label,
-                }),
-                _ => None,
-            }
-        }
-        "cloudwatch" => {
-            let namespace = required(ctx, "namespace", "\"AWS/Kafka\"");
-            let metric = required(ctx, "metric", "\"BytesInPerSec\"");
-            let dimension = required(ctx, "dimension", "\"Topic\"");
-            let statistic = ctx
-                .string(table, "statistic")
-                .map(|(s, _)| s)
-                .unwrap_or_else(|| "Sum".to_string());
-            if !["Sum", "Average", "Maximum", "Minimum", "SampleCount"]
-                .contains(&statistic.as_str())
-            {
-                let loc = ctx.key_loc(table, "statistic");
-                ctx.push(
-                    &loc,
-                    format!("unknown statistic `{statistic}`: use Sum, Average, Maximum, Minimum or SampleCount"),
-                );
-            }
-            let period_seconds = count(ctx, "period_seconds", 86_400);
-            if period_seconds % 60 != 0 || period_seconds > 86_400 {
-                let loc = ctx.key_loc(table, "period_seconds");
-                ctx.push(
-                    &loc,
-                    "`period_seconds` must be a multiple of 60 and at most 86400 (one day)",
-                );
-            }
-            let mut dimensions = Vec::new();
-            if let Some(dims) = ctx.table(table, "dimensions") {
-                for (key, item) in dims.iter() {
-                    match item.as_str() {
-                        Some(value) => dimensions.push((key.to_string(), value.to_string())),
-                        None => ctx.error(
-                            item.span(),
-                            format!("dimension `{key}` must be a string value"),
-                        ),
-                    }
-                }
-            }
-            let region = ctx.string(table, "region").map(|(r, _)| r);
-            match (namespace, metric, dimension) {
-                (Some(namespace), Some(metric), Some(dimension)) => {
-                    Some(SourceKind::CloudWatch(CloudWatchQuery {
-                        namespace,
-                        metric,
-                        dimension,
-                        dimensions,
-                        statistic,
-                        period_seconds: period_seconds.min(86_400) as i32,
-                        region,
-                    }))
-                }
-                _ => None,
-            }
-        }
+        "postgres" => walk_postgres(ctx, &source),
+        "redis" => walk_redis(ctx, &source),
+        "prometheus" => walk_prometheus(ctx, &source),
+        "cloudwatch" => walk_cloudwatch(ctx, &source),
         other => {
             ctx.push(
                 &kind_loc,
@@ -446,31 +296,10 @@ pub(super) fn walk_source(
             None
         }
     };
-    let timeout = Duration::from_secs(count(ctx, "timeout_seconds", 30));
+    let timeout = Duration::from_secs(source.count(ctx, "timeout_seconds", 30));
     let resource_id = ctx.string(table, "resource_id").map(|(r, _)| r);
     let unit = ctx.string(table, "unit").map(|(u, _)| u);
-    let mut map = Vec::new();
-    match ctx.table(table, "map") {
-        None => ctx.push(
-            &header,
-            format!(
-                "source `{}` needs a `map` from what it measures to services, e.g. map = {{ \"orders\" = \"orders-api\" }}",
-                name.0
-            ),
-        ),
-        Some(entries) => {
-            for (key, item) in entries.iter() {
-                let loc = ctx.key_loc(entries, key);
-                match item.as_str() {
-                    Some(service) => map.push((key.to_string(), service.to_string(), loc)),
-                    None => ctx.error(
-                        item.span(),
-                        format!("map entry `{key}` must name a service as a string"),
-                    ),
-                }
-            }
-        }
-    }
+    let map = walk_map(ctx, &source);
     if ctx.error_count() > errors_before {
         return None;
     }
@@ -488,6 +317,251 @@ pub(super) fn walk_source(
         },
         map,
     })
+}
+
+/// Reports keys that are neither common nor the kind's, and any key that would put a secret
+/// in the rules.
+fn check_keys(ctx: &mut FileCtx<'_>, table: &dyn TableLike, kind: Option<&str>) {
+    let own = kind.and_then(kind_keys);
+    let allowed: Vec<&str> = match own {
+        Some(keys) => COMMON_KEYS.iter().chain(keys).copied().collect(),
+        None => COMMON_KEYS.to_vec(),
+    };
+    for (key, _) in table.iter() {
+        if allowed.contains(&key) {
+            continue;
+        }
+        let at = table.get_key_value(key).and_then(|(k, _)| k.span());
+        if SECRET_KEYS.contains(&key) || key == "url" {
+            ctx.error(
+                at,
+                format!(
+                    "`{key}` would put a connection secret in the rules; name an environment variable ({key}_env = \"VAR\") or a file ({key}_file = \"/run/secrets/x\") instead"
+                ),
+            );
+        } else if own.is_some() {
+            ctx.error(
+                at,
+                format!(
+                    "unknown key `{key}` in a [[source]] of kind `{}`; expected one of: {}",
+                    kind.unwrap_or_default(),
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// One `[[source]]` table being walked, with what its kind's keys are reported against.
+struct SourceTable<'t> {
+    table: &'t dyn TableLike,
+    /// The folder of its rules file (secret files are relative to it).
+    dir: PathBuf,
+    header: Loc,
+    name: String,
+}
+
+impl SourceTable<'_> {
+    /// A non-empty string the kind needs.
+    fn required(&self, ctx: &mut FileCtx<'_>, key: &str, example: &str) -> Option<String> {
+        match ctx.string(self.table, key) {
+            Some((value, _)) if !value.trim().is_empty() => Some(value),
+            Some((_, loc)) => {
+                ctx.push(&loc, format!("source `{}`: `{key}` is empty", self.name));
+                None
+            }
+            None => {
+                ctx.push(
+                    &self.header,
+                    format!(
+                        "source `{}` needs `{key}`, e.g. {key} = {example}",
+                        self.name
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A positive integer, or `default`.
+    fn count(&self, ctx: &mut FileCtx<'_>, key: &str, default: u64) -> u64 {
+        match ctx.integer(self.table, key) {
+            None => default,
+            Some(v) if v > 0 => v as u64,
+            Some(_) => {
+                let loc = ctx.key_loc(self.table, key);
+                ctx.push(&loc, format!("`{key}` must be a positive integer"));
+                default
+            }
+        }
+    }
+
+    /// A secret named by `{key}_env` or `{key}_file`.
+    fn secret(&self, ctx: &mut FileCtx<'_>, key: &str, required: bool) -> Option<SecretRef> {
+        secret(
+            ctx,
+            self.table,
+            key,
+            &self.dir,
+            &self.header,
+            &self.name,
+            required,
+        )
+    }
+}
+
+/// `kind = "postgres"`: table sizes by schema or table.
+fn walk_postgres(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
+    let dsn = source.secret(ctx, "dsn", true);
+    let by = match ctx.string(source.table, "by") {
+        None => PgGrain::Schema,
+        Some((b, loc)) => choice(
+            &b,
+            &[("schema", PgGrain::Schema), ("table", PgGrain::Table)],
+            true,
+        )
+        .unwrap_or_else(|list| {
+            ctx.push(
+                &loc,
+                format!("unknown `by = \"{b}\"`: use {list} (schema.table names)"),
+            );
+            PgGrain::Schema
+        }),
+    };
+    dsn.map(|dsn| SourceKind::Postgres { dsn, by })
+}
+
+/// `kind = "redis"`: keys (or memory) per key prefix.
+fn walk_redis(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
+    let url = source.secret(ctx, "url", true);
+    let measure = match ctx.string(source.table, "measure") {
+        None => RedisMeasure::Keys,
+        Some((m, loc)) => choice(
+            &m,
+            &[
+                ("keys", RedisMeasure::Keys),
+                ("memory", RedisMeasure::Memory),
+            ],
+            true,
+        )
+        .unwrap_or_else(|list| {
+            ctx.push(&loc, format!("unknown `measure = \"{m}\"`: use {list}"));
+            RedisMeasure::Keys
+        }),
+    };
+    let kind = SourceKind::Redis {
+        url: url.clone().unwrap_or(SecretRef::Env(String::new())),
+        measure,
+        max_keys: source.count(ctx, "max_keys", 1_000_000),
+        scan_count: source.count(ctx, "scan_count", 1_000),
+        memory_samples: source.count(ctx, "memory_samples", 100),
+    };
+    url.map(|_| kind)
+}
+
+/// `kind = "prometheus"`: an instant query, one series per member label.
+fn walk_prometheus(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
+    let url = match ctx.string(source.table, "url") {
+        // A plain URL is fine when it carries no credentials.
+        Some((url, loc)) if url.contains('@') => {
+            ctx.push(
+                &loc,
+                "a Prometheus `url` with credentials in it would put a secret in the rules; use url_env or url_file, or token_env for a bearer token",
+            );
+            None
+        }
+        Some((url, _)) => Some(SecretRef::Inline(url)),
+        None => source.secret(ctx, "url", true),
+    };
+    let token = source.secret(ctx, "token", false);
+    let query = source.required(ctx, "query", "'sum by (topic) (kafka_log_log_size)'");
+    let label = source.required(ctx, "label", "\"topic\"");
+    match (url, query, label) {
+        (Some(url), Some(query), Some(label)) => Some(SourceKind::Prometheus {
+            url,
+            token,
+            query,
+            label,
+        }),
+        _ => None,
+    }
+}
+
+/// `kind = "cloudwatch"`: one metric per member dimension value, by GetMetricData.
+fn walk_cloudwatch(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
+    let table = source.table;
+    let namespace = source.required(ctx, "namespace", "\"AWS/Kafka\"");
+    let metric = source.required(ctx, "metric", "\"BytesInPerSec\"");
+    let dimension = source.required(ctx, "dimension", "\"Topic\"");
+    let statistic = ctx
+        .string(table, "statistic")
+        .map(|(s, _)| s)
+        .unwrap_or_else(|| "Sum".to_string());
+    if !["Sum", "Average", "Maximum", "Minimum", "SampleCount"].contains(&statistic.as_str()) {
+        let loc = ctx.key_loc(table, "statistic");
+        ctx.push(
+            &loc,
+            format!("unknown statistic `{statistic}`: use Sum, Average, Maximum, Minimum or SampleCount"),
+        );
+    }
+    let period_seconds = source.count(ctx, "period_seconds", 86_400);
+    if !period_seconds.is_multiple_of(60) || period_seconds > 86_400 {
+        let loc = ctx.key_loc(table, "period_seconds");
+        ctx.push(
+            &loc,
+            "`period_seconds` must be a multiple of 60 and at most 86400 (one day)",
+        );
+    }
+    let mut dimensions = Vec::new();
+    if let Some(dims) = ctx.table(table, "dimensions") {
+        for (key, item) in dims.iter() {
+            match item.as_str() {
+                Some(value) => dimensions.push((key.to_string(), value.to_string())),
+                None => ctx.error(
+                    item.span(),
+                    format!("dimension `{key}` must be a string value"),
+                ),
+            }
+        }
+    }
+    let region = ctx.string(table, "region").map(|(r, _)| r);
+    Some(SourceKind::CloudWatch(CloudWatchQuery {
+        namespace: namespace?,
+        metric: metric?,
+        dimension: dimension?,
+        dimensions,
+        statistic,
+        period_seconds: period_seconds.min(86_400) as i32,
+        region,
+    }))
+}
+
+/// The `map` from what a source measures to services (names checked when the files are put
+/// together).
+fn walk_map(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Vec<(String, String, Loc)> {
+    let mut map = Vec::new();
+    match ctx.table(source.table, "map") {
+        None => ctx.push(
+            &source.header,
+            format!(
+                "source `{}` needs a `map` from what it measures to services, e.g. map = {{ \"orders\" = \"orders-api\" }}",
+                source.name
+            ),
+        ),
+        Some(entries) => {
+            for (key, item) in entries.iter() {
+                let loc = ctx.key_loc(entries, key);
+                match item.as_str() {
+                    Some(service) => map.push((key.to_string(), service.to_string(), loc)),
+                    None => ctx.error(
+                        item.span(),
+                        format!("map entry `{key}` must name a service as a string"),
+                    ),
+                }
+            }
+        }
+    }
+    map
 }
 
 fn default_unit(kind: &SourceKind) -> String {

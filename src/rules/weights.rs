@@ -100,99 +100,34 @@ pub fn read_csv(
     path: &Path,
     resolve: &dyn Fn(&str) -> Result<String, String>,
 ) -> Result<Vec<WeightRow>, Vec<Diagnostic>> {
-    let mut reader = match csv::ReaderBuilder::new().flexible(false).from_path(path) {
-        Ok(reader) => reader,
-        Err(e) => {
-            return Err(vec![Diagnostic::error(
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| {
+            vec![Diagnostic::error(
                 path,
                 (0, 0),
                 format!("cannot read the weight file: {e}"),
-            )])
-        }
-    };
-    let headers = match reader.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => {
-            return Err(vec![Diagnostic::error(
-                path,
-                (1, 1),
-                format!("bad header: {e}"),
-            )])
-        }
-    };
-    let find = |names: &[&str]| {
-        headers
-            .iter()
-            .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
-    };
-    let (Some(service_col), Some(weight_col)) = (find(&["service"]), find(&["weight"])) else {
-        return Err(vec![Diagnostic::error(
-            path,
-            (1, 1),
-            "the header must name the columns `service` and `weight` (optionally `day` and `resource_id`)",
-        )]);
-    };
-    let day_col = find(&["day", "date"]);
-    let resource_col = find(&["resource_id", "resourceid"]);
-
+            )]
+        })?;
+    let columns = reader
+        .headers()
+        .map_err(|e| format!("bad header: {e}"))
+        .and_then(WeightColumns::find)
+        .map_err(|message| vec![Diagnostic::error(path, (1, 1), message)])?;
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(Diagnostic::error(
-                    path,
-                    (line, 1),
-                    format!("unreadable row: {e}"),
-                ));
-                continue;
-            }
-        };
-        let field = |col: usize| record.get(col).unwrap_or("").trim();
-        let service = match resolve(field(service_col)) {
-            Ok(service) => service,
-            Err(message) => {
-                errors.push(Diagnostic::error(path, (line, service_col + 1), message));
-                String::new()
-            }
-        };
-        let weight = parse_weight(field(weight_col));
-        if weight.is_none() {
-            errors.push(Diagnostic::error(
+        match record {
+            Ok(record) => rows.extend(columns.row(&record, resolve, &mut |col, message| {
+                errors.push(Diagnostic::error(path, (line, col + 1), message));
+            })),
+            Err(e) => errors.push(Diagnostic::error(
                 path,
-                (line, weight_col + 1),
-                format!(
-                    "weight `{}` is not a non-negative decimal number",
-                    field(weight_col)
-                ),
-            ));
-        }
-        let day = match day_col.map(field) {
-            None | Some("") => None,
-            Some(text) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-                Ok(day) => Some(day),
-                Err(_) => {
-                    errors.push(Diagnostic::error(
-                        path,
-                        (line, day_col.map_or(1, |c| c + 1)),
-                        format!("day `{text}` is not a date like 2025-03-01"),
-                    ));
-                    None
-                }
-            },
-        };
-        let resource_id = resource_col
-            .map(field)
-            .filter(|r| !r.is_empty())
-            .map(str::to_string);
-        if let (false, Some(weight)) = (service.is_empty(), weight) {
-            rows.push(WeightRow {
-                key: WeightKey { day, resource_id },
-                service,
-                weight,
-            });
+                (line, 1),
+                format!("unreadable row: {e}"),
+            )),
         }
     }
     if rows.is_empty() && errors.is_empty() {
@@ -206,5 +141,72 @@ pub fn read_csv(
         Ok(rows)
     } else {
         Err(errors)
+    }
+}
+
+/// Where a weight file's columns are.
+struct WeightColumns {
+    service: usize,
+    weight: usize,
+    day: Option<usize>,
+    resource: Option<usize>,
+}
+
+impl WeightColumns {
+    fn find(headers: &csv::StringRecord) -> Result<WeightColumns, String> {
+        let find = |names: &[&str]| {
+            headers
+                .iter()
+                .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
+        };
+        let (Some(service), Some(weight)) = (find(&["service"]), find(&["weight"])) else {
+            return Err("the header must name the columns `service` and `weight` (optionally `day` and `resource_id`)".to_string());
+        };
+        Ok(WeightColumns {
+            service,
+            weight,
+            day: find(&["day", "date"]),
+            resource: find(&["resource_id", "resourceid"]),
+        })
+    }
+
+    /// One row's weight, or None after telling `problem` (column index, message) what is
+    /// wrong with each bad cell.
+    fn row(
+        &self,
+        record: &csv::StringRecord,
+        resolve: &dyn Fn(&str) -> Result<String, String>,
+        problem: &mut dyn FnMut(usize, String),
+    ) -> Option<WeightRow> {
+        let field = |col: usize| record.get(col).unwrap_or("").trim();
+        let service = resolve(field(self.service))
+            .map_err(|message| problem(self.service, message))
+            .ok();
+        let weight = parse_weight(field(self.weight));
+        if weight.is_none() {
+            problem(
+                self.weight,
+                format!(
+                    "weight `{}` is not a non-negative decimal number",
+                    field(self.weight)
+                ),
+            );
+        }
+        let day = match self.day.map(|col| (col, field(col))) {
+            None | Some((_, "")) => None,
+            Some((col, text)) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| problem(col, format!("day `{text}` is not a date like 2025-03-01")))
+                .ok(),
+        };
+        let resource_id = self
+            .resource
+            .map(field)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        Some(WeightRow {
+            key: WeightKey { day, resource_id },
+            service: service.filter(|s| !s.is_empty())?,
+            weight: weight?,
+        })
     }
 }

@@ -5,7 +5,9 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, Store};
+use super::connect::{Backend, Store};
+use super::rows::Cells;
+use crate::model::Timestamp;
 
 /// The advisory lock key of the active replica ("costsplit" in ASCII and a number, like the
 /// writers' keys).
@@ -15,12 +17,12 @@ const LEADER_KEY: i64 = 0x636f_7374_7370_0010;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRun {
     pub job: String,
-    /// The scheduled time it answered (RFC 3339).
-    pub tick: String,
-    pub started_at: String,
-    pub finished_at: String,
-    /// `ok` or `failed`.
-    pub outcome: String,
+    /// The scheduled time it answered.
+    pub tick: Timestamp,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub ok: bool,
+    /// What it did, or why it failed.
     pub reason: String,
 }
 
@@ -69,7 +71,7 @@ impl Store {
     /// `costsplit run` on one file never both run the jobs.
     pub async fn try_lead(&self) -> anyhow::Result<Option<Leadership>> {
         if self.backend == Backend::Sqlite {
-            let Some(database) = self.sqlite_file.clone() else {
+            let Some(database) = self.sqlite_file.as_ref().map(|f| f.path().to_path_buf()) else {
                 return Ok(Some(Leadership {
                     lease: Lease::Memory,
                 }));
@@ -124,10 +126,10 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&run.job)
-        .bind(&run.tick)
-        .bind(&run.started_at)
-        .bind(&run.finished_at)
-        .bind(&run.outcome)
+        .bind(run.tick.to_string())
+        .bind(run.started_at.to_string())
+        .bind(run.finished_at.to_string())
+        .bind(if run.ok { "ok" } else { "failed" })
         .bind(&run.reason)
         .execute(&self.pool)
         .await?;
@@ -135,12 +137,15 @@ impl Store {
     }
 
     /// The latest tick a job answered successfully.
-    pub async fn last_ok_tick(&self, job: &str) -> anyhow::Result<Option<String>> {
+    pub async fn last_ok_tick(&self, job: &str) -> anyhow::Result<Option<Timestamp>> {
         let row = sqlx::query("SELECT MAX(tick) FROM job_runs WHERE job = $1 AND outcome = 'ok'")
             .bind(job)
             .fetch_one(&self.pool)
             .await?;
-        Ok(row.try_get::<Option<String>, _>(0)?)
+        match row.try_get::<Option<String>, _>(0)? {
+            None => Ok(None),
+            Some(_) => row.maybe_timestamp(0),
+        }
     }
 
     /// The latest job runs, newest first.
@@ -155,12 +160,12 @@ impl Store {
         rows.iter()
             .map(|row| {
                 Ok(JobRun {
-                    job: row.try_get(0)?,
-                    tick: row.try_get(1)?,
-                    started_at: row.try_get(2)?,
-                    finished_at: row.try_get(3)?,
-                    outcome: row.try_get(4)?,
-                    reason: row.try_get(5)?,
+                    job: row.text(0)?,
+                    tick: row.timestamp(1)?,
+                    started_at: row.timestamp(2)?,
+                    finished_at: row.timestamp(3)?,
+                    ok: row.text(4)? == "ok",
+                    reason: row.text(5)?,
                 })
             })
             .collect()

@@ -3,35 +3,25 @@
 
 use std::collections::BTreeSet;
 
+use anyhow::Context;
+
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::{day_from, Store};
-use crate::model::day_key;
-
-/// One day of one service's cost from one origin (a pool, or a provider service's direct cost).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesRow {
-    pub day: NaiveDate,
-    pub service: String,
-    pub team: String,
-    pub currency: String,
-    /// Empty for direct cost.
-    pub pool: String,
-    pub provider_service: String,
-    pub amount: crate::money::Nanos,
-}
+use super::connect::{Backend, Store};
+use super::rows::{bind, Cells, Param};
+use crate::model::{day_key, MessageKind, MessageState, Timestamp};
 
 /// An alert to put in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAlert {
     pub fingerprint: String,
-    pub kind: String,
+    pub kind: MessageKind,
     pub service: String,
     pub team: String,
     pub period: String,
-    /// Slack channel for `chat.postMessage`; empty means the team's or default webhook.
-    pub channel: String,
+    /// Slack channel for `chat.postMessage`; none means the team's or default webhook.
+    pub channel: Option<String>,
     pub summary: String,
     /// costsplit's alert JSON.
     pub payload: String,
@@ -42,32 +32,34 @@ pub struct NewAlert {
 pub struct OutboxRow {
     pub id: i64,
     pub fingerprint: String,
-    pub kind: String,
+    pub kind: MessageKind,
     pub service: String,
     pub team: String,
     pub period: String,
-    pub channel: String,
+    pub channel: Option<String>,
     pub summary: String,
     pub payload: String,
-    pub created_at: String,
-    pub state: String,
+    pub created_at: Timestamp,
+    pub state: MessageState,
     pub attempts: i64,
-    pub last_error: String,
-    pub next_attempt_at: String,
-    pub sent_at: String,
+    /// Why the last try failed.
+    pub last_error: Option<String>,
+    /// Not tried again before this time.
+    pub next_attempt_at: Option<Timestamp>,
+    pub sent_at: Option<Timestamp>,
 }
 
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome<'a> {
     /// Slack accepted it at this time.
-    Sent { at: &'a str },
+    Sent { at: Timestamp },
     /// Permanent: not retried; the reason stays visible.
     Failed { reason: &'a str },
-    /// Retriable: still pending, tried again after `next_attempt_at` (empty: at once).
+    /// Retriable: still pending, tried again after `next_attempt_at` (none: at once).
     Retry {
         reason: &'a str,
-        next_attempt_at: &'a str,
+        next_attempt_at: Option<Timestamp>,
     },
 }
 
@@ -82,79 +74,29 @@ pub struct EnqueueResult {
 const COLUMNS: &str = "id, fingerprint, kind, service, team, period, channel, summary, payload, created_at, state, attempts, last_error, next_attempt_at, sent_at";
 
 fn outbox_row(row: &sqlx::any::AnyRow) -> anyhow::Result<OutboxRow> {
+    let (kind, state) = (row.text(2)?, row.text(10)?);
     Ok(OutboxRow {
-        id: row.try_get(0)?,
-        fingerprint: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        service: row.try_get(3)?,
-        team: row.try_get(4)?,
-        period: row.try_get(5)?,
-        channel: row.try_get(6)?,
-        summary: row.try_get(7)?,
-        payload: row.try_get(8)?,
-        created_at: row.try_get(9)?,
-        state: row.try_get(10)?,
-        attempts: row.try_get(11)?,
-        last_error: row.try_get(12)?,
-        next_attempt_at: row.try_get(13)?,
-        sent_at: row.try_get(14)?,
+        id: row.int(0)?,
+        fingerprint: row.text(1)?,
+        kind: MessageKind::parse(&kind)
+            .with_context(|| format!("unknown message kind `{kind}` in the outbox"))?,
+        service: row.text(3)?,
+        team: row.text(4)?,
+        period: row.text(5)?,
+        channel: row.maybe_text(6)?,
+        summary: row.text(7)?,
+        payload: row.text(8)?,
+        created_at: row.timestamp(9)?,
+        state: MessageState::parse(&state)
+            .with_context(|| format!("unknown message state `{state}` in the outbox"))?,
+        attempts: row.int(11)?,
+        last_error: row.maybe_text(12)?,
+        next_attempt_at: row.maybe_timestamp(13)?,
+        sent_at: row.maybe_timestamp(14)?,
     })
 }
 
 impl Store {
-    /// Per (day, service, currency, pool, provider service) sums over a range, in (service,
-    /// currency, day) order, and the days that are still estimated. `alert` groups them.
-    pub async fn series_rows(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> anyhow::Result<(Vec<SeriesRow>, BTreeSet<NaiveDate>)> {
-        let rows = sqlx::query(
-            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
-             FROM allocations WHERE day >= $1 AND day <= $2
-             GROUP BY day, service, currency, pool, provider_service
-             ORDER BY service, currency, day",
-        )
-        .bind(day_key(from))
-        .bind(day_key(to))
-        .fetch_all(&self.pool)
-        .await?;
-        let estimated: BTreeSet<NaiveDate> = sqlx::query(
-            "SELECT DISTINCT day FROM billing_facts WHERE estimated <> 0 AND day >= $1 AND day <= $2",
-        )
-        .bind(day_key(from))
-        .bind(day_key(to))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| day_from(r, 0))
-        .collect::<anyhow::Result<_>>()?;
-        let rows = rows
-            .iter()
-            .map(|row| {
-                Ok(SeriesRow {
-                    day: day_from(row, 0)?,
-                    service: row.try_get(1)?,
-                    team: row.try_get(2)?,
-                    currency: row.try_get(3)?,
-                    pool: row.try_get(4)?,
-                    provider_service: row.try_get(5)?,
-                    amount: super::Stored::amount(row.try_get(6)?, row.try_get(7)?),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok((rows, estimated))
-    }
-
-    /// The last day that has allocations.
-    pub async fn latest_allocation_day(&self) -> anyhow::Result<Option<NaiveDate>> {
-        let row = sqlx::query("SELECT MAX(day) FROM allocations")
-            .fetch_one(&self.pool)
-            .await?;
-        let day: Option<String> = row.try_get(0)?;
-        Ok(day.and_then(|d| crate::model::parse_day(&d)))
-    }
-
     /// Adds new alerts (a fingerprint already in the outbox is left alone, whatever its state)
     /// and marks as resolved the spike alerts of `resolve_window` whose fingerprint the latest
     /// detection no longer produced. One transaction.
@@ -162,7 +104,7 @@ impl Store {
         &self,
         alerts: &[NewAlert],
         resolve_window: (NaiveDate, NaiveDate),
-        now: &str,
+        now: Timestamp,
     ) -> anyhow::Result<EnqueueResult> {
         let mut result = EnqueueResult::default();
         let mut tx = self.pool.begin().await?;
@@ -181,7 +123,7 @@ impl Store {
             let fingerprint: String = row.try_get(1)?;
             if !current.contains(fingerprint.as_str()) {
                 sqlx::query("UPDATE alerts SET state = 'resolved', resolved_at = $1 WHERE id = $2")
-                    .bind(now)
+                    .bind(now.to_string())
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -197,7 +139,7 @@ impl Store {
     pub async fn enqueue_reports(
         &self,
         reports: &[NewAlert],
-        now: &str,
+        now: Timestamp,
     ) -> anyhow::Result<EnqueueResult> {
         let mut result = EnqueueResult::default();
         let mut tx = self.pool.begin().await?;
@@ -214,12 +156,12 @@ impl Store {
     pub async fn claim_next_alert(
         &self,
         after: i64,
-        now: &str,
-        until: &str,
+        now: Timestamp,
+        until: Timestamp,
     ) -> anyhow::Result<Option<OutboxRow>> {
         let lock = match self.backend {
-            super::Backend::Postgres => "FOR UPDATE",
-            super::Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE",
+            Backend::Sqlite => "",
         };
         let sql = format!(
             "UPDATE alerts SET claimed_until = $1
@@ -230,8 +172,8 @@ impl Store {
              RETURNING {COLUMNS}"
         );
         sqlx::query(&sql)
-            .bind(until)
-            .bind(now)
+            .bind(until.to_string())
+            .bind(now.to_string())
             .bind(after)
             .fetch_optional(&self.pool)
             .await?
@@ -240,14 +182,13 @@ impl Store {
             .transpose()
     }
 
-    /// Gives a claimed alert back untouched (it waits for a later run).
     /// The first pending alert after id `after` when another deliverer's claim on it lasts
     /// past `now`: (id, claimed until).
     pub async fn claimed_after(
         &self,
         after: i64,
-        now: &str,
-    ) -> anyhow::Result<Option<(i64, String)>> {
+        now: Timestamp,
+    ) -> anyhow::Result<Option<(i64, Timestamp)>> {
         let row = sqlx::query(
             "SELECT id, claimed_until FROM alerts WHERE state = 'pending' AND id > $1 ORDER BY id LIMIT 1",
         )
@@ -256,24 +197,27 @@ impl Store {
         .await?;
         Ok(match row {
             Some(row) => {
-                let id: i64 = row.try_get(0)?;
-                let until: String = row.try_get(1)?;
-                (until.as_str() >= now).then_some((id, until))
+                let until = row.maybe_timestamp(1)?;
+                until
+                    .filter(|until| *until >= now)
+                    .map(|until| Ok::<_, anyhow::Error>((row.int(0)?, until)))
+                    .transpose()?
             }
             None => None,
         })
     }
 
-    /// Extends this deliverer's claim on a pending alert to `until` (RFC 3339).
-    pub async fn renew_alert_claim(&self, id: i64, until: &str) -> anyhow::Result<()> {
+    /// Extends this deliverer's claim on a pending alert to `until`.
+    pub async fn renew_alert_claim(&self, id: i64, until: Timestamp) -> anyhow::Result<()> {
         sqlx::query("UPDATE alerts SET claimed_until = $1 WHERE id = $2 AND state = 'pending'")
-            .bind(until)
+            .bind(until.to_string())
             .bind(id)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
+    /// Gives a claimed alert back untouched (it waits for a later run).
     pub async fn release_alert(&self, id: i64) -> anyhow::Result<()> {
         sqlx::query("UPDATE alerts SET claimed_until = '' WHERE id = $1")
             .bind(id)
@@ -283,11 +227,14 @@ impl Store {
     }
 
     /// Outbox rows, optionally of one state, newest last.
-    pub async fn list_alerts(&self, state: Option<&str>) -> anyhow::Result<Vec<OutboxRow>> {
+    pub async fn list_alerts(&self, state: Option<MessageState>) -> anyhow::Result<Vec<OutboxRow>> {
         let rows = match state {
             Some(state) => {
                 let sql = format!("SELECT {COLUMNS} FROM alerts WHERE state = $1 ORDER BY id");
-                sqlx::query(&sql).bind(state).fetch_all(&self.pool).await?
+                sqlx::query(&sql)
+                    .bind(state.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
             }
             None => {
                 let sql = format!("SELECT {COLUMNS} FROM alerts ORDER BY id");
@@ -306,24 +253,28 @@ impl Store {
         outcome: AttemptOutcome<'_>,
     ) -> anyhow::Result<()> {
         let (state, error, next_attempt_at, sent_at) = match outcome {
-            AttemptOutcome::Sent { at } => ("sent", "", "", at),
-            AttemptOutcome::Failed { reason } => ("failed", reason, "", ""),
+            AttemptOutcome::Sent { at } => (MessageState::Sent, "", None, Some(at)),
+            AttemptOutcome::Failed { reason } => (MessageState::Failed, reason, None, None),
             AttemptOutcome::Retry {
                 reason,
                 next_attempt_at,
-            } => ("pending", reason, next_attempt_at, ""),
+            } => (MessageState::Pending, reason, next_attempt_at, None),
         };
-        sqlx::query(
-            "UPDATE alerts SET state = $1, attempts = $2, last_error = $3, next_attempt_at = $4,
-                               sent_at = $5, claimed_until = ''
-             WHERE id = $6 AND state = 'pending'",
+        bind(
+            sqlx::query(
+                "UPDATE alerts SET state = $1, attempts = $2, last_error = $3, next_attempt_at = $4,
+                                   sent_at = $5, claimed_until = ''
+                 WHERE id = $6 AND state = 'pending'",
+            ),
+            [
+                Param::Text(state.as_str()),
+                Param::Int(attempts),
+                Param::Text(error),
+                Param::maybe_time(next_attempt_at),
+                Param::maybe_time(sent_at),
+                Param::Int(id),
+            ],
         )
-        .bind(state)
-        .bind(attempts)
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(sent_at)
-        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -334,7 +285,7 @@ impl Store {
 async fn insert_pending(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[NewAlert],
-    now: &str,
+    now: Timestamp,
     result: &mut EnqueueResult,
 ) -> anyhow::Result<()> {
     for a in rows {
@@ -344,14 +295,14 @@ async fn insert_pending(
              ON CONFLICT (fingerprint) DO NOTHING",
         )
         .bind(&a.fingerprint)
-        .bind(&a.kind)
+        .bind(a.kind.as_str())
         .bind(&a.service)
         .bind(&a.team)
         .bind(&a.period)
-        .bind(&a.channel)
+        .bind(a.channel.as_deref().unwrap_or_default())
         .bind(&a.summary)
         .bind(&a.payload)
-        .bind(now)
+        .bind(now.to_string())
         .execute(&mut **tx)
         .await?
         .rows_affected();

@@ -5,8 +5,9 @@
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::{day_from, insert_sql, Store, Writer};
-use crate::model::{day_key, UsageSample};
+use super::connect::{Store, Writer};
+use super::rows::{insert_sql, Cells};
+use crate::model::{day_key, Timestamp, UsageSample};
 
 /// How a collection of one source for one day ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl UsageStatus {
 /// The record of one collection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRun {
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub day: NaiveDate,
     pub source: String,
     pub kind: String,
@@ -52,7 +53,7 @@ impl Store {
             "INSERT INTO usage_runs (created_at, day, source, kind, status, samples, message)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
-        .bind(&run.created_at)
+        .bind(run.created_at.to_string())
         .bind(day_key(run.day))
         .bind(&run.source)
         .bind(&run.kind)
@@ -68,9 +69,11 @@ impl Store {
                 .bind(day_key(run.day))
                 .execute(&mut *tx)
                 .await?;
-            const COLUMNS: &str = "day, source, member, service, value, unit, run_id";
+            const COLUMNS: [&str; 7] = [
+                "day", "source", "member", "service", "value", "unit", "run_id",
+            ];
             for chunk in samples.chunks(100) {
-                let sql = insert_sql("usage_samples", COLUMNS, 7, chunk.len());
+                let sql = insert_sql("usage_samples", &COLUMNS, chunk.len());
                 let mut query = sqlx::query(&sql);
                 for s in chunk {
                     query = query
@@ -113,7 +116,7 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             out.push(UsageSample {
-                day: day_from(row, 0)?,
+                day: row.day(0)?,
                 source: row.try_get(1)?,
                 member: row.try_get(2)?,
                 service: row.try_get(3)?,
@@ -137,8 +140,8 @@ impl Store {
             .map(|row| {
                 let status: String = row.try_get(4)?;
                 Ok(UsageRun {
-                    created_at: row.try_get(0)?,
-                    day: day_from(row, 1)?,
+                    created_at: row.timestamp(0)?,
+                    day: row.day(1)?,
                     source: row.try_get(2)?,
                     kind: row.try_get(3)?,
                     status: if status == "ok" {

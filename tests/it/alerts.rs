@@ -83,12 +83,12 @@ async fn seed(store: &Store, jumps: &[&str]) {
 async fn deliver(
     store: &Store,
     settings: &SlackSettings,
-) -> anyhow::Result<costsplit::notify::DeliverySummary> {
-    notify::deliver(
+) -> anyhow::Result<costsplit::jobs::DeliverySummary> {
+    costsplit::jobs::deliver_alerts(
         store,
         settings,
         costsplit::clock::Clock::System,
-        costsplit::clock::Shutdown::never(),
+        &costsplit::clock::Shutdown::never(),
     )
     .await
 }
@@ -235,11 +235,11 @@ async fn shutdown_during_a_retry_after_wait_leaves_the_alert_pending() {
         trigger.trigger();
     });
     let started = std::time::Instant::now();
-    let summary = notify::deliver(
+    let summary = costsplit::jobs::deliver_alerts(
         &t.store,
         &settings(&server, true, false),
         costsplit::clock::Clock::System,
-        shutdown,
+        &shutdown,
     )
     .await
     .expect("deliver");
@@ -255,7 +255,11 @@ async fn shutdown_during_a_retry_after_wait_leaves_the_alert_pending() {
             .is_some_and(|s| s.starts_with("shutting down")),
         "{summary:?}"
     );
-    let pending = t.store.list_alerts(Some("pending")).await.expect("list");
+    let pending = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Pending))
+        .await
+        .expect("list");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].attempts, 1);
     assert_eq!(received_bodies(&server).await.len(), 1);
@@ -271,7 +275,11 @@ async fn a_server_error_is_retried_and_then_delivered() {
         .await
         .expect("deliver");
     assert_eq!(summary.sent, 1);
-    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    let sent = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Sent))
+        .await
+        .expect("list");
     assert_eq!(sent[0].attempts, 2);
 }
 
@@ -292,8 +300,15 @@ async fn channel_not_found_is_permanent_and_recorded() {
     let s = settings(&server, false, true);
     let summary = deliver(&t.store, &s).await.expect("deliver");
     assert_eq!((summary.sent, summary.failed), (0, 1));
-    let failed = t.store.list_alerts(Some("failed")).await.expect("list");
-    assert_eq!(failed[0].last_error, "chat.postMessage: channel_not_found");
+    let failed = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Failed))
+        .await
+        .expect("list");
+    assert_eq!(
+        failed[0].last_error.as_deref(),
+        Some("chat.postMessage: channel_not_found")
+    );
     deliver(&t.store, &s).await.expect("deliver again");
     let requests = server.received_requests().await.unwrap_or_default();
     assert_eq!(requests.len(), 1, "a permanent failure is not retried");
@@ -333,12 +348,16 @@ async fn post_message_alerts_are_recorded_sent_once_despite_slacks_full_echo(kin
         "the echo is full-size: {} bytes",
         slack.largest_answer()
     );
-    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    let sent = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Sent))
+        .await
+        .expect("list");
     assert_eq!(sent.len(), 2, "{kind:?}: {sent:?}");
     assert!(sent.iter().all(|a| a.attempts == 1), "{sent:?}");
     assert!(t
         .store
-        .list_alerts(Some("failed"))
+        .list_alerts(Some(costsplit::model::MessageState::Failed))
         .await
         .expect("list")
         .is_empty());
@@ -379,16 +398,27 @@ async fn post_message_ratelimited_is_retried_and_ok_false_is_failed_with_slacks_
         started.elapsed() >= Duration::from_secs(1),
         "waited for Retry-After"
     );
-    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    let sent = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Sent))
+        .await
+        .expect("list");
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].service, "checkout-api");
-    let failed = t.store.list_alerts(Some("failed")).await.expect("list");
+    let failed = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Failed))
+        .await
+        .expect("list");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].service, "search-api");
     // Whichever alert met the rate limit was tried again: three calls for two alerts.
     assert_eq!(sent[0].attempts + failed[0].attempts, 3);
     // The stand-in answers as Slack does for an archived channel.
-    assert_eq!(failed[0].last_error, "chat.postMessage: is_archived");
+    assert_eq!(
+        failed[0].last_error.as_deref(),
+        Some("chat.postMessage: is_archived")
+    );
     assert!(slack.largest_answer() > 1_000);
     assert_eq!(received_bodies(&server).await.len(), 3);
 }
@@ -414,8 +444,19 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
         .expect("deliver");
     assert_eq!((summary.sent, summary.still_pending), (1, 2));
     assert!(summary.stopped.is_some());
-    let pending = t.store.list_alerts(Some("pending")).await.expect("list");
-    assert!(pending[0].last_error.contains("HTTP 503"), "{pending:?}");
+    let pending = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Pending))
+        .await
+        .expect("list");
+    assert!(
+        pending[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("HTTP 503"),
+        "{pending:?}"
+    );
 
     // A new process (a new connection to the same store), with Slack back, after the backoff.
     let url = t.store_url();
@@ -428,11 +469,11 @@ async fn slack_down_keeps_alerts_pending_and_a_restarted_process_sends_them_in_o
     let later = costsplit::clock::Clock::Fixed(
         (chrono::Utc::now() + chrono::Duration::minutes(10)).timestamp(),
     );
-    let summary = notify::deliver(
+    let summary = costsplit::jobs::deliver_alerts(
         &restarted,
         &settings(&back, true, false),
         later,
-        costsplit::clock::Shutdown::never(),
+        &costsplit::clock::Shutdown::never(),
     )
     .await
     .expect("deliver");
@@ -476,11 +517,15 @@ async fn a_restated_day_resolves_its_alert_instead_of_sending_it() {
     // The provider restates the day: the jump disappears.
     seed(&t.store, &[]).await;
     assert_eq!(check(&t.store, &rules).await, 0);
-    let resolved = t.store.list_alerts(Some("resolved")).await.expect("list");
+    let resolved = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Resolved))
+        .await
+        .expect("list");
     assert_eq!(resolved.len(), 1);
     assert!(t
         .store
-        .list_alerts(Some("pending"))
+        .list_alerts(Some(costsplit::model::MessageState::Pending))
         .await
         .expect("pending")
         .is_empty());
@@ -576,20 +621,14 @@ async fn nothing_the_process_logs_contains_the_webhook_url_or_the_token() {
     let api = server.uri();
     let rules_dir = dir.path().to_path_buf();
     let run = move |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"))
-            .args([
-                "--store",
-                &url,
-                "--rules",
-                rules_dir.to_str().expect("utf-8"),
-            ])
-            .args(args)
+        crate::support::costsplit(&rules_dir)
+            .store(&url)
+            .rules(&rules_dir)
             .env("COSTSPLIT_LOG", "trace")
             .env("COSTSPLIT_SLACK_WEBHOOK_URL", &webhook)
             .env("COSTSPLIT_SLACK_BOT_TOKEN", "xoxb-tokensecretvalue")
             .env("COSTSPLIT_SLACK_API_URL", &api)
-            .output()
-            .expect("runs")
+            .run(args)
     };
     let outputs =
         tokio::task::spawn_blocking(move || vec![run(&["notify"]), run(&["alerts", "list"])])
@@ -640,11 +679,11 @@ async fn two_deliverers_at_once_send_each_alert_once(kind: Kind) {
     let outputs = tokio::task::spawn_blocking(move || {
         let children: Vec<_> = (0..2)
             .map(|_| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"))
-                    .args(["--store", &url, "--rules"])
-                    .arg(&rules_dir)
-                    .arg("notify")
+                crate::support::costsplit(&rules_dir)
+                    .store(&url)
+                    .rules(&rules_dir)
                     .env("COSTSPLIT_SLACK_WEBHOOK_URL", &webhook)
+                    .command(&["notify"])
                     .env_remove("COSTSPLIT_SLACK_BOT_TOKEN")
                     .stdout(std::process::Stdio::piped())
                     .stderr(std::process::Stdio::piped())
@@ -685,7 +724,11 @@ async fn two_deliverers_at_once_send_each_alert_once(kind: Kind) {
         ],
         "{kind:?}: each alert posted once"
     );
-    let sent = t.store.list_alerts(Some("sent")).await.expect("list");
+    let sent = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Sent))
+        .await
+        .expect("list");
     assert_eq!(sent.len(), 3, "{kind:?}");
     assert!(sent.iter().all(|a| a.attempts == 1), "{sent:?}");
     // They really ran at once: one met the other's claim and left the rest to it, or both
@@ -724,14 +767,22 @@ async fn a_dead_deliverers_claim_expires(kind: Kind) {
     assert_eq!(check(&t.store, &rules(&[("r.toml", RULES)])).await, 1);
     let claimed = t
         .store
-        .claim_next_alert(0, "2026-01-01T00:00:00Z", "2026-01-01T00:30:00Z")
+        .claim_next_alert(
+            0,
+            costsplit::model::Timestamp::parse("2026-01-01T00:00:00Z").expect("time"),
+            costsplit::model::Timestamp::parse("2026-01-01T00:30:00Z").expect("time"),
+        )
         .await
         .expect("claim")
         .expect("the pending alert");
     assert_eq!(claimed.service, "search-api");
     let while_claimed = t
         .store
-        .claim_next_alert(0, "2026-01-01T00:10:00Z", "2026-01-01T00:40:00Z")
+        .claim_next_alert(
+            0,
+            costsplit::model::Timestamp::parse("2026-01-01T00:10:00Z").expect("time"),
+            costsplit::model::Timestamp::parse("2026-01-01T00:40:00Z").expect("time"),
+        )
         .await
         .expect("claim");
     assert_eq!(
@@ -740,7 +791,11 @@ async fn a_dead_deliverers_claim_expires(kind: Kind) {
     );
     let after_expiry = t
         .store
-        .claim_next_alert(0, "2026-01-01T00:31:00Z", "2026-01-01T01:01:00Z")
+        .claim_next_alert(
+            0,
+            costsplit::model::Timestamp::parse("2026-01-01T00:31:00Z").expect("time"),
+            costsplit::model::Timestamp::parse("2026-01-01T01:01:00Z").expect("time"),
+        )
         .await
         .expect("claim");
     assert_eq!(after_expiry.map(|r| r.id), Some(claimed.id), "{kind:?}");
@@ -903,12 +958,24 @@ async fn an_archived_channel_is_a_permanent_failure_with_slacks_reason() {
     )));
     let summary = deliver(&t.store, &s).await.expect("deliver");
     assert_eq!((summary.sent, summary.failed), (0, 1), "{summary:?}");
-    let failed = t.store.list_alerts(Some("failed")).await.expect("list");
+    let failed = t
+        .store
+        .list_alerts(Some(costsplit::model::MessageState::Failed))
+        .await
+        .expect("list");
     assert!(
-        failed[0].last_error.contains("410")
-            && failed[0].last_error.contains("channel_is_archived"),
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("410")
+            && failed[0]
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("channel_is_archived"),
         "{}",
-        failed[0].last_error
+        failed[0].last_error.as_deref().unwrap_or_default()
     );
     deliver(&t.store, &s).await.expect("deliver again");
     assert_eq!(

@@ -29,18 +29,12 @@ fn good() -> String {
     )
 }
 
+/// The binary in `dir` on the store `dir/c.db` with the repository's rules.
 fn costsplit(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_costsplit"))
-        .current_dir(dir)
-        .args(args)
-        .env(
-            "COSTSPLIT_STORE_URL",
-            format!("sqlite://{}", dir.join("c.db").display()),
-        )
-        .env("COSTSPLIT_RULES_DIR", crate::support::repo_rules())
-        .env_remove("COSTSPLIT_CONFIG")
-        .output()
-        .expect("the binary runs")
+    crate::support::costsplit(dir)
+        .store(&format!("sqlite://{}", dir.join("c.db").display()))
+        .rules(&crate::support::repo_rules())
+        .run(args)
 }
 
 async fn facts(dir: &Path) -> i64 {
@@ -254,12 +248,7 @@ fn a_rules_file_that_is_not_utf8_is_an_error_naming_it() {
         b"[[service]]\nname = \"\xff\"\n",
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_costsplit"))
-        .args(["rules", "check"])
-        .arg(dir.path())
-        .env_remove("COSTSPLIT_CONFIG")
-        .output()
-        .expect("runs");
+    let out = crate::support::costsplit(dir.path()).run(&["rules", "check", "."]);
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -300,15 +289,10 @@ async fn a_closed_output_pipe_ends_the_process_without_a_panic() {
         (&["export", "--month", "2025-03", "--detail"][..], true),
         (&["report", "--month", "1999-01"][..], false),
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_costsplit"))
-            .current_dir(dir.path())
-            .args(args)
-            .env(
-                "COSTSPLIT_STORE_URL",
-                format!("sqlite://{}", dir.path().join("c.db").display()),
-            )
-            .env("COSTSPLIT_RULES_DIR", crate::support::repo_rules())
-            .env_remove("COSTSPLIT_CONFIG")
+        let mut child = crate::support::costsplit(dir.path())
+            .store(&format!("sqlite://{}", dir.path().join("c.db").display()))
+            .rules(&crate::support::repo_rules())
+            .command(args)
             .stdout(if close_stdout {
                 Stdio::piped()
             } else {
@@ -359,18 +343,11 @@ async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
     }
     drop(file);
     let limited = |megabytes: u64| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_costsplit"));
-        command
-            .current_dir(dir.path())
-            .args(["import", "big.csv"])
-            .env(
-                "COSTSPLIT_STORE_URL",
-                format!("sqlite://{}", dir.path().join("c.db").display()),
-            )
+        let mut command = crate::support::costsplit(dir.path())
+            .store(&format!("sqlite://{}", dir.path().join("c.db").display()))
             .env("COSTSPLIT_IMPORT_CSV_CHUNK_MB", "1")
-            .env_remove("COSTSPLIT_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .command(&["import", "big.csv"]);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         limit_data(&mut command, megabytes);
         command.output()
     };
@@ -392,8 +369,7 @@ async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
 #[test]
 fn a_memory_limit_too_small_to_start_fails_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = crate::support::binary(dir.path());
-    command.args(["rules", "check", "rules"]);
+    let mut command = crate::support::costsplit(dir.path()).command(&["rules", "check", "rules"]);
     limit_data(&mut command, 4);
     let mut child = command
         .stdout(std::process::Stdio::piped())

@@ -1,19 +1,13 @@
 //! The binary as a user runs it: exit codes, one-line errors, the demo, the CSV report.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+/// The binary in `dir` with `env` set.
 fn costsplit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
-    cmd.current_dir(dir)
-        .args(args)
-        .env_remove("COSTSPLIT_STORE_URL")
-        .env_remove("COSTSPLIT_RULES_DIR")
-        .env_remove("COSTSPLIT_CONFIG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
+    env.iter()
+        .fold(crate::support::costsplit(dir), |bin, (k, v)| bin.env(k, v))
+        .run(args)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -3,7 +3,7 @@
 //! the store holds exactly one copy of each month and of each allocation.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use costsplit::demo::generate::{GenSpec, World};
 use costsplit::store::Store;
@@ -14,11 +14,10 @@ use crate::support::{day, repo_rules, Kind, TestStore, BOTH};
 fn together(copies: usize, store_url: &str, args: &[&str]) -> Vec<Output> {
     let children: Vec<_> = (0..copies)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_costsplit"))
-                .args(["--store", store_url, "--rules"])
-                .arg(repo_rules())
-                .args(args)
-                .env_remove("COSTSPLIT_CONFIG")
+            crate::support::costsplit(std::path::Path::new("."))
+                .store(store_url)
+                .rules(&repo_rules())
+                .command(args)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

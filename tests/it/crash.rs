@@ -16,14 +16,13 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::{day, repo_rules, TestStore, BOTH};
 
+/// The binary on `store` with the repository's rules, its output dropped.
 fn costsplit(store: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
-    cmd.args(["--store", store, "--rules"])
-        .arg(repo_rules())
-        .args(args)
-        .env_remove("COSTSPLIT_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = crate::support::costsplit(Path::new("."))
+        .store(store)
+        .rules(&repo_rules())
+        .command(args);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     cmd
 }
 
@@ -275,11 +274,11 @@ async fn kill_9_during_delivery_loses_no_alert_and_keeps_the_order() {
         let rows: Vec<costsplit::store::NewAlert> = (0..40)
             .map(|i| costsplit::store::NewAlert {
                 fingerprint: format!("fp-{i:02}"),
-                kind: "spike".into(),
+                kind: costsplit::model::MessageKind::Alert(costsplit::alert::AlertKind::Spike),
                 service: format!("svc-{i:02}"),
                 team: String::new(),
                 period: "2025-03-20".into(),
-                channel: String::new(),
+                channel: None,
                 summary: format!("alert {i:02}"),
                 payload: serde_json::to_string(&costsplit::alert::Alert {
                     kind: costsplit::alert::AlertKind::Spike,
@@ -298,7 +297,10 @@ async fn kill_9_during_delivery_loses_no_alert_and_keeps_the_order() {
             })
             .collect();
         ts.store
-            .enqueue_reports(&rows, "2025-03-21T00:00:00Z")
+            .enqueue_reports(
+                &rows,
+                costsplit::model::Timestamp::parse("2025-03-21T00:00:00Z").expect("time"),
+            )
             .await
             .expect("enqueue");
         let server = MockServer::start().await;
@@ -324,7 +326,11 @@ async fn kill_9_during_delivery_loses_no_alert_and_keeps_the_order() {
                 .expect("expire claims");
         }
         run_ok(notify());
-        let pending = ts.store.list_alerts(Some("pending")).await.expect("outbox");
+        let pending = ts
+            .store
+            .list_alerts(Some(costsplit::model::MessageState::Pending))
+            .await
+            .expect("outbox");
         assert!(
             pending.is_empty(),
             "{kind:?}: {} still pending",

@@ -114,12 +114,8 @@ impl Workspace {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_costsplit"));
-        cmd.current_dir(self.dir.path())
-            .env_remove("COSTSPLIT_STORE_URL")
-            .env_remove("COSTSPLIT_RULES_DIR")
-            .env_remove("COSTSPLIT_CONFIG")
-            .env_remove("COSTSPLIT_SLACK_WEBHOOK_URL")
+        let mut cmd = crate::support::costsplit(self.dir.path()).command(&[]);
+        cmd.env_remove("COSTSPLIT_SLACK_WEBHOOK_URL")
             .env_remove("COSTSPLIT_SLACK_BOT_TOKEN");
         cmd
     }
@@ -337,7 +333,7 @@ async fn the_daemon_runs_its_jobs_and_stops_cleanly(kind: Kind) {
         1,
         "caught up once, not once per missed day: {runs:?}"
     );
-    assert_eq!(allocate[0].outcome, "ok", "{:?}", allocate[0]);
+    assert!(allocate[0].ok, "{:?}", allocate[0]);
     let yesterday = chrono::Utc::now().date_naive().pred_opt().expect("a day");
     let report = costsplit::jobs::report(&store, (yesterday, yesterday))
         .await
@@ -439,9 +435,10 @@ async fn a_failing_job_is_recorded_and_retried_at_its_next_tick() {
     assert!(failed.len() >= 3, "{runs:?}");
     assert!(failed
         .iter()
-        .all(|r| r.outcome == "failed" && r.reason.contains("no billing facts between")));
+        .all(|r| !r.ok && r.reason.contains("no billing facts between")));
     // Ticks one second apart, never two runs of one tick.
-    let ticks: std::collections::BTreeSet<&str> = failed.iter().map(|r| r.tick.as_str()).collect();
+    let ticks: std::collections::BTreeSet<String> =
+        failed.iter().map(|r| r.tick.to_string()).collect();
     assert_eq!(ticks.len(), failed.len(), "{failed:?}");
     assert_eq!(daemon.get("/healthz").await.map(|r| r.0), Some(200));
 }
@@ -495,7 +492,7 @@ async fn sigterm_during_a_slow_job_ends_within_the_grace_period() {
         .iter()
         .find(|r| r.job == "sync_usage")
         .expect("the run is recorded");
-    assert_eq!(usage.outcome, "failed");
+    assert!(!usage.ok);
     assert!(usage.reason.contains("grace period"), "{usage:?}");
     assert_eq!(
         t.store
@@ -585,7 +582,8 @@ fn the_deployment_files_agree_with_the_daemon() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_are_retried() {
     use chrono::{DateTime, Utc};
-    use costsplit::daemon::{schedule::Schedules, DaemonSettings, Timeline};
+    use costsplit::config::{DaemonSettings, Schedules};
+    use costsplit::daemon::Timeline;
     let ts = TestStore::new(Kind::Sqlite).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // Billing for 2025-03-01..03 only.
@@ -641,7 +639,12 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
     let of = |job: &str| -> Vec<(String, String)> {
         runs.iter()
             .filter(|r| r.job == job)
-            .map(|r| (r.tick.clone(), r.outcome.clone()))
+            .map(|r| {
+                (
+                    r.tick.to_string(),
+                    if r.ok { "ok" } else { "failed" }.to_string(),
+                )
+            })
             .collect()
     };
     // Allocate: the missed tick of 02-26 caught up once at start, then every day at 07:00;
@@ -660,7 +663,7 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
     );
     let failed = runs
         .iter()
-        .find(|r| r.job == "allocate" && r.outcome == "failed")
+        .find(|r| r.job == "allocate" && !r.ok)
         .expect("a failure");
     assert!(failed.reason.contains("no billing facts"), "{failed:?}");
     // Notify every hour, from the first hour after the start (no catch-up for frequent jobs).
@@ -676,7 +679,7 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
     let weekly: Vec<&costsplit::store::JobRun> =
         runs.iter().filter(|r| r.job == "report_weekly").collect();
     assert_eq!(weekly.len(), 2, "{weekly:?}");
-    assert_eq!(weekly[1].tick, "2025-03-03T08:00:00Z");
+    assert_eq!(weekly[1].tick.to_string(), "2025-03-03T08:00:00Z");
     assert!(
         weekly[1].reason.contains("team digest(s)"),
         "{:?}",
@@ -684,11 +687,11 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
     );
     let reports = ts
         .store
-        .list_alerts(Some("pending"))
+        .list_alerts(Some(costsplit::model::MessageState::Pending))
         .await
         .expect("outbox")
         .into_iter()
-        .filter(|r| r.kind == "report")
+        .filter(|r| r.kind == costsplit::model::MessageKind::Report)
         .count();
     assert!(reports >= 2, "the week's digests wait in the outbox");
 }
@@ -821,7 +824,13 @@ async fn a_weight_file_edit_reaches_the_running_daemon_and_its_next_allocate() {
         .allocation_provenance(yesterday, yesterday)
         .await
         .expect("provenance");
-    assert_eq!(provenance, vec![("effective".to_string(), after)]);
+    assert_eq!(
+        provenance,
+        vec![costsplit::model::Provenance {
+            basis: costsplit::model::CostBasis::Effective,
+            rules_hash: after
+        }]
+    );
     store.close().await;
 }
 
@@ -846,7 +855,9 @@ async fn a_month_synced_from_s3_outside_the_window_is_allocated_by_the_daemon() 
             moto.url
         ),
     );
-    let mut command = crate::support::costsplit_with_aws(ws.dir.path(), "daemon-s3-secret");
+    let mut command = crate::support::costsplit(ws.dir.path())
+        .aws("daemon-s3-secret")
+        .command(&[]);
     command
         .env_remove("COSTSPLIT_SLACK_WEBHOOK_URL")
         .env_remove("COSTSPLIT_SLACK_BOT_TOKEN");
@@ -1144,9 +1155,10 @@ async fn a_leader_that_loses_its_lock_during_a_job_abandons_it() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let runs = t.store.job_runs(50).await.expect("runs");
-        if runs.iter().any(|r| {
-            r.job == "sync_usage" && r.outcome == "failed" && r.reason.contains("lost the lead")
-        }) {
+        if runs
+            .iter()
+            .any(|r| r.job == "sync_usage" && !r.ok && r.reason.contains("lost the lead"))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "{runs:?}");
@@ -1200,7 +1212,9 @@ async fn sigterm_during_a_long_read_exits_within_grace_and_a_second() {
         ),
     )
     .expect("config");
-    let mut command = crate::support::costsplit_with_aws(ws.dir.path(), "daemon-grace-secret");
+    let mut command = crate::support::costsplit(ws.dir.path())
+        .aws("daemon-grace-secret")
+        .command(&[]);
     command.env_remove("COSTSPLIT_SLACK_WEBHOOK_URL");
     let mut daemon = ws.start_as(crate::support::free_port(), command);
     let deadline = Instant::now() + Duration::from_secs(120);

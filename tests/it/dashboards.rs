@@ -2,7 +2,6 @@
 //! the pipeline (import, allocate, alerts, a job run), with Grafana's time macros given the
 //! month, and returns rows of the shape its panel needs.
 
-use costsplit::allocate::UsageWeights;
 use costsplit::jobs;
 use costsplit::model::CostBasis;
 use costsplit::store::{JobRun, NewAlert};
@@ -36,7 +35,6 @@ async fn every_dashboard_panel_query_runs_on_the_postgres_store() {
     jobs::allocate_range(
         &t.store,
         &rules(&[("r.toml", RULES)]),
-        &UsageWeights::default(),
         CostBasis::Effective,
         range,
         NOW,
@@ -47,16 +45,16 @@ async fn every_dashboard_panel_query_runs_on_the_postgres_store() {
         .enqueue_alerts(
             &[NewAlert {
                 fingerprint: "spike:platform:2024-09-20".into(),
-                kind: "spike".into(),
+                kind: costsplit::model::MessageKind::Alert(costsplit::alert::AlertKind::Spike),
                 service: "platform".into(),
                 team: "core".into(),
                 period: "2024-09-20".into(),
-                channel: String::new(),
+                channel: None,
                 summary: "Cost spike for platform".into(),
                 payload: "{}".into(),
             }],
             range,
-            &NOW.stamp(),
+            NOW.stamp(),
         )
         .await
         .expect("alert");
@@ -66,7 +64,7 @@ async fn every_dashboard_panel_query_runs_on_the_postgres_store() {
             tick: NOW.stamp(),
             started_at: NOW.stamp(),
             finished_at: NOW.stamp(),
-            outcome: "ok".into(),
+            ok: true,
             reason: "test".into(),
         })
         .await

@@ -10,7 +10,7 @@ use std::process::Output;
 use costsplit::ingest;
 use costsplit::store::{Store, Table};
 
-use crate::support::{costsplit_with_aws, data, day, Moto};
+use crate::support::{costsplit, data, day, Moto};
 
 pub(crate) const BUCKET: &str = "billing";
 pub(crate) const PREFIX: &str = "cur/ha";
@@ -121,11 +121,10 @@ endpoint_url = "{endpoint}"
     }
 
     fn sync(&self) -> Output {
-        costsplit_with_aws(self.path(), SECRET)
-            .args(["sync", "exports"])
+        costsplit(self.path())
+            .aws(SECRET)
             .env("COSTSPLIT_LOG", "debug")
-            .output()
-            .expect("the binary runs")
+            .run(&["sync", "exports"])
     }
 
     async fn store(&self) -> Store {
@@ -265,7 +264,7 @@ async fn an_export_is_imported_skipped_while_unchanged_and_reimported_when_rewri
     assert_eq!(runs.len(), 6, "two periods per sync: {runs:#?}");
     assert!(runs
         .iter()
-        .all(|r| r.source == "s3-export" && r.account == "ha"));
+        .all(|r| r.source == costsplit::model::ImportSource::S3Export && r.account == "ha"));
     store.close().await;
 
     // AWS rewrites it again, but one of the two parts is broken: the period fails and keeps

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{binary, data, repo_rules};
+use crate::support::{costsplit, data, repo_rules};
 
 fn validator() -> PathBuf {
     let path = std::env::var("COSTSPLIT_FOCUS_TOOLKIT").map_or_else(
@@ -32,13 +32,10 @@ fn show(out: &Output) -> String {
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     let rules = repo_rules();
-    let out = binary(dir)
-        .env("COSTSPLIT_STORE_URL", "sqlite://costsplit.db")
-        .arg("--rules")
-        .arg(&rules)
-        .args(args)
-        .output()
-        .expect("the binary runs");
+    let out = costsplit(dir)
+        .store("sqlite://costsplit.db")
+        .rules(&rules)
+        .run(args);
     assert!(out.status.success(), "{args:?}: {}", show(&out));
     out
 }
@@ -164,14 +161,18 @@ fn the_focus_export_validates_for_a_cur_2_export_and_the_demo_and_carries_a_focu
         dir.path().join("costsplit-demo.db").display()
     );
     let file = dir.path().join("focus-demo.csv");
-    let out = binary(dir.path())
-        .env("COSTSPLIT_STORE_URL", &store)
-        .arg("--rules")
-        .arg(repo_rules())
-        .args(["export", "--month", "2025-03", "--format", "focus", "--out"])
-        .arg(&file)
-        .output()
-        .expect("runs");
+    let out = costsplit(dir.path())
+        .store(&store)
+        .rules(&repo_rules())
+        .run(&[
+            "export",
+            "--month",
+            "2025-03",
+            "--format",
+            "focus",
+            "--out",
+            &file.display().to_string(),
+        ]);
     assert!(out.status.success(), "{}", show(&out));
     let out = Command::new(validator())
         .arg("validate")

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use costsplit::allocate::UsageWeights;
 use costsplit::demo::generate::{GenSpec, World};
 use costsplit::jobs;
 use costsplit::model::CostBasis;
@@ -100,16 +99,9 @@ async fn a_generated_month_allocates_exactly(
         .expect("import");
     assert_eq!(imported.line_items, 100_000);
     let range = (day("2025-03-01"), day("2025-03-31"));
-    let summary = jobs::allocate_range(
-        &t.store,
-        &rules,
-        &UsageWeights::default(),
-        CostBasis::Effective,
-        range,
-        NOW,
-    )
-    .await
-    .expect("allocate");
+    let summary = jobs::allocate_range(&t.store, &rules, CostBasis::Effective, range, NOW)
+        .await
+        .expect("allocate");
     assert_eq!(summary.allocated, summary.billed);
 
     let expected = expected_from_csv(csv, &world.shared_resource_ids());

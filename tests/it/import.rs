@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use costsplit::allocate::UsageWeights;
 use costsplit::demo::generate::{GenSpec, World};
 use costsplit::jobs;
 use costsplit::model::CostBasis;
@@ -53,16 +52,9 @@ async fn the_focus_sample_imports_as_is_and_reconciles(kind: Kind) {
             ],
         ),
     ] {
-        jobs::allocate_range(
-            &t.store,
-            &rules,
-            &UsageWeights::default(),
-            basis,
-            range,
-            NOW,
-        )
-        .await
-        .expect("allocates");
+        jobs::allocate_range(&t.store, &rules, basis, range, NOW)
+            .await
+            .expect("allocates");
         let report = jobs::report(&t.store, range).await.expect("report");
         assert!(
             report.reconciled(),
@@ -279,16 +271,9 @@ async fn amounts_past_i64_nano_units_import_allocate_and_report_exactly(kind: Ki
         "[[service]]\nname = \"a\"\n[[service]]\nname = \"b\"\n[[service]]\nname = \"c\"\n[[pool]]\nname = \"db\"\nmethod = \"equal\"\nmembers = [\"a\", \"b\", \"c\"]\nmatch = { resource_id = \"arn:aws:rds:*\" }\n",
     )]);
     let range = (day("2025-03-01"), day("2025-03-31"));
-    jobs::allocate_range(
-        &t.store,
-        &rules,
-        &UsageWeights::default(),
-        CostBasis::Effective,
-        range,
-        NOW,
-    )
-    .await
-    .expect("allocates");
+    jobs::allocate_range(&t.store, &rules, CostBasis::Effective, range, NOW)
+        .await
+        .expect("allocates");
     let report = jobs::report(&t.store, range).await.expect("report");
     assert!(
         report.reconciled(),
@@ -347,7 +332,6 @@ async fn mixed_currencies_in_one_pool_are_refused_and_nothing_is_stored() {
     let err = jobs::allocate_range(
         &t.store,
         &rules,
-        &UsageWeights::default(),
         CostBasis::Effective,
         (day("2025-03-01"), day("2025-03-31")),
         NOW,

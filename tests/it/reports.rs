@@ -6,7 +6,6 @@
 //! `explain` adding up, rule test cases).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use costsplit::jobs::{self, reports};
 use costsplit::model::CostBasis;
@@ -166,7 +165,6 @@ pub async fn seeded(store: &Store, dir: &Path) -> Rules {
     jobs::allocate_range(
         store,
         &rules,
-        &Default::default(),
         CostBasis::Effective,
         (day("2025-03-01"), day("2025-03-31")),
         NOW,
@@ -272,15 +270,12 @@ async fn spreadsheet_formulas_in_tag_values_come_out_as_text() {
     }
 }
 
+/// The binary in `dir` on `store` with `rules`.
 fn costsplit_bin(dir: &Path, store: &str, rules: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_costsplit"))
-        .current_dir(dir)
-        .args(args)
-        .env("COSTSPLIT_STORE_URL", store)
-        .env("COSTSPLIT_RULES_DIR", rules)
-        .env_remove("COSTSPLIT_CONFIG")
-        .output()
-        .expect("the binary runs")
+    crate::support::costsplit(dir)
+        .store(store)
+        .rules(rules)
+        .run(args)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -734,12 +729,12 @@ expect = { checkout-api = "2.00" }
 
 #[test]
 fn the_example_rules_carry_test_cases_that_pass() {
-    let out = Command::new(env!("CARGO_BIN_EXE_costsplit"))
-        .args(["rules", "test"])
-        .arg(crate::support::repo_rules())
-        .env_remove("COSTSPLIT_CONFIG")
-        .output()
-        .expect("runs");
+    let rules = crate::support::repo_rules();
+    let out = crate::support::costsplit(std::path::Path::new(".")).run(&[
+        "rules",
+        "test",
+        &rules.display().to_string(),
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -938,21 +933,14 @@ async fn import_with_allocate_stores_what_import_then_allocate_stores_on_both_st
             let plain = jobs::import_files(&two_steps.store, std::slice::from_ref(&march), NOW)
                 .await
                 .expect("import");
-            let allocated = jobs::allocate_range(
-                &two_steps.store,
-                &rules,
-                &Default::default(),
-                CostBasis::Effective,
-                month,
-                NOW,
-            )
-            .await
-            .expect("allocate");
+            let allocated =
+                jobs::allocate_range(&two_steps.store, &rules, CostBasis::Effective, month, NOW)
+                    .await
+                    .expect("allocate");
             let (imported, in_memory) = jobs::import_and_allocate(
                 &one_step.store,
                 std::slice::from_ref(&march),
                 &rules,
-                &Default::default(),
                 CostBasis::Effective,
                 NOW,
             )

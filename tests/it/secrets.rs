@@ -13,7 +13,7 @@ use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::slack_standin::SlackStandIn;
-use crate::support::{costsplit_with_aws, Kind, Moto, TestStore};
+use crate::support::{costsplit, Kind, Moto, TestStore};
 
 const PG_PASSWORD: &str = "PgSecret-5501";
 const AWS_SECRET: &str = "AwsSecret/9f8e7d6c5b4a3210AwsSecret";
@@ -42,12 +42,10 @@ impl wiremock::Respond for EchoingSlack {
 }
 
 fn run(dir: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = costsplit_with_aws(dir, AWS_SECRET);
-    cmd.args(args).env("COSTSPLIT_LOG", "debug");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
+    env.iter()
+        .fold(costsplit(dir).aws(AWS_SECRET), |bin, (k, v)| bin.env(k, v))
+        .env("COSTSPLIT_LOG", "debug")
+        .run(args)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,9 +178,8 @@ async fn no_secret_reaches_any_output_log_file_endpoint_or_table() {
         .any(|r| r.url.path().ends_with("chat.postMessage")));
 
     // The daemon, briefly: its endpoints and logs.
-    let mut daemon = costsplit_with_aws(dir.path(), AWS_SECRET);
+    let mut daemon = costsplit(dir.path()).aws(AWS_SECRET).command(&["run"]);
     daemon
-        .args(["run"])
         .env("COSTSPLIT_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

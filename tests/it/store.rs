@@ -32,7 +32,7 @@ fn fact(d: &str, period: &str, resource: &str, amount: i64) -> Fact {
 fn record(period: &str) -> ImportRecord {
     ImportRecord {
         created_at: NOW.stamp(),
-        source: "focus".into(),
+        source: costsplit::model::ImportSource::Files(costsplit::model::BillingSchema::Focus),
         files: vec!["test.csv".into()],
         scope: FactScope::Periods(vec![(period.into(), "payer".into())]),
         line_items: 3,
@@ -268,7 +268,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
         .expect("member");
 
     let window = |from: &str, to: &str| ImportRecord {
-        source: "cost-explorer".into(),
+        source: costsplit::model::ImportSource::CostExplorer,
         files: Vec::new(),
         scope: FactScope::Days {
             account: "payer".into(),
@@ -279,7 +279,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
     };
     let run = |status: SyncStatus, calls: i64| SyncRun {
         created_at: NOW.stamp(),
-        source: "cost-explorer".into(),
+        source: costsplit::model::ImportSource::CostExplorer,
         account: "payer".into(),
         from: day("2025-03-02"),
         to: day("2025-03-03"),
@@ -289,7 +289,7 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
         facts: 1,
         estimated_days: 1,
         message: String::new(),
-        fingerprint: "fp-1".into(),
+        fingerprint: Some("fp-1".into()),
     };
     let mut restated = fact("2025-03-02", "2025-03", "", 20);
     restated.estimated = true;
@@ -332,7 +332,11 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
     // What the store holds is the last run that imported, not the last run.
     assert_eq!(
         t.store
-            .last_imported_fingerprint("cost-explorer", "payer", day("2025-03-02"))
+            .last_imported_fingerprint(
+                costsplit::model::ImportSource::CostExplorer,
+                "payer",
+                day("2025-03-02")
+            )
             .await
             .expect("fingerprint"),
         Some("fp-1".to_string()),
@@ -340,7 +344,11 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
     );
     assert_eq!(
         t.store
-            .last_imported_fingerprint("cost-explorer", "payer", day("2025-03-01"))
+            .last_imported_fingerprint(
+                costsplit::model::ImportSource::CostExplorer,
+                "payer",
+                day("2025-03-01")
+            )
             .await
             .expect("fingerprint"),
         None
@@ -371,7 +379,7 @@ async fn two_syncs_of_one_window_at_once_leave_one_copy(kind: Kind) {
         .collect();
     let run = SyncRun {
         created_at: NOW.stamp(),
-        source: "cost-explorer".into(),
+        source: costsplit::model::ImportSource::CostExplorer,
         account: "payer".into(),
         from: day("2025-03-01"),
         to: day("2025-03-02"),
@@ -381,7 +389,7 @@ async fn two_syncs_of_one_window_at_once_leave_one_copy(kind: Kind) {
         facts: 3000,
         estimated_days: 0,
         message: String::new(),
-        fingerprint: String::new(),
+        fingerprint: None,
     };
     for _ in 0..3 {
         let (a, b) = (

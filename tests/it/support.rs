@@ -130,29 +130,6 @@ pub fn day(text: &str) -> chrono::NaiveDate {
 /// 2026-01-01T00:00:00Z, the time the tests' runs are recorded at.
 pub const NOW: costsplit::clock::Clock = costsplit::clock::Clock::Fixed(1_767_225_600);
 
-/// The costsplit binary run in `dir` as a user with AWS credentials would run it: the given
-/// secret access key, no AWS config or credential files, no instance metadata, and none of
-/// the caller's costsplit or AWS endpoint settings.
-pub fn costsplit_with_aws(dir: &Path, secret: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"));
-    cmd.current_dir(dir)
-        .env_remove("COSTSPLIT_STORE_URL")
-        .env_remove("COSTSPLIT_RULES_DIR")
-        .env_remove("COSTSPLIT_CONFIG")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    cmd
-}
-
 /// moto's server (`moto_server`, installed by scripts/test into a project-local venv) on a
 /// free loopback port; killed when dropped.
 pub struct Moto {
@@ -168,10 +145,7 @@ impl Moto {
             Path::new(&bin).exists(),
             "moto_server not found at {bin}: run the tests with scripts/test, which installs moto into a venv (or set COSTSPLIT_MOTO_SERVER)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let child = std::process::Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
@@ -263,15 +237,70 @@ pub fn picos(text: &str) -> i128 {
     }
 }
 
-/// The costsplit binary run in `dir` with none of the caller's costsplit settings; the one
-/// helper new tests run the binary through.
-pub fn binary(dir: &Path) -> std::process::Command {
+/// The costsplit binary as a user runs it, the one way the tests run it (as zero2prod's
+/// `spawn_app` is the one way its tests start the app): in `dir`, with none of the caller's
+/// costsplit settings; `store`, `rules`, `aws` and `env` add what a test gives it.
+pub struct Costsplit(std::process::Command);
+
+/// [`Costsplit`] in `dir`.
+pub fn costsplit(dir: &Path) -> Costsplit {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_costsplit"));
     cmd.current_dir(dir)
         .env_remove("COSTSPLIT_STORE_URL")
         .env_remove("COSTSPLIT_RULES_DIR")
         .env_remove("COSTSPLIT_CONFIG");
-    cmd
+    Costsplit(cmd)
+}
+
+impl Costsplit {
+    /// The store it uses (`COSTSPLIT_STORE_URL`).
+    pub fn store(self, url: &str) -> Costsplit {
+        self.env("COSTSPLIT_STORE_URL", url)
+    }
+
+    /// The rules directory it uses (`COSTSPLIT_RULES_DIR`).
+    pub fn rules(self, dir: &Path) -> Costsplit {
+        self.env("COSTSPLIT_RULES_DIR", dir)
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Costsplit {
+        self.0.env(key, value);
+        self
+    }
+
+    /// As a user with AWS credentials runs it: the given secret access key, no AWS config or
+    /// credential files, no instance metadata, none of the caller's AWS endpoint settings.
+    pub fn aws(mut self, secret: &str) -> Costsplit {
+        let dir = self
+            .0
+            .get_current_dir()
+            .expect("the binary runs in a folder")
+            .to_path_buf();
+        self.0
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("no-aws-credentials"),
+            )
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        self
+    }
+
+    /// Runs it with `args` to its end.
+    pub fn run(self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().expect("the binary runs")
+    }
+
+    /// The command with `args`, to spawn, wait for or kill.
+    pub fn command(mut self, args: &[&str]) -> std::process::Command {
+        self.0.args(args);
+        self.0
+    }
 }
 
 /// A free TCP port on loopback.
@@ -441,10 +470,7 @@ pub fn rules_check_with(dir: &Path, config: &str) -> (Option<i32>, String) {
     } else {
         std::fs::write(&file, config).expect("config");
     }
-    let out = binary(dir)
-        .args(["--rules", "rules", "rules", "check"])
-        .output()
-        .expect("runs");
+    let out = costsplit(dir).run(&["--rules", "rules", "rules", "check"]);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

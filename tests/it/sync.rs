@@ -2,7 +2,7 @@
 //! at moto's server (Cost Explorer, STS) or, for throttling and 5xx, at a wiremock server.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use costsplit::model::Fact;
 use costsplit::store::{Store, SyncRun};
@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{costsplit_with_aws, day, picos, Moto};
+use crate::support::{costsplit, day, picos, Moto};
 
 const ACCOUNT: &str = "123456789012";
 const SECRET: &str = "s3cr3t-access-key-never-logged";
@@ -58,9 +58,10 @@ impl Workspace {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = costsplit_with_aws(self.path(), SECRET);
-        cmd.args(args).env("COSTSPLIT_LOG", "info");
-        cmd.output().expect("the binary runs")
+        costsplit(self.path())
+            .aws(SECRET)
+            .env("COSTSPLIT_LOG", "info")
+            .run(args)
     }
 
     fn sync(&self, from: &str, to: &str) -> Output {
@@ -442,12 +443,7 @@ async fn a_sync_that_gives_up_keeps_what_was_stored_and_names_the_missing_days()
 #[test]
 fn a_missing_aws_section_says_what_to_add() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_costsplit"))
-        .current_dir(dir.path())
-        .env_remove("COSTSPLIT_CONFIG")
-        .args(["sync", "billing"])
-        .output()
-        .expect("runs");
+    let out = costsplit(dir.path()).run(&["sync", "billing"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("[[aws.accounts]]"),

@@ -10,7 +10,7 @@ use std::process::Command;
 use costsplit::store::Store;
 use sqlx::Connection;
 
-use crate::support::{binary, data, free_port, pg_admin_url, rules, Kind, TestStore};
+use crate::support::{costsplit, data, free_port, pg_admin_url, rules, Kind, TestStore};
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("runs");
@@ -353,12 +353,10 @@ fn the_binary_imports_into_the_local_server_with_sslmode_require() {
         t.store_url()
     );
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = binary(dir.path())
-        .env("COSTSPLIT_STORE_URL", &url)
-        .arg("import")
-        .arg(data("focus-1.0-sample.csv"))
-        .output()
-        .expect("runs");
+    let out = costsplit(dir.path()).store(&url).run(&[
+        "import",
+        &data("focus-1.0-sample.csv").display().to_string(),
+    ]);
     assert!(
         out.status.success(),
         "{}{}",

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{NaiveDate, Utc};
-use costsplit::allocate::UsageWeights;
 use costsplit::jobs;
 use costsplit::model::{CostBasis, Fact, Tags};
 use costsplit::money::Nanos;
@@ -44,7 +43,7 @@ fn shared_fact(d: NaiveDate, resource: &str, dollars: i128) -> Fact {
 async fn store_facts(store: &Store, facts: &[Fact]) {
     let record = costsplit::store::ImportRecord {
         created_at: NOW.stamp(),
-        source: "test".into(),
+        source: costsplit::model::ImportSource::Files(costsplit::model::BillingSchema::Focus),
         files: vec![],
         scope: costsplit::store::FactScope::Periods(vec![("2025-03".into(), "payer".into())]),
         line_items: facts.len() as i64,
@@ -57,16 +56,9 @@ async fn store_facts(store: &Store, facts: &[Fact]) {
 
 /// Allocates a range with the stored usage samples, as `costsplit allocate` does.
 async fn allocate(store: &Store, rules: &Rules, range: (NaiveDate, NaiveDate)) {
-    jobs::allocate_range(
-        store,
-        rules,
-        &UsageWeights::default(),
-        CostBasis::Effective,
-        range,
-        NOW,
-    )
-    .await
-    .expect("allocates");
+    jobs::allocate_range(store, rules, CostBasis::Effective, range, NOW)
+        .await
+        .expect("allocates");
 }
 
 /// Measures every source of the rules for one day, now.
@@ -466,10 +458,7 @@ map = {{ "{p}orders:" = "orders-api", "{p}sess:" = "auth-api" }}
     assert_eq!(summary.failed(), 0, "{:?}", summary.runs);
 
     // The cache moves behind a password on a port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = crate::support::free_port();
     let secret = "hunter2-very-secret";
     let bad_file = write_secret(
         dir.path(),
@@ -771,10 +760,9 @@ async fn put_kafka_bytes(endpoint: &str, points: &[(&str, &str, f64)]) {
 }
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String) {
-    let out = crate::support::costsplit_with_aws(dir, "cw-s3cr3t-never-logged")
-        .args(args)
-        .output()
-        .expect("costsplit runs");
+    let out = crate::support::costsplit(dir)
+        .aws("cw-s3cr3t-never-logged")
+        .run(args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -1159,12 +1147,10 @@ map = {{ "orders" = "orders-api" }}
     )
     .expect("usage rules");
     let store = format!("sqlite://{}", dir.path().join("costsplit.db").display());
-    let out = crate::support::binary(dir.path())
-        .env("COSTSPLIT_STORE_URL", &store)
+    let out = crate::support::costsplit(dir.path())
+        .store(&store)
         .env("COSTSPLIT_LOG", "debug")
-        .args(["--rules", "rules", "sync", "usage", "--day", "2025-03-01"])
-        .output()
-        .expect("runs");
+        .run(&["--rules", "rules", "sync", "usage", "--day", "2025-03-01"]);
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

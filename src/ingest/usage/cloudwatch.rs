@@ -12,7 +12,7 @@ use aws_sdk_cloudwatch::primitives::DateTime as AwsTime;
 use aws_sdk_cloudwatch::types::{Dimension, DimensionFilter, Metric, MetricDataQuery, MetricStat};
 use chrono::NaiveDate;
 
-use super::{decimal_value, Measured};
+use super::measured::{decimal_value, Measured};
 use crate::ingest::aws::{sdk_config, Access};
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::rules::{CloudWatchQuery, ServiceMap};
@@ -37,6 +37,35 @@ pub(super) async fn measure(
     })
     .await;
     let client = aws_sdk_cloudwatch::Client::new(&config);
+    let members: Vec<String> = members(&client, query, map).await?.into_iter().collect();
+    let values = datapoints(&client, query, &members, day).await?;
+    let mut measured = Measured::default();
+    for (member, points) in values {
+        let value = combine(&query.statistic, &points);
+        match decimal_value(value) {
+            Some(v) => measured.members.push((member, v)),
+            None => measured.notes.push(format!(
+                "`{member}`: {value} is not a non-negative number up to {:e}; left out",
+                super::measured::MAX_SAMPLE
+            )),
+        }
+    }
+    let silent = members.len() - measured.members.len();
+    if silent > 0 {
+        measured
+            .notes
+            .push(format!("{silent} member(s) had no datapoints on {day}"));
+    }
+    Ok(measured)
+}
+
+/// The dimension values to ask for: the map's literal keys, and those of the metric's
+/// listed dimension values that a pattern key maps.
+async fn members(
+    client: &aws_sdk_cloudwatch::Client,
+    query: &CloudWatchQuery,
+    map: &ServiceMap,
+) -> Result<BTreeSet<String>, String> {
     let mut members: BTreeSet<String> = map
         .keys()
         .filter(|k| ServiceMap::is_literal(k))
@@ -63,9 +92,18 @@ pub(super) async fn measure(
             }
         }
     }
+    Ok(members)
+}
+
+/// The day's datapoints of each member that has any, asked 500 queries a call.
+async fn datapoints(
+    client: &aws_sdk_cloudwatch::Client,
+    query: &CloudWatchQuery,
+    members: &[String],
+    day: NaiveDate,
+) -> Result<BTreeMap<String, Vec<f64>>, String> {
     let start = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
     let end = start + chrono::Duration::days(1);
-    let members: Vec<String> = members.into_iter().collect();
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for chunk in members.chunks(QUERIES_PER_CALL) {
         let queries: Vec<MetricDataQuery> = chunk
@@ -106,24 +144,7 @@ pub(super) async fn measure(
             }
         }
     }
-    let mut measured = Measured::default();
-    for (member, points) in values {
-        let value = combine(&query.statistic, &points);
-        match decimal_value(value) {
-            Some(v) => measured.members.push((member, v)),
-            None => measured.notes.push(format!(
-                "`{member}`: {value} is not a non-negative number up to {:e}; left out",
-                super::MAX_SAMPLE
-            )),
-        }
-    }
-    let silent = members.len() - measured.members.len();
-    if silent > 0 {
-        measured
-            .notes
-            .push(format!("{silent} member(s) had no datapoints on {day}"));
-    }
-    Ok(measured)
+    Ok(values)
 }
 
 fn metric_query(query: &CloudWatchQuery, index: usize, member: &str) -> MetricDataQuery {

@@ -6,6 +6,7 @@
 //! DSN, URL or token they connected with.
 
 mod cloudwatch;
+mod measured;
 mod postgres;
 mod prometheus;
 mod redis;
@@ -15,14 +16,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::model::UsageSample;
 use crate::rules::{SourceKind, UsageSource};
+use measured::Measured;
+pub use measured::MAX_SAMPLE;
 
-/// What a probe measured: (member, exact non-negative decimal value), plus notes on how
-/// (a key budget reached, values refused).
-#[derive(Debug, Default)]
-struct Measured {
-    members: Vec<(String, String)>,
-    notes: Vec<String>,
-}
+/// Why a source could not be measured: one readable line, redacted of every secret the
+/// source connected with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceFailed(pub String);
 
 /// The outcome of collecting one source for one day.
 #[derive(Debug)]
@@ -45,14 +46,14 @@ pub async fn collect(
     source: &UsageSource,
     day: NaiveDate,
     ctx: &Context<'_>,
-) -> Result<Collected, String> {
+) -> Result<Collected, SourceFailed> {
     let measured = match tokio::time::timeout(source.timeout, measure(source, day, ctx)).await {
-        Ok(result) => result?,
+        Ok(result) => result.map_err(SourceFailed)?,
         Err(_) => {
-            return Err(format!(
+            return Err(SourceFailed(format!(
                 "no answer within {} s (timeout_seconds); nothing was recorded for {day}",
                 source.timeout.as_secs()
-            ))
+            )))
         }
     };
     let mut notes = measured.notes;
@@ -95,7 +96,7 @@ async fn measure(
 ) -> Result<Measured, String> {
     match &source.kind {
         SourceKind::Postgres { dsn, by } => {
-            let dsn = dsn.read()?;
+            let dsn = dsn.read().map_err(|e| e.to_string())?;
             postgres::measure(&dsn, *by, source.timeout)
                 .await
                 .map_err(|e| redact(&e, &[&dsn]))
@@ -107,7 +108,7 @@ async fn measure(
             scan_count,
             memory_samples,
         } => {
-            let url = url.read()?;
+            let url = url.read().map_err(|e| e.to_string())?;
             let budget = redis::Budget {
                 max_keys: *max_keys,
                 scan_count: *scan_count,
@@ -124,8 +125,12 @@ async fn measure(
             query,
             label,
         } => {
-            let url = url.read()?;
-            let token = token.as_ref().map(|t| t.read()).transpose()?;
+            let url = url.read().map_err(|e| e.to_string())?;
+            let token = token
+                .as_ref()
+                .map(|t| t.read())
+                .transpose()
+                .map_err(|e| e.to_string())?;
             let secrets: Vec<&str> = [Some(url.as_str()), token.as_deref()]
                 .into_iter()
                 .flatten()
@@ -164,26 +169,6 @@ fn url_password(url: &str) -> Option<String> {
     (!password.is_empty()).then(|| password.to_string())
 }
 
-/// The largest usage value a sample may hold: far above any real measurement (bytes of
-/// the largest database, messages of a year) and far inside what a weight can carry
-/// (weights are integers of 1e-6 units up to about 3.4e32), so a larger value is a broken
-/// probe, refused where it is measured instead of read back as a zero weight.
-pub const MAX_SAMPLE: f64 = 1e24;
-
-/// A non-negative decimal for a sample: whole numbers as they are, others with at most six
-/// decimals (the precision of weights). `None` for NaN, infinities, negative values and
-/// values above [`MAX_SAMPLE`].
-fn decimal_value(value: f64) -> Option<String> {
-    if !value.is_finite() || !(0.0..=MAX_SAMPLE).contains(&value) {
-        return None;
-    }
-    if value.fract() == 0.0 && value < 1e15 {
-        return Some(format!("{value:.0}"));
-    }
-    let text = format!("{value:.6}");
-    Some(text.trim_end_matches('0').trim_end_matches('.').to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,20 +186,5 @@ mod tests {
             Some("tok")
         );
         assert_eq!(url_password("redis://cache:6379"), None);
-    }
-
-    #[test]
-    fn values_are_exact_decimals() {
-        assert_eq!(decimal_value(1234.0).as_deref(), Some("1234"));
-        assert_eq!(decimal_value(0.25).as_deref(), Some("0.25"));
-        assert_eq!(decimal_value(1.0e16).as_deref(), Some("10000000000000000"));
-        assert_eq!(decimal_value(f64::NAN), None);
-        assert_eq!(decimal_value(-1.0), None);
-        // Past what a weight can carry (read back as 0 before): refused at measurement.
-        assert_eq!(decimal_value(3.5e32), None);
-        assert_eq!(
-            decimal_value(1.0e20).as_deref(),
-            Some("100000000000000000000")
-        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
 
-use super::Measured;
+use super::measured::Measured;
 use crate::rules::PgGrain;
 
 const SIZES_SQL: &str = "SELECT n.nspname::text, c.relname::text, pg_total_relation_size(c.oid)
@@ -19,7 +19,7 @@ const SIZES_SQL: &str = "SELECT n.nspname::text, c.relname::text, pg_total_relat
        AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'";
 
 pub(super) async fn measure(dsn: &str, by: PgGrain, timeout: Duration) -> Result<Measured, String> {
-    crate::pgtls::check_url(dsn)?;
+    crate::pgtls::check_url(dsn).map_err(|e| e.to_string())?;
     let options: PgConnectOptions = dsn.parse().map_err(|_| {
         "the DSN is not a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB)".to_string()
     })?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{decimal_value, Measured};
+use super::measured::{decimal_value, Measured};
 
 #[derive(Deserialize)]
 struct Answer {
@@ -127,7 +127,7 @@ pub(super) async fn measure(
             Some(v) => members.push((member, v)),
             None => notes.push(format!(
                 "`{member}`: value {value} is not usable (NaN, infinite, negative or above {:e}); left out",
-                super::MAX_SAMPLE
+                super::measured::MAX_SAMPLE
             )),
         }
     }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::Measured;
+use super::measured::Measured;
 use crate::rules::RedisMeasure;
 
 /// Keys that no mapped prefix covers are counted here, so their share is visible.

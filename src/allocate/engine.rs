@@ -1,0 +1,429 @@
+//! The split itself: claim each fact (the first pool that matches, else its service, else
+//! `unallocated`), split each pool's bucket among its members by the pool's method or its
+//! fallback, and finish the rows as allocations.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+
+use crate::model::{Allocation, CostBasis, Fact, Method, UNALLOCATED};
+use crate::money::{ratio_ppb, split_largest_remainder, Nanos};
+use crate::rules::{Fallback, Pool, Rules, SplitMethod, Tagged, Undeclared, WeightTable};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AllocateError {
+    #[error("pool `{pool}` has line items in more than one currency on {day} ({currencies}); split the pool by currency (e.g. match on sub_account) so each pool holds one currency")]
+    MixedCurrency {
+        pool: String,
+        day: NaiveDate,
+        currencies: String,
+    },
+}
+
+/// Usage weights measured outside the rules (live sources), by pool name. They replace the
+/// rules' own static weights for the same (day, resource) keys. Empty means "use the rules".
+#[derive(Debug, Clone, Default)]
+pub struct UsageWeights {
+    pub by_pool: HashMap<String, WeightTable>,
+    /// For pools measured by live sources: per (pool, day), where the weights came from or
+    /// why there are none. It becomes the `basis` of the pool's allocation rows.
+    pub basis: HashMap<(String, NaiveDate), UsageBasis>,
+}
+
+/// Where a live pool's weights of one day came from, or why it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageBasis {
+    /// Per member: the sample that gave its share (`orders-db 2025-03-14: 12 of 40 bytes`).
+    Measured(BTreeMap<String, String>),
+    /// Why the pool falls back that day (`no sample of orders-db within 3 days`).
+    Missing(String),
+}
+
+/// Everything `allocate` needs.
+pub struct Input<'a> {
+    pub facts: &'a [Fact],
+    pub rules: &'a Rules,
+    pub usage: &'a UsageWeights,
+    pub basis: CostBasis,
+}
+
+/// A pool's cost on one day (and, for per-resource weights, one resource).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct BucketKey {
+    pub(super) day: NaiveDate,
+    pub(super) pool: usize,
+    pub(super) resource: Option<String>,
+}
+
+pub(super) struct Bucket {
+    pub(super) currency: String,
+    pub(super) amount: Nanos,
+}
+
+/// Who gets charged, before grouping into rows.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RowKey {
+    day: NaiveDate,
+    service: String,
+    pool: String,
+    provider_service: String,
+    method: Method,
+    fallback_used: bool,
+    currency: String,
+    basis: String,
+}
+
+/// Computes the allocations for the given facts. Deterministic: the same input gives the same
+/// output in the same order (day, service, pool).
+pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
+    run(input, None)
+}
+
+/// Who took a fact: a pool's bucket, a service directly, or nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Claim {
+    Bucket(BucketKey),
+    Direct(String),
+    Unallocated,
+}
+
+/// One member's part of a pool bucket, as `allocate` computed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct BucketPart {
+    pub(super) service: String,
+    pub(super) method: Method,
+    pub(super) fallback_used: bool,
+    pub(super) basis: String,
+    pub(super) amount: Nanos,
+}
+
+/// What a run can record beside its allocations: each fact's claim and each bucket's parts.
+#[derive(Default)]
+pub(super) struct Trace {
+    pub(super) claims: Vec<Claim>,
+    pub(super) parts: BTreeMap<BucketKey, Vec<BucketPart>>,
+}
+
+/// Claim every fact (a pool's bucket, a service directly, or nobody), split each bucket among
+/// its pool's members, then finish the rows as allocations.
+pub(super) fn run(
+    input: &Input<'_>,
+    mut trace: Option<&mut Trace>,
+) -> Result<Vec<Allocation>, AllocateError> {
+    let mut run = Run::new(input);
+    for fact in input.facts {
+        let claim = run.claim(fact)?;
+        if let Some(t) = trace.as_deref_mut() {
+            t.claims.push(claim);
+        }
+    }
+    let buckets = std::mem::take(&mut run.buckets);
+    for (key, bucket) in &buckets {
+        let parts = run.split(key, bucket);
+        if let Some(t) = trace.as_deref_mut() {
+            t.parts.insert(key.clone(), parts.clone());
+        }
+        for part in parts {
+            run.charge(key, bucket, part);
+        }
+    }
+    Ok(run.finish(&buckets))
+}
+
+/// One allocation run's working state.
+struct Run<'a> {
+    input: &'a Input<'a>,
+    rows: BTreeMap<RowKey, Nanos>,
+    /// Direct cost per (day, service, currency): the weights of proportional splits.
+    direct: HashMap<(NaiveDate, String, String), Nanos>,
+    buckets: BTreeMap<BucketKey, Bucket>,
+    /// Per pool: whether its weights are per resource (a bucket per day and resource).
+    per_resource: Vec<bool>,
+}
+
+impl<'a> Run<'a> {
+    fn new(input: &'a Input<'a>) -> Run<'a> {
+        let per_resource = input
+            .rules
+            .pools
+            .iter()
+            .map(|p| weights_for(p, input.usage).is_some_and(WeightTable::per_resource))
+            .collect();
+        Run {
+            input,
+            rows: BTreeMap::new(),
+            direct: HashMap::new(),
+            buckets: BTreeMap::new(),
+            per_resource,
+        }
+    }
+
+    /// The service a fact's tags name, as the settings treat undeclared services.
+    fn service_of(&self, fact: &Fact) -> Option<String> {
+        let rules = self.input.rules;
+        let (tagged, undeclared) = rules.tagged_service(&fact.tags);
+        match tagged {
+            Tagged::Declared(s) => Some(s.name.clone()),
+            Tagged::Undeclared => match rules.settings.undeclared_services {
+                Undeclared::Direct => undeclared,
+                Undeclared::Unallocated => None,
+            },
+            Tagged::Untagged => None,
+        }
+    }
+
+    /// Adds a fact to the first pool that matches it, else to its service's direct cost,
+    /// else to `unallocated`.
+    fn claim(&mut self, fact: &Fact) -> Result<Claim, AllocateError> {
+        let rules = self.input.rules;
+        let amount = fact.amount(self.input.basis);
+        let service = self.service_of(fact);
+        if let Some(pool) = rules
+            .pools
+            .iter()
+            .position(|p| p.matcher.matches(fact, service.as_deref()))
+        {
+            let key = BucketKey {
+                day: fact.day,
+                pool,
+                resource: self.per_resource[pool].then(|| fact.resource_id.clone()),
+            };
+            let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket {
+                currency: fact.currency.clone(),
+                amount: Nanos::ZERO,
+            });
+            if bucket.currency != fact.currency {
+                let mut currencies = [bucket.currency.clone(), fact.currency.clone()];
+                currencies.sort();
+                return Err(AllocateError::MixedCurrency {
+                    pool: rules.pools[pool].name.clone(),
+                    day: fact.day,
+                    currencies: currencies.join(", "),
+                });
+            }
+            bucket.amount += amount;
+            return Ok(Claim::Bucket(key));
+        }
+        let (claim, service, method) = match service {
+            Some(service) => {
+                *self
+                    .direct
+                    .entry((fact.day, service.clone(), fact.currency.clone()))
+                    .or_default() += amount;
+                (Claim::Direct(service.clone()), service, Method::Direct)
+            }
+            None => (
+                Claim::Unallocated,
+                UNALLOCATED.to_string(),
+                Method::Unallocated,
+            ),
+        };
+        *self
+            .rows
+            .entry(RowKey {
+                day: fact.day,
+                service,
+                pool: String::new(),
+                provider_service: fact.provider_service.clone(),
+                method,
+                fallback_used: false,
+                currency: fact.currency.clone(),
+                basis: String::new(),
+            })
+            .or_default() += amount;
+        Ok(claim)
+    }
+
+    /// Each member's direct cost of the day in the bucket's currency (negative counts as 0).
+    fn direct_weights(&self, pool: &Pool, day: NaiveDate, currency: &str) -> Vec<u128> {
+        pool.members
+            .iter()
+            .map(|m| {
+                let cost = self
+                    .direct
+                    .get(&(day, m.clone(), currency.to_string()))
+                    .map_or(0, |n| n.0);
+                u128::try_from(cost.max(0)).expect("non-negative")
+            })
+            .collect()
+    }
+
+    /// The pool's own weights for a bucket: none when they sum to 0 (the pool falls back).
+    fn own_split(&self, pool: &Pool, key: &BucketKey, bucket: &Bucket) -> Option<Vec<Nanos>> {
+        let equal = || vec![1; pool.members.len()];
+        match &pool.method {
+            SplitMethod::Equal => split_largest_remainder(bucket.amount, &equal()),
+            SplitMethod::Fixed(parts) => {
+                let weights: Vec<u128> = pool
+                    .members
+                    .iter()
+                    .map(|m| parts.iter().find(|(s, _)| s == m).map_or(0, |(_, p)| *p))
+                    .collect();
+                split_largest_remainder(bucket.amount, &weights)
+            }
+            SplitMethod::Proportional => split_largest_remainder(
+                bucket.amount,
+                &self.direct_weights(pool, key.day, &bucket.currency),
+            ),
+            SplitMethod::Usage(_) => {
+                let table = weights_for(pool, self.input.usage).expect("usage pools have weights");
+                let set = table.lookup(key.day, key.resource.as_deref());
+                let weights: Vec<u128> = pool
+                    .members
+                    .iter()
+                    .map(|m| set.and_then(|s| s.get(m)).copied().unwrap_or(0))
+                    .collect();
+                split_largest_remainder(bucket.amount, &weights)
+            }
+        }
+    }
+
+    /// A bucket's parts: by the pool's method, else by its fallback (an equal split when
+    /// proportional weights are 0 too), else the whole bucket to `unallocated`.
+    fn split(&self, key: &BucketKey, bucket: &Bucket) -> Vec<BucketPart> {
+        let pool = &self.input.rules.pools[key.pool];
+        let equal = || split_largest_remainder(bucket.amount, &vec![1; pool.members.len()]);
+        let (parts, method, fallback_used) = match self.own_split(pool, key, bucket) {
+            Some(parts) => (Some(parts), pool.method.method(), false),
+            None => match pool.fallback {
+                Fallback::Equal => (equal(), Method::Equal, true),
+                Fallback::Proportional => match split_largest_remainder(
+                    bucket.amount,
+                    &self.direct_weights(pool, key.day, &bucket.currency),
+                ) {
+                    Some(parts) => (Some(parts), Method::Proportional, true),
+                    None => (equal(), Method::Equal, true),
+                },
+                Fallback::Unallocated => (None, Method::Unallocated, true),
+            },
+        };
+        let usage_basis = self.input.usage.basis.get(&(pool.name.clone(), key.day));
+        let part = |service: &str, method: Method, amount: Nanos| BucketPart {
+            service: service.to_string(),
+            method,
+            fallback_used,
+            basis: basis_text(pool, usage_basis, fallback_used, service),
+            amount,
+        };
+        match parts {
+            Some(parts) => pool
+                .members
+                .iter()
+                .zip(parts)
+                .map(|(member, amount)| part(member, method, amount))
+                .collect(),
+            None => vec![part(UNALLOCATED, Method::Unallocated, bucket.amount)],
+        }
+    }
+
+    /// Adds a member's part of a bucket to its row.
+    fn charge(&mut self, key: &BucketKey, bucket: &Bucket, part: BucketPart) {
+        let row = RowKey {
+            day: key.day,
+            service: part.service,
+            pool: self.input.rules.pools[key.pool].name.clone(),
+            provider_service: String::new(),
+            method: part.method,
+            fallback_used: part.fallback_used,
+            currency: bucket.currency.clone(),
+            basis: part.basis,
+        };
+        *self.rows.entry(row).or_default() += part.amount;
+    }
+
+    /// The rows as allocations, with each row's ratio of its pool's day and its service's
+    /// owners; zero pool rows are left out.
+    fn finish(self, buckets: &BTreeMap<BucketKey, Bucket>) -> Vec<Allocation> {
+        let rules = self.input.rules;
+        // Pool totals per day, for the ratio shown on each row.
+        let mut pool_day_totals: HashMap<(NaiveDate, usize), Nanos> = HashMap::new();
+        for (key, bucket) in buckets {
+            *pool_day_totals.entry((key.day, key.pool)).or_default() += bucket.amount;
+        }
+        let pool_index: HashMap<&str, usize> = rules
+            .pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        self.rows
+            .into_iter()
+            .filter(|(key, amount)| amount.0 != 0 || key.pool.is_empty())
+            .map(|(key, amount)| {
+                let ratio = match pool_index.get(key.pool.as_str()) {
+                    None => 1_000_000_000,
+                    Some(&p) => ratio_ppb(amount, pool_day_totals[&(key.day, p)]),
+                };
+                let (team, cost_center) = rules
+                    .service(&key.service)
+                    .map(|s| (s.team.clone(), s.cost_center.clone()))
+                    .unwrap_or_default();
+                Allocation {
+                    day: key.day,
+                    service: key.service,
+                    team,
+                    cost_center,
+                    pool: key.pool,
+                    provider_service: key.provider_service,
+                    method: key.method,
+                    fallback_used: key.fallback_used,
+                    ratio_ppb: ratio,
+                    amount,
+                    currency: key.currency,
+                    basis: key.basis,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The basis text of a member's share: the sample that gave it, or why the pool fell back.
+fn basis_text(
+    pool: &Pool,
+    usage_basis: Option<&UsageBasis>,
+    fallback_used: bool,
+    member: &str,
+) -> String {
+    match (usage_basis, fallback_used) {
+        (None, false) => String::new(),
+        (None, true) if matches!(pool.method, SplitMethod::Usage(_)) => {
+            "fallback: no usage weights for this day".to_string()
+        }
+        (None, true) => "fallback: the method's weights sum to 0".to_string(),
+        (Some(UsageBasis::Measured(members)), false) => {
+            members.get(member).cloned().unwrap_or_default()
+        }
+        (Some(UsageBasis::Measured(_)), true) => {
+            "fallback: the measured usage of the members sums to 0".to_string()
+        }
+        (Some(UsageBasis::Missing(reason)), _) => format!("fallback: {reason}"),
+    }
+}
+
+fn weights_for<'a>(pool: &'a Pool, usage: &'a UsageWeights) -> Option<&'a WeightTable> {
+    match &pool.method {
+        SplitMethod::Usage(table) => Some(usage.by_pool.get(&pool.name).unwrap_or(table)),
+        _ => None,
+    }
+}
+
+/// Days and currencies where the allocations do not sum to the facts, as
+/// (day, currency, billed, allocated). Empty by construction; callers check it before
+/// anything is stored, so a bug can never reach a bill.
+pub fn conservation_gaps(
+    facts: &[Fact],
+    allocations: &[Allocation],
+    basis: CostBasis,
+) -> Vec<(NaiveDate, String, i128, i128)> {
+    let mut sums: BTreeMap<(NaiveDate, String), (i128, i128)> = BTreeMap::new();
+    for f in facts {
+        sums.entry((f.day, f.currency.clone())).or_default().0 += f.amount(basis).0;
+    }
+    for a in allocations {
+        sums.entry((a.day, a.currency.clone())).or_default().1 += a.amount.0;
+    }
+    sums.into_iter()
+        .filter(|(_, (billed, allocated))| billed != allocated)
+        .map(|((day, currency), (billed, allocated))| (day, currency, billed, allocated))
+        .collect()
+}

@@ -1,0 +1,49 @@
+//! Writing a seeded synthetic month of FOCUS line items (`costsplit generate`), for tests and
+//! benchmarks.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::demo::generate::{GenSpec, World};
+
+/// Writes `rows` line items of the standard month (seeded) to `out` (.csv, .csv.gz or
+/// .parquet), tagged with `services` services (default the standard 60), and the shared
+/// resources' weight table to `weights` if given.
+pub fn generate(
+    rows: usize,
+    seed: u64,
+    services: Option<usize>,
+    out: &Path,
+    weights: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut spec = GenSpec::standard(rows, seed);
+    if let Some(n) = services {
+        anyhow::ensure!(n > 0, "--services must be at least 1");
+        let base = spec.services.clone();
+        spec.services = (0..n)
+            .map(|i| match i / base.len() {
+                0 => base[i].clone(),
+                round => format!("{}-{round}", base[i % base.len()]),
+            })
+            .collect();
+    }
+    let world = World::new(spec);
+    write_world(&world, out)?;
+    if let Some(weights) = weights {
+        world.write_weights(weights)?;
+    }
+    Ok(())
+}
+
+fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {
+    let name = out.to_string_lossy();
+    if name.ends_with(".parquet") {
+        world.write_parquet(out)
+    } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+        world.write_csv(out)
+    } else {
+        anyhow::bail!("--out must end in .csv, .csv.gz or .parquet")
+    }
+    .with_context(|| format!("writing {}", out.display()))
+}

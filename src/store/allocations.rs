@@ -1,0 +1,242 @@
+//! `allocations` and their runs: replacing a day range's allocations in one transaction (with
+//! the facts they were computed from, for `import --allocate`), and the queries over them:
+//! rows, per-service totals, the series the detectors read, their provenance.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use sqlx::Row;
+
+use super::connect::{days, rows_per_insert, Store, Writer};
+use super::facts::write_facts_sqlite;
+use super::phase;
+use super::rows::{
+    allocation_decode, allocation_insert_columns, allocation_params, allocation_run_columns,
+    allocation_run_params, bind, insert_sql, Cells, ImportRecord, Param, RunRecord,
+    ALLOCATION_COLUMNS, DELETE_ALLOCATIONS_SQL, INSERT_ALLOCATION_RUN_SQL,
+};
+use crate::model::{Allocation, Fact, Provenance, SeriesRow, ServiceTotal};
+
+impl Store {
+    /// Replaces the allocations of `from..=to` with `allocations`, in one transaction, and
+    /// records the run. Returns the run id.
+    pub async fn replace_allocations(
+        &self,
+        run: &RunRecord,
+        allocations: &[Allocation],
+    ) -> anyhow::Result<i64> {
+        if let Some(file) = &self.sqlite_file {
+            return file
+                .write(|tx| write_allocations_sqlite(tx, run, allocations))
+                .await;
+        }
+        let mut tx = self.pool.begin().await?;
+        phase::mark("write began");
+        let run_id = self
+            .replace_allocations_in(&mut tx, run, allocations)
+            .await?;
+        phase::mark("committing");
+        tx.commit().await?;
+        phase::mark("committed");
+        Ok(run_id)
+    }
+
+    /// Replaces the facts of `record`'s scope and the allocations of `run`'s range in one
+    /// transaction (`import --allocate`: the facts just read, allocated in memory). Returns
+    /// the import id and the run id.
+    pub async fn replace_facts_and_allocations(
+        &self,
+        record: &ImportRecord,
+        facts: &[Fact],
+        run: &RunRecord,
+        allocations: &[Allocation],
+    ) -> anyhow::Result<(i64, i64)> {
+        if let Some(file) = &self.sqlite_file {
+            return file
+                .write(|tx| {
+                    let import_id = write_facts_sqlite(tx, record, facts)?;
+                    Ok((import_id, write_allocations_sqlite(tx, run, allocations)?))
+                })
+                .await;
+        }
+        let mut tx = self.pool.begin().await?;
+        phase::mark("write began");
+        let import_id = self.replace_facts_in(&mut tx, record, facts).await?;
+        let run_id = self
+            .replace_allocations_in(&mut tx, run, allocations)
+            .await?;
+        phase::mark("committing");
+        tx.commit().await?;
+        phase::mark("committed");
+        Ok((import_id, run_id))
+    }
+
+    async fn replace_allocations_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &RunRecord,
+        allocations: &[Allocation],
+    ) -> anyhow::Result<i64> {
+        self.serialize(tx, Writer::Allocations).await?;
+        bind(sqlx::query(DELETE_ALLOCATIONS_SQL), days(run.from, run.to))
+            .execute(&mut **tx)
+            .await?;
+        let run_id: i64 = bind(
+            sqlx::query(INSERT_ALLOCATION_RUN_SQL),
+            allocation_run_params(run, allocations)?,
+        )
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        let columns = allocation_insert_columns();
+        for chunk in allocations.chunks(rows_per_insert(self.backend)) {
+            let sql = insert_sql("allocations", &columns, chunk.len());
+            let mut params = Vec::with_capacity(chunk.len() * columns.len());
+            for a in chunk {
+                params.extend(allocation_params(a)?);
+                params.extend(allocation_run_columns(run, run_id));
+            }
+            bind(sqlx::query(&sql), params).execute(&mut **tx).await?;
+        }
+        Ok(run_id)
+    }
+
+    /// Allocation rows with `from <= day <= to`, in (day, service, pool) order.
+    pub async fn allocations(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<Allocation>> {
+        let sql = format!(
+            "SELECT {} FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY day, service, pool, provider_service, method",
+            ALLOCATION_COLUMNS.join(", ")
+        );
+        let rows = bind(sqlx::query(&sql), days(from, to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(allocation_decode).collect()
+    }
+
+    /// Per-service direct and shared totals over a range, by currency, sorted by service.
+    pub async fn service_totals(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<ServiceTotal>> {
+        let rows = sqlx::query(
+            "SELECT service, MAX(team), currency,
+                    CAST(COALESCE(SUM(CASE WHEN pool = '' THEN amount_units ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN pool = '' THEN amount_nanos ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN pool <> '' THEN amount_units ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN pool <> '' THEN amount_nanos ELSE 0 END), 0) AS BIGINT)
+             FROM allocations WHERE day >= $1 AND day <= $2
+             GROUP BY service, currency ORDER BY service, currency",
+        );
+        let rows = bind(rows, days(from, to)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ServiceTotal {
+                    service: row.text(0)?,
+                    team: row.text(1)?,
+                    currency: row.text(2)?,
+                    direct: row.amount(3)?,
+                    shared: row.amount(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The cost bases and rule hashes of the allocations stored for a range.
+    pub async fn allocation_provenance(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<Provenance>> {
+        let pairs = self
+            .text_pairs(
+                "SELECT DISTINCT cost_basis, rules_hash FROM allocations WHERE day >= $1 AND day <= $2 ORDER BY cost_basis, rules_hash",
+                (from, to),
+            )
+            .await?;
+        pairs
+            .into_iter()
+            .map(|(basis, rules_hash)| {
+                Ok(Provenance {
+                    basis: basis.parse().map_err(|_| {
+                        anyhow::anyhow!("unknown cost basis `{basis}` in the store")
+                    })?,
+                    rules_hash,
+                })
+            })
+            .collect()
+    }
+
+    /// Per (day, service, currency, pool, provider service) sums over a range, in (service,
+    /// currency, day) order, and the days that are still estimated. `alert` groups them.
+    pub async fn series_rows(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<(Vec<SeriesRow>, BTreeSet<NaiveDate>)> {
+        let rows = bind(sqlx::query(
+            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
+             FROM allocations WHERE day >= $1 AND day <= $2
+             GROUP BY day, service, currency, pool, provider_service
+             ORDER BY service, currency, day",
+        ), days(from, to))
+        .fetch_all(&self.pool)
+        .await?;
+        let estimated: BTreeSet<NaiveDate> =
+            self.estimated_days(from, to).await?.into_iter().collect();
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok(SeriesRow {
+                    day: row.day(0)?,
+                    service: row.text(1)?,
+                    team: row.text(2)?,
+                    currency: row.text(3)?,
+                    pool: row.text(4)?,
+                    provider_service: row.text(5)?,
+                    amount: row.amount(6)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((rows, estimated))
+    }
+
+    /// The last day that has allocations.
+    pub async fn latest_allocation_day(&self) -> anyhow::Result<Option<NaiveDate>> {
+        let row = sqlx::query("SELECT MAX(day) FROM allocations")
+            .fetch_one(&self.pool)
+            .await?;
+        let day: Option<String> = row.try_get(0)?;
+        Ok(day.and_then(|d| crate::model::parse_day(&d)))
+    }
+}
+
+/// The SQLite bulk path of [`Store::replace_allocations`]. Returns the run id.
+fn write_allocations_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    run: &RunRecord,
+    allocations: &[Allocation],
+) -> anyhow::Result<i64> {
+    tx.execute(
+        DELETE_ALLOCATIONS_SQL,
+        rusqlite::params_from_iter(days(run.from, run.to)),
+    )?;
+    let run_id: i64 = tx.query_row(
+        INSERT_ALLOCATION_RUN_SQL,
+        rusqlite::params_from_iter(allocation_run_params(run, allocations)?),
+        |row| row.get(0),
+    )?;
+    let mut insert = tx.prepare(&insert_sql("allocations", &allocation_insert_columns(), 1))?;
+    let run_columns: [Param<'_>; 3] = allocation_run_columns(run, run_id);
+    for a in allocations {
+        let params = allocation_params(a)?;
+        insert.execute(rusqlite::params_from_iter(
+            params.iter().chain(run_columns.iter()),
+        ))?;
+    }
+    Ok(run_id)
+}
