@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+pub use crate::catalog::CatalogSettings;
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::ingest::s3_exports::ExportSource;
 use crate::model::CostBasis;
@@ -28,6 +29,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// `[slack]`: where each team's webhook is read from (only from the file).
     pub slack: SlackConfig,
+    /// `[catalog]`: service ownership from the service catalog (only from the file).
+    pub catalog: Option<CatalogSettings>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -43,6 +46,7 @@ struct FileConfig {
     daemon: DaemonSettings,
     #[serde(default)]
     slack: SlackConfig,
+    catalog: Option<CatalogSettings>,
 }
 
 /// Command-line overrides (the highest layer).
@@ -97,6 +101,11 @@ impl Config {
                 .validate()
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
+        if let Some(catalog) = &file.catalog {
+            catalog
+                .validate()
+                .map_err(|e| anyhow::anyhow!("{}: [catalog]: {e}", path.display()))?;
+        }
         let mut daemon = file.daemon;
         if let Some(listen) = env("COSTSPLIT_LISTEN") {
             daemon.listen = listen;
@@ -109,6 +118,7 @@ impl Config {
             exports: file.exports,
             daemon,
             slack: file.slack,
+            catalog: file.catalog,
         })
     }
 }
@@ -217,6 +227,7 @@ impl Default for DaemonSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Schedules {
+    pub sync_catalog: String,
     pub sync_billing: String,
     pub sync_exports: String,
     pub sync_usage: String,
@@ -230,6 +241,7 @@ pub struct Schedules {
 impl Default for Schedules {
     fn default() -> Schedules {
         Schedules {
+            sync_catalog: "0 50 * * * *".into(),
             sync_billing: "0 0 6 * * *".into(),
             sync_exports: "0 30 */6 * * *".into(),
             sync_usage: "0 0 5 * * *".into(),

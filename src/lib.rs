@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod allocate;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -90,7 +90,7 @@ async fn list(config: &Config, state: Option<MessageState>) -> anyhow::Result<()
 }
 
 async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<()> {
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     let (detected, result) = jobs::with_store(&config.store_url, async |store| {
         let detected = jobs::detect_alerts(store, &rules, args.date, args.lookback).await?;
         let result = jobs::enqueue_alerts(store, &rules, &detected, Clock::System).await?;
@@ -109,7 +109,7 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<()> {
 }
 
 async fn preview(config: &Config, args: CheckArgs) -> anyhow::Result<()> {
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     let detected = jobs::with_store(&config.store_url, async |store| {
         jobs::detect_alerts(store, &rules, args.date, args.lookback).await
     })

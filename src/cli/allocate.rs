@@ -18,7 +18,7 @@ pub struct AllocateArgs {
 
 pub async fn run(config: &Config, args: AllocateArgs) -> anyhow::Result<i32> {
     let range = args.range.resolve()?;
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     if args.dry_run {
         let diff = jobs::with_store(&config.store_url, async |store| {
             reports::dry_run(store, &rules, config.cost_basis, range).await

@@ -15,7 +15,7 @@ pub struct ExplainArgs {
 
 pub async fn run(config: &Config, args: ExplainArgs) -> anyhow::Result<i32> {
     // The rules (if they load) name the service's aliases; explaining needs only the store.
-    let rules = jobs::load_rules(&config.rules_dir).ok();
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref()).ok();
     let explanations = jobs::with_store(&config.store_url, async |store| {
         reports::explain(store, rules.as_ref(), &args.service, &args.month).await
     })

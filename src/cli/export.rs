@@ -56,7 +56,7 @@ pub async fn run(config: &Config, args: ExportArgs) -> anyhow::Result<i32> {
                 !args.detail && !args.summary && matches!(args.by, ExportBy::Service),
                 "--format focus writes every charge; --detail, --summary and --by are for the statement"
             );
-            let rules = jobs::load_rules(&config.rules_dir)?;
+            let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
             jobs::with_store(&config.store_url, async |store| {
                 reports::focus_export(store, &rules, &args.month).await
             })

@@ -21,7 +21,10 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<i32> {
     let ImportArgs { files, allocate } = args;
     // The rules first: a bad rules file stops the run before the file is read.
     let rules = match allocate {
-        true => Some(jobs::load_rules(&config.rules_dir)?),
+        true => Some(jobs::load_rules(
+            &config.rules_dir,
+            config.catalog.as_ref(),
+        )?),
         false => None,
     };
     let (summary, allocated) = jobs::with_store(&config.store_url, async |store| {

@@ -6,6 +6,7 @@
 mod alerts;
 mod allocate;
 mod args;
+mod catalog;
 mod demo;
 mod explain;
 mod export;
@@ -66,6 +67,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Validate split rules
     Rules(rules::RulesArgs),
+    /// Service ownership from the service catalog ([catalog] in costsplit.toml)
+    Catalog(catalog::CatalogArgs),
     /// Allocate stored facts with the rules and store the result (replaces that range)
     Allocate(allocate::AllocateArgs),
     /// Per-service totals from the store; `report slack` sends the per-team digests
@@ -105,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(args) => demo::run(&config, args).await,
         Command::Import(args) => import::run(&config, args).await,
         Command::Rules(args) => rules::run(&config, args),
+        Command::Catalog(args) => catalog::run(&config, args).await,
         Command::Allocate(args) => allocate::run(&config, args).await,
         Command::Report(args) => report::run(&config, args).await,
         Command::Export(args) => export::run(&config, args).await,

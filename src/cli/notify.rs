@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::jobs::{self, Clock, Shutdown};
 
 pub async fn run(config: &Config) -> anyhow::Result<i32> {
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     let settings = jobs::slack_settings(&rules, &config.slack)?;
     // Ctrl-C during a Retry-After wait leaves the alert pending and stops cleanly.
     let (trigger, shutdown) = Shutdown::channel();

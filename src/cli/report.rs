@@ -96,7 +96,7 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_slack(config: &Config, args: SlackReportArgs) -> anyhow::Result<i32> {
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     let today = args
         .today
         .unwrap_or_else(|| chrono::Utc::now().date_naive());

@@ -32,14 +32,14 @@ pub fn run(config: &Config, args: RulesArgs) -> anyhow::Result<i32> {
         RulesCommand::Check { dir } => {
             Ok(check(dir.as_deref().unwrap_or(&config.rules_dir), config))
         }
-        RulesCommand::Test { dir } => test(dir.as_deref().unwrap_or(&config.rules_dir)),
+        RulesCommand::Test { dir } => test(dir.as_deref().unwrap_or(&config.rules_dir), config),
     }
 }
 
 /// Checks the rules, and what costsplit.toml says of them: where each team's messages go and
 /// when each daemon job runs.
 fn check(dir: &Path, config: &Config) -> i32 {
-    let checked = jobs::check_rules(dir, &config.slack);
+    let checked = jobs::check_rules(dir, config.catalog.as_ref(), &config.slack);
     for d in &checked.loaded.diagnostics {
         println!("{d}");
     }
@@ -81,8 +81,8 @@ fn check(dir: &Path, config: &Config) -> i32 {
     }
 }
 
-fn test(dir: &Path) -> anyhow::Result<i32> {
-    let rules = jobs::load_rules(dir)?;
+fn test(dir: &Path, config: &Config) -> anyhow::Result<i32> {
+    let rules = jobs::load_rules(dir, config.catalog.as_ref())?;
     let outcomes = reports::rules_test(&rules);
     let mut failed = 0;
     for o in &outcomes {

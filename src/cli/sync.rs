@@ -73,7 +73,7 @@ async fn billing(config: &Config, window: Option<(NaiveDate, NaiveDate)>) -> any
     let settings = config.aws.as_ref().context(
         "no [aws] section in the config file; add one with the accounts to sync, e.g.\n\n[aws]\n[[aws.accounts]]\nid = \"123456789012\"",
     )?;
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     let service_tag = rules.service_tag();
     let summary = jobs::with_store(&config.store_url, async |store| {
         jobs::sync_billing(store, settings, service_tag, window, Clock::System).await
@@ -144,7 +144,7 @@ async fn usage(
     day: Option<NaiveDate>,
     source: Option<String>,
 ) -> anyhow::Result<i32> {
-    let rules = jobs::load_rules(&config.rules_dir)?;
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
     anyhow::ensure!(
         !rules.sources.is_empty(),
         "the rules in {} declare no [[source]]; see rules/README.md for live usage sources",

@@ -118,6 +118,8 @@ impl Timeline {
 /// The rules in force and where they come from.
 struct RulesWatch {
     dir: std::path::PathBuf,
+    /// `[catalog]`: its files (or its API's snapshot) are watched like the rules'.
+    catalog: Option<crate::config::CatalogSettings>,
     /// A fingerprint of every file the rules read (the `*.toml` files and the weight files
     /// they name): their names and contents.
     seen: String,
@@ -129,9 +131,10 @@ struct RulesWatch {
 }
 
 impl RulesWatch {
-    fn new(dir: std::path::PathBuf) -> RulesWatch {
+    fn new(dir: std::path::PathBuf, catalog: Option<crate::config::CatalogSettings>) -> RulesWatch {
         RulesWatch {
             dir,
+            catalog,
             seen: String::new(),
             inputs: Vec::new(),
             hangup: Arc::default(),
@@ -171,7 +174,7 @@ impl RulesWatch {
         if now == self.seen && self.rules.is_some() && !asked {
             return;
         }
-        let loaded = jobs::load_rules_checked(&self.dir);
+        let loaded = jobs::load_rules_checked(&self.dir, self.catalog.as_ref());
         // The files this load read decide what the next check looks at (a weight file named
         // for the first time, or no longer named). With the same files, the fingerprint taken
         // before reading stays: an edit made while they were read is seen at the next check.
@@ -219,7 +222,7 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
     }
     let store = Store::connect(&config.store_url).await?;
     let status = Arc::new(Mutex::new(Status::default()));
-    let mut watch = RulesWatch::new(config.rules_dir.clone());
+    let mut watch = RulesWatch::new(config.rules_dir.clone(), config.catalog.clone());
     // SIGHUP: reload the rules now (they are also checked every poll).
     if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         let flag = watch.hangup.clone();
@@ -392,6 +395,11 @@ async fn lead_loop(
         }
         let started = timeline.now();
         let outcome = match watch.rules.clone() {
+            None if job == Job::SyncCatalog => {
+                let outcome = work::sync_catalog(config, timeline.clock()).await;
+                timeline.job_ran();
+                outcome
+            }
             None => Err(anyhow::anyhow!(
                 "no valid rules in {}; fix them (costsplit rules check)",
                 config.rules_dir.display()

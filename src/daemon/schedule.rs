@@ -17,6 +17,7 @@ use cron::Schedule;
 /// order: billing in, usage in, allocate, alerts, delivery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Job {
+    SyncCatalog,
     SyncBilling,
     SyncExports,
     SyncUsage,
@@ -28,7 +29,8 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 9] = [
+        Job::SyncCatalog,
         Job::SyncBilling,
         Job::SyncExports,
         Job::SyncUsage,
@@ -41,6 +43,7 @@ impl Job {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Job::SyncCatalog => "sync_catalog",
             Job::SyncBilling => "sync_billing",
             Job::SyncExports => "sync_exports",
             Job::SyncUsage => "sync_usage",
@@ -62,6 +65,7 @@ impl Job {
 impl Schedules {
     fn expression(&self, job: Job) -> &str {
         match job {
+            Job::SyncCatalog => &self.sync_catalog,
             Job::SyncBilling => &self.sync_billing,
             Job::SyncExports => &self.sync_exports,
             Job::SyncUsage => &self.sync_usage,

@@ -31,6 +31,7 @@ pub(super) struct JobCtx<'a> {
 /// One job's work; returns a one-line summary.
 pub(super) async fn job_work(job: Job, ctx: &JobCtx<'_>) -> anyhow::Result<String> {
     match job {
+        Job::SyncCatalog => sync_catalog(ctx.config, ctx.clock).await,
         Job::SyncBilling => sync_billing(ctx).await,
         Job::SyncExports => sync_exports(ctx).await,
         Job::SyncUsage => sync_usage(ctx).await,
@@ -44,6 +45,19 @@ pub(super) async fn job_work(job: Job, ctx: &JobCtx<'_>) -> anyhow::Result<Strin
         Job::ReportMonthly => report(ctx, Period::Month).await,
         Job::Notify => notify(ctx).await,
     }
+}
+
+/// Fetches the catalog API into its snapshot; the rules watch then loads the new map. Runs
+/// without valid rules too (an API catalog's first snapshot is what makes them valid).
+pub(super) async fn sync_catalog(config: &Config, clock: Clock) -> anyhow::Result<String> {
+    let Some(settings) = config.catalog.as_ref().filter(|c| c.uses_api()) else {
+        return Ok("skipped: no catalog API ([catalog.backstage]) configured".into());
+    };
+    let sync = jobs::sync_catalog(settings, &|k| std::env::var(k).ok(), clock.stamp()).await?;
+    for note in &sync.notes {
+        warn!("{note}");
+    }
+    Ok(sync.summary())
 }
 
 async fn sync_billing(ctx: &JobCtx<'_>) -> anyhow::Result<String> {

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod allocate;
+mod catalog;
 mod deliver;
 mod demo;
 mod generate;
@@ -25,13 +26,15 @@ pub use allocate::{
     allocate_range, allocation_window, compute_allocations, stale_months, AllocateSummary,
     Computed, StaleMonth, StaleReason,
 };
+pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};
 pub use generate::generate;
 pub use import::{import_and_allocate, import_files, ImportSummary};
 pub use reports::report;
 pub use rules::{
-    check_rules, load_rules, load_rules_checked, rule_files, slack_settings, RulesCheck,
+    catalog_in_force, check_rules, load_rules, load_rules_checked, rule_files, slack_settings,
+    RulesCheck,
 };
 pub use sync::{sync_billing, sync_exports, SyncSummary, EXPORT_SOURCE};
 pub use usage::{sync_usage, UsageSyncSummary};

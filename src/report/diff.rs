@@ -24,6 +24,19 @@ impl Change {
     }
 }
 
+/// A service whose owner (team or cost center) differs between the stored and the candidate
+/// allocations: its cost goes to another team's digest and statement line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerMove {
+    pub service: String,
+    pub currency: String,
+    /// (team, cost center) stored, and in the candidate.
+    pub stored: (String, String),
+    pub candidate: (String, String),
+    /// The candidate's amount of the range, which moves.
+    pub amount: Nanos,
+}
+
 #[derive(Debug, Clone)]
 pub struct Diff {
     pub from: chrono::NaiveDate,
@@ -33,6 +46,44 @@ pub struct Diff {
     /// Services whose total changed, largest change first.
     pub changed: Vec<Change>,
     pub unchanged: usize,
+    /// Services that change owner, by service.
+    pub moved: Vec<OwnerMove>,
+}
+
+type Owners = BTreeMap<(String, String), ((String, String), Nanos)>;
+
+/// Each (service, currency)'s owner (its latest day's team and cost center) and amount.
+fn owners(allocations: &[Allocation]) -> Owners {
+    let mut out: Owners = BTreeMap::new();
+    let mut latest: BTreeMap<(String, String), chrono::NaiveDate> = BTreeMap::new();
+    for a in allocations {
+        let key = (a.service.clone(), a.currency.clone());
+        let entry = out.entry(key.clone()).or_default();
+        entry.1 += a.amount;
+        let day = latest.entry(key).or_insert(a.day);
+        if a.day >= *day {
+            *day = a.day;
+            entry.0 = (a.team.clone(), a.cost_center.clone());
+        }
+    }
+    out
+}
+
+fn moves(stored: &[Allocation], candidate: &[Allocation]) -> Vec<OwnerMove> {
+    let before = owners(stored);
+    owners(candidate)
+        .into_iter()
+        .filter_map(|(key, (owner, amount))| {
+            let (was, _) = before.get(&key)?;
+            (*was != owner).then(|| OwnerMove {
+                service: key.0,
+                currency: key.1,
+                stored: was.clone(),
+                candidate: owner,
+                amount,
+            })
+        })
+        .collect()
 }
 
 type Totals = BTreeMap<(String, String), BTreeMap<String, Nanos>>;
@@ -106,6 +157,7 @@ pub fn diff(
         candidate_rules,
         changed,
         unchanged,
+        moved: moves(stored, candidate),
     }
 }
 
@@ -129,6 +181,14 @@ pub fn percent(delta: Nanos, base: Nanos) -> String {
     format!("{sign}{}.{}%", tenths.abs() / 10, tenths.abs() % 10)
 }
 
+fn or_none(text: &str) -> &str {
+    if text.is_empty() {
+        "(none)"
+    } else {
+        text
+    }
+}
+
 impl Diff {
     pub fn table(&self) -> String {
         let mut out = String::new();
@@ -144,6 +204,7 @@ impl Diff {
                 self.stored_rules.join(", ")
             }
         );
+        self.owner_lines(&mut out);
         if self.changed.is_empty() {
             let _ = writeln!(
                 out,
@@ -185,6 +246,34 @@ impl Diff {
                 .join(", ")
         );
         out
+    }
+
+    /// `checkout-api moves: team payments -> core, cost center cc-1001 -> cc-1002 ($1,204.10)`.
+    fn owner_lines(&self, out: &mut String) {
+        for m in &self.moved {
+            let mut parts = Vec::new();
+            if m.stored.0 != m.candidate.0 {
+                parts.push(format!(
+                    "team {} -> {}",
+                    or_none(&m.stored.0),
+                    or_none(&m.candidate.0)
+                ));
+            }
+            if m.stored.1 != m.candidate.1 {
+                parts.push(format!(
+                    "cost center {} -> {}",
+                    or_none(&m.stored.1),
+                    or_none(&m.candidate.1)
+                ));
+            }
+            let _ = writeln!(
+                out,
+                "{} moves: {} ({} of this range)",
+                m.service,
+                parts.join(", "),
+                human(m.amount, &m.currency, false)
+            );
+        }
     }
 
     /// The changes' sum per currency: zero whenever both sides allocated the same facts.

@@ -29,4 +29,4 @@ pub use model::{
     AlertRules, Fallback, FloorOverrides, Loaded, Matcher, Pattern, Pool, ReportRules, Rules,
     Service, Settings, SplitMethod, Tagged, Undeclared, ValueCase,
 };
-pub use parse::{load, load_or_error, load_texts, rule_files};
+pub use parse::{load, load_or_error, load_texts, load_with_catalog, rule_files, rules_or_error};

@@ -13,9 +13,11 @@ use super::diagnostic::{Diagnostic, LineIndex, Severity};
 use super::model::{Loaded, ReportRules, Rules, Settings, SplitMethod};
 use super::walk::{hash_part, FileCtx, Loc};
 use super::{alerts, cases, pools, reports, services, settings, sources};
+use crate::catalog::Catalog;
 
 #[derive(Default)]
-struct Raw {
+struct Raw<'c> {
+    catalog: Option<&'c Catalog>,
     settings: Option<(Settings, Loc)>,
     alerts: Option<(alerts::RawAlerts, Loc)>,
     reports: Option<(ReportRules, Loc)>,
@@ -27,7 +29,7 @@ struct Raw {
 
 /// Reads and loads every rules file of `dir`; a directory that cannot be read, or a file,
 /// becomes a diagnostic.
-fn load_dir(dir: &Path) -> Loaded {
+fn load_dir(dir: &Path, catalog: Option<&Catalog>) -> Loaded {
     let files = match rule_files(dir) {
         Ok(files) => files,
         Err(e) => {
@@ -57,7 +59,7 @@ fn load_dir(dir: &Path) -> Loaded {
             Err(e) => diags.push(Diagnostic::error(file, (0, 0), format!("cannot read: {e}"))),
         }
     }
-    let mut loaded = load_files(&texts, diags);
+    let mut loaded = load_files(&texts, diags, catalog);
     // The files that could not be read are inputs too: a fix to one is a rules change.
     let weight_files = loaded.inputs.split_off(texts.len());
     loaded.inputs = files;
@@ -68,7 +70,13 @@ fn load_dir(dir: &Path) -> Loaded {
 /// Loads rules from `(path, text)` pairs, in order: pure but for the weight files the pools
 /// name (read relative to their rules file). `diags` are the problems found before (files
 /// that could not be read).
-fn load_files(files: &[(PathBuf, String)], mut diags: Vec<Diagnostic>) -> Loaded {
+/// With a `catalog`, the services it names are merged in (rules win) and it is hashed into
+/// the rules hash.
+fn load_files(
+    files: &[(PathBuf, String)],
+    mut diags: Vec<Diagnostic>,
+    catalog: Option<&Catalog>,
+) -> Loaded {
     let mut raw = Raw::default();
     let mut hasher = Sha256::new();
     let mut all_parsed = true;
@@ -80,6 +88,14 @@ fn load_files(files: &[(PathBuf, String)], mut diags: Vec<Diagnostic>) -> Loaded
             diags: &mut diags,
         };
         all_parsed &= walk_file(&mut ctx, text, &mut raw);
+    }
+    raw.catalog = catalog;
+    if let Some(catalog) = catalog {
+        hash_part(
+            &mut hasher,
+            Path::new("catalog"),
+            catalog.fingerprint().as_bytes(),
+        );
     }
     let mut inputs: Vec<PathBuf> = files.iter().map(|(file, _)| file.clone()).collect();
     inputs.extend(raw.pools.iter().filter_map(pools::weight_file));
@@ -111,7 +127,7 @@ const INVALID_TOML: &str = "invalid TOML: ";
 
 /// Walks one file into `raw`. False when it is not TOML at all (its syntax error is then
 /// its one diagnostic).
-fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw) -> bool {
+fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -192,13 +208,16 @@ fn walk_single<T>(
 }
 
 /// Stage two: the files together.
-fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<Rules> {
+fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<Rules> {
     let settings = raw
         .settings
         .map(|(s, _)| s)
         .unwrap_or_else(Settings::defaults);
     let normalise = |v: &str| settings.value_case.normalise(v);
 
+    if let Some(catalog) = raw.catalog {
+        services::merge_catalog(&mut raw.services, catalog, settings.value_case, diags);
+    }
     let (services, lookup) = services::build(raw.services, settings.value_case, diags);
     let resolve = |value: &str| services::resolve(&services, &lookup, normalise(value));
 
@@ -235,12 +254,22 @@ fn build(raw: Raw, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> Option<R
 /// Reads and validates every `*.toml` file in `dir` (not recursive), plus the weight files
 /// they name. IO errors become diagnostics too.
 pub fn load(dir: &Path) -> Loaded {
-    load_dir(dir)
+    load_dir(dir, None)
+}
+
+/// [`load`], with the services of the service catalog merged in where the rules do not
+/// declare them.
+pub fn load_with_catalog(dir: &Path, catalog: Option<&Catalog>) -> Loaded {
+    load_dir(dir, catalog)
 }
 
 /// Loads rules, turning any error into one readable error listing all of them.
 pub fn load_or_error(dir: &Path) -> anyhow::Result<Rules> {
-    let loaded = load(dir);
+    rules_or_error(dir, load(dir))
+}
+
+/// The rules of a load, or one readable error listing every problem of it.
+pub fn rules_or_error(dir: &Path, loaded: Loaded) -> anyhow::Result<Rules> {
     let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
     match loaded.rules {
         Some(rules) if errors.is_empty() => Ok(rules),
@@ -277,5 +306,5 @@ pub fn load_texts(files: &[(&str, &str)]) -> Loaded {
         .iter()
         .map(|(name, text)| (PathBuf::from(name), text.to_string()))
         .collect();
-    load_files(&files, Vec::new())
+    load_files(&files, Vec::new(), None)
 }

@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::path::PathBuf;
 
 use toml_edit::TableLike;
 
 use super::diagnostic::Diagnostic;
 use super::model::{Service, ValueCase};
 use super::walk::{FileCtx, Loc};
+use crate::catalog::Catalog;
 
 #[derive(Debug)]
 pub(super) struct RawService {
@@ -137,5 +139,84 @@ pub(super) fn resolve(
         None => Err(format!(
             "unknown service `{value}`; declare it in a [[service]] table or fix the name"
         )),
+    }
+}
+
+/// The catalog's services, merged into the declared ones: a service the rules declare keeps
+/// what they say, with what they leave out (team, cost center, channel) taken from the catalog
+/// and a warning where both say something different; a service only the catalog names is
+/// declared as the catalog says. A component without an owner is declared too, with a warning.
+pub(super) fn merge_catalog(
+    raw: &mut Vec<RawService>,
+    catalog: &Catalog,
+    case: ValueCase,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let normalise = |v: &str| case.normalise(v);
+    let mut declared: HashMap<String, usize> = HashMap::new();
+    for (i, rs) in raw.iter().enumerate() {
+        declared.insert(normalise(&rs.name.0), i);
+        for (alias, _) in &rs.aliases {
+            declared.entry(normalise(alias)).or_insert(i);
+        }
+    }
+    for cs in &catalog.services {
+        let loc = Loc {
+            file: PathBuf::from(&cs.origin),
+            line: cs.line,
+            col: usize::from(cs.line > 0),
+        };
+        let Some(&i) = declared.get(&normalise(&cs.service)) else {
+            if cs.team.is_empty() {
+                diags.push(Diagnostic::warning(
+                    &loc.file,
+                    loc.pos(),
+                    format!("component `{}` has no owner (`spec.owner`) in the catalog; its cost is charged to the service with no team", cs.service),
+                ));
+            }
+            raw.push(RawService {
+                name: (cs.service.clone(), loc.clone()),
+                team: cs.team.clone(),
+                cost_center: cs.cost_center.clone(),
+                slack_channel: cs.slack_channel.clone(),
+                aliases: cs
+                    .aliases
+                    .iter()
+                    .map(|a| (a.clone(), loc.clone()))
+                    .collect(),
+            });
+            continue;
+        };
+        let rs = &mut raw[i];
+        let rules_loc = rs.name.1.clone();
+        let mut differ = Vec::new();
+        let mut fill = |field: &str, ours: &mut String, theirs: &str| {
+            if ours.is_empty() {
+                *ours = theirs.to_string();
+            } else if !theirs.is_empty() && ours != theirs {
+                differ.push(format!("{field} `{theirs}` (the rules: `{ours}`)"));
+            }
+        };
+        fill("team", &mut rs.team, &cs.team);
+        fill("cost_center", &mut rs.cost_center, &cs.cost_center);
+        match (&rs.slack_channel, &cs.slack_channel) {
+            (None, Some(theirs)) => rs.slack_channel = Some(theirs.clone()),
+            (Some(ours), Some(theirs)) if ours != theirs => {
+                differ.push(format!("slack_channel `{theirs}` (the rules: `{ours}`)"))
+            }
+            _ => {}
+        }
+        if !differ.is_empty() {
+            diags.push(Diagnostic::warning(
+                &rules_loc.file,
+                rules_loc.pos(),
+                format!(
+                    "service `{}`: the catalog ({}) says {}; the rules win (leave the field out here to follow the catalog)",
+                    rs.name.0,
+                    cs.place(),
+                    differ.join(", ")
+                ),
+            ));
+        }
     }
 }

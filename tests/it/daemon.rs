@@ -612,6 +612,7 @@ async fn on_simulated_time_jobs_fire_at_their_ticks_never_overlap_and_failures_a
             },
         },
         slack: Default::default(),
+        catalog: None,
     };
     let at = |s: &str| {
         DateTime::parse_from_rfc3339(s)
@@ -972,6 +973,7 @@ async fn two_daemons_on_one_sqlite_file_have_one_leader() {
 async fn with_no_tick_to_come_the_daemon_idles_and_says_so_once() {
     let never = "0 0 0 30 2 *";
     let schedule: String = [
+        "sync_catalog",
         "sync_billing",
         "sync_exports",
         "sync_usage",

@@ -4,6 +4,7 @@ mod support;
 
 mod alerts;
 mod bad_input;
+mod catalog;
 mod cbor_proxy;
 mod cli;
 mod concurrency;
