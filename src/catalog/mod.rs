@@ -9,12 +9,14 @@
 //! catalog that cannot be reached leaves the last good map in force, never an empty one.
 
 mod backstage;
+mod port;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use backstage::{fetch_backstage, parse_yaml_files, EntityError};
+pub use port::{fetch_port, PortSettings};
 
 /// One service as the catalog states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +126,9 @@ pub struct CatalogSettings {
     /// Backstage's catalog API.
     #[serde(default)]
     pub backstage: Option<BackstageSettings>,
+    /// Port's entities API.
+    #[serde(default)]
+    pub port: Option<PortSettings>,
     /// Where the last good catalog fetched from an API is kept.
     #[serde(default = "default_snapshot")]
     pub snapshot: PathBuf,
@@ -187,23 +192,26 @@ pub enum CatalogError {
         "the catalog snapshot {path} cannot be read: {problem}; run `costsplit catalog sync` again"
     )]
     BadSnapshot { path: PathBuf, problem: String },
-    #[error("the Backstage catalog at {url}: {problem}; the last good snapshot stays in force")]
+    #[error("the catalog API at {url}: {problem}; the last good snapshot stays in force")]
     Api { url: String, problem: String },
 }
 
 impl CatalogSettings {
     /// One source: files or an API.
     pub fn validate(&self) -> Result<(), &'static str> {
-        match (self.files.is_empty(), &self.backstage) {
-            (true, None) => Err("name the catalog: `files = [\"catalog/\"]` (catalog-info.yaml files or folders) or a [catalog.backstage] table with its `url`"),
-            (false, Some(_)) => Err("give either `files` or [catalog.backstage], not both"),
-            _ => Ok(()),
+        let sources = usize::from(!self.files.is_empty())
+            + usize::from(self.backstage.is_some())
+            + usize::from(self.port.is_some());
+        match sources {
+            0 => Err("name the catalog: `files = [\"catalog/\"]` (catalog-info.yaml files or folders), a [catalog.backstage] table with its `url`, or a [catalog.port] table"),
+            1 => Ok(()),
+            _ => Err("give one of `files`, [catalog.backstage] and [catalog.port]"),
         }
     }
 
     /// Whether an API is the catalog (fetched into the snapshot) rather than files.
     pub fn uses_api(&self) -> bool {
-        self.backstage.is_some()
+        self.backstage.is_some() || self.port.is_some()
     }
 
     /// The catalog in force now: the files, read now, or the API's last good snapshot. Also

@@ -51,7 +51,9 @@ pub(super) async fn job_work(job: Job, ctx: &JobCtx<'_>) -> anyhow::Result<Strin
 /// without valid rules too (an API catalog's first snapshot is what makes them valid).
 pub(super) async fn sync_catalog(config: &Config, clock: Clock) -> anyhow::Result<String> {
     let Some(settings) = config.catalog.as_ref().filter(|c| c.uses_api()) else {
-        return Ok("skipped: no catalog API ([catalog.backstage]) configured".into());
+        return Ok(
+            "skipped: no catalog API ([catalog.backstage] or [catalog.port]) configured".into(),
+        );
     };
     let sync = jobs::sync_catalog(settings, &|k| std::env::var(k).ok(), clock.stamp()).await?;
     for note in &sync.notes {

@@ -43,26 +43,35 @@ pub async fn sync_catalog(
     env: &dyn Fn(&str) -> Option<String>,
     now: Timestamp,
 ) -> anyhow::Result<CatalogSync> {
-    let Some(backstage) = &settings.backstage else {
-        let (catalog, notes, _) = settings.load_local()?;
-        return Ok(CatalogSync {
-            catalog,
-            notes,
-            written: false,
-        });
+    let variable = |var: &str, key: &str| {
+        env(var).ok_or_else(|| anyhow::anyhow!("[catalog] {key} names {var}, which is not set"))
     };
-    let token = match &backstage.token_env {
-        Some(var) => Some(env(var).ok_or_else(|| {
-            anyhow::anyhow!("[catalog.backstage] token_env names {var}, which is not set")
-        })?),
-        None => None,
+    let (mut catalog, notes) = match (&settings.backstage, &settings.port) {
+        (Some(backstage), _) => {
+            let token = match &backstage.token_env {
+                Some(var) => Some(variable(var, "backstage.token_env")?),
+                None => None,
+            };
+            catalog::fetch_backstage(settings, backstage, token.as_deref()).await?
+        }
+        (None, Some(port)) => {
+            let id = variable(&port.client_id_env, "port.client_id_env")?;
+            let secret = variable(&port.client_secret_env, "port.client_secret_env")?;
+            catalog::fetch_port(port, &id, &secret).await?
+        }
+        (None, None) => {
+            let (catalog, notes, _) = settings.load_local()?;
+            return Ok(CatalogSync {
+                catalog,
+                notes,
+                written: false,
+            });
+        }
     };
-    let (mut catalog, notes) =
-        catalog::fetch_backstage(settings, backstage, token.as_deref()).await?;
     if catalog.services.is_empty() {
         anyhow::bail!(
-            "the Backstage catalog at {} lists no components; the last good snapshot stays in force",
-            backstage.url
+            "the catalog at {} lists no services; the last good snapshot stays in force",
+            catalog.source
         );
     }
     catalog.fetched_at = Some(now.to_string());

@@ -371,3 +371,128 @@ async fn the_backstage_api_is_read_page_by_page_and_a_catalog_that_is_down_keeps
     let check = ok(costsplit(d).rules(&rules).run(&["rules", "check"]));
     assert!(check.contains("1000 services"), "{check}");
 }
+
+/// Port's search answer for a blueprint's entities: `entities`, and `next` until the last
+/// page (the request sends it back as `from`).
+fn port_entities(count: usize) -> Vec<serde_json::Value> {
+    (0..count)
+        .map(|i| {
+            serde_json::json!({
+                "identifier": format!("svc-{i:04}"),
+                "title": format!("Service {i}"),
+                "icon": "Microservice",
+                "blueprint": "service",
+                "team": [format!("team-{}", i % 4)],
+                "properties": {"slack": format!("#team-{}-cost", i % 4), "cost_center": format!("cc-{}", 100 + i % 4), "language": "Rust"},
+                "relations": {},
+                "createdAt": "2026-01-05T10:00:00.000Z",
+                "createdBy": "port-labs",
+                "updatedAt": "2026-11-30T08:00:00.000Z",
+                "updatedBy": "port-labs"
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ports_entities_are_read_page_by_page_after_the_access_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/access_token"))
+        .and(wiremock::matchers::body_json(
+            serde_json::json!({"clientId": "port-id", "clientSecret": "port-secret-456"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "ok": true, "accessToken": "port-access-789", "expiresIn": 10800, "tokenType": "Bearer"
+        })))
+        .mount(&server)
+        .await;
+    // Other credentials: refused as Port refuses them.
+    Mock::given(method("POST"))
+        .and(path("/v1/auth/access_token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "ok": false, "error": "invalid_credentials", "message": "Invalid client credentials"
+        })))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    let items = port_entities(1000);
+    Mock::given(method("POST"))
+        .and(path("/v1/blueprints/service/entities/search"))
+        .and(header("authorization", "Bearer port-access-789"))
+        .respond_with(move |request: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json body");
+            let limit = body["limit"].as_u64().expect("limit") as usize;
+            let start: usize = body
+                .get("from")
+                .and_then(|f| f.as_str())
+                .map_or(0, |f| f.trim_start_matches("page-").parse().expect("from"));
+            let end = (start + limit).min(items.len());
+            let mut answer = serde_json::json!({"ok": true, "entities": items[start..end]});
+            if end < items.len() {
+                answer["next"] = format!("page-{end}").into();
+            }
+            ResponseTemplate::new(200).set_body_json(answer)
+        })
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("rules")).expect("mkdir");
+    std::fs::write(d.join("rules/base.toml"), "# services come from Port\n").expect("rules");
+    std::fs::write(
+        d.join("costsplit.toml"),
+        format!(
+            "[catalog]\nsnapshot = \"catalog.json\"\n\n[catalog.port]\nurl = \"{}\"\nclient_id_env = \"PORT_CLIENT_ID\"\nclient_secret_env = \"PORT_CLIENT_SECRET\"\npage_size = 300\n",
+            server.uri()
+        ),
+    )
+    .expect("config");
+    let started = Instant::now();
+    let out = costsplit(d)
+        .env("PORT_CLIENT_ID", "port-id")
+        .env("PORT_CLIENT_SECRET", "port-secret-456")
+        .run(&["catalog", "sync"]);
+    println!(
+        "Port catalog sync of 1,000 entities over 4 pages: {:?}",
+        started.elapsed()
+    );
+    let synced = ok(out);
+    assert!(synced.contains("catalog: 1000 service(s)"), "{synced}");
+    let shown = ok(costsplit(d).run(&["catalog", "show"]));
+    assert!(
+        shown.lines().any(|l| l.starts_with("svc-0006")
+            && l.contains("team-2")
+            && l.contains("cc-102")
+            && l.contains("#team-2-cost")
+            && l.contains("port service:svc-0006")),
+        "{shown}"
+    );
+    let check = ok(costsplit(d)
+        .rules(&d.join("rules"))
+        .run(&["rules", "check"]));
+    assert!(check.contains("1000 services"), "{check}");
+
+    // Wrong credentials: refused, said without the secret, the snapshot kept.
+    let snapshot = std::fs::read(d.join("catalog.json")).expect("snapshot");
+    let out = costsplit(d)
+        .env("PORT_CLIENT_ID", "port-id")
+        .env("PORT_CLIENT_SECRET", "wrong-secret")
+        .run(&["catalog", "sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the access token request answered HTTP 404")
+            || stderr.contains("answered HTTP"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong-secret") && !stderr.contains("port-secret-456"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(d.join("catalog.json")).expect("snapshot"),
+        snapshot
+    );
+}
