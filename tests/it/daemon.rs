@@ -1247,3 +1247,48 @@ async fn sigterm_during_a_long_read_exits_within_grace_and_a_second() {
         "nothing of the abandoned read was committed"
     );
 }
+
+/// A daemon whose services come from Backstage's catalog API, started before any snapshot
+/// exists: its sync_catalog job runs at start without valid rules, writes the snapshot, and
+/// the rules watch then loads the rules with the catalog's services in them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_fetches_the_catalog_before_its_first_rules_load() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/catalog/entities/by-query"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "items": [
+                {"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                 "metadata": {"name": "billing-api", "namespace": "default"},
+                 "spec": {"type": "service", "lifecycle": "production", "owner": "group:default/billing"}},
+                {"apiVersion": "backstage.io/v1alpha1", "kind": "Group",
+                 "metadata": {"name": "billing", "namespace": "default",
+                              "annotations": {"costsplit.io/cost-center": "cc-2001"}},
+                 "spec": {"type": "team", "children": []}}
+            ],
+            "totalItems": 2,
+            "pageInfo": {}
+        })))
+        .mount(&server)
+        .await;
+    let t = TestStore::new(Kind::Sqlite).await;
+    let ws = Workspace::empty(&t.store_url(), "");
+    let config = ws.dir.path().join("costsplit.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[catalog]\nsnapshot = \"catalog.json\"\n\n[catalog.backstage]\nurl = \"{}\"\n",
+        server.uri()
+    ));
+    std::fs::write(&config, text).expect("config");
+    let daemon = ws.start(crate::support::free_port());
+    let ready = daemon
+        .wait_for("/readyz", 60, |b| b.contains("role: leader"))
+        .await;
+    assert!(ready.contains("rules: "), "{ready}");
+    assert!(ws.dir.path().join("catalog.json").exists());
+    let logs = daemon.logs();
+    assert!(logs.contains("catalog: 1 service(s)"), "{logs}");
+    assert!(logs.contains("rules loaded"), "{logs}");
+}
