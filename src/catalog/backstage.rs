@@ -5,11 +5,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{BackstageSettings, Catalog, CatalogError, CatalogService, CatalogSettings};
+use super::{Api, BackstageSettings, Catalog, CatalogError, CatalogService, CatalogSettings};
 
 /// An entity of the catalog, as far as ownership needs it.
 #[derive(Debug, Clone)]
@@ -210,16 +209,8 @@ pub async fn fetch_backstage(
     backstage: &BackstageSettings,
     token: Option<&str>,
 ) -> Result<(Catalog, Vec<String>), CatalogError> {
-    let base = backstage.url.trim_end_matches('/');
-    let fail = |problem: String| CatalogError::Api {
-        url: base.to_string(),
-        problem,
-    };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(backstage.timeout_seconds.max(1)))
-        .build()
-        .map_err(|e| fail(e.without_url().to_string()))?;
-    let url = format!("{base}/api/catalog/entities/by-query");
+    let api = Api::new(&backstage.url, backstage.timeout_seconds)?;
+    let url = format!("{}/api/catalog/entities/by-query", api.base);
     let mut cursor: Option<String> = None;
     let mut entities = Vec::new();
     for page in 1.. {
@@ -232,29 +223,18 @@ pub async fn fetch_backstage(
                 query.push(("filter", "kind=group"));
             }
         }
-        let mut request = client.get(&url).query(&query);
+        let mut request = api.client.get(&url).query(&query);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(fail(format!("page {page} answered HTTP {status}")));
-        }
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| fail(format!("page {page} is not JSON: {}", e.without_url())))?;
+        let body = api.json(&format!("page {page}"), request).await?;
         let items = body
             .get("items")
             .and_then(Value::as_array)
-            .ok_or_else(|| fail(format!("page {page} has no `items`")))?;
+            .ok_or_else(|| api.fail(format!("page {page} has no `items`")))?;
         for item in items {
             let origin = entity_origin(item);
-            if let Some(e) = entity(item, origin, 0).map_err(|e| fail(e.to_string()))? {
+            if let Some(e) = entity(item, origin, 0).map_err(|e| api.fail(e.to_string()))? {
                 entities.push(e);
             }
         }
@@ -269,7 +249,7 @@ pub async fn fetch_backstage(
     }
     Ok(Catalog::from_services(
         services(&entities, settings),
-        format!("backstage {base}"),
+        format!("backstage {}", api.base),
     ))
 }
 

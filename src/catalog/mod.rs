@@ -174,11 +174,59 @@ fn default_slack_annotation() -> String {
 fn default_aliases_annotation() -> String {
     "costsplit.io/aliases".to_string()
 }
-fn default_page() -> u32 {
+pub(crate) fn default_page() -> u32 {
     500
 }
-fn default_timeout() -> u64 {
+pub(crate) fn default_timeout() -> u64 {
     30
+}
+
+/// A catalog API at one base URL: the HTTP client, and its answers as JSON or as the error
+/// that names the API (never a token: reqwest's errors are stripped of their URL).
+struct Api {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    fn new(url: &str, timeout_seconds: u64) -> Result<Api, CatalogError> {
+        let base = url.trim_end_matches('/').to_string();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(timeout_seconds.max(1)))
+            .build()
+            .map_err(|e| CatalogError::Api {
+                url: base.clone(),
+                problem: e.without_url().to_string(),
+            })?;
+        Ok(Api { base, client })
+    }
+
+    fn fail(&self, problem: String) -> CatalogError {
+        CatalogError::Api {
+            url: self.base.clone(),
+            problem,
+        }
+    }
+
+    /// Sends `request`; its JSON answer, or what went wrong with `what` (e.g. `page 3`).
+    async fn json(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, CatalogError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.fail(format!("{what}: {}", e.without_url())))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.fail(format!("{what} answered HTTP {status}")));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| self.fail(format!("{what} is not JSON: {}", e.without_url())))
+    }
 }
 
 /// Why the catalog could not be read.

@@ -4,11 +4,9 @@
 //! An entity's `identifier` is the service (or a property the settings name), its `team`
 //! the team, and two properties the Slack channel and cost center.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
-use super::{Catalog, CatalogError, CatalogService};
+use super::{default_page, default_timeout, Api, Catalog, CatalogError, CatalogService};
 
 /// `[catalog.port]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -48,13 +46,6 @@ fn default_slack() -> String {
 fn default_cost_center() -> String {
     "cost_center".to_string()
 }
-fn default_page() -> u32 {
-    500
-}
-fn default_timeout() -> u64 {
-    30
-}
-
 /// A property as text: a string, or a number's text.
 fn property(entity: &Value, name: &str) -> Option<String> {
     match entity.get("properties")?.get(name)? {
@@ -101,41 +92,21 @@ pub async fn fetch_port(
     client_id: &str,
     client_secret: &str,
 ) -> Result<(Catalog, Vec<String>), CatalogError> {
-    let base = settings.url.trim_end_matches('/');
-    let fail = |problem: String| CatalogError::Api {
-        url: base.to_string(),
-        problem,
-    };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
-        .build()
-        .map_err(|e| fail(e.without_url().to_string()))?;
-    let answer = |what: &'static str, response: reqwest::Response| async move {
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("{what} answered HTTP {status}"));
-        }
-        response
-            .json::<Value>()
-            .await
-            .map_err(|e| format!("{what} is not JSON: {}", e.without_url()))
-    };
-    let auth = client
-        .post(format!("{base}/v1/auth/access_token"))
-        .json(&json!({"clientId": client_id, "clientSecret": client_secret}))
-        .send()
-        .await
-        .map_err(|e| fail(e.without_url().to_string()))?;
-    let token = answer("the access token request", auth)
-        .await
-        .map_err(fail)?
+    let api = Api::new(&settings.url, settings.timeout_seconds)?;
+    let auth = api
+        .client
+        .post(format!("{}/v1/auth/access_token", api.base))
+        .json(&json!({"clientId": client_id, "clientSecret": client_secret}));
+    let token = api
+        .json("the access token request", auth)
+        .await?
         .get("accessToken")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| fail("the access token answer has no `accessToken`".to_string()))?;
+        .ok_or_else(|| api.fail("the access token answer has no `accessToken`".to_string()))?;
     let url = format!(
-        "{base}/v1/blueprints/{}/entities/search",
-        settings.blueprint
+        "{}/v1/blueprints/{}/entities/search",
+        api.base, settings.blueprint
     );
     let mut from: Option<String> = None;
     let mut services = Vec::new();
@@ -149,20 +120,12 @@ pub async fn fetch_port(
         if let Some(next) = &from {
             body["from"] = next.clone().into();
         }
-        let response = client
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        let body = answer("a page of entities", response)
-            .await
-            .map_err(|p| fail(format!("page {page}: {p}")))?;
+        let request = api.client.post(&url).bearer_auth(&token).json(&body);
+        let body = api.json(&format!("page {page}"), request).await?;
         let entities = body
             .get("entities")
             .and_then(Value::as_array)
-            .ok_or_else(|| fail(format!("page {page} has no `entities`")))?;
+            .ok_or_else(|| api.fail(format!("page {page} has no `entities`")))?;
         services.extend(entities.iter().filter_map(|e| service(e, settings)));
         from = body
             .get("next")
@@ -173,5 +136,8 @@ pub async fn fetch_port(
             break;
         }
     }
-    Ok(Catalog::from_services(services, format!("port {base}")))
+    Ok(Catalog::from_services(
+        services,
+        format!("port {}", api.base),
+    ))
 }
