@@ -89,6 +89,9 @@ pub enum Command {
     /// Run as a daemon: the jobs on their schedules ([daemon] in costsplit.toml), /healthz,
     /// /readyz and /metrics, until SIGTERM or SIGINT
     Run,
+    /// Serve the read-only API (/api/v1/costs, OpenCost's /allocation/compute) over the store,
+    /// without running jobs, until SIGTERM or SIGINT
+    Serve,
     /// Apply database migrations (also done at every start)
     Migrate,
     /// Write a seeded synthetic month of FOCUS line items (for tests and benchmarks)
@@ -117,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Notify => notify::run(&config).await,
         Command::Sync(args) => sync::run(&config, args).await,
         Command::Run => run::run(config).await,
+        Command::Serve => run::serve(config).await,
         Command::Migrate => migrate::run(&config).await,
         Command::Generate(args) => generate::run(&args),
     }

@@ -4,6 +4,7 @@
 //! rules); on PostgreSQL one active replica (an advisory lock) with the others standing by;
 //! and a shutdown that is a parameter of the run loop, so tests drive it.
 
+pub mod api;
 pub mod http;
 pub mod schedule;
 mod work;
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::jobs;
 use crate::jobs::{JobRun, Leadership, Rules, Store};
 use crate::model::Timestamp;
+use axum::Router;
 use http::{AppState, Status};
 use schedule::{Job, Plan};
 use work::STORE_CALL_TIMEOUT;
@@ -207,6 +209,38 @@ impl RulesWatch {
     }
 }
 
+/// `costsplit serve`: the read-only API (and `/healthz`) over the store, without jobs, until
+/// `shutdown`. Without a token it listens on loopback only.
+pub async fn serve(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    let listen = &config.daemon.listen;
+    let token = api::ApiToken::from_env(&|k| std::env::var(k).ok())?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen} ([daemon] listen or COSTSPLIT_LISTEN)")
+        })?;
+    let address = listener.local_addr()?;
+    anyhow::ensure!(
+        token.is_some() || address.ip().is_loopback(),
+        "{address} is not loopback and the API has no token: set COSTSPLIT_API_TOKEN (or COSTSPLIT_API_TOKEN_FILE), or listen on 127.0.0.1"
+    );
+    let store = Store::connect(&config.store_url).await?;
+    let app = Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .merge(api::routes(
+            store.clone(),
+            token,
+            address.ip().is_loopback(),
+            crate::clock::Clock::System,
+        ));
+    info!(%address, "serving the API over the store");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.requested().await })
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
 /// Runs the daemon until `shutdown`. Returns once the running job finished (or its grace
 /// period ran out) and the HTTP server stopped.
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -239,11 +273,18 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
         .await
         .with_context(|| format!("cannot listen on {} ([daemon] listen)", settings.listen))?;
     let address = listener.local_addr()?;
-    info!(%address, "serving /healthz, /readyz and /metrics");
+    info!(%address, "serving /healthz, /readyz, /metrics and the API");
+    let token = api::ApiToken::from_env(&|k| std::env::var(k).ok())?;
     let app = http::router(AppState {
         status: status.clone(),
         store: store.clone(),
-    });
+    })
+    .merge(api::routes(
+        store.clone(),
+        token,
+        address.ip().is_loopback(),
+        timeline.clock(),
+    ));
     let mut server_shutdown = shutdown.clone();
     // The server stops on shutdown, or when the run loop ends for another reason.
     let (loop_done, loop_ended) = tokio::sync::oneshot::channel::<()>();

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod allocate;
+mod api;
 mod catalog;
 mod deliver;
 mod demo;
@@ -26,6 +27,7 @@ pub use allocate::{
     allocate_range, allocation_window, compute_allocations, stale_months, AllocateSummary,
     Computed, StaleMonth, StaleReason,
 };
+pub use api::{cost_rows, ApiQueryError};
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};

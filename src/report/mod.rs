@@ -9,6 +9,7 @@ pub mod diff;
 pub mod digest;
 pub mod explain;
 pub mod focus;
+pub mod opencost;
 pub mod statement;
 
 use std::collections::BTreeMap;

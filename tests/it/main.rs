@@ -3,6 +3,7 @@
 mod support;
 
 mod alerts;
+mod api;
 mod bad_input;
 mod catalog;
 mod cbor_proxy;

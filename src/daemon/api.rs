@@ -1,0 +1,200 @@
+//! The read-only HTTP API over the stored allocations, served by `costsplit run` and
+//! `costsplit serve`: `/api/v1/costs` (exact amounts per day, service and pool) and
+//! OpenCost's `/allocation/compute` (and `/allocation`). A bearer token
+//! (`COSTSPLIT_API_TOKEN` or `COSTSPLIT_API_TOKEN_FILE`) is required when set, compared in
+//! constant time; without one the API answers only on a loopback listener.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::clock::Clock;
+use crate::jobs::{self, ApiQueryError, Store};
+use crate::report::opencost::{self, Aggregate};
+
+/// The API's bearer token; never printed.
+#[derive(Clone)]
+pub struct ApiToken(Arc<str>);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(***)")
+    }
+}
+
+impl ApiToken {
+    /// From `COSTSPLIT_API_TOKEN`, or the file `COSTSPLIT_API_TOKEN_FILE` names.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<ApiToken>> {
+        let text = match (env("COSTSPLIT_API_TOKEN"), env("COSTSPLIT_API_TOKEN_FILE")) {
+            (Some(t), _) => t,
+            (None, Some(file)) => std::fs::read_to_string(&file).map_err(|e| {
+                anyhow::anyhow!("cannot read COSTSPLIT_API_TOKEN_FILE ({file}): {e}")
+            })?,
+            (None, None) => return Ok(None),
+        };
+        let text = text.trim();
+        anyhow::ensure!(
+            !text.is_empty(),
+            "the API token is empty; set a non-empty COSTSPLIT_API_TOKEN or leave it unset"
+        );
+        Ok(Some(ApiToken(text.into())))
+    }
+
+    fn accepts(&self, headers: &HeaderMap) -> bool {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        bool::from(given.as_bytes().ct_eq(self.0.as_bytes()))
+    }
+}
+
+#[derive(Clone)]
+struct ApiState {
+    store: Store,
+    token: Option<ApiToken>,
+    /// Without a token on a listener other than loopback, the API stays closed.
+    open: bool,
+    clock: Clock,
+}
+
+/// The API routes. `loopback`: the listener is on 127.0.0.1 / ::1.
+pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Clock) -> Router {
+    let state = ApiState {
+        open: token.is_some() || loopback,
+        store,
+        token,
+        clock,
+    };
+    Router::new()
+        .route("/allocation/compute", get(allocation))
+        .route("/allocation", get(allocation))
+        .route("/api/v1/costs", get(costs))
+        .with_state(state)
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    (
+        status,
+        Json(json!({"code": status.as_u16(), "message": message})),
+    )
+        .into_response()
+}
+
+/// The refusal, when the request may not be answered.
+fn check(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    if !state.open {
+        return Some(refuse(
+            StatusCode::FORBIDDEN,
+            "the API has no token and this listener is not loopback: set COSTSPLIT_API_TOKEN (or COSTSPLIT_API_TOKEN_FILE), or listen on 127.0.0.1",
+        ));
+    }
+    match &state.token {
+        Some(token) if !token.accepts(headers) => Some(refuse(
+            StatusCode::UNAUTHORIZED,
+            "send the API token as `Authorization: Bearer <token>`",
+        )),
+        _ => None,
+    }
+}
+
+fn query_error(e: ApiQueryError) -> Response {
+    match e {
+        ApiQueryError::Currencies(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        ApiQueryError::NoData(..) => refuse(StatusCode::NOT_FOUND, e.to_string()),
+        ApiQueryError::Store(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the API cannot read the store");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store does not answer; try again (the daemon's log says why)",
+            )
+        }
+    }
+}
+
+/// OpenCost's `/allocation/compute`: `window`, `aggregate` (service, team, pool, all), `step`,
+/// and costsplit's `currency` when the store holds several.
+async fn allocation(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = check(&state, &headers) {
+        return refused;
+    }
+    let parsed = (|| {
+        let window = params.get("window").ok_or_else(|| {
+            "give a `window` (e.g. 7d, lastweek, or 2025-03-01T00:00:00Z,2025-03-08T00:00:00Z)"
+                .to_string()
+        })?;
+        let window =
+            opencost::parse_window(window, state.clock.today()).map_err(|e| e.to_string())?;
+        let step = opencost::parse_step(
+            params.get("step").map(String::as_str),
+            (window.1 - window.0).num_days(),
+        )
+        .map_err(|e| e.to_string())?;
+        let aggregate = Aggregate::parse(params.get("aggregate").map_or("", String::as_str))
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((window, step, aggregate))
+    })();
+    let (window, step, aggregate) = match parsed {
+        Ok(p) => p,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    match jobs::cost_rows(
+        &state.store,
+        window,
+        params.get("currency").map(String::as_str),
+    )
+    .await
+    {
+        Ok(rows) => Json(opencost::allocation_sets(&rows, window, step, aggregate)).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+/// `/api/v1/costs?from=YYYY-MM-DD&to=YYYY-MM-DD[&service=…][&currency=…]`: per day and
+/// service, the direct cost and each pool's share, as exact decimal text.
+async fn costs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = check(&state, &headers) {
+        return refused;
+    }
+    let day = |key: &str| {
+        params
+            .get(key)
+            .and_then(|t| crate::model::parse_day(t))
+            .ok_or_else(|| format!("give `{key}` as a day, YYYY-MM-DD"))
+    };
+    let (from, to) = match (day("from"), day("to")) {
+        (Ok(f), Ok(t)) if f <= t => (f, t),
+        (Ok(_), Ok(_)) => return refuse(StatusCode::BAD_REQUEST, "`from` must not be after `to`"),
+        (Err(m), _) | (_, Err(m)) => return refuse(StatusCode::BAD_REQUEST, m),
+    };
+    let next = to.succ_opt().unwrap_or(to);
+    let rows = match jobs::cost_rows(
+        &state.store,
+        (from, next),
+        params.get("currency").map(String::as_str),
+    )
+    .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return query_error(e),
+    };
+    let items = opencost::daily_costs(&rows, params.get("service").map(String::as_str));
+    Json(json!({"from": from.to_string(), "to": to.to_string(), "items": items})).into_response()
+}

@@ -1,0 +1,301 @@
+//! The read-only API of `costsplit serve` (and `run`): OpenCost's `/allocation/compute` and
+//! `/api/v1/costs`, over a store filled with a generated month, through real HTTP.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{costsplit, free_port, repo_rules};
+
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `costsplit serve` on `listen` with `env`, once `/healthz` answers.
+async fn serve(dir: &Path, store: &str, listen: &str, env: &[(&str, &str)]) -> Served {
+    let mut command = costsplit(dir).store(store).command(&["serve"]);
+    command
+        .env("COSTSPLIT_LISTEN", listen)
+        .env_remove("COSTSPLIT_API_TOKEN")
+        .env_remove("COSTSPLIT_API_TOKEN_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let port = listen.rsplit(':').next().expect("port");
+    let mut served = Served {
+        child: command.spawn().expect("serve starts"),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{}/healthz", served.url))
+            .await
+            .is_ok()
+        {
+            return served;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = std::mem::take(&mut served.url);
+    drop(served);
+    panic!("costsplit serve did not answer on {url}");
+}
+
+async fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let response = request.send().await.expect("answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("json"))
+}
+
+/// A generated March 2025, imported and allocated with the repository's rules.
+fn filled_store(dir: &Path) -> String {
+    let store = format!("sqlite://{}", dir.join("api.db").display());
+    let month = dir.join("month.csv");
+    let run = |args: &[&str]| {
+        let out = costsplit(dir).store(&store).rules(&repo_rules()).run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "generate",
+        "--rows",
+        "20000",
+        "--out",
+        month.to_str().expect("utf-8"),
+    ]);
+    run(&["import", "--allocate", month.to_str().expect("utf-8")]);
+    store
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opencost_allocation_windows_add_up_to_costsplits_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = filled_store(dir.path());
+    let served = serve(
+        dir.path(),
+        &store,
+        &format!("127.0.0.1:{}", free_port()),
+        &[],
+    )
+    .await;
+    let (status, body) = get(
+        &format!("{}/allocation/compute?window=2025-03-01T00:00:00Z,2025-03-08T00:00:00Z&aggregate=service&step=1d", served.url),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], 200);
+    let sets = body["data"].as_array().expect("data");
+    assert_eq!(sets.len(), 7);
+    assert_eq!(
+        sets[0]["checkout-api"]["window"]["start"],
+        "2025-03-01T00:00:00Z"
+    );
+    assert_eq!(sets[6]["checkout-api"]["end"], "2025-03-08T00:00:00Z");
+    let mut week: BTreeMap<String, f64> = BTreeMap::new();
+    for set in sets {
+        for (name, a) in set.as_object().expect("set") {
+            let total = a["totalCost"].as_f64().expect("totalCost");
+            let parts = a["externalCost"].as_f64().expect("external")
+                + a["sharedCost"].as_f64().expect("shared");
+            assert!((total - parts).abs() < 2e-5, "{name}: {a}");
+            *week.entry(name.clone()).or_default() += total;
+        }
+    }
+    assert!(week.contains_key("__unallocated__"), "{week:?}");
+
+    // costsplit's own week, per service, to the nano-unit: each of the 7 days is within
+    // OpenCost's rounding (1e-5) of it.
+    let out = costsplit(dir.path())
+        .store(&store)
+        .rules(&repo_rules())
+        .run(&[
+            "report",
+            "--from",
+            "2025-03-01",
+            "--to",
+            "2025-03-07",
+            "--format",
+            "csv",
+        ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().expect("header").clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (service, total) = (column("service"), column("total"));
+    let mut compared = 0;
+    for record in reader.records() {
+        let record = record.expect("record");
+        let name = if &record[service] == "unallocated" {
+            "__unallocated__"
+        } else {
+            &record[service]
+        };
+        let expected: f64 = record[total].parse().expect("total");
+        let got = week.get(name).copied().unwrap_or_default();
+        assert!(
+            (got - expected).abs() <= 7.0 * 1e-5,
+            "{name}: {got} vs {expected}"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, week.len(), "{week:?}");
+
+    // Teams and pools; unix-second windows.
+    for query in [
+        "window=2025-03-01T00:00:00Z,2025-03-02T00:00:00Z&aggregate=team",
+        "window=1740787200,1740873600&aggregate=pool",
+        "window=2025-03-01T00:00:00Z,2025-04-01T00:00:00Z&aggregate=all&step=7d",
+    ] {
+        let (status, body) = get(&format!("{}/allocation/compute?{query}", served.url), None).await;
+        assert_eq!(status, 200, "{query}: {body}");
+    }
+    // Relative windows are read as OpenCost reads them (ending today); this store's month is
+    // long past, so they are past the data: a 404 that says where the data ends.
+    for query in ["window=7d&step=1d", "window=lastweek", "window=lastmonth"] {
+        let (status, body) = get(&format!("{}/allocation/compute?{query}", served.url), None).await;
+        assert_eq!(status, 404, "{query}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .expect("message")
+                .contains("2025-03-31"),
+            "{body}"
+        );
+    }
+    let (_, body) = get(
+        &format!(
+            "{}/allocation/compute?window=2025-03-01T00:00:00Z,2025-03-02T00:00:00Z&aggregate=pool",
+            served.url
+        ),
+        None,
+    )
+    .await;
+    assert!(body["data"][0].get("direct").is_some(), "{body}");
+
+    // Bad input: one sentence naming the fix, never a 500.
+    for (query, status, words) in [
+        (
+            "window=2025-03-01T06:00:00Z,2025-03-08T00:00:00Z",
+            400,
+            "midnight",
+        ),
+        ("window=fortnight", 400, "7d"),
+        (
+            "window=7d&aggregate=namespace",
+            400,
+            "service, team, pool or all",
+        ),
+        ("window=7d&step=90m", 400, "1d"),
+        ("aggregate=service", 400, "window"),
+        (
+            "window=2030-01-01T00:00:00Z,2030-01-08T00:00:00Z",
+            404,
+            "2025-03-31",
+        ),
+    ] {
+        let (got, body) = get(&format!("{}/allocation/compute?{query}", served.url), None).await;
+        assert_eq!(got, status, "{query}: {body}");
+        assert!(
+            body["message"].as_str().expect("message").contains(words),
+            "{query}: {body}"
+        );
+    }
+
+    // costsplit's own route: exact text amounts per day, service and pool.
+    let (status, body) = get(
+        &format!(
+            "{}/api/v1/costs?from=2025-03-01&to=2025-03-01&service=checkout-api",
+            served.url
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let item = &body["items"][0];
+    assert_eq!(item["service"], "checkout-api");
+    assert_eq!(item["team"], "payments");
+    let direct: f64 = item["direct"]
+        .as_str()
+        .expect("text")
+        .parse()
+        .expect("number");
+    let pools: f64 = item["pools"]
+        .as_object()
+        .expect("pools")
+        .values()
+        .map(|v| v.as_str().expect("text").parse::<f64>().expect("number"))
+        .sum();
+    let total: f64 = item["total"]
+        .as_str()
+        .expect("text")
+        .parse()
+        .expect("number");
+    assert!((direct + pools - total).abs() < 1e-9, "{item}");
+    assert!(
+        !item["pools"].as_object().expect("pools").is_empty(),
+        "{item}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_wants_its_token_when_one_is_set_and_a_token_elsewhere_than_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = filled_store(dir.path());
+    let served = serve(
+        dir.path(),
+        &store,
+        &format!("127.0.0.1:{}", free_port()),
+        &[("COSTSPLIT_API_TOKEN", "api-token-321")],
+    )
+    .await;
+    let url = format!(
+        "{}/allocation/compute?window=2025-03-01T00:00:00Z,2025-03-02T00:00:00Z",
+        served.url
+    );
+    let (status, body) = get(&url, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.to_string().contains("api-token-321"));
+    assert_eq!(get(&url, Some("wrong")).await.0, 401);
+    assert_eq!(get(&url, Some("api-token-321")).await.0, 200);
+
+    // No token on a listener others can reach: refused at start, with what to do.
+    let out = costsplit(dir.path())
+        .store(&store)
+        .env("COSTSPLIT_LISTEN", format!("0.0.0.0:{}", free_port()))
+        .command(&["serve"])
+        .env_remove("COSTSPLIT_API_TOKEN")
+        .env_remove("COSTSPLIT_API_TOKEN_FILE")
+        .output()
+        .expect("serve runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("COSTSPLIT_API_TOKEN") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+}
