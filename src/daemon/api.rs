@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::jobs::{self, ApiQueryError, Store};
+use crate::report::cost_insights;
 use crate::report::opencost::{self, Aggregate};
 
 /// The API's bearer token; never printed.
@@ -78,6 +79,19 @@ pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Cloc
         .route("/allocation/compute", get(allocation))
         .route("/allocation", get(allocation))
         .route("/api/v1/costs", get(costs))
+        .route(
+            "/api/v1/cost-insights/last-complete-billing-date",
+            get(last_complete_billing_date),
+        )
+        .route("/api/v1/cost-insights/groups", get(groups))
+        .route(
+            "/api/v1/cost-insights/groups/{group}/daily-cost",
+            get(group_daily_cost),
+        )
+        .route(
+            "/api/v1/cost-insights/entities/{kind}/{namespace}/{name}/daily-cost",
+            get(entity_daily_cost),
+        )
         .with_state(state)
 }
 
@@ -110,7 +124,9 @@ fn check(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
 fn query_error(e: ApiQueryError) -> Response {
     match e {
         ApiQueryError::Currencies(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
-        ApiQueryError::NoData(..) => refuse(StatusCode::NOT_FOUND, e.to_string()),
+        ApiQueryError::NoData(..) | ApiQueryError::Empty | ApiQueryError::NotFound(_) => {
+            refuse(StatusCode::NOT_FOUND, e.to_string())
+        }
         ApiQueryError::Store(e) => {
             tracing::warn!(error = %format!("{e:#}"), "the API cannot read the store");
             refuse(
@@ -197,4 +213,99 @@ async fn costs(
     };
     let items = opencost::daily_costs(&rows, params.get("service").map(String::as_str));
     Json(json!({"from": from.to_string(), "to": to.to_string(), "items": items})).into_response()
+}
+
+/// Cost Insights' `getLastCompleteBillingDate`: never a day that is still estimated.
+async fn last_complete_billing_date(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = check(&state, &headers) {
+        return refused;
+    }
+    match jobs::last_complete_day(&state.store).await {
+        Ok(day) => Json(json!(day.to_string())).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+/// Cost Insights' `getUserGroups`: the teams (`Group {id, name}`) of the last 90 days.
+async fn groups(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = check(&state, &headers) {
+        return refused;
+    }
+    match jobs::recent_teams(&state.store).await {
+        Ok(teams) => Json(
+            teams
+                .iter()
+                .map(|t| json!({"id": t, "name": t}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+/// The `Cost` of the rows `keep` selects over the request's `intervals`, or a 404 naming
+/// `what` when there are none.
+async fn insight(
+    state: &ApiState,
+    params: &HashMap<String, String>,
+    id: &str,
+    what: String,
+    keep: impl Fn(&crate::model::SeriesRow) -> bool,
+    by_service: bool,
+) -> Response {
+    let Some(text) = params.get("intervals") else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "give `intervals` as an ISO 8601 repeating interval, e.g. R2/P30D/2025-03-01",
+        );
+    };
+    let iv = match cost_insights::parse_intervals(text) {
+        Ok(iv) => iv,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let rows = match jobs::cost_rows(
+        &state.store,
+        (iv.from, iv.end),
+        params.get("currency").map(String::as_str),
+    )
+    .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return query_error(e),
+    };
+    if !rows.iter().any(&keep) {
+        return query_error(ApiQueryError::NotFound(what));
+    }
+    Json(cost_insights::daily_cost(id, &rows, iv, keep, by_service)).into_response()
+}
+
+/// Cost Insights' `getGroupDailyCost`: a team's cost, grouped by pool and by service.
+async fn group_daily_cost(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(group): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = check(&state, &headers) {
+        return refused;
+    }
+    let what = format!("team `{group}` has no allocated cost in these intervals; `GET /api/v1/cost-insights/groups` lists the teams");
+    insight(&state, &params, &group, what, |r| r.team == group, true).await
+}
+
+/// Cost Insights' `getCatalogEntityDailyCost`: a service's cost (its entity's name), its
+/// shares of the shared pools in `groupedCosts.pool`.
+async fn entity_daily_cost(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = check(&state, &headers) {
+        return refused;
+    }
+    let service = name.to_lowercase();
+    let id = format!("{kind}:{namespace}/{name}");
+    let what = format!("no service `{service}` in these intervals' allocations; the entity's name must be the service's name");
+    insight(&state, &params, &id, what, |r| r.service == service, false).await
 }

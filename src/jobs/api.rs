@@ -13,6 +13,12 @@ pub enum ApiQueryError {
     Currencies(String),
     #[error("no allocations between {0} and {1}; ask for a window with allocated days (the store's last one is {2})")]
     NoData(NaiveDate, NaiveDate, String),
+    #[error(
+        "nothing is allocated yet; run `costsplit allocate` (or the daemon's allocate job) first"
+    )]
+    Empty,
+    #[error("{0}")]
+    NotFound(String),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -48,4 +54,39 @@ pub async fn cost_rows(
         }
     }
     Ok(rows)
+}
+
+/// Cost Insights' "last complete billing date": the newest allocated day that is not still
+/// estimated (a day the provider may restate is not complete).
+pub async fn last_complete_day(store: &Store) -> Result<NaiveDate, ApiQueryError> {
+    let Some(latest) = store.latest_allocation_day().await? else {
+        return Err(ApiQueryError::Empty);
+    };
+    let from = latest - chrono::Duration::days(62);
+    let estimated: std::collections::BTreeSet<NaiveDate> = store
+        .estimated_days(from, latest)
+        .await?
+        .into_iter()
+        .collect();
+    let mut day = latest;
+    while estimated.contains(&day) && day > from {
+        day = day.pred_opt().unwrap_or(day);
+    }
+    Ok(day)
+}
+
+/// The teams of the 90 days up to the newest allocated day, sorted.
+pub async fn recent_teams(store: &Store) -> Result<Vec<String>, ApiQueryError> {
+    let latest = last_complete_day(store).await?;
+    let (rows, _) = store
+        .series_rows(latest - chrono::Duration::days(89), latest)
+        .await?;
+    let mut teams: Vec<String> = rows
+        .into_iter()
+        .map(|r| r.team)
+        .filter(|t| !t.is_empty())
+        .collect();
+    teams.sort();
+    teams.dedup();
+    Ok(teams)
 }

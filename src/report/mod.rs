@@ -4,6 +4,7 @@
 //! Slack digest's content; `explain.rs` where one service's money came from; `diff.rs` a
 //! candidate rule set against the stored allocations. Every CSV goes through `csv_out.rs`.
 
+pub mod cost_insights;
 pub mod csv_out;
 pub mod diff;
 pub mod digest;

@@ -299,3 +299,131 @@ async fn the_api_wants_its_token_when_one_is_set_and_a_token_elsewhere_than_loop
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cost_insights_routes_answer_the_plugins_types_and_add_up_to_the_statement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = filled_store(dir.path());
+    let served = serve(
+        dir.path(),
+        &store,
+        &format!("127.0.0.1:{}", free_port()),
+        &[],
+    )
+    .await;
+    let base = format!("{}/api/v1/cost-insights", served.url);
+
+    let (status, date) = get(&format!("{base}/last-complete-billing-date"), None).await;
+    assert_eq!(status, 200, "{date}");
+    assert_eq!(date, "2025-03-31");
+    let (_, groups) = get(&format!("{base}/groups"), None).await;
+    assert!(
+        groups
+            .as_array()
+            .expect("groups")
+            .contains(&serde_json::json!({"id": "payments", "name": "payments"})),
+        "{groups}"
+    );
+
+    // A team's March: its daily amounts sum to its statement line, to the cent.
+    let (status, cost) = get(
+        &format!("{base}/groups/payments/daily-cost?intervals=R1/P31D/2025-04-01"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{cost}");
+    assert_eq!(cost["id"], "payments");
+    let days = cost["aggregation"].as_array().expect("aggregation");
+    assert_eq!(days.len(), 31);
+    assert_eq!(days[0]["date"], "2025-03-01");
+    let month: f64 = days
+        .iter()
+        .map(|d| d["amount"].as_f64().expect("amount"))
+        .sum();
+    assert!(
+        cost["trendline"]["slope"].is_number() && cost["trendline"]["intercept"].is_number(),
+        "{cost}"
+    );
+    assert!(cost["change"]["amount"].is_number(), "{cost}");
+    let out = costsplit(dir.path())
+        .store(&store)
+        .rules(&repo_rules())
+        .run(&["export", "--month", "2025-03", "--by", "team"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().expect("header").clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (team, amount) = (column("team"), column("amount"));
+    let statement: f64 = reader
+        .records()
+        .map(|r| r.expect("record"))
+        .filter(|r| &r[team] == "payments")
+        .map(|r| r[amount].parse::<f64>().expect("amount"))
+        .sum();
+    assert!(
+        (month - statement).abs() < 0.005 + 1e-9,
+        "{month} vs {statement}"
+    );
+    // Grouped by service and by pool; each grouping sums to the whole, day by day.
+    for grouping in ["service", "pool"] {
+        let parts = cost["groupedCosts"][grouping].as_array().expect(grouping);
+        let sum: f64 = parts
+            .iter()
+            .flat_map(|p| p["aggregation"].as_array().expect("aggregation").iter())
+            .map(|d| d["amount"].as_f64().expect("amount"))
+            .sum();
+        assert!(
+            (sum - month).abs() < 31.0 * parts.len() as f64 * 1e-5,
+            "{grouping}: {sum} vs {month}"
+        );
+    }
+
+    // A service's entity: one grouped cost per pool it has a share of, plus its direct cost.
+    let (status, cost) = get(
+        &format!("{base}/entities/component/default/checkout-api/daily-cost?intervals=R2/P14D/2025-03-29"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{cost}");
+    assert_eq!(cost["id"], "component:default/checkout-api");
+    assert_eq!(cost["aggregation"].as_array().expect("days").len(), 28);
+    let pools: Vec<&str> = cost["groupedCosts"]["pool"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    assert!(pools.contains(&"direct") && pools.len() > 1, "{pools:?}");
+    assert!(cost["change"]["ratio"].is_number(), "{cost}");
+
+    for (path, status, words) in [
+        (
+            "groups/nobody/daily-cost?intervals=R2/P30D/2025-04-01",
+            404,
+            "/api/v1/cost-insights/groups",
+        ),
+        (
+            "groups/payments/daily-cost?intervals=2025-04-01",
+            400,
+            "R2/P30D",
+        ),
+        ("groups/payments/daily-cost", 400, "intervals"),
+        (
+            "entities/component/default/no-such-api/daily-cost?intervals=R2/P30D/2025-04-01",
+            404,
+            "no-such-api",
+        ),
+    ] {
+        let (got, body) = get(&format!("{base}/{path}"), None).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["message"].as_str().expect("message").contains(words),
+            "{path}: {body}"
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Backstage Cost Insights' types (`Cost`, `DateAggregation`, `ChangeStatistic`,
+//! `Trendline`, `Group`) over costsplit's stored daily allocations, so the plugin's client can
+//! read a team's and a service's cost, shares of shared pools included. Pure. `change`
+//! compares the sums of the two periods of the `intervals` argument (not two single days),
+//! and `groupedCosts` breaks the cost down by pool (`direct` for the service's own cost) and,
+//! for a team, by service.
+
+use std::collections::BTreeMap;
+
+use chrono::{Months, NaiveDate};
+use serde_json::{json, Value};
+
+use crate::model::SeriesRow;
+use crate::money::Nanos;
+
+/// An ISO 8601 repeating interval as the plugin sends it: `R2/P30D/2025-03-01` is two
+/// periods of 30 days ending (exclusive) on 2025-03-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    /// The first day of the first period, and the day after the last period.
+    pub from: NaiveDate,
+    pub end: NaiveDate,
+    /// The first day of the last period.
+    pub last_start: NaiveDate,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("intervals `{0}` is not an ISO 8601 repeating interval like R2/P30D/2025-03-01 (R<count>/P<days>D or P<months>M/<end day>)")]
+pub struct IntervalsError(String);
+
+pub fn parse_intervals(text: &str) -> Result<Intervals, IntervalsError> {
+    let bad = || IntervalsError(text.to_string());
+    let mut parts = text.trim().split('/');
+    let (Some(r), Some(p), Some(end), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let count: u32 = r
+        .strip_prefix('R')
+        .and_then(|n| n.parse().ok())
+        .filter(|n| (1..=24).contains(n))
+        .ok_or_else(bad)?;
+    let end = crate::model::parse_day(end.get(..10).unwrap_or(end)).ok_or_else(bad)?;
+    let back = |periods: u32| -> Option<NaiveDate> {
+        if let Some(days) = p.strip_prefix('P').and_then(|d| d.strip_suffix('D')) {
+            let days: u64 = days.parse().ok().filter(|d| (1..=366).contains(d))?;
+            end.checked_sub_days(chrono::Days::new(days * u64::from(periods)))
+        } else {
+            let months: u32 = p
+                .strip_prefix('P')?
+                .strip_suffix('M')?
+                .parse()
+                .ok()
+                .filter(|m| (1..=12).contains(m))?;
+            end.checked_sub_months(Months::new(months * periods))
+        }
+    };
+    Ok(Intervals {
+        from: back(count).ok_or_else(bad)?,
+        end,
+        last_start: back(1).ok_or_else(bad)?,
+    })
+}
+
+/// Cost Insights' numbers: amounts rounded to 1e-5 of the currency.
+fn number(amount: Nanos) -> f64 {
+    let hundred_thousandths = (amount.0 * 2 / 10_000 + amount.0.signum()) / 2;
+    hundred_thousandths as f64 / 100_000.0
+}
+
+/// `Trendline`: least squares over (unix seconds, amount), as the plugin's own utilities fit
+/// it, to 5 significant places of precision as `regression.linear` rounds.
+fn trendline(points: &[(NaiveDate, f64)]) -> Value {
+    let n = points.len() as f64;
+    let xs: Vec<f64> = points
+        .iter()
+        .map(|(d, _)| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp() as f64
+        })
+        .collect();
+    let (sx, sy) = (
+        xs.iter().sum::<f64>(),
+        points.iter().map(|p| p.1).sum::<f64>(),
+    );
+    let sxx: f64 = xs.iter().map(|x| x * x).sum();
+    let sxy: f64 = xs.iter().zip(points).map(|(x, p)| x * p.1).sum();
+    let denominator = n * sxx - sx * sx;
+    let slope = if denominator == 0.0 {
+        0.0
+    } else {
+        (n * sxy - sx * sy) / denominator
+    };
+    let intercept = if n == 0.0 { 0.0 } else { (sy - slope * sx) / n };
+    let round = |v: f64| (v * 1e5).round() / 1e5;
+    json!({"slope": round(slope), "intercept": round(intercept)})
+}
+
+/// One `Cost`: the daily amounts over the whole intervals (every day, zero when none), the
+/// change of the last period's sum against the one before, the trendline, and the grouped
+/// costs given.
+fn cost(
+    id: &str,
+    daily: &BTreeMap<NaiveDate, Nanos>,
+    iv: Intervals,
+    grouped: Option<Value>,
+) -> Value {
+    let mut aggregation = Vec::new();
+    let mut points = Vec::new();
+    let (mut previous, mut last) = (Nanos::ZERO, Nanos::ZERO);
+    let period_days = (iv.end - iv.last_start).num_days();
+    let previous_start = iv.last_start - chrono::Duration::days(period_days);
+    let mut day = iv.from;
+    while day < iv.end {
+        let amount = daily.get(&day).copied().unwrap_or_default();
+        if day >= iv.last_start {
+            last += amount;
+        } else if day >= previous_start {
+            previous += amount;
+        }
+        aggregation.push(json!({"date": day.to_string(), "amount": number(amount)}));
+        points.push((day, number(amount)));
+        day = day.succ_opt().expect("a next day");
+    }
+    let mut change = json!({"amount": number(last - previous)});
+    if previous.0 != 0 && last.0 != 0 {
+        change["ratio"] =
+            json!(((last.0 - previous.0) as f64 / previous.0 as f64 * 1e5).round() / 1e5);
+    }
+    let mut out = json!({
+        "id": id,
+        "aggregation": aggregation,
+        "change": change,
+        "trendline": trendline(&points),
+    });
+    if let Some(grouped) = grouped {
+        out["groupedCosts"] = grouped;
+    }
+    out
+}
+
+/// The daily sums of the rows `key` puts under each name.
+fn by(
+    rows: &[&SeriesRow],
+    key: impl Fn(&SeriesRow) -> String,
+) -> BTreeMap<String, BTreeMap<NaiveDate, Nanos>> {
+    let mut out: BTreeMap<String, BTreeMap<NaiveDate, Nanos>> = BTreeMap::new();
+    for r in rows {
+        *out.entry(key(r)).or_default().entry(r.day).or_default() += r.amount;
+    }
+    out
+}
+
+fn pool_name(r: &SeriesRow) -> String {
+    if r.pool.is_empty() {
+        "direct".to_string()
+    } else {
+        r.pool.clone()
+    }
+}
+
+/// The `Cost` of the rows `keep` selects, named `id`, grouped by pool (and by service for a
+/// team).
+pub fn daily_cost(
+    id: &str,
+    rows: &[SeriesRow],
+    iv: Intervals,
+    keep: impl Fn(&SeriesRow) -> bool,
+    by_service: bool,
+) -> Value {
+    let kept: Vec<&SeriesRow> = rows.iter().filter(|r| keep(r)).collect();
+    let total = by(&kept, |_| String::new()).remove("").unwrap_or_default();
+    let group = |groups: BTreeMap<String, BTreeMap<NaiveDate, Nanos>>| -> Value {
+        Value::Array(
+            groups
+                .iter()
+                .map(|(name, daily)| cost(name, daily, iv, None))
+                .collect(),
+        )
+    };
+    let mut grouped = serde_json::Map::new();
+    grouped.insert("pool".into(), group(by(&kept, pool_name)));
+    if by_service {
+        grouped.insert("service".into(), group(by(&kept, |r| r.service.clone())));
+    }
+    cost(id, &total, iv, Some(Value::Object(grouped)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_read_as_the_plugin_sends_them() {
+        let day = |t: &str| crate::model::parse_day(t).expect("day");
+        assert_eq!(
+            parse_intervals("R2/P30D/2025-03-01"),
+            Ok(Intervals {
+                from: day("2024-12-31"),
+                end: day("2025-03-01"),
+                last_start: day("2025-01-30")
+            })
+        );
+        assert_eq!(
+            parse_intervals("R2/P3M/2025-04-01"),
+            Ok(Intervals {
+                from: day("2024-10-01"),
+                end: day("2025-04-01"),
+                last_start: day("2025-01-01")
+            })
+        );
+        assert!(parse_intervals("P30D/2025-03-01").is_err());
+        assert!(parse_intervals("R2/P30X/2025-03-01").is_err());
+    }
+
+    #[test]
+    fn change_compares_the_periods_sums() {
+        let day = |t: &str| crate::model::parse_day(t).expect("day");
+        let iv = parse_intervals("R2/P2D/2025-03-05").expect("intervals");
+        let daily: BTreeMap<NaiveDate, Nanos> = [
+            (day("2025-03-01"), Nanos(1_000_000_000)),
+            (day("2025-03-02"), Nanos(1_000_000_000)),
+            (day("2025-03-03"), Nanos(3_000_000_000)),
+            (day("2025-03-04"), Nanos(1_000_000_000)),
+        ]
+        .into();
+        let c = cost("x", &daily, iv, None);
+        assert_eq!(c["aggregation"].as_array().expect("days").len(), 4);
+        assert_eq!(c["change"], json!({"amount": 2.0, "ratio": 1.0}));
+    }
+}
