@@ -92,6 +92,7 @@ pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Cloc
             "/api/v1/cost-insights/entities/{kind}/{namespace}/{name}/daily-cost",
             get(entity_daily_cost),
         )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -102,6 +103,18 @@ fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
         Json(json!({"code": status.as_u16(), "message": message})),
     )
         .into_response()
+}
+
+/// Every API route passes here first: the token when one is set, loopback when none is.
+async fn guard(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match check(&state, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
 }
 
 /// The refusal, when the request may not be answered.
@@ -141,12 +154,8 @@ fn query_error(e: ApiQueryError) -> Response {
 /// and costsplit's `currency` when the store holds several.
 async fn allocation(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(refused) = check(&state, &headers) {
-        return refused;
-    }
     let parsed = (|| {
         let window = params.get("window").ok_or_else(|| {
             "give a `window` (e.g. 7d, lastweek, or 2025-03-01T00:00:00Z,2025-03-08T00:00:00Z)"
@@ -183,12 +192,8 @@ async fn allocation(
 /// service, the direct cost and each pool's share, as exact decimal text.
 async fn costs(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(refused) = check(&state, &headers) {
-        return refused;
-    }
     let day = |key: &str| {
         params
             .get(key)
@@ -216,10 +221,7 @@ async fn costs(
 }
 
 /// Cost Insights' `getLastCompleteBillingDate`: never a day that is still estimated.
-async fn last_complete_billing_date(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = check(&state, &headers) {
-        return refused;
-    }
+async fn last_complete_billing_date(State(state): State<ApiState>) -> Response {
     match jobs::last_complete_day(&state.store).await {
         Ok(day) => Json(json!(day.to_string())).into_response(),
         Err(e) => query_error(e),
@@ -227,10 +229,7 @@ async fn last_complete_billing_date(State(state): State<ApiState>, headers: Head
 }
 
 /// Cost Insights' `getUserGroups`: the teams (`Group {id, name}`) of the last 90 days.
-async fn groups(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = check(&state, &headers) {
-        return refused;
-    }
+async fn groups(State(state): State<ApiState>) -> Response {
     match jobs::recent_teams(&state.store).await {
         Ok(teams) => Json(
             teams
@@ -282,13 +281,9 @@ async fn insight(
 /// Cost Insights' `getGroupDailyCost`: a team's cost, grouped by pool and by service.
 async fn group_daily_cost(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(group): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(refused) = check(&state, &headers) {
-        return refused;
-    }
     let what = format!("team `{group}` has no allocated cost in these intervals; `GET /api/v1/cost-insights/groups` lists the teams");
     insight(&state, &params, &group, what, |r| r.team == group, true).await
 }
@@ -297,13 +292,9 @@ async fn group_daily_cost(
 /// shares of the shared pools in `groupedCosts.pool`.
 async fn entity_daily_cost(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path((kind, namespace, name)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(refused) = check(&state, &headers) {
-        return refused;
-    }
     let service = name.to_lowercase();
     let id = format!("{kind}:{namespace}/{name}");
     let what = format!("no service `{service}` in these intervals' allocations; the entity's name must be the service's name");

@@ -86,17 +86,23 @@ fn filled_store(dir: &Path) -> String {
     store
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn opencost_allocation_windows_add_up_to_costsplits_totals() {
+/// A filled store in a temporary folder, served on loopback with `env`.
+async fn filled_and_served(env: &[(&str, &str)]) -> (tempfile::TempDir, String, Served) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = filled_store(dir.path());
     let served = serve(
         dir.path(),
         &store,
         &format!("127.0.0.1:{}", free_port()),
-        &[],
+        env,
     )
     .await;
+    (dir, store, served)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opencost_allocation_windows_add_up_to_costsplits_totals() {
+    let (dir, store, served) = filled_and_served(&[]).await;
     let (status, body) = get(
         &format!("{}/allocation/compute?window=2025-03-01T00:00:00Z,2025-03-08T00:00:00Z&aggregate=service&step=1d", served.url),
         None,
@@ -264,15 +270,7 @@ async fn opencost_allocation_windows_add_up_to_costsplits_totals() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_wants_its_token_when_one_is_set_and_a_token_elsewhere_than_loopback() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = filled_store(dir.path());
-    let served = serve(
-        dir.path(),
-        &store,
-        &format!("127.0.0.1:{}", free_port()),
-        &[("COSTSPLIT_API_TOKEN", "api-token-321")],
-    )
-    .await;
+    let (dir, store, served) = filled_and_served(&[("COSTSPLIT_API_TOKEN", "api-token-321")]).await;
     let url = format!(
         "{}/allocation/compute?window=2025-03-01T00:00:00Z,2025-03-02T00:00:00Z",
         served.url
@@ -302,15 +300,7 @@ async fn the_api_wants_its_token_when_one_is_set_and_a_token_elsewhere_than_loop
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cost_insights_routes_answer_the_plugins_types_and_add_up_to_the_statement() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = filled_store(dir.path());
-    let served = serve(
-        dir.path(),
-        &store,
-        &format!("127.0.0.1:{}", free_port()),
-        &[],
-    )
-    .await;
+    let (dir, store, served) = filled_and_served(&[]).await;
     let base = format!("{}/api/v1/cost-insights", served.url);
 
     let (status, date) = get(&format!("{base}/last-complete-billing-date"), None).await;
