@@ -89,6 +89,10 @@ pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Cloc
             get(group_daily_cost),
         )
         .route(
+            "/api/v1/cost-insights/groups/{group}/alerts",
+            get(group_alerts),
+        )
+        .route(
             "/api/v1/cost-insights/entities/{kind}/{namespace}/{name}/daily-cost",
             get(entity_daily_cost),
         )
@@ -299,4 +303,25 @@ async fn entity_daily_cost(
     let id = format!("{kind}:{namespace}/{name}");
     let what = format!("no service `{service}` in these intervals' allocations; the entity's name must be the service's name");
     insight(&state, &params, &id, what, |r| r.service == service, false).await
+}
+
+/// Cost Insights' `getAlerts`: the team's spike and month-over-month alerts.
+async fn group_alerts(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
+    match jobs::team_alerts(&state.store, &group).await {
+        Ok(rows) => Json(
+            rows.iter()
+                .map(|r| {
+                    cost_insights::alert(
+                        &r.summary,
+                        r.kind.as_str(),
+                        &r.service,
+                        &r.period,
+                        r.state.as_str(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => query_error(e),
+    }
 }

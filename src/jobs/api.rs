@@ -90,3 +90,22 @@ pub async fn recent_teams(store: &Store) -> Result<Vec<String>, ApiQueryError> {
     teams.dedup();
     Ok(teams)
 }
+
+/// A team's alerts (not digests), newest first, without the ones restated data resolved.
+pub async fn team_alerts(
+    store: &Store,
+    team: &str,
+) -> Result<Vec<crate::store::OutboxRow>, ApiQueryError> {
+    let mut rows: Vec<_> = store
+        .list_alerts(None)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            matches!(r.kind, crate::model::MessageKind::Alert(_))
+                && r.team == team
+                && r.state != crate::model::MessageState::Resolved
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.id));
+    Ok(rows)
+}

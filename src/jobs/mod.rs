@@ -27,7 +27,7 @@ pub use allocate::{
     allocate_range, allocation_window, compute_allocations, stale_months, AllocateSummary,
     Computed, StaleMonth, StaleReason,
 };
-pub use api::{cost_rows, last_complete_day, recent_teams, ApiQueryError};
+pub use api::{cost_rows, last_complete_day, recent_teams, team_alerts, ApiQueryError};
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};

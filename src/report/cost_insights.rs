@@ -189,6 +189,15 @@ pub fn daily_cost(
     cost(id, &total, iv, Some(Value::Object(grouped)))
 }
 
+/// One of a team's alerts as Cost Insights' `Alert` (its action items): the alert's summary
+/// as the title, what and where as the subtitle.
+pub fn alert(summary: &str, kind: &str, service: &str, period: &str, state: &str) -> Value {
+    json!({
+        "title": summary,
+        "subtitle": format!("{kind} alert on {service} ({period}); {state} in Slack"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::support::{day, rules, Kind, TestStore, BOTH, NOW};
 
 const D: i128 = costsplit::money::NANOS_PER_UNIT;
 
-const RULES: &str = r##"
+pub(crate) const RULES: &str = r##"
 [[service]]
 name = "checkout-api"
 team = "payments"
@@ -34,7 +34,7 @@ dashboard_url = "https://grafana.example.com/d/costs?var-service={service}"
 
 /// Stores 21 days of allocations from 2025-03-01: flat with noise, then the services in
 /// `jumps` triple on the last day.
-async fn seed(store: &Store, jumps: &[&str]) {
+pub(crate) async fn seed(store: &Store, jumps: &[&str]) {
     let mut allocations = Vec::new();
     for d in 0..21 {
         for (i, service) in ["checkout-api", "search-api", "auth-api"]
@@ -109,7 +109,7 @@ fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
     }
 }
 
-async fn check(store: &Store, rules: &Rules) -> usize {
+pub(crate) async fn check(store: &Store, rules: &Rules) -> usize {
     let detected = jobs::detect_alerts(store, rules, Some(day("2025-03-21")), None)
         .await
         .expect("check");

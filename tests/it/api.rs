@@ -417,3 +417,47 @@ async fn cost_insights_routes_answer_the_plugins_types_and_add_up_to_the_stateme
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cost_insights_alerts_are_a_teams_detected_alerts() {
+    let ts = crate::support::TestStore::new(crate::support::Kind::Sqlite).await;
+    crate::alerts::seed(&ts.store, &["checkout-api"]).await;
+    let rules = crate::support::rules(&[("alerts.toml", crate::alerts::RULES)]);
+    assert_eq!(crate::alerts::check(&ts.store, &rules).await, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = serve(
+        dir.path(),
+        &ts.store_url(),
+        &format!("127.0.0.1:{}", free_port()),
+        &[],
+    )
+    .await;
+    let (status, alerts) = get(
+        &format!("{}/api/v1/cost-insights/groups/payments/alerts", served.url),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{alerts}");
+    let alerts = alerts.as_array().expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0]["title"]
+            .as_str()
+            .expect("title")
+            .contains("checkout-api"),
+        "{alerts:?}"
+    );
+    assert!(
+        alerts[0]["subtitle"]
+            .as_str()
+            .expect("subtitle")
+            .contains("spike alert on checkout-api"),
+        "{alerts:?}"
+    );
+    let (_, none) = get(
+        &format!("{}/api/v1/cost-insights/groups/search/alerts", served.url),
+        None,
+    )
+    .await;
+    assert_eq!(none, serde_json::json!([]));
+}
