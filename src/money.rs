@@ -191,6 +191,13 @@ impl<'a> FromIterator<(&'a str, Nanos)> for PerCurrency {
     }
 }
 
+/// An amount as a JSON-ready float rounded half away from zero to 1e-5 of its unit, as
+/// OpenCost and Backstage Cost Insights carry money: only at that edge, never at rest.
+pub fn rounded_1e5(amount: Nanos) -> f64 {
+    let hundred_thousandths = (amount.0 * 2 / 10_000 + amount.0.signum()) / 2;
+    hundred_thousandths as f64 / 100_000.0
+}
+
 impl fmt::Display for Nanos {
     /// The exact value with 9 decimals.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -11,7 +11,8 @@ use chrono::{Months, NaiveDate};
 use serde_json::{json, Value};
 
 use crate::model::SeriesRow;
-use crate::money::Nanos;
+// Cost Insights' numbers: amounts rounded to 1e-5 of the currency.
+use crate::money::{rounded_1e5 as number, Nanos};
 
 /// An ISO 8601 repeating interval as the plugin sends it: `R2/P30D/2025-03-01` is two
 /// periods of 30 days ending (exclusive) on 2025-03-01.
@@ -61,12 +62,6 @@ pub fn parse_intervals(text: &str) -> Result<Intervals, IntervalsError> {
         end,
         last_start: back(1).ok_or_else(bad)?,
     })
-}
-
-/// Cost Insights' numbers: amounts rounded to 1e-5 of the currency.
-fn number(amount: Nanos) -> f64 {
-    let hundred_thousandths = (amount.0 * 2 / 10_000 + amount.0.signum()) / 2;
-    hundred_thousandths as f64 / 100_000.0
 }
 
 /// `Trendline`: least squares over (unix seconds, amount), as the plugin's own utilities fit

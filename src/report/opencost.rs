@@ -131,8 +131,7 @@ pub fn parse_step(text: Option<&str>, window_days: i64) -> Result<i64, QueryErro
 
 /// OpenCost rounds every float to 1e-5.
 fn number(amount: Nanos) -> Value {
-    let tenths_of_micros = (amount.0 * 2 / 10_000 + amount.0.signum()) / 2;
-    json!(tenths_of_micros as f64 / 100_000.0)
+    json!(crate::money::rounded_1e5(amount))
 }
 
 fn stamp(day: NaiveDate) -> String {

@@ -247,6 +247,28 @@ fn rules_win_over_the_catalog_and_rules_check_says_where_they_disagree() {
     );
 }
 
+/// Backstage's error body (`{error: {name, message}, request, response: {statusCode}}`).
+fn backstage_error(name: &str, message: &str, status: u16) -> serde_json::Value {
+    serde_json::json!({
+        "error": {"name": name, "message": message},
+        "request": {"method": "GET", "url": "/api/catalog/entities/by-query"},
+        "response": {"statusCode": status}
+    })
+}
+
+/// A request without the right bearer token gets the 401 Backstage's auth answers with.
+async fn backstage_refuses_other_tokens(server: &MockServer) {
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(backstage_error(
+            "AuthenticationError",
+            "Missing credentials",
+            401,
+        )))
+        .with_priority(10)
+        .mount(server)
+        .await;
+}
+
 /// A Backstage catalog of `components` components over five groups, answered page by page as
 /// `/api/catalog/entities/by-query` does (`items`, `pageInfo.nextCursor`).
 fn entities(components: usize) -> Vec<serde_json::Value> {
@@ -300,6 +322,7 @@ async fn the_backstage_api_is_read_page_by_page_and_a_catalog_that_is_down_keeps
         })
         .mount(&server)
         .await;
+    backstage_refuses_other_tokens(&server).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -351,7 +374,11 @@ async fn the_backstage_api_is_read_page_by_page_and_a_catalog_that_is_down_keeps
     // The catalog goes down: the sync fails, says the last good map stays, and changes nothing.
     server.reset().await;
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503))
+        .respond_with(ResponseTemplate::new(503).set_body_json(backstage_error(
+            "ServiceUnavailableError",
+            "Service Unavailable",
+            503,
+        )))
         .mount(&server)
         .await;
     let out = costsplit(d)
@@ -434,6 +461,15 @@ async fn ports_entities_are_read_page_by_page_after_the_access_token() {
             }
             ResponseTemplate::new(200).set_body_json(answer)
         })
+        .mount(&server)
+        .await;
+    // Without the access token, refused as Port refuses it.
+    Mock::given(method("POST"))
+        .and(path("/v1/blueprints/service/entities/search"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(serde_json::json!({
+            "ok": false, "error": "unauthorized", "message": "Unauthorized"
+        })))
+        .with_priority(10)
         .mount(&server)
         .await;
 
