@@ -89,8 +89,9 @@ pub enum Command {
     /// Run as a daemon: the jobs on their schedules ([daemon] in costsplit.toml), /healthz,
     /// /readyz and /metrics, until SIGTERM or SIGINT
     Run,
-    /// Serve the read-only API (/api/v1/costs, OpenCost's /allocation/compute) over the store,
-    /// without running jobs, until SIGTERM or SIGINT
+    /// Serve the web page (/) and the read-only API (/api/v1/costs, Cost Insights' routes,
+    /// OpenCost's /allocation/compute) over the store, without running jobs, until SIGTERM or
+    /// SIGINT
     Serve,
     /// Apply database migrations (also done at every start)
     Migrate,

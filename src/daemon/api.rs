@@ -1,6 +1,7 @@
 //! The read-only HTTP API over the stored allocations, served by `costsplit run` and
-//! `costsplit serve`: `/api/v1/costs` (exact amounts per day, service and pool) and
-//! OpenCost's `/allocation/compute` (and `/allocation`). A bearer token
+//! `costsplit serve`: `/api/v1/costs` (exact amounts per day, service and pool), OpenCost's
+//! `/allocation/compute` (and `/allocation`), Backstage Cost Insights' routes under
+//! `/api/v1/cost-insights/`, and the web page (`page.rs`). A bearer token
 //! (`COSTSPLIT_API_TOKEN` or `COSTSPLIT_API_TOKEN_FILE`) is required when set, compared in
 //! constant time; without one the API answers only on a loopback listener.
 
@@ -59,8 +60,8 @@ impl ApiToken {
 }
 
 #[derive(Clone)]
-struct ApiState {
-    store: Store,
+pub(super) struct ApiState {
+    pub(super) store: Store,
     token: Option<ApiToken>,
     /// Without a token on a listener other than loopback, the API stays closed.
     open: bool,
@@ -76,6 +77,9 @@ pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Cloc
         clock,
     };
     Router::new()
+        .route("/", get(super::page::overview))
+        .route("/teams/{team}", get(super::page::team))
+        .route("/services/{service}", get(super::page::service))
         .route("/allocation/compute", get(allocation))
         .route("/allocation", get(allocation))
         .route("/api/v1/costs", get(costs))
@@ -91,6 +95,23 @@ pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Cloc
         .route(
             "/api/v1/cost-insights/groups/{group}/alerts",
             get(group_alerts),
+        )
+        .route(
+            "/api/v1/cost-insights/groups/{group}/projects",
+            get(group_projects),
+        )
+        .route(
+            "/api/v1/cost-insights/projects/{project}/daily-cost",
+            get(project_daily_cost),
+        )
+        .route("/api/v1/cost-insights/products", get(products))
+        .route(
+            "/api/v1/cost-insights/product-insights",
+            get(product_insights),
+        )
+        .route(
+            "/api/v1/cost-insights/metrics/{metric}/daily-data",
+            get(metric_data),
         )
         .route(
             "/api/v1/cost-insights/entities/{kind}/{namespace}/{name}/daily-cost",
@@ -140,7 +161,9 @@ fn check(state: &ApiState, headers: &HeaderMap) -> Option<Response> {
 
 fn query_error(e: ApiQueryError) -> Response {
     match e {
-        ApiQueryError::Currencies(_) => refuse(StatusCode::BAD_REQUEST, e.to_string()),
+        ApiQueryError::Currencies(_) | ApiQueryError::BadRequest(_) => {
+            refuse(StatusCode::BAD_REQUEST, e.to_string())
+        }
         ApiQueryError::NoData(..) | ApiQueryError::Empty | ApiQueryError::NotFound(_) => {
             refuse(StatusCode::NOT_FOUND, e.to_string())
         }
@@ -246,6 +269,32 @@ async fn groups(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// The request's `intervals`, or why not (a 400's sentence).
+fn intervals(params: &HashMap<String, String>) -> Result<cost_insights::Intervals, String> {
+    let Some(text) = params.get("intervals") else {
+        return Err(
+            "give `intervals` as an ISO 8601 repeating interval, e.g. R2/P30D/2025-03-01".into(),
+        );
+    };
+    cost_insights::parse_intervals(text).map_err(|e| e.to_string())
+}
+
+/// The request's `intervals` and the stored allocations they span (in its `currency`).
+async fn intervals_rows(
+    state: &ApiState,
+    params: &HashMap<String, String>,
+) -> Result<(cost_insights::Intervals, Vec<crate::model::SeriesRow>), Response> {
+    let iv = intervals(params).map_err(|m| refuse(StatusCode::BAD_REQUEST, m))?;
+    let rows = jobs::cost_rows(
+        &state.store,
+        (iv.from, iv.end),
+        params.get("currency").map(String::as_str),
+    )
+    .await
+    .map_err(query_error)?;
+    Ok((iv, rows))
+}
+
 /// The `Cost` of the rows `keep` selects over the request's `intervals`, or a 404 naming
 /// `what` when there are none.
 async fn insight(
@@ -256,25 +305,9 @@ async fn insight(
     keep: impl Fn(&crate::model::SeriesRow) -> bool,
     by_service: bool,
 ) -> Response {
-    let Some(text) = params.get("intervals") else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "give `intervals` as an ISO 8601 repeating interval, e.g. R2/P30D/2025-03-01",
-        );
-    };
-    let iv = match cost_insights::parse_intervals(text) {
-        Ok(iv) => iv,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let rows = match jobs::cost_rows(
-        &state.store,
-        (iv.from, iv.end),
-        params.get("currency").map(String::as_str),
-    )
-    .await
-    {
-        Ok(rows) => rows,
-        Err(e) => return query_error(e),
+    let (iv, rows) = match intervals_rows(state, params).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     if !rows.iter().any(&keep) {
         return query_error(ApiQueryError::NotFound(what));
@@ -322,6 +355,106 @@ async fn group_alerts(State(state): State<ApiState>, Path(group): Path<String>) 
                 .collect::<Vec<_>>(),
         )
         .into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+/// Cost Insights' `getGroupProjects`: a team's services are its projects (`Project {id, name}`),
+/// those with allocated cost in the last 90 days.
+async fn group_projects(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
+    let rows = match jobs::recent_rows(&state.store).await {
+        Ok(rows) => rows,
+        Err(e) => return query_error(e),
+    };
+    let mut services: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.team == group)
+        .map(|r| r.service.as_str())
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    Json(
+        services
+            .iter()
+            .map(|s| json!({"id": s, "name": s}))
+            .collect::<Vec<_>>(),
+    )
+    .into_response()
+}
+
+/// Cost Insights' `getProjectDailyCost`: a project is a service; its shares of the shared
+/// pools in `groupedCosts.pool`.
+async fn project_daily_cost(
+    State(state): State<ApiState>,
+    Path(project): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let what = format!("no service `{project}` in these intervals' allocations; `GET /api/v1/cost-insights/groups/<team>/projects` lists a team's services");
+    insight(
+        &state,
+        &params,
+        &project,
+        what,
+        |r| r.service == project,
+        false,
+    )
+    .await
+}
+
+/// The provider services of the last 90 days as `Product`s, for app-config's
+/// `costInsights.products`.
+async fn products(State(state): State<ApiState>) -> Response {
+    match jobs::recent_rows(&state.store).await {
+        Ok(rows) => Json(cost_insights::products(&rows)).into_response(),
+        Err(e) => query_error(e),
+    }
+}
+
+/// Cost Insights' `getProductInsights`: `product` (a key from `/products`), `group`,
+/// `intervals`, optionally `project` (a service).
+async fn product_insights(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(product), Some(group)) = (params.get("product"), params.get("group")) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "give `product` (a key from /api/v1/cost-insights/products) and `group` (a team)",
+        );
+    };
+    let (iv, rows) = match intervals_rows(&state, &params).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let key = cost_insights::product_key(product);
+    let is_product = |r: &crate::model::SeriesRow| {
+        !key.is_empty() && cost_insights::product_key(cost_insights::product_of(r)) == key
+    };
+    if !rows.iter().any(is_product) {
+        return query_error(ApiQueryError::NotFound(format!(
+            "no product `{product}` in these intervals; `GET /api/v1/cost-insights/products` lists the products"
+        )));
+    }
+    let project = params.get("project").filter(|p| !p.is_empty());
+    let kept: Vec<&crate::model::SeriesRow> = rows
+        .iter()
+        .filter(|r| r.team == *group && project.is_none_or(|p| r.service == *p) && is_product(r))
+        .collect();
+    Json(cost_insights::product_insights(product, &kept, iv)).into_response()
+}
+
+/// Cost Insights' `getDailyMetricData`: a usage source (`[[source]]`) is a metric.
+async fn metric_data(
+    State(state): State<ApiState>,
+    Path(metric): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let iv = match intervals(&params) {
+        Ok(iv) => iv,
+        Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
+    };
+    match jobs::metric_daily(&state.store, &metric, (iv.from, iv.end)).await {
+        Ok(daily) => Json(cost_insights::metric_data(&metric, &daily, iv)).into_response(),
         Err(e) => query_error(e),
     }
 }

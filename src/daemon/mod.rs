@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod http;
+mod page;
 pub mod schedule;
 mod work;
 

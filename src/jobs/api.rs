@@ -19,6 +19,8 @@ pub enum ApiQueryError {
     Empty,
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error(transparent)]
     Store(#[from] anyhow::Error),
 }
@@ -75,13 +77,20 @@ pub async fn last_complete_day(store: &Store) -> Result<NaiveDate, ApiQueryError
     Ok(day)
 }
 
-/// The teams of the 90 days up to the newest allocated day, sorted.
-pub async fn recent_teams(store: &Store) -> Result<Vec<String>, ApiQueryError> {
+/// The allocations of the 90 days up to the last complete day, in every currency (for the
+/// names in them: teams, services, provider services).
+pub async fn recent_rows(store: &Store) -> Result<Vec<SeriesRow>, ApiQueryError> {
     let latest = last_complete_day(store).await?;
     let (rows, _) = store
         .series_rows(latest - chrono::Duration::days(89), latest)
         .await?;
-    let mut teams: Vec<String> = rows
+    Ok(rows)
+}
+
+/// The teams of the 90 days up to the newest allocated day, sorted.
+pub async fn recent_teams(store: &Store) -> Result<Vec<String>, ApiQueryError> {
+    let mut teams: Vec<String> = recent_rows(store)
+        .await?
         .into_iter()
         .map(|r| r.team)
         .filter(|t| !t.is_empty())
@@ -108,4 +117,42 @@ pub async fn team_alerts(
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.id));
     Ok(rows)
+}
+
+/// A usage source's daily measurement (the sum of its samples) over `[from, to)`, as the
+/// numbers Cost Insights' metrics are; a 404 naming the sources with samples when it has none.
+pub async fn metric_daily(
+    store: &Store,
+    source: &str,
+    (from, to): (NaiveDate, NaiveDate),
+) -> Result<std::collections::BTreeMap<NaiveDate, f64>, ApiQueryError> {
+    let last = to.pred_opt().unwrap_or(to);
+    let samples = store
+        .usage_samples(&[source.to_string()], from, last)
+        .await?;
+    if samples.is_empty() {
+        let mut known: Vec<String> = store
+            .usage_runs(1000)
+            .await?
+            .into_iter()
+            .map(|r| r.source)
+            .collect();
+        known.sort();
+        known.dedup();
+        let known = if known.is_empty() {
+            "no usage source has samples yet (metrics are the rules' [[source]]s, measured by `costsplit sync usage` or the daemon)".to_string()
+        } else {
+            format!("the metrics are the usage sources: {}", known.join(", "))
+        };
+        return Err(ApiQueryError::NotFound(format!(
+            "no samples of metric `{source}` between {from} and {last}; {known}"
+        )));
+    }
+    let mut daily = std::collections::BTreeMap::new();
+    for s in samples {
+        // The API's numbers; the stored value stays exact decimal text.
+        let value: f64 = s.value.parse().unwrap_or(0.0);
+        *daily.entry(s.day).or_insert(0.0) += value;
+    }
+    Ok(daily)
 }

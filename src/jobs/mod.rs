@@ -14,6 +14,7 @@ mod deliver;
 mod demo;
 mod generate;
 mod import;
+mod page;
 pub mod reports;
 mod rules;
 mod sync;
@@ -27,12 +28,16 @@ pub use allocate::{
     allocate_range, allocation_window, compute_allocations, stale_months, AllocateSummary,
     Computed, StaleMonth, StaleReason,
 };
-pub use api::{cost_rows, last_complete_day, recent_teams, team_alerts, ApiQueryError};
+pub use api::{
+    cost_rows, last_complete_day, metric_daily, recent_rows, recent_teams, team_alerts,
+    ApiQueryError,
+};
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};
 pub use generate::generate;
 pub use import::{import_and_allocate, import_files, ImportSummary};
+pub use page::page_view;
 pub use reports::report;
 pub use rules::{
     catalog_in_force, check_rules, load_rules, load_rules_checked, rule_files, slack_settings,

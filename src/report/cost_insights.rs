@@ -21,8 +21,9 @@ pub struct Intervals {
     /// The first day of the first period, and the day after the last period.
     pub from: NaiveDate,
     pub end: NaiveDate,
-    /// The first day of the last period.
+    /// The first day of the last period, and of the one before it.
     pub last_start: NaiveDate,
+    pub previous_start: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +62,7 @@ pub fn parse_intervals(text: &str) -> Result<Intervals, IntervalsError> {
         from: back(count).ok_or_else(bad)?,
         end,
         last_start: back(1).ok_or_else(bad)?,
+        previous_start: back(2).ok_or_else(bad)?,
     })
 }
 
@@ -105,36 +107,44 @@ fn cost(
 ) -> Value {
     let mut aggregation = Vec::new();
     let mut points = Vec::new();
-    let (mut previous, mut last) = (Nanos::ZERO, Nanos::ZERO);
-    let period_days = (iv.end - iv.last_start).num_days();
-    let previous_start = iv.last_start - chrono::Duration::days(period_days);
     let mut day = iv.from;
     while day < iv.end {
         let amount = daily.get(&day).copied().unwrap_or_default();
-        if day >= iv.last_start {
-            last += amount;
-        } else if day >= previous_start {
-            previous += amount;
-        }
         aggregation.push(json!({"date": day.to_string(), "amount": number(amount)}));
         points.push((day, number(amount)));
         day = day.succ_opt().expect("a next day");
     }
-    let mut change = json!({"amount": number(last - previous)});
-    if previous.0 != 0 && last.0 != 0 {
-        change["ratio"] =
-            json!(((last.0 - previous.0) as f64 / previous.0 as f64 * 1e5).round() / 1e5);
-    }
+    let (previous, last) = periods(daily, iv);
     let mut out = json!({
         "id": id,
         "aggregation": aggregation,
-        "change": change,
+        "change": change(previous, last),
         "trendline": trendline(&points),
     });
     if let Some(grouped) = grouped {
         out["groupedCosts"] = grouped;
     }
     out
+}
+
+/// The sums of the period before the last one and of the last one.
+fn periods(daily: &BTreeMap<NaiveDate, Nanos>, iv: Intervals) -> (Nanos, Nanos) {
+    let sum =
+        |from: NaiveDate, to: NaiveDate| -> Nanos { daily.range(from..to).map(|(_, a)| *a).sum() };
+    (
+        sum(iv.previous_start, iv.last_start),
+        sum(iv.last_start, iv.end),
+    )
+}
+
+/// `ChangeStatistic`: the ratio only when both sums are non-zero (the plugin shows ∞ then).
+fn change(previous: Nanos, last: Nanos) -> Value {
+    let mut change = json!({"amount": number(last - previous)});
+    if previous.0 != 0 && last.0 != 0 {
+        change["ratio"] =
+            json!(((last.0 - previous.0) as f64 / previous.0 as f64 * 1e5).round() / 1e5);
+    }
+    change
 }
 
 /// The daily sums of the rows `key` puts under each name.
@@ -184,6 +194,81 @@ pub fn daily_cost(
     cost(id, &total, iv, Some(Value::Object(grouped)))
 }
 
+/// What Cost Insights calls a product: a shared pool for the shares of it, else the provider
+/// service of a service's own line items.
+pub fn product_of(r: &SeriesRow) -> &str {
+    if r.pool.is_empty() {
+        &r.provider_service
+    } else {
+        &r.pool
+    }
+}
+
+/// A product's key as `costInsights.products` names it in the plugin's app-config: the
+/// product in lowercase letters and digits (`Amazon RDS` -> `amazonrds`, `shared-aurora` ->
+/// `sharedaurora`).
+pub fn product_key(product: &str) -> String {
+    product
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// `Product[]`: the provider services and the shared pools (`kind` is the key app-config
+/// names them by).
+pub fn products(rows: &[SeriesRow]) -> Value {
+    let names: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(product_of)
+        .filter(|p| !product_key(p).is_empty())
+        .collect();
+    names
+        .into_iter()
+        .map(|name| json!({"kind": product_key(name), "name": name}))
+        .collect()
+}
+
+/// `Entity` for `getProductInsights`: the product's cost in the period before the last one and
+/// in the last one, broken down by service.
+pub fn product_insights(product: &str, rows: &[&SeriesRow], iv: Intervals) -> Value {
+    let entity = |id: Value, daily: &BTreeMap<NaiveDate, Nanos>, entities: Value| -> Value {
+        let (previous, last) = periods(daily, iv);
+        json!({
+            "id": id,
+            "aggregation": [number(previous), number(last)],
+            "change": change(previous, last),
+            "entities": entities,
+        })
+    };
+    let services: Vec<Value> = by(rows, |r| r.service.clone())
+        .iter()
+        .map(|(name, daily)| entity(json!(name), daily, json!({})))
+        .collect();
+    let total = by(rows, |_| String::new()).remove("").unwrap_or_default();
+    entity(json!(product), &total, json!({ "service": services }))
+}
+
+/// `MetricData` (`format: number`): a usage source's daily measurement, the sum of its
+/// samples, over the intervals; days without samples are left out, never shown as 0.
+pub fn metric_data(metric: &str, daily: &BTreeMap<NaiveDate, f64>, iv: Intervals) -> Value {
+    let aggregation: Vec<Value> = daily
+        .range(iv.from..iv.end)
+        .map(|(day, value)| json!({"date": day.to_string(), "amount": value}))
+        .collect();
+    let sum =
+        |from: NaiveDate, to: NaiveDate| -> f64 { daily.range(from..to).map(|(_, v)| v).sum() };
+    let (previous, last) = (
+        sum(iv.previous_start, iv.last_start),
+        sum(iv.last_start, iv.end),
+    );
+    let mut change = json!({"amount": last - previous});
+    if previous != 0.0 && last != 0.0 {
+        change["ratio"] = json!(((last - previous) / previous * 1e5).round() / 1e5);
+    }
+    json!({"id": metric, "format": "number", "aggregation": aggregation, "change": change})
+}
+
 /// One of a team's alerts as Cost Insights' `Alert` (its action items): the alert's summary
 /// as the title, what and where as the subtitle.
 pub fn alert(summary: &str, kind: &str, service: &str, period: &str, state: &str) -> Value {
@@ -205,7 +290,8 @@ mod tests {
             Ok(Intervals {
                 from: day("2024-12-31"),
                 end: day("2025-03-01"),
-                last_start: day("2025-01-30")
+                last_start: day("2025-01-30"),
+                previous_start: day("2024-12-31"),
             })
         );
         assert_eq!(
@@ -213,7 +299,8 @@ mod tests {
             Ok(Intervals {
                 from: day("2024-10-01"),
                 end: day("2025-04-01"),
-                last_start: day("2025-01-01")
+                last_start: day("2025-01-01"),
+                previous_start: day("2024-10-01"),
             })
         );
         assert!(parse_intervals("P30D/2025-03-01").is_err());

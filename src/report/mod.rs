@@ -2,7 +2,8 @@
 //! per-service totals (table, JSON, CSV) with the reconciliation of allocated against billed;
 //! `statement.rs` finance's monthly chargeback CSV and FOCUS output; `digest.rs` the per-team
 //! Slack digest's content; `explain.rs` where one service's money came from; `diff.rs` a
-//! candidate rule set against the stored allocations. Every CSV goes through `csv_out.rs`.
+//! candidate rule set against the stored allocations; `page.rs` the web page; `opencost.rs`
+//! and `cost_insights.rs` the API's shapes. Every CSV goes through `csv_out.rs`.
 
 pub mod cost_insights;
 pub mod csv_out;
@@ -11,6 +12,7 @@ pub mod digest;
 pub mod explain;
 pub mod focus;
 pub mod opencost;
+pub mod page;
 pub mod statement;
 
 use std::collections::BTreeMap;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{costsplit, free_port, repo_rules};
 
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Served {
@@ -21,7 +21,7 @@ impl Drop for Served {
 }
 
 /// `costsplit serve` on `listen` with `env`, once `/healthz` answers.
-async fn serve(dir: &Path, store: &str, listen: &str, env: &[(&str, &str)]) -> Served {
+pub(crate) async fn serve(dir: &Path, store: &str, listen: &str, env: &[(&str, &str)]) -> Served {
     let mut command = costsplit(dir).store(store).command(&["serve"]);
     command
         .env("COSTSPLIT_LISTEN", listen)
@@ -52,7 +52,7 @@ async fn serve(dir: &Path, store: &str, listen: &str, env: &[(&str, &str)]) -> S
     panic!("costsplit serve did not answer on {url}");
 }
 
-async fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+pub(crate) async fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let mut request = reqwest::Client::new().get(url);
     if let Some(t) = token {
         request = request.bearer_auth(t);
@@ -84,6 +84,76 @@ fn filled_store(dir: &Path) -> String {
     ]);
     run(&["import", "--allocate", month.to_str().expect("utf-8")]);
     store
+}
+
+/// The demo's store (`costsplit demo`: February and March 2025 with the repository's rules,
+/// a spike and a rise planted) in `dir`.
+pub(crate) fn demo_store(dir: &Path) -> String {
+    let db = dir.join("demo.db");
+    let out = costsplit(dir).rules(&repo_rules()).run(&[
+        "demo",
+        "--rows",
+        "20000",
+        "--db",
+        db.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "demo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("sqlite://{}", db.display())
+}
+
+/// Finance's statement of `month` grouped `by`: (team, service, amount in cents) per line.
+pub(crate) fn statement_cents(
+    dir: &Path,
+    store: &str,
+    month: &str,
+    by: &str,
+) -> Vec<(String, String, i64)> {
+    let out = costsplit(dir)
+        .store(store)
+        .rules(&repo_rules())
+        .run(&["export", "--month", month, "--by", by]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_reader(out.stdout.as_slice());
+    let headers = reader.headers().expect("header").clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (team, service, amount) = (column("team"), column("service"), column("amount"));
+    reader
+        .records()
+        .map(|r| r.expect("record"))
+        .map(|r| {
+            (
+                r[team].to_string(),
+                r[service].to_string(),
+                cents(&r[amount]),
+            )
+        })
+        .collect()
+}
+
+/// An amount as printed (`1234.5`, `$1,234.50`, `-0.07`) in cents.
+pub(crate) fn cents(text: &str) -> i64 {
+    let kept: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect();
+    let (whole, fraction) = kept.split_once('.').unwrap_or((&kept, ""));
+    let fraction = format!("{fraction:0<2}");
+    let negative = whole.starts_with('-');
+    let value = whole.trim_start_matches('-').parse::<i64>().unwrap_or(0) * 100
+        + fraction[..2].parse::<i64>().expect("cents");
+    if negative {
+        -value
+    } else {
+        value
+    }
 }
 
 /// A filled store in a temporary folder, served on loopback with `env`.
@@ -460,4 +530,208 @@ async fn cost_insights_alerts_are_a_teams_detected_alerts() {
     )
     .await;
     assert_eq!(none, serde_json::json!([]));
+}
+
+/// Every Cost Insights route on the demo's store answers JSON that validates against schemas
+/// written from the plugin's types (checked by the `jsonschema` package in the test venv).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_cost_insights_route_answers_the_plugins_types_on_the_demo_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = demo_store(dir.path());
+    // A usage source's samples, so that a metric exists.
+    {
+        let s = costsplit::store::Store::connect(&store)
+            .await
+            .expect("store");
+        for d in 1..=31u32 {
+            let day = chrono::NaiveDate::from_ymd_opt(2025, 3, d).expect("day");
+            let sample = |member: &str, service: &str, value: u32| costsplit::model::UsageSample {
+                day,
+                source: "orders-db-size".into(),
+                member: member.into(),
+                service: service.into(),
+                value: value.to_string(),
+                unit: "bytes".into(),
+            };
+            let samples = [
+                sample("public.orders", "orders-api", 1000 + (d - 1) * 10),
+                sample("public.carts", "checkout-api", 500),
+            ];
+            let run = costsplit::store::UsageRun {
+                created_at: costsplit::model::Timestamp::parse("2025-04-01T00:00:00Z")
+                    .expect("time"),
+                day,
+                source: "orders-db-size".into(),
+                kind: "postgres".into(),
+                status: costsplit::store::UsageStatus::Ok,
+                samples: 2,
+                message: String::new(),
+            };
+            s.record_usage(&run, &samples).await.expect("usage");
+        }
+        s.close().await;
+    }
+    let served = serve(
+        dir.path(),
+        &store,
+        &format!("127.0.0.1:{}", free_port()),
+        &[],
+    )
+    .await;
+    let base = format!("{}/api/v1/cost-insights", served.url);
+    let answers = dir.path().join("answers");
+    std::fs::create_dir_all(&answers).expect("answers dir");
+    let mut fetched = 0;
+    let mut fetch = async |kind: &str, path: &str| -> serde_json::Value {
+        let (status, body) = get(&format!("{base}/{path}"), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        fetched += 1;
+        std::fs::write(
+            answers.join(format!("{kind}.{fetched}.json")),
+            body.to_string(),
+        )
+        .expect("write");
+        body
+    };
+    let date = fetch("LastCompleteBillingDate", "last-complete-billing-date").await;
+    assert_eq!(date, "2025-03-31");
+    let groups = fetch("Groups", "groups").await;
+    let team = groups[0]["id"].as_str().expect("a team").to_string();
+    let projects = fetch("Projects", &format!("groups/{team}/projects")).await;
+    let service = projects[0]["id"].as_str().expect("a service").to_string();
+    let iv = "intervals=R2/P30D/2025-04-01";
+    fetch("Cost", &format!("groups/{team}/daily-cost?{iv}")).await;
+    let project = fetch("Cost", &format!("projects/{service}/daily-cost?{iv}")).await;
+    let entity = fetch(
+        "Cost",
+        &format!("entities/component/default/{service}/daily-cost?{iv}"),
+    )
+    .await;
+    assert_eq!(project["aggregation"], entity["aggregation"]);
+    // One grouped cost per pool (and `direct`), adding up to the service's cost day by day.
+    let days = entity["aggregation"].as_array().expect("days");
+    let pools = entity["groupedCosts"]["pool"].as_array().expect("pools");
+    let names: Vec<&str> = pools
+        .iter()
+        .map(|p| p["id"].as_str().expect("id"))
+        .collect();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names, unique, "one entry per pool");
+    for (i, day) in days.iter().enumerate() {
+        let parts: f64 = pools
+            .iter()
+            .map(|p| p["aggregation"][i]["amount"].as_f64().expect("amount"))
+            .sum();
+        let whole = day["amount"].as_f64().expect("amount");
+        assert!(
+            (parts - whole).abs() <= pools.len() as f64 * 1e-5,
+            "{}: {parts} vs {whole}",
+            day["date"]
+        );
+    }
+    let products = fetch("Products", "products").await;
+    let kinds: Vec<&str> = products
+        .as_array()
+        .expect("products")
+        .iter()
+        .map(|p| p["kind"].as_str().expect("kind"))
+        .collect();
+    // Provider services and shared pools, every one with a key app-config can name.
+    assert!(
+        kinds.contains(&"amazondynamodb") && kinds.contains(&"sharedaurora"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().all(|k| !k.is_empty()), "{kinds:?}");
+    let insights = fetch(
+        "Entity",
+        "product-insights?product=sharedaurora&group=payments&intervals=R2/P1M/2025-04-01",
+    )
+    .await;
+    assert_eq!(insights["id"], "sharedaurora");
+    let parts = insights["entities"]["service"]
+        .as_array()
+        .expect("services");
+    assert!(parts.len() >= 2, "{insights}");
+    let march: f64 = parts
+        .iter()
+        .map(|p| p["aggregation"][1].as_f64().expect("amount"))
+        .sum();
+    let whole = insights["aggregation"][1].as_f64().expect("amount");
+    assert!(
+        whole > 0.0 && (march - whole).abs() <= parts.len() as f64 * 1e-5,
+        "{insights}"
+    );
+    fetch(
+        "Entity",
+        &format!("product-insights?product=amazondynamodb&group={team}&intervals=R2/P1M/2025-04-01&project={service}"),
+    )
+    .await;
+    let metric = fetch(
+        "MetricData",
+        &format!("metrics/orders-db-size/daily-data?{iv}"),
+    )
+    .await;
+    assert_eq!(metric["aggregation"][0]["date"], "2025-03-01");
+    assert_eq!(metric["aggregation"][0]["amount"], 1500.0);
+    assert_eq!(metric["aggregation"].as_array().expect("days").len(), 31);
+    fetch("Alerts", &format!("groups/{team}/alerts")).await;
+
+    let python = std::env::var("COSTSPLIT_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.venv/bin/python", env!("CARGO_MANIFEST_DIR")));
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cost-insights");
+    let out = std::process::Command::new(&python)
+        .arg(data.join("validate.py"))
+        .arg(data.join("schema.json"))
+        .arg(&answers)
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}; run the tests with scripts/test, which installs jsonschema into the test venv (or set COSTSPLIT_PYTHON)"));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("checked {fetched} answers, 0 errors")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Unknown names and bad input: a 404 or 400 that says what to do.
+    for (path, status, words) in [
+        (
+            "projects/no-such-service/daily-cost?intervals=R2/P30D/2025-04-01",
+            404,
+            "/projects",
+        ),
+        (
+            "product-insights?product=nothing&group=x&intervals=R2/P1M/2025-04-01",
+            404,
+            "/products",
+        ),
+        (
+            "product-insights?group=x&intervals=R2/P1M/2025-04-01",
+            400,
+            "`product`",
+        ),
+        (
+            "metrics/nothing/daily-data?intervals=R2/P30D/2025-04-01",
+            404,
+            "orders-db-size",
+        ),
+        (
+            "metrics/orders-db-size/daily-data?intervals=R2",
+            400,
+            "R2/P30D",
+        ),
+    ] {
+        let (got, body) = get(&format!("{base}/{path}"), None).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["message"].as_str().expect("message").contains(words),
+            "{path}: {body}"
+        );
+    }
 }

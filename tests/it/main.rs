@@ -5,6 +5,7 @@ mod support;
 mod alerts;
 mod api;
 mod bad_input;
+mod browser;
 mod catalog;
 mod cbor_proxy;
 mod cli;
