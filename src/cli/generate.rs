@@ -21,13 +21,22 @@ pub struct GenerateArgs {
     /// Services the line items are tagged with (default: the standard 60)
     #[arg(long)]
     services: Option<usize>,
+    /// The month to generate, YYYY-MM (default 2025-03)
+    #[arg(long, value_parser = month_arg)]
+    month: Option<chrono::NaiveDate>,
+}
+
+fn month_arg(text: &str) -> Result<chrono::NaiveDate, String> {
+    crate::model::month_bounds(text)
+        .map(|(first, _)| first)
+        .ok_or_else(|| format!("`{text}` is not a month; write it as YYYY-MM, e.g. 2025-03"))
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<i32> {
     jobs::generate(
         args.rows,
         args.seed,
-        args.services,
+        (args.services, args.month),
         &args.out,
         args.weights.as_deref(),
     )?;

@@ -7,17 +7,20 @@ use anyhow::Context;
 
 use crate::demo::generate::{GenSpec, World};
 
-/// Writes `rows` line items of the standard month (seeded) to `out` (.csv, .csv.gz or
-/// .parquet), tagged with `services` services (default the standard 60), and the shared
-/// resources' weight table to `weights` if given.
+/// Writes `rows` line items of the standard month (March 2025, or the month of `month`),
+/// seeded, to `out` (.csv, .csv.gz or .parquet), tagged with `services` services (default the
+/// standard 60), and the shared resources' weight table to `weights` if given.
 pub fn generate(
     rows: usize,
     seed: u64,
-    services: Option<usize>,
+    (services, month): (Option<usize>, Option<chrono::NaiveDate>),
     out: &Path,
     weights: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut spec = GenSpec::standard(rows, seed);
+    if let Some(month) = month {
+        spec.month = month;
+    }
     if let Some(n) = services {
         anyhow::ensure!(n > 0, "--services must be at least 1");
         let base = spec.services.clone();
