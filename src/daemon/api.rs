@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::jobs::{self, ApiQueryError, Store};
 use crate::report::cost_insights;
 use crate::report::opencost::{self, Aggregate};
+use crate::store::RowsOf;
 
 /// The API's bearer token; never printed.
 #[derive(Clone)]
@@ -62,6 +63,8 @@ impl ApiToken {
 #[derive(Clone)]
 pub(super) struct ApiState {
     pub(super) store: Store,
+    /// Month statements and recent names, kept while the data stays the same.
+    pub(super) cache: Arc<jobs::ApiCache>,
     token: Option<ApiToken>,
     /// Without a token on a listener other than loopback, the API stays closed.
     open: bool,
@@ -73,6 +76,7 @@ pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Cloc
     let state = ApiState {
         open: token.is_some() || loopback,
         store,
+        cache: jobs::ApiCache::new(),
         token,
         clock,
     };
@@ -203,14 +207,21 @@ async fn allocation(
         Ok(p) => p,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
     };
-    match jobs::cost_rows(
-        &state.store,
-        window,
-        params.get("currency").map(String::as_str),
-    )
-    .await
-    {
-        Ok(rows) => Json(opencost::allocation_sets(&rows, window, step, aggregate)).into_response(),
+    let currency = params.get("currency").map(String::as_str);
+    // Readers poll the same windows (dashboards, Port's integration): the answer is kept
+    // while the data stays the same.
+    let key = format!("{window:?} {step:?} {aggregate:?} {currency:?}");
+    let answer = jobs::cached_answer(&state.store, &state.cache, &key, async || {
+        let rows = jobs::cost_rows(&state.store, window, RowsOf::All, currency).await?;
+        Ok(opencost::allocation_sets(&rows, window, step, aggregate).to_string())
+    })
+    .await;
+    match answer {
+        Ok(json) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json.as_ref().clone(),
+        )
+            .into_response(),
         Err(e) => query_error(e),
     }
 }
@@ -233,9 +244,13 @@ async fn costs(
         (Err(m), _) | (_, Err(m)) => return refuse(StatusCode::BAD_REQUEST, m),
     };
     let next = to.succ_opt().unwrap_or(to);
+    let of = params
+        .get("service")
+        .map_or(RowsOf::All, |s| RowsOf::Service(s));
     let rows = match jobs::cost_rows(
         &state.store,
         (from, next),
+        of,
         params.get("currency").map(String::as_str),
     )
     .await
@@ -249,17 +264,22 @@ async fn costs(
 
 /// Cost Insights' `getLastCompleteBillingDate`: never a day that is still estimated.
 async fn last_complete_billing_date(State(state): State<ApiState>) -> Response {
-    match jobs::last_complete_day(&state.store).await {
-        Ok(day) => Json(json!(day.to_string())).into_response(),
+    match jobs::recent_names(&state.store, &state.cache).await {
+        Ok(names) => Json(json!(names
+            .last_complete_day
+            .map(|d| d.to_string())
+            .unwrap_or_default()))
+        .into_response(),
         Err(e) => query_error(e),
     }
 }
 
 /// Cost Insights' `getUserGroups`: the teams (`Group {id, name}`) of the last 90 days.
 async fn groups(State(state): State<ApiState>) -> Response {
-    match jobs::recent_teams(&state.store).await {
-        Ok(teams) => Json(
-            teams
+    match jobs::recent_names(&state.store, &state.cache).await {
+        Ok(names) => Json(
+            names
+                .teams()
                 .iter()
                 .map(|t| json!({"id": t, "name": t}))
                 .collect::<Vec<_>>(),
@@ -283,11 +303,13 @@ fn intervals(params: &HashMap<String, String>) -> Result<cost_insights::Interval
 async fn intervals_rows(
     state: &ApiState,
     params: &HashMap<String, String>,
+    of: RowsOf<'_>,
 ) -> Result<(cost_insights::Intervals, Vec<crate::model::SeriesRow>), Response> {
     let iv = intervals(params).map_err(|m| refuse(StatusCode::BAD_REQUEST, m))?;
     let rows = jobs::cost_rows(
         &state.store,
         (iv.from, iv.end),
+        of,
         params.get("currency").map(String::as_str),
     )
     .await
@@ -300,12 +322,12 @@ async fn intervals_rows(
 async fn insight(
     state: &ApiState,
     params: &HashMap<String, String>,
-    id: &str,
+    (id, of): (&str, RowsOf<'_>),
     what: String,
     keep: impl Fn(&crate::model::SeriesRow) -> bool,
     by_service: bool,
 ) -> Response {
-    let (iv, rows) = match intervals_rows(state, params).await {
+    let (iv, rows) = match intervals_rows(state, params, of).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
@@ -322,7 +344,8 @@ async fn group_daily_cost(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let what = format!("team `{group}` has no allocated cost in these intervals; `GET /api/v1/cost-insights/groups` lists the teams");
-    insight(&state, &params, &group, what, |r| r.team == group, true).await
+    let of = (group.as_str(), RowsOf::Team(&group));
+    insight(&state, &params, of, what, |r| r.team == group, true).await
 }
 
 /// Cost Insights' `getCatalogEntityDailyCost`: a service's cost (its entity's name), its
@@ -335,7 +358,8 @@ async fn entity_daily_cost(
     let service = name.to_lowercase();
     let id = format!("{kind}:{namespace}/{name}");
     let what = format!("no service `{service}` in these intervals' allocations; the entity's name must be the service's name");
-    insight(&state, &params, &id, what, |r| r.service == service, false).await
+    let of = (id.as_str(), RowsOf::Service(&service));
+    insight(&state, &params, of, what, |r| r.service == service, false).await
 }
 
 /// Cost Insights' `getAlerts`: the team's spike and month-over-month alerts.
@@ -362,14 +386,15 @@ async fn group_alerts(State(state): State<ApiState>, Path(group): Path<String>) 
 /// Cost Insights' `getGroupProjects`: a team's services are its projects (`Project {id, name}`),
 /// those with allocated cost in the last 90 days.
 async fn group_projects(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
-    let rows = match jobs::recent_rows(&state.store).await {
-        Ok(rows) => rows,
+    let names = match jobs::recent_names(&state.store, &state.cache).await {
+        Ok(names) => names,
         Err(e) => return query_error(e),
     };
-    let mut services: Vec<&str> = rows
+    let mut services: Vec<&str> = names
+        .names
         .iter()
-        .filter(|r| r.team == group)
-        .map(|r| r.service.as_str())
+        .filter(|n| n[0] == group)
+        .map(|n| n[1].as_str())
         .collect();
     services.sort_unstable();
     services.dedup();
@@ -390,22 +415,22 @@ async fn project_daily_cost(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let what = format!("no service `{project}` in these intervals' allocations; `GET /api/v1/cost-insights/groups/<team>/projects` lists a team's services");
-    insight(
-        &state,
-        &params,
-        &project,
-        what,
-        |r| r.service == project,
-        false,
-    )
-    .await
+    let of = (project.as_str(), RowsOf::Service(&project));
+    insight(&state, &params, of, what, |r| r.service == project, false).await
 }
 
 /// The provider services of the last 90 days as `Product`s, for app-config's
 /// `costInsights.products`.
 async fn products(State(state): State<ApiState>) -> Response {
-    match jobs::recent_rows(&state.store).await {
-        Ok(rows) => Json(cost_insights::products(&rows)).into_response(),
+    match jobs::recent_names(&state.store, &state.cache).await {
+        Ok(names) => Json(cost_insights::products(names.names.iter().map(|n| {
+            if n[2].is_empty() {
+                &n[3]
+            } else {
+                &n[2]
+            }
+        })))
+        .into_response(),
         Err(e) => query_error(e),
     }
 }
@@ -422,7 +447,7 @@ async fn product_insights(
             "give `product` (a key from /api/v1/cost-insights/products) and `group` (a team)",
         );
     };
-    let (iv, rows) = match intervals_rows(&state, &params).await {
+    let (iv, rows) = match intervals_rows(&state, &params, RowsOf::Team(group)).await {
         Ok(found) => found,
         Err(refused) => return refused,
     };
@@ -432,7 +457,7 @@ async fn product_insights(
     };
     if !rows.iter().any(is_product) {
         return query_error(ApiQueryError::NotFound(format!(
-            "no product `{product}` in these intervals; `GET /api/v1/cost-insights/products` lists the products"
+            "no product `{product}` in team `{group}`'s cost in these intervals; `GET /api/v1/cost-insights/products` lists the products"
         )));
     }
     let project = params.get("project").filter(|p| !p.is_empty());

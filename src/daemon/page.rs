@@ -12,7 +12,14 @@ use crate::jobs::{self, ApiQueryError};
 use crate::report::page::{message_page, render, Scope};
 
 async fn show(state: &ApiState, scope: Scope, params: &HashMap<String, String>) -> Response {
-    match jobs::page_view(&state.store, scope, params.get("month").map(String::as_str)).await {
+    match jobs::page_view(
+        &state.store,
+        &state.cache,
+        scope,
+        params.get("month").map(String::as_str),
+    )
+    .await
+    {
         Ok(view) => ([(header::CACHE_CONTROL, "no-store")], Html(render(&view))).into_response(),
         Err(e) => {
             let status = match e {

@@ -1,10 +1,13 @@
 //! What the read-only HTTP API serves, gathered from the store: the stored allocations of a
 //! day range as rows, in one currency.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::NaiveDate;
 
 use crate::model::SeriesRow;
-use crate::store::Store;
+use crate::store::{RowsOf, Store};
 
 /// Why the API cannot answer from the store (a 400 or 404 with this sentence).
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +33,11 @@ pub enum ApiQueryError {
 pub async fn cost_rows(
     store: &Store,
     (from, to): (NaiveDate, NaiveDate),
+    of: RowsOf<'_>,
     currency: Option<&str>,
 ) -> Result<Vec<SeriesRow>, ApiQueryError> {
     let last = to.pred_opt().unwrap_or(to);
-    let (mut rows, _) = store.series_rows(from, last).await?;
+    let mut rows = store.series_rows_of(from, last, of).await?;
     if rows.is_empty() {
         let latest = store.latest_allocation_day().await?;
         let stored = latest.map_or_else(
@@ -77,27 +81,91 @@ pub async fn last_complete_day(store: &Store) -> Result<NaiveDate, ApiQueryError
     Ok(day)
 }
 
-/// The allocations of the 90 days up to the last complete day, in every currency (for the
-/// names in them: teams, services, provider services).
-pub async fn recent_rows(store: &Store) -> Result<Vec<SeriesRow>, ApiQueryError> {
-    let latest = last_complete_day(store).await?;
-    let (rows, _) = store
-        .series_rows(latest - chrono::Duration::days(89), latest)
-        .await?;
-    Ok(rows)
+/// Who and what had cost in the 90 days up to the last complete day.
+#[derive(Debug, Clone, Default)]
+pub struct RecentNames {
+    pub last_complete_day: Option<NaiveDate>,
+    /// (team, service, pool, provider service), each once.
+    pub names: Vec<[String; 4]>,
 }
 
-/// The teams of the 90 days up to the newest allocated day, sorted.
-pub async fn recent_teams(store: &Store) -> Result<Vec<String>, ApiQueryError> {
-    let mut teams: Vec<String> = recent_rows(store)
-        .await?
-        .into_iter()
-        .map(|r| r.team)
-        .filter(|t| !t.is_empty())
-        .collect();
-    teams.sort();
-    teams.dedup();
-    Ok(teams)
+impl RecentNames {
+    /// The teams, sorted.
+    pub fn teams(&self) -> Vec<String> {
+        let mut teams: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| n[0].clone())
+            .filter(|t| !t.is_empty())
+            .collect();
+        teams.sort();
+        teams.dedup();
+        teams
+    }
+}
+
+/// A computed answer and the [`Store::data_version`] it was computed at.
+pub(super) type Versioned<T> = ((i64, i64), Arc<T>);
+
+/// What the API and the page compute from a whole month or the last 90 days, kept while no
+/// allocate run or import changed the data ([`Store::data_version`]); each request checks
+/// that version first, so an answer is never older than the allocations.
+#[derive(Default)]
+pub struct ApiCache {
+    names: Mutex<Option<Versioned<RecentNames>>>,
+    pub(super) months: Mutex<HashMap<String, Versioned<super::page::MonthFigures>>>,
+    answers: Mutex<HashMap<String, Versioned<String>>>,
+}
+
+impl ApiCache {
+    pub fn new() -> Arc<ApiCache> {
+        Arc::new(ApiCache::default())
+    }
+}
+
+/// The answer `make` computes for `key`, or the one kept from an earlier request while the
+/// data stays the same (at most 256 are kept).
+pub async fn cached_answer(
+    store: &Store,
+    cache: &ApiCache,
+    key: &str,
+    make: impl AsyncFnOnce() -> Result<String, ApiQueryError>,
+) -> Result<Arc<String>, ApiQueryError> {
+    let version = store.data_version().await?;
+    if let Some((v, answer)) = cache.answers.lock().expect("cache").get(key) {
+        if *v == version {
+            return Ok(answer.clone());
+        }
+    }
+    let answer = Arc::new(make().await?);
+    let mut answers = cache.answers.lock().expect("cache");
+    if answers.len() >= 256 {
+        answers.clear();
+    }
+    answers.insert(key.to_string(), (version, answer.clone()));
+    Ok(answer)
+}
+
+/// The names of the last 90 days (cached while the allocations stay the same).
+pub async fn recent_names(
+    store: &Store,
+    cache: &ApiCache,
+) -> Result<Arc<RecentNames>, ApiQueryError> {
+    let version = store.data_version().await?;
+    if let Some((v, names)) = cache.names.lock().expect("cache").as_ref() {
+        if *v == version {
+            return Ok(names.clone());
+        }
+    }
+    let latest = last_complete_day(store).await?;
+    let names = Arc::new(RecentNames {
+        last_complete_day: Some(latest),
+        names: store
+            .allocation_names(latest - chrono::Duration::days(89), latest)
+            .await?,
+    });
+    *cache.names.lock().expect("cache") = Some((version, names.clone()));
+    Ok(names)
 }
 
 /// A team's alerts (not digests), newest first, without the ones restated data resolved.

@@ -29,8 +29,8 @@ pub use allocate::{
     Computed, StaleMonth, StaleReason,
 };
 pub use api::{
-    cost_rows, last_complete_day, metric_daily, recent_rows, recent_teams, team_alerts,
-    ApiQueryError,
+    cached_answer, cost_rows, last_complete_day, metric_daily, recent_names, team_alerts, ApiCache,
+    ApiQueryError, RecentNames,
 };
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};

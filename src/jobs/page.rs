@@ -4,15 +4,17 @@
 //! for a service where its money came from.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Datelike, Months, NaiveDate};
 
-use super::api::ApiQueryError;
+use super::api::{ApiCache, ApiQueryError};
 use crate::model::{month_bounds, MessageKind, MessageState, SeriesRow, UNALLOCATED};
 use crate::money::{nanos_per_minor, Nanos};
+use crate::report::explain::{explain_with, Explanation, PoolDays};
 use crate::report::page::{Chart, OpenAlert, Ranked, Scope, View};
 use crate::report::statement::{GroupBy, Statement};
-use crate::store::Store;
+use crate::store::{RowsOf, Store};
 
 /// The name a row is ranked under on the overview: its team, or `unallocated`.
 fn team_of(r: &SeriesRow) -> String {
@@ -43,9 +45,98 @@ fn month_text(first: NaiveDate) -> String {
     first.format("%Y-%m").to_string()
 }
 
+/// A month's figures for every page of it: the statement by service and by team (finance's
+/// cents), the daily cost per team, the estimated days. Computed from the whole month once,
+/// then kept in the [`ApiCache`] while the data stays the same.
+#[derive(Debug)]
+pub struct MonthFigures {
+    by_service: Statement,
+    by_team: Statement,
+    /// Per (day, team, currency); `service` is `unallocated` for the cost nobody owns.
+    team_days: Vec<SeriesRow>,
+    estimated: Vec<NaiveDate>,
+}
+
+async fn month_figures(
+    store: &Store,
+    cache: &ApiCache,
+    month: &str,
+) -> Result<Arc<MonthFigures>, ApiQueryError> {
+    let version = store.data_version().await?;
+    if let Some((v, figures)) = cache.months.lock().expect("cache").get(month) {
+        if *v == version {
+            return Ok(figures.clone());
+        }
+    }
+    let Some((from, to)) = month_bounds(month) else {
+        return Err(ApiQueryError::BadRequest(format!(
+            "`{month}` is not a month; write it as YYYY-MM, e.g. ?month=2025-03"
+        )));
+    };
+    let rows = store.series_rows_of(from, to, RowsOf::All).await?;
+    if rows.is_empty() {
+        let latest = store.latest_allocation_day().await?;
+        let stored = latest.map_or_else(|| "none".to_string(), |d| d.to_string());
+        return Err(ApiQueryError::NoData(from, to, stored));
+    }
+    let mut team_days: BTreeMap<(NaiveDate, String, String), Nanos> = BTreeMap::new();
+    for r in &rows {
+        *team_days
+            .entry((r.day, team_of(r), r.currency.clone()))
+            .or_default() += r.amount;
+    }
+    let statement = |by| super::reports::statement(store, month, by, false, None, 1);
+    let figures = Arc::new(MonthFigures {
+        by_service: statement(GroupBy::Service)
+            .await
+            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
+        by_team: statement(GroupBy::Team)
+            .await
+            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
+        team_days: team_days
+            .into_iter()
+            .map(|((day, team, currency), amount)| SeriesRow {
+                day,
+                service: if team == UNALLOCATED {
+                    UNALLOCATED.to_string()
+                } else {
+                    String::new()
+                },
+                team: if team == UNALLOCATED {
+                    String::new()
+                } else {
+                    team
+                },
+                currency,
+                pool: String::new(),
+                provider_service: String::new(),
+                amount,
+            })
+            .collect(),
+        estimated: store.estimated_days(from, to).await?,
+    });
+    let mut months = cache.months.lock().expect("cache");
+    // A bounded cache: a year of months and a few more.
+    if months.len() > 24 {
+        months.clear();
+    }
+    months.insert(month.to_string(), (version, figures.clone()));
+    Ok(figures)
+}
+
+/// The rows a scoped page reads: one team's or one service's, through their indexes.
+fn rows_of(scope: &Scope) -> RowsOf<'_> {
+    match scope {
+        Scope::All => RowsOf::All,
+        Scope::Team(t) => RowsOf::Team(t),
+        Scope::Service(s) => RowsOf::Service(s),
+    }
+}
+
 /// The page for `scope` in `month` (the newest allocated month when none is given).
 pub async fn page_view(
     store: &Store,
+    cache: &ApiCache,
     scope: Scope,
     month: Option<&str>,
 ) -> Result<View, ApiQueryError> {
@@ -56,15 +147,28 @@ pub async fn page_view(
         Some(m) => m.to_string(),
         None => month_text(latest.with_day(1).unwrap_or(latest)),
     };
-    let Some((from, to)) = month_bounds(&month) else {
-        return Err(ApiQueryError::BadRequest(format!(
-            "`{month}` is not a month; write it as YYYY-MM, e.g. ?month=2025-03"
-        )));
+    let figures = month_figures(store, cache, &month).await?;
+    let (from, to) = month_bounds(&month).expect("a month the figures were made for");
+    let before = from - Months::new(1);
+    let before_month = month_text(before);
+    let (rows, earlier, previous_month) = if scope == Scope::All {
+        let earlier = month_figures(store, cache, &before_month).await.ok();
+        (
+            figures.team_days.clone(),
+            earlier
+                .as_ref()
+                .map(|e| e.team_days.clone())
+                .unwrap_or_default(),
+            earlier.map(|_| before_month),
+        )
+    } else {
+        let rows = store.series_rows_of(from, to, rows_of(&scope)).await?;
+        let earlier = store
+            .series_rows_of(before, from.pred_opt().unwrap_or(from), rows_of(&scope))
+            .await?;
+        let previous = (!earlier.is_empty()).then_some(before_month);
+        (rows, earlier, previous)
     };
-    let (rows, estimated) = store.series_rows(from, to).await?;
-    if rows.is_empty() {
-        return Err(ApiQueryError::NoData(from, to, latest.to_string()));
-    }
     let rows: Vec<SeriesRow> = rows.into_iter().filter(|r| in_scope(&scope, r)).collect();
     if rows.is_empty() {
         let what = match &scope {
@@ -77,41 +181,17 @@ pub async fn page_view(
         )));
     }
     let through = rows.iter().map(|r| r.day).max().unwrap_or(to);
-    let before = from - Months::new(1);
-    let (earlier, _) = store
-        .series_rows(before, from.pred_opt().unwrap_or(from))
-        .await?;
-    let previous_month = (!earlier.is_empty()).then(|| month_text(before));
     let next = from + Months::new(1);
     let next_month = (latest >= next).then(|| month_text(next));
     let earlier: Vec<SeriesRow> = earlier
         .into_iter()
         .filter(|r| in_scope(&scope, r) && r.day.day() <= through.day())
         .collect();
-
-    let statement = |by| super::reports::statement(store, &month, by, false, None, 1);
-    let (by_service, by_team) = (
-        statement(GroupBy::Service)
-            .await
-            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
-        statement(GroupBy::Team)
-            .await
-            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
-    );
-    let hashes: Vec<String> = store
-        .allocation_provenance(from, to)
-        .await?
-        .into_iter()
-        .map(|p| p.rules_hash)
-        .collect();
-    let mut rules_hash = hashes;
-    rules_hash.dedup();
-
-    let (ranking, totals) = ranking_and_totals(&scope, &by_service, &by_team, &earlier);
+    let rules_hash = figures.by_service.rules_hash.clone();
+    let (ranking, totals) =
+        ranking_and_totals(&scope, &figures.by_service, &figures.by_team, &earlier);
     let explanation = match &scope {
-        Scope::Service(s) => super::reports::explain(store, None, s, &month)
-            .await
-            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
+        Scope::Service(s) => explanation(store, s, &month, &rules_hash).await?,
         _ => Vec::new(),
     };
     Ok(View {
@@ -122,12 +202,44 @@ pub async fn page_view(
         previous_month,
         next_month,
         through,
-        rules_hash: rules_hash.join("+"),
-        estimated: estimated.into_iter().collect(),
+        rules_hash,
+        estimated: figures.estimated.clone(),
         totals,
         ranking,
         explanation,
     })
+}
+
+/// `explain` of one service, from its own rows and its pools' daily totals.
+async fn explanation(
+    store: &Store,
+    service: &str,
+    month: &str,
+    rules_hash: &str,
+) -> Result<Vec<Explanation>, ApiQueryError> {
+    let (from, to) = month_bounds(month).expect("a month");
+    let allocations = store.service_allocations(from, to, service).await?;
+    let mut pools: Vec<&str> = allocations
+        .iter()
+        .map(|a| a.pool.as_str())
+        .filter(|p| !p.is_empty())
+        .collect();
+    pools.sort_unstable();
+    pools.dedup();
+    let mut pool_days = PoolDays::new();
+    for pool in pools {
+        for (currency, day, total) in store.pool_day_totals(from, to, pool).await? {
+            pool_days.insert((currency, pool.to_string(), day), total);
+        }
+    }
+    let rules = rules_hash.split('+').map(str::to_string).collect();
+    Ok(explain_with(
+        service,
+        month,
+        rules,
+        &allocations,
+        &pool_days,
+    ))
 }
 
 /// The name a statement line is ranked under, when it belongs on the page.

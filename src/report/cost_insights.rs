@@ -217,10 +217,9 @@ pub fn product_key(product: &str) -> String {
 
 /// `Product[]`: the provider services and the shared pools (`kind` is the key app-config
 /// names them by).
-pub fn products(rows: &[SeriesRow]) -> Value {
-    let names: std::collections::BTreeSet<&str> = rows
-        .iter()
-        .map(product_of)
+pub fn products<'a>(products: impl Iterator<Item = &'a String>) -> Value {
+    let names: std::collections::BTreeSet<&str> = products
+        .map(String::as_str)
         .filter(|p| !product_key(p).is_empty())
         .collect();
     names

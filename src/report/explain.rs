@@ -52,10 +52,27 @@ pub fn explain(
     rules: Vec<String>,
     allocations: &[Allocation],
 ) -> Vec<Explanation> {
-    let mut pool_day: BTreeMap<(&str, &str, NaiveDate), Nanos> = BTreeMap::new();
+    let mut pool_day = PoolDays::new();
     for a in allocations.iter().filter(|a| !a.pool.is_empty()) {
-        *pool_day.entry((&a.currency, &a.pool, a.day)).or_default() += a.amount;
+        *pool_day
+            .entry((a.currency.clone(), a.pool.clone(), a.day))
+            .or_default() += a.amount;
     }
+    explain_with(service, month, rules, allocations, &pool_day)
+}
+
+/// Each shared pool's total per (currency, pool, day).
+pub type PoolDays = BTreeMap<(String, String, NaiveDate), Nanos>;
+
+/// Explains `service` from its own allocations (others' rows are skipped) and the totals of
+/// the pools it has shares of.
+pub fn explain_with(
+    service: &str,
+    month: &str,
+    rules: Vec<String>,
+    allocations: &[Allocation],
+    pool_day: &PoolDays,
+) -> Vec<Explanation> {
     let mut by_currency: BTreeMap<&str, Explanation> = BTreeMap::new();
     let mut direct: BTreeMap<(&str, &str), Nanos> = BTreeMap::new();
     let mut parts: BTreeMap<(&str, &str, String), PoolPart> = BTreeMap::new();
@@ -107,7 +124,7 @@ pub fn explain(
             part.basis = a.basis.clone();
         }
         part.pool_total += pool_day
-            .get(&(a.currency.as_str(), a.pool.as_str(), a.day))
+            .get(&(a.currency.clone(), a.pool.clone(), a.day))
             .copied()
             .unwrap_or_default();
         part.share += a.amount;

@@ -17,6 +17,15 @@ use super::rows::{
 };
 use crate::model::{Allocation, Fact, Provenance, SeriesRow, ServiceTotal};
 
+/// Whose rows [`Store::series_rows_of`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsOf<'a> {
+    All,
+    Team(&'a str),
+    Service(&'a str),
+    Pool(&'a str),
+}
+
 impl Store {
     /// Replaces the allocations of `from..=to` with `allocations`, in one transaction, and
     /// records the run. Returns the run id.
@@ -178,18 +187,38 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> anyhow::Result<(Vec<SeriesRow>, BTreeSet<NaiveDate>)> {
-        let rows = bind(sqlx::query(
-            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
-             FROM allocations WHERE day >= $1 AND day <= $2
-             GROUP BY day, service, currency, pool, provider_service
-             ORDER BY service, currency, day",
-        ), days(from, to))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.series_rows_of(from, to, RowsOf::All).await?;
         let estimated: BTreeSet<NaiveDate> =
             self.estimated_days(from, to).await?.into_iter().collect();
-        let rows = rows
-            .iter()
+        Ok((rows, estimated))
+    }
+
+    /// [`Store::series_rows`] of one team, one service, or every service that has a share of
+    /// the named pools (read through their indexes), without the estimated days.
+    pub async fn series_rows_of(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        of: RowsOf<'_>,
+    ) -> anyhow::Result<Vec<SeriesRow>> {
+        let filter = match of {
+            RowsOf::All => "",
+            RowsOf::Team(_) => " AND team = $3",
+            RowsOf::Service(_) => " AND service = $3",
+            RowsOf::Pool(_) => " AND pool = $3",
+        };
+        let sql = format!(
+            "SELECT day, service, MAX(team), currency, pool, provider_service, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
+             FROM allocations WHERE day >= $1 AND day <= $2{filter}
+             GROUP BY day, service, currency, pool, provider_service
+             ORDER BY service, currency, day"
+        );
+        let mut query = bind(sqlx::query(&sql), days(from, to));
+        if let RowsOf::Team(name) | RowsOf::Service(name) | RowsOf::Pool(name) = of {
+            query = query.bind(name);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
             .map(|row| {
                 Ok(SeriesRow {
                     day: row.day(0)?,
@@ -201,8 +230,81 @@ impl Store {
                     amount: row.amount(6)?,
                 })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok((rows, estimated))
+            .collect()
+    }
+
+    /// The distinct (team, service, pool, provider service) of a range: who and what has cost.
+    pub async fn allocation_names(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Vec<[String; 4]>> {
+        let rows = bind(
+            sqlx::query(
+                "SELECT team, service, pool, provider_service FROM allocations
+                 WHERE day >= $1 AND day <= $2
+                 GROUP BY team, service, pool, provider_service",
+            ),
+            days(from, to),
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok([row.text(0)?, row.text(1)?, row.text(2)?, row.text(3)?]))
+            .collect()
+    }
+
+    /// The allocation rows of one service with `from <= day <= to`, in (day, pool) order.
+    pub async fn service_allocations(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        service: &str,
+    ) -> anyhow::Result<Vec<Allocation>> {
+        let sql = format!(
+            "SELECT {} FROM allocations WHERE day >= $1 AND day <= $2 AND service = $3 ORDER BY day, service, pool, provider_service, method",
+            ALLOCATION_COLUMNS.join(", ")
+        );
+        let rows = bind(sqlx::query(&sql), days(from, to))
+            .bind(service)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(allocation_decode).collect()
+    }
+
+    /// Each day's total of one shared pool, per currency: (currency, day, total).
+    pub async fn pool_day_totals(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        pool: &str,
+    ) -> anyhow::Result<Vec<(String, NaiveDate, crate::money::Nanos)>> {
+        let rows = bind(
+            sqlx::query(
+                "SELECT currency, day, CAST(SUM(amount_units) AS BIGINT), CAST(SUM(amount_nanos) AS BIGINT)
+                 FROM allocations WHERE day >= $1 AND day <= $2 AND pool = $3
+                 GROUP BY currency, day ORDER BY currency, day",
+            ),
+            days(from, to),
+        )
+        .bind(pool)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.text(0)?, row.day(1)?, row.amount(2)?)))
+            .collect()
+    }
+
+    /// Grows with every allocate run and every import: answers computed from the allocations
+    /// and the facts' estimated days stay right while it stays the same.
+    pub async fn data_version(&self) -> anyhow::Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT CAST((SELECT COALESCE(MAX(id), 0) FROM allocation_runs) AS BIGINT),
+                    CAST((SELECT COALESCE(MAX(id), 0) FROM imports) AS BIGINT)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     /// The last day that has allocations.

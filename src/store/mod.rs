@@ -17,6 +17,7 @@ mod sqlite_bulk;
 mod usage;
 
 pub use crate::model::{SeriesRow, ServiceTotal};
+pub use allocations::RowsOf;
 pub use connect::{explain_busy, redact_url, sqlite_wait, Backend, Store, Table};
 pub use daemon::{JobRun, Leadership};
 pub use facts::DayMark;

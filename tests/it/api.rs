@@ -735,3 +735,61 @@ async fn every_cost_insights_route_answers_the_plugins_types_on_the_demo_store()
         );
     }
 }
+
+/// Answers kept by the API's cache follow the store: an import and allocate while serving
+/// changes what the next request gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn kept_answers_follow_a_new_import() {
+    let (dir, store, served) = filled_and_served(&[]).await;
+    let paths = [
+        "/allocation/compute?window=2025-03-01T00:00:00Z,2025-03-08T00:00:00Z&aggregate=team",
+        "/api/v1/cost-insights/groups/payments/daily-cost?intervals=R1/P31D/2025-04-01",
+    ];
+    let mut before = Vec::new();
+    for path in paths {
+        let (status, body) = get(&format!("{}{path}", served.url), None).await;
+        assert_eq!(status, 200, "{body}");
+        before.push(body);
+    }
+    let page = |url: String| async move {
+        reqwest::get(url)
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html")
+    };
+    let page_before = page(format!("{}/?month=2025-03", served.url)).await;
+    let month = dir.path().join("other.csv");
+    for args in [
+        vec![
+            "generate",
+            "--rows",
+            "20000",
+            "--seed",
+            "9",
+            "--out",
+            month.to_str().expect("utf-8"),
+        ],
+        vec!["import", "--allocate", month.to_str().expect("utf-8")],
+    ] {
+        let out = costsplit(dir.path())
+            .store(&store)
+            .rules(&repo_rules())
+            .run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (path, old) in paths.iter().zip(&before) {
+        let (status, body) = get(&format!("{}{path}", served.url), None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(&body, old, "{path} still answers the old data");
+    }
+    assert_ne!(
+        page(format!("{}/?month=2025-03", served.url)).await,
+        page_before
+    );
+}
