@@ -72,11 +72,17 @@ pub(super) struct ApiState {
 }
 
 /// The API routes. `loopback`: the listener is on 127.0.0.1 / ::1.
-pub fn routes(store: Store, token: Option<ApiToken>, loopback: bool, clock: Clock) -> Router {
+pub fn routes(
+    store: Store,
+    cache: Arc<jobs::ApiCache>,
+    token: Option<ApiToken>,
+    loopback: bool,
+    clock: Clock,
+) -> Router {
     let state = ApiState {
         open: token.is_some() || loopback,
         store,
-        cache: jobs::ApiCache::new(),
+        cache,
         token,
         clock,
     };

@@ -45,6 +45,8 @@ struct Env<'a> {
     store: &'a Store,
     status: &'a Arc<Mutex<Status>>,
     timeline: &'a Timeline,
+    /// The API's kept answers, filled again after each allocate job.
+    api_cache: &'a Arc<jobs::ApiCache>,
 }
 
 /// Where the run loop reads the time and how it waits: the system clock, or simulated time
@@ -226,10 +228,13 @@ pub async fn serve(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()>
         "{address} is not loopback and the API has no token: set COSTSPLIT_API_TOKEN (or COSTSPLIT_API_TOKEN_FILE), or listen on 127.0.0.1"
     );
     let store = Store::connect(&config.store_url).await?;
+    let api_cache = jobs::ApiCache::new();
+    tokio::spawn(jobs::warm_api_cache(store.clone(), api_cache.clone()));
     let app = Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
         .merge(api::routes(
             store.clone(),
+            api_cache,
             token,
             address.ip().is_loopback(),
             crate::clock::Clock::System,
@@ -276,12 +281,14 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
     let address = listener.local_addr()?;
     info!(%address, "serving /healthz, /readyz, /metrics and the API");
     let token = api::ApiToken::from_env(&|k| std::env::var(k).ok())?;
+    let api_cache = jobs::ApiCache::new();
     let app = http::router(AppState {
         status: status.clone(),
         store: store.clone(),
     })
     .merge(api::routes(
         store.clone(),
+        api_cache.clone(),
         token,
         address.ip().is_loopback(),
         timeline.clock(),
@@ -306,6 +313,7 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
         store: &store,
         status: &status,
         timeline: &timeline,
+        api_cache: &api_cache,
     };
     let result = schedule_loop(&env, &mut watch, shutdown).await;
     let _ = loop_done.send(());
@@ -387,6 +395,7 @@ async fn lead_loop(
         store,
         status,
         timeline,
+        ..
     } = *env;
     let poll = Duration::from_secs(config.daemon.poll_seconds.max(1));
     work::refresh_stale_months(store, status).await;
@@ -536,6 +545,7 @@ async fn run_job(
         status: env.status,
         shutdown,
         clock,
+        api_cache: env.api_cache,
     };
     let work = work::job_work(job, &ctx);
     tokio::pin!(work);

@@ -26,6 +26,7 @@ pub(super) struct JobCtx<'a> {
     pub status: &'a Mutex<Status>,
     pub shutdown: &'a Shutdown,
     pub clock: Clock,
+    pub api_cache: &'a std::sync::Arc<jobs::ApiCache>,
 }
 
 /// One job's work; returns a one-line summary.
@@ -38,6 +39,12 @@ pub(super) async fn job_work(job: Job, ctx: &JobCtx<'_>) -> anyhow::Result<Strin
         Job::Allocate => {
             let outcome = allocate(ctx).await;
             refresh_stale_months(ctx.store, ctx.status).await;
+            // The API's first answers after new allocations are ready before anyone asks
+            // (beside the run loop: the job does not wait for it).
+            tokio::spawn(jobs::warm_api_cache(
+                ctx.store.clone(),
+                ctx.api_cache.clone(),
+            ));
             outcome
         }
         Job::Alerts => alerts(ctx).await,

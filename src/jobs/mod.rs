@@ -37,7 +37,7 @@ pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};
 pub use generate::generate;
 pub use import::{import_and_allocate, import_files, ImportSummary};
-pub use page::page_view;
+pub use page::{page_view, warm_api_cache};
 pub use reports::report;
 pub use rules::{
     catalog_in_force, check_rules, load_rules, load_rules_checked, rule_files, slack_settings,

@@ -124,6 +124,30 @@ async fn month_figures(
     Ok(figures)
 }
 
+/// Computes what the API keeps for the newest two months and the last 90 days, so that the
+/// first requests after new data need not (a failure only means the first request computes).
+async fn warm_api_cache_now(store: &Store, cache: &ApiCache) {
+    let latest = match store.latest_allocation_day().await {
+        Ok(Some(day)) => day,
+        _ => return,
+    };
+    let month = latest.with_day(1).unwrap_or(latest);
+    for first in [month, month - Months::new(1)] {
+        if let Err(e) = month_figures(store, cache, &month_text(first)).await {
+            tracing::debug!(error = %e, "the API's month figures were not computed ahead");
+        }
+    }
+    if let Err(e) = super::api::recent_names(store, cache).await {
+        tracing::debug!(error = %e, "the API's recent names were not computed ahead");
+    }
+}
+
+/// [`warm_api_cache_now`] as a task of its own (at `costsplit serve`'s start, after the
+/// daemon's allocate job).
+pub async fn warm_api_cache(store: Store, cache: Arc<ApiCache>) {
+    warm_api_cache_now(&store, &cache).await;
+}
+
 /// The rows a scoped page reads: one team's or one service's, through their indexes.
 fn rows_of(scope: &Scope) -> RowsOf<'_> {
     match scope {
