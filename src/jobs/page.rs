@@ -54,6 +54,8 @@ pub struct MonthFigures {
     by_team: Statement,
     /// Per (day, team, currency); `service` is `unallocated` for the cost nobody owns.
     team_days: Vec<SeriesRow>,
+    /// The same of the month before (the overview's comparison).
+    team_days_before: Vec<SeriesRow>,
     estimated: Vec<NaiveDate>,
 }
 
@@ -79,40 +81,31 @@ async fn month_figures(
         let stored = latest.map_or_else(|| "none".to_string(), |d| d.to_string());
         return Err(ApiQueryError::NoData(from, to, stored));
     }
-    let mut team_days: BTreeMap<(NaiveDate, String, String), Nanos> = BTreeMap::new();
-    for r in &rows {
-        *team_days
-            .entry((r.day, team_of(r), r.currency.clone()))
-            .or_default() += r.amount;
-    }
-    let statement = |by| super::reports::statement(store, month, by, false, None, 1);
+    let mut statements = super::reports::statements(
+        store,
+        month,
+        &[GroupBy::Service, GroupBy::Team],
+        false,
+        None,
+        1,
+    )
+    .await
+    .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?;
+    let by_team = statements.pop().expect("two statements");
+    let by_service = statements.pop().expect("two statements");
     let figures = Arc::new(MonthFigures {
-        by_service: statement(GroupBy::Service)
-            .await
-            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
-        by_team: statement(GroupBy::Team)
-            .await
-            .map_err(|e| ApiQueryError::NotFound(format!("{e:#}")))?,
-        team_days: team_days
-            .into_iter()
-            .map(|((day, team, currency), amount)| SeriesRow {
-                day,
-                service: if team == UNALLOCATED {
-                    UNALLOCATED.to_string()
-                } else {
-                    String::new()
-                },
-                team: if team == UNALLOCATED {
-                    String::new()
-                } else {
-                    team
-                },
-                currency,
-                pool: String::new(),
-                provider_service: String::new(),
-                amount,
-            })
-            .collect(),
+        by_service,
+        by_team,
+        team_days: team_days(&rows),
+        team_days_before: team_days(
+            &store
+                .series_rows_of(
+                    from - Months::new(1),
+                    from.pred_opt().unwrap_or(from),
+                    RowsOf::All,
+                )
+                .await?,
+        ),
         estimated: store.estimated_days(from, to).await?,
     });
     let mut months = cache.months.lock().expect("cache");
@@ -148,6 +141,35 @@ pub async fn warm_api_cache(store: Store, cache: Arc<ApiCache>) {
     warm_api_cache_now(&store, &cache).await;
 }
 
+/// Per (day, team, currency) sums; `service` is `unallocated` for the cost nobody owns.
+fn team_days(rows: &[SeriesRow]) -> Vec<SeriesRow> {
+    let mut sums: BTreeMap<(NaiveDate, String, String), Nanos> = BTreeMap::new();
+    for r in rows {
+        *sums
+            .entry((r.day, team_of(r), r.currency.clone()))
+            .or_default() += r.amount;
+    }
+    sums.into_iter()
+        .map(|((day, team, currency), amount)| SeriesRow {
+            day,
+            service: if team == UNALLOCATED {
+                UNALLOCATED.to_string()
+            } else {
+                String::new()
+            },
+            team: if team == UNALLOCATED {
+                String::new()
+            } else {
+                team
+            },
+            currency,
+            pool: String::new(),
+            provider_service: String::new(),
+            amount,
+        })
+        .collect()
+}
+
 /// The rows a scoped page reads: one team's or one service's, through their indexes.
 fn rows_of(scope: &Scope) -> RowsOf<'_> {
     match scope {
@@ -176,15 +198,9 @@ pub async fn page_view(
     let before = from - Months::new(1);
     let before_month = month_text(before);
     let (rows, earlier, previous_month) = if scope == Scope::All {
-        let earlier = month_figures(store, cache, &before_month).await.ok();
-        (
-            figures.team_days.clone(),
-            earlier
-                .as_ref()
-                .map(|e| e.team_days.clone())
-                .unwrap_or_default(),
-            earlier.map(|_| before_month),
-        )
+        let earlier = figures.team_days_before.clone();
+        let previous = (!earlier.is_empty()).then_some(before_month);
+        (figures.team_days.clone(), earlier, previous)
     } else {
         let rows = store.series_rows_of(from, to, rows_of(&scope)).await?;
         let earlier = store

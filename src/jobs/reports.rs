@@ -39,6 +39,19 @@ pub async fn statement(
     want: Option<CostBasis>,
     month_final_day: u32,
 ) -> anyhow::Result<Statement> {
+    let mut statements = statements(store, month, &[by], detail, want, month_final_day).await?;
+    Ok(statements.remove(0))
+}
+
+/// [`statement`] grouped each way of `bys`, from one read of the month.
+pub async fn statements(
+    store: &Store,
+    month: &str,
+    bys: &[GroupBy],
+    detail: bool,
+    want: Option<CostBasis>,
+    month_final_day: u32,
+) -> anyhow::Result<Vec<Statement>> {
     let (from, to) = month_range(month)?;
     let provenance = store.allocation_provenance(from, to).await?;
     anyhow::ensure!(
@@ -64,20 +77,18 @@ pub async fn statement(
     let allocations = store.allocations(from, to).await?;
     let billed = store.billed_totals(from, to, basis).await?;
     let estimated = !store.estimated_days(from, to).await?.is_empty();
-    let statement = build_statement(
-        &StatementInput {
-            month,
-            basis,
-            rules_hash: hashes.join("+"),
-            allocations: &allocations,
-            billed: &billed,
-            estimated,
-            open_until,
-        },
-        by,
-        detail,
-    )?;
-    Ok(statement)
+    let input = StatementInput {
+        month,
+        basis,
+        rules_hash: hashes.join("+"),
+        allocations: &allocations,
+        billed: &billed,
+        estimated,
+        open_until,
+    };
+    bys.iter()
+        .map(|by| Ok(build_statement(&input, *by, detail)?))
+        .collect()
 }
 
 /// Allocates `range` with candidate `rules` without storing anything and compares the
