@@ -199,6 +199,17 @@ pub struct SeriesRow {
     pub amount: Nanos,
 }
 
+impl SeriesRow {
+    /// The pool the amount is a share of, or `direct` for the service's own cost.
+    pub fn pool_or_direct(&self) -> &str {
+        if self.pool.is_empty() {
+            "direct"
+        } else {
+            &self.pool
+        }
+    }
+}
+
 /// An instant to the second, in UTC. Compared as a time; written as RFC 3339 text
 /// (`2026-01-01T00:00:00Z`) only where it leaves the program: the store and the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

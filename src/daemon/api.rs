@@ -429,13 +429,12 @@ async fn project_daily_cost(
 /// `costInsights.products`.
 async fn products(State(state): State<ApiState>) -> Response {
     match jobs::recent_names(&state.store, &state.cache).await {
-        Ok(names) => Json(cost_insights::products(names.names.iter().map(|n| {
-            if n[2].is_empty() {
-                &n[3]
-            } else {
-                &n[2]
-            }
-        })))
+        Ok(names) => Json(cost_insights::products(
+            names
+                .names
+                .iter()
+                .map(|n| cost_insights::product(&n[2], &n[3])),
+        ))
         .into_response(),
         Err(e) => query_error(e),
     }

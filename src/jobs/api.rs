@@ -173,14 +173,23 @@ pub async fn team_alerts(
     store: &Store,
     team: &str,
 ) -> Result<Vec<crate::store::OutboxRow>, ApiQueryError> {
+    open_alerts(store, |r| r.team == team).await
+}
+
+/// The alerts (not digests) `keep` selects, newest first, without the ones restated data
+/// resolved.
+pub(super) async fn open_alerts(
+    store: &Store,
+    keep: impl Fn(&crate::store::OutboxRow) -> bool,
+) -> Result<Vec<crate::store::OutboxRow>, ApiQueryError> {
     let mut rows: Vec<_> = store
         .list_alerts(None)
         .await?
         .into_iter()
         .filter(|r| {
             matches!(r.kind, crate::model::MessageKind::Alert(_))
-                && r.team == team
                 && r.state != crate::model::MessageState::Resolved
+                && keep(r)
         })
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.id));

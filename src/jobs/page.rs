@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::{Datelike, Months, NaiveDate};
 
 use super::api::{ApiCache, ApiQueryError};
-use crate::model::{month_bounds, MessageKind, MessageState, SeriesRow, UNALLOCATED};
+use crate::model::{month_bounds, SeriesRow, UNALLOCATED};
 use crate::money::{nanos_per_minor, Nanos};
 use crate::report::explain::{explain_with, Explanation, PoolDays};
 use crate::report::page::{Chart, OpenAlert, Ranked, Scope, View};
@@ -22,14 +22,6 @@ fn team_of(r: &SeriesRow) -> String {
         UNALLOCATED.to_string()
     } else {
         r.team.clone()
-    }
-}
-
-fn series_of(r: &SeriesRow) -> String {
-    if r.pool.is_empty() {
-        "direct".to_string()
-    } else {
-        r.pool.clone()
     }
 }
 
@@ -395,7 +387,7 @@ fn chart(scope: &Scope, rows: &[SeriesRow], from: NaiveDate, through: NaiveDate)
             Scope::All if r.service == UNALLOCATED => UNALLOCATED.to_string(),
             Scope::All if r.team.is_empty() => "no team".to_string(),
             Scope::All => r.team.clone(),
-            _ => series_of(r),
+            _ => r.pool_or_direct().to_string(),
         };
         let index = (r.day - from).num_days() as usize;
         let values = series
@@ -426,22 +418,15 @@ async fn open_alerts(
     scope: &Scope,
     month: &str,
 ) -> Result<Vec<OpenAlert>, ApiQueryError> {
-    let mut rows: Vec<_> = store
-        .list_alerts(None)
-        .await?
-        .into_iter()
-        .filter(|r| {
-            matches!(r.kind, MessageKind::Alert(_))
-                && r.state != MessageState::Resolved
-                && r.period.starts_with(month)
-                && match scope {
-                    Scope::All => true,
-                    Scope::Team(t) => r.team == *t,
-                    Scope::Service(s) => r.service == *s,
-                }
-        })
-        .collect();
-    rows.sort_by_key(|r| std::cmp::Reverse(r.id));
+    let rows = super::api::open_alerts(store, |r| {
+        r.period.starts_with(month)
+            && match scope {
+                Scope::All => true,
+                Scope::Team(t) => r.team == *t,
+                Scope::Service(s) => r.service == *s,
+            }
+    })
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| OpenAlert {

@@ -159,14 +159,6 @@ fn by(
     out
 }
 
-fn pool_name(r: &SeriesRow) -> String {
-    if r.pool.is_empty() {
-        "direct".to_string()
-    } else {
-        r.pool.clone()
-    }
-}
-
 /// The `Cost` of the rows `keep` selects, named `id`, grouped by pool (and by service for a
 /// team).
 pub fn daily_cost(
@@ -187,7 +179,10 @@ pub fn daily_cost(
         )
     };
     let mut grouped = serde_json::Map::new();
-    grouped.insert("pool".into(), group(by(&kept, pool_name)));
+    grouped.insert(
+        "pool".into(),
+        group(by(&kept, |r| r.pool_or_direct().to_string())),
+    );
     if by_service {
         grouped.insert("service".into(), group(by(&kept, |r| r.service.clone())));
     }
@@ -197,10 +192,15 @@ pub fn daily_cost(
 /// What Cost Insights calls a product: a shared pool for the shares of it, else the provider
 /// service of a service's own line items.
 pub fn product_of(r: &SeriesRow) -> &str {
-    if r.pool.is_empty() {
-        &r.provider_service
+    product(&r.pool, &r.provider_service)
+}
+
+/// The product of an amount in `pool` (empty for direct cost) from `provider_service`.
+pub fn product<'a>(pool: &'a str, provider_service: &'a str) -> &'a str {
+    if pool.is_empty() {
+        provider_service
     } else {
-        &r.pool
+        pool
     }
 }
 
@@ -217,11 +217,9 @@ pub fn product_key(product: &str) -> String {
 
 /// `Product[]`: the provider services and the shared pools (`kind` is the key app-config
 /// names them by).
-pub fn products<'a>(products: impl Iterator<Item = &'a String>) -> Value {
-    let names: std::collections::BTreeSet<&str> = products
-        .map(String::as_str)
-        .filter(|p| !product_key(p).is_empty())
-        .collect();
+pub fn products<'a>(products: impl Iterator<Item = &'a str>) -> Value {
+    let names: std::collections::BTreeSet<&str> =
+        products.filter(|p| !product_key(p).is_empty()).collect();
     names
         .into_iter()
         .map(|name| json!({"kind": product_key(name), "name": name}))

@@ -156,6 +156,19 @@ pub(crate) fn cents(text: &str) -> i64 {
     }
 }
 
+/// Each of `cases` (path under `base`, status, words of the message) is refused with that
+/// status and a message that says what to do.
+async fn refused(base: &str, cases: &[(&str, u16, &str)]) {
+    for (path, status, words) in cases {
+        let (got, body) = get(&format!("{base}/{path}"), None).await;
+        assert_eq!(got, *status, "{path}: {body}");
+        assert!(
+            body["message"].as_str().expect("message").contains(words),
+            "{path}: {body}"
+        );
+    }
+}
+
 /// A filled store in a temporary folder, served on loopback with `env`.
 async fn filled_and_served(env: &[(&str, &str)]) -> (tempfile::TempDir, String, Served) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -461,31 +474,28 @@ async fn cost_insights_routes_answer_the_plugins_types_and_add_up_to_the_stateme
     assert!(pools.contains(&"direct") && pools.len() > 1, "{pools:?}");
     assert!(cost["change"]["ratio"].is_number(), "{cost}");
 
-    for (path, status, words) in [
-        (
-            "groups/nobody/daily-cost?intervals=R2/P30D/2025-04-01",
-            404,
-            "/api/v1/cost-insights/groups",
-        ),
-        (
-            "groups/payments/daily-cost?intervals=2025-04-01",
-            400,
-            "R2/P30D",
-        ),
-        ("groups/payments/daily-cost", 400, "intervals"),
-        (
-            "entities/component/default/no-such-api/daily-cost?intervals=R2/P30D/2025-04-01",
-            404,
-            "no-such-api",
-        ),
-    ] {
-        let (got, body) = get(&format!("{base}/{path}"), None).await;
-        assert_eq!(got, status, "{path}: {body}");
-        assert!(
-            body["message"].as_str().expect("message").contains(words),
-            "{path}: {body}"
-        );
-    }
+    refused(
+        &base,
+        &[
+            (
+                "groups/nobody/daily-cost?intervals=R2/P30D/2025-04-01",
+                404,
+                "/api/v1/cost-insights/groups",
+            ),
+            (
+                "groups/payments/daily-cost?intervals=2025-04-01",
+                400,
+                "R2/P30D",
+            ),
+            ("groups/payments/daily-cost", 400, "intervals"),
+            (
+                "entities/component/default/no-such-api/daily-cost?intervals=R2/P30D/2025-04-01",
+                404,
+                "no-such-api",
+            ),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -700,40 +710,37 @@ async fn every_cost_insights_route_answers_the_plugins_types_on_the_demo_store()
     );
 
     // Unknown names and bad input: a 404 or 400 that says what to do.
-    for (path, status, words) in [
-        (
-            "projects/no-such-service/daily-cost?intervals=R2/P30D/2025-04-01",
-            404,
-            "/projects",
-        ),
-        (
-            "product-insights?product=nothing&group=x&intervals=R2/P1M/2025-04-01",
-            404,
-            "/products",
-        ),
-        (
-            "product-insights?group=x&intervals=R2/P1M/2025-04-01",
-            400,
-            "`product`",
-        ),
-        (
-            "metrics/nothing/daily-data?intervals=R2/P30D/2025-04-01",
-            404,
-            "orders-db-size",
-        ),
-        (
-            "metrics/orders-db-size/daily-data?intervals=R2",
-            400,
-            "R2/P30D",
-        ),
-    ] {
-        let (got, body) = get(&format!("{base}/{path}"), None).await;
-        assert_eq!(got, status, "{path}: {body}");
-        assert!(
-            body["message"].as_str().expect("message").contains(words),
-            "{path}: {body}"
-        );
-    }
+    refused(
+        &base,
+        &[
+            (
+                "projects/no-such-service/daily-cost?intervals=R2/P30D/2025-04-01",
+                404,
+                "/projects",
+            ),
+            (
+                "product-insights?product=nothing&group=x&intervals=R2/P1M/2025-04-01",
+                404,
+                "/products",
+            ),
+            (
+                "product-insights?group=x&intervals=R2/P1M/2025-04-01",
+                400,
+                "`product`",
+            ),
+            (
+                "metrics/nothing/daily-data?intervals=R2/P30D/2025-04-01",
+                404,
+                "orders-db-size",
+            ),
+            (
+                "metrics/orders-db-size/daily-data?intervals=R2",
+                400,
+                "R2/P30D",
+            ),
+        ],
+    )
+    .await;
 }
 
 /// Answers kept by the API's cache follow the store: an import and allocate while serving
