@@ -101,6 +101,9 @@ pub enum Method {
     Fixed,
     Proportional,
     Usage,
+    /// A cluster's workloads by AWS's split cost allocation data (each pod's share of its
+    /// instance: the larger of its requests and its usage, CPU and memory weighed 9:1).
+    Split,
     /// Nobody could be charged: untagged and in no pool, or a pool whose fallback says so.
     Unallocated,
 }
@@ -113,6 +116,7 @@ impl Method {
             Method::Fixed => "fixed",
             Method::Proportional => "proportional",
             Method::Usage => "usage",
+            Method::Split => "split",
             Method::Unallocated => "unallocated",
         }
     }
@@ -124,10 +128,24 @@ impl Method {
             "fixed" => Method::Fixed,
             "proportional" => Method::Proportional,
             "usage" => Method::Usage,
+            "split" => Method::Split,
             "unallocated" => Method::Unallocated,
             _ => return None,
         })
     }
+}
+
+/// The tags split cost allocation data (EKS pods, ECS tasks) gives the facts it makes
+/// (`ingest::split`), which `[[cluster]]` rules match.
+pub mod split_tags {
+    /// What the split made of a line: [`WORKLOAD`] or [`IDLE`].
+    pub const SPLIT: &str = "costsplit:split";
+    pub const WORKLOAD: &str = "workload";
+    pub const IDLE: &str = "idle";
+    /// The cluster, namespace (an ECS service for ECS tasks) and workload of a split fact.
+    pub const CLUSTER: &str = "costsplit:cluster";
+    pub const NAMESPACE: &str = "costsplit:namespace";
+    pub const WORKLOAD_NAME: &str = "costsplit:workload";
 }
 
 /// The name under which unattributable cost is reported.

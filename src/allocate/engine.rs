@@ -8,7 +8,10 @@ use chrono::NaiveDate;
 
 use crate::model::{Allocation, CostBasis, Fact, Method, UNALLOCATED};
 use crate::money::{ratio_ppb, split_largest_remainder, Nanos};
-use crate::rules::{Fallback, Pool, Rules, SplitMethod, Tagged, Undeclared, WeightTable};
+use crate::rules::{
+    Fallback, IdlePolicy, IdleShare, Pool, Rules, SplitMethod, Tagged, Undeclared, WeightTable,
+    Workloads,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AllocateError {
@@ -139,6 +142,9 @@ struct Run<'a> {
     buckets: BTreeMap<BucketKey, Bucket>,
     /// Per pool: whether its weights are per resource (a bucket per day and resource).
     per_resource: Vec<bool>,
+    /// What each cluster's workloads pool charged each service per day: the weights of its
+    /// idle pool (split after it: buckets go in (day, pool) order, workloads pool first).
+    workload_totals: HashMap<(NaiveDate, usize), BTreeMap<String, Nanos>>,
 }
 
 impl<'a> Run<'a> {
@@ -155,6 +161,7 @@ impl<'a> Run<'a> {
             direct: HashMap::new(),
             buckets: BTreeMap::new(),
             per_resource,
+            workload_totals: HashMap::new(),
         }
     }
 
@@ -183,10 +190,15 @@ impl<'a> Run<'a> {
             .iter()
             .position(|p| p.matcher.matches(fact, service.as_deref()))
         {
+            let resource = match &rules.pools[pool].method {
+                // A bucket per value that names a service (namespace, workload or label).
+                SplitMethod::Workloads(w) => Some(w.value_of(fact).to_string()),
+                _ => self.per_resource[pool].then(|| fact.resource_id.clone()),
+            };
             let key = BucketKey {
                 day: fact.day,
                 pool,
-                resource: self.per_resource[pool].then(|| fact.resource_id.clone()),
+                resource,
             };
             let bucket = self.buckets.entry(key.clone()).or_insert_with(|| Bucket {
                 currency: fact.currency.clone(),
@@ -275,6 +287,8 @@ impl<'a> Run<'a> {
                     .collect();
                 split_largest_remainder(bucket.amount, &weights)
             }
+            // Split whole by `split` before the pool's own weights are asked for.
+            SplitMethod::Workloads(_) | SplitMethod::Idle(_) => None,
         }
     }
 
@@ -282,6 +296,11 @@ impl<'a> Run<'a> {
     /// proportional weights are 0 too), else the whole bucket to `unallocated`.
     fn split(&self, key: &BucketKey, bucket: &Bucket) -> Vec<BucketPart> {
         let pool = &self.input.rules.pools[key.pool];
+        match &pool.method {
+            SplitMethod::Workloads(w) => return vec![self.workload_part(w, key, bucket)],
+            SplitMethod::Idle(idle) => return self.idle_parts(pool, idle, key, bucket),
+            _ => {}
+        }
         let equal = || split_largest_remainder(bucket.amount, &vec![1; pool.members.len()]);
         let (parts, method, fallback_used) = match self.own_split(pool, key, bucket) {
             Some(parts) => (Some(parts), pool.method.method(), false),
@@ -316,8 +335,148 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// A cluster's workloads bucket (one namespace, workload or label value) whole to the
+    /// service the value maps to, else to `unallocated` with the reason.
+    fn workload_part(&self, w: &Workloads, key: &BucketKey, bucket: &Bucket) -> BucketPart {
+        let rules = self.input.rules;
+        let value = key.resource.as_deref().unwrap_or_default();
+        let named = w.by.describe(value);
+        let service = match &w.map {
+            Some(map) => map.service_of(value).map(str::to_string),
+            None => rules
+                .service(&rules.settings.value_case.normalise(value))
+                .map(|s| s.name.clone()),
+        };
+        let (service, method, basis) = match service {
+            Some(service) => (service, Method::Split, named),
+            None if value.is_empty() => (
+                UNALLOCATED.to_string(),
+                Method::Unallocated,
+                format!(
+                    "no {} in cluster {}",
+                    w.by.describe("").trim_end_matches([' ', '=']),
+                    w.cluster
+                ),
+            ),
+            None => (
+                UNALLOCATED.to_string(),
+                Method::Unallocated,
+                format!("{named} of cluster {} names no service", w.cluster),
+            ),
+        };
+        BucketPart {
+            service,
+            method,
+            fallback_used: false,
+            basis,
+            amount: bucket.amount,
+        }
+    }
+
+    /// A cluster's idle capacity of one day, by its policy: to its owner, equally among the
+    /// services whose workloads ran, or in proportion to what their workloads were charged.
+    /// A day without workloads leaves it `unallocated`, saying so.
+    fn idle_parts(
+        &self,
+        pool: &Pool,
+        idle: &IdleShare,
+        key: &BucketKey,
+        bucket: &Bucket,
+    ) -> Vec<BucketPart> {
+        let rules = self.input.rules;
+        let part = |service: &str, method: Method, basis: String, amount: Nanos| BucketPart {
+            service: service.to_string(),
+            method,
+            fallback_used: false,
+            basis,
+            amount,
+        };
+        let workloads = rules.pools.iter().position(|p| p.name == idle.workloads);
+        let totals = workloads.and_then(|w| self.workload_totals.get(&(key.day, w)));
+        let mut ran: Vec<(&String, u128)> = totals
+            .map(|t| {
+                t.iter()
+                    .map(|(s, n)| (s, u128::try_from(n.0.max(0)).expect("non-negative")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (weights, method, basis): (Vec<(&String, u128)>, Method, &str) = match &idle.policy {
+            IdlePolicy::Central(owner) => {
+                return vec![part(
+                    owner,
+                    Method::Fixed,
+                    format!(
+                        "central: {owner} pays the idle capacity of {}",
+                        idle.workloads
+                    ),
+                    bucket.amount,
+                )]
+            }
+            IdlePolicy::Unallocated => {
+                return vec![part(
+                    UNALLOCATED,
+                    Method::Unallocated,
+                    format!("idle capacity of {}: no idle policy chosen", idle.workloads),
+                    bucket.amount,
+                )]
+            }
+            IdlePolicy::Equal => {
+                ran.retain(|(s, w)| s.as_str() != UNALLOCATED && *w > 0);
+                let ran = ran.into_iter().map(|(s, _)| (s, 1)).collect();
+                (
+                    ran,
+                    Method::Equal,
+                    "equal among the services whose workloads ran in",
+                )
+            }
+            IdlePolicy::Requests => (
+                ran,
+                Method::Proportional,
+                "in proportion to the workloads' split (requests or usage) in",
+            ),
+        };
+        let weight_list: Vec<u128> = weights.iter().map(|(_, w)| *w).collect();
+        match split_largest_remainder(bucket.amount, &weight_list) {
+            Some(parts) => weights
+                .iter()
+                .zip(parts)
+                .map(|((service, _), amount)| {
+                    part(
+                        service,
+                        method,
+                        format!("{basis} {}", idle.workloads),
+                        amount,
+                    )
+                })
+                .collect(),
+            None => vec![BucketPart {
+                fallback_used: true,
+                ..part(
+                    UNALLOCATED,
+                    Method::Unallocated,
+                    format!(
+                        "fallback: no workloads ran in {} that day",
+                        pool.name.trim_end_matches(" idle")
+                    ),
+                    bucket.amount,
+                )
+            }],
+        }
+    }
+
     /// Adds a member's part of a bucket to its row.
     fn charge(&mut self, key: &BucketKey, bucket: &Bucket, part: BucketPart) {
+        if matches!(
+            self.input.rules.pools[key.pool].method,
+            SplitMethod::Workloads(_)
+        ) {
+            *self
+                .workload_totals
+                .entry((key.day, key.pool))
+                .or_default()
+                .entry(part.service.clone())
+                .or_default() += part.amount;
+        }
         let row = RowKey {
             day: key.day,
             service: part.service,

@@ -1,4 +1,5 @@
-//! `costsplit generate`: a seeded synthetic month of FOCUS line items.
+//! `costsplit generate`: a seeded synthetic month of FOCUS line items, or of a CUR 2.0 export
+//! with split cost allocation data.
 
 use std::path::PathBuf;
 
@@ -24,6 +25,10 @@ pub struct GenerateArgs {
     /// The month to generate, YYYY-MM (default 2025-03)
     #[arg(long, value_parser = month_arg)]
     month: Option<chrono::NaiveDate>,
+    /// Write a CUR 2.0 export with split cost allocation data (EKS pods on three clusters)
+    /// instead of FOCUS
+    #[arg(long, conflicts_with = "weights")]
+    split_cost: bool,
 }
 
 fn month_arg(text: &str) -> Result<chrono::NaiveDate, String> {
@@ -33,6 +38,19 @@ fn month_arg(text: &str) -> Result<chrono::NaiveDate, String> {
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<i32> {
+    if args.split_cost {
+        let rows = jobs::generate_split_cost(
+            args.rows,
+            args.seed,
+            (args.services, args.month),
+            &args.out,
+        )?;
+        eprintln!(
+            "wrote a CUR 2.0 export with split cost allocation data ({rows} line items) to {}",
+            args.out.display()
+        );
+        return Ok(0);
+    }
     jobs::generate(
         args.rows,
         args.seed,

@@ -2,3 +2,4 @@
 //! (`costsplit generate`). Not a billing source: nothing here is read as a real bill.
 
 pub mod generate;
+pub mod split_cost;

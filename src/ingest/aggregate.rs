@@ -96,6 +96,7 @@ impl std::hash::Hash for Key {
 #[derive(Default)]
 struct Sums {
     amounts: [i128; AMOUNT_COUNT],
+    split: i128,
     lines: i64,
 }
 
@@ -151,7 +152,12 @@ impl Aggregator {
         for (i, value) in line.keys.iter().enumerate() {
             ids[i] = self.intern(i, value)?;
         }
-        self.add_ids(line.day, line.period, ids, line.amounts());
+        let sums = self.sums(line.day, line.period, ids);
+        for (sum, amount) in sums.amounts.iter_mut().zip(line.amounts()) {
+            *sum += amount;
+        }
+        sums.split += line.split;
+        sums.lines += 1;
         Ok(())
     }
 
@@ -174,16 +180,21 @@ impl Aggregator {
         ids: [u32; KEY_COUNT],
         amounts: [i128; AMOUNT_COUNT],
     ) {
+        let sums = self.sums(day, period, ids);
+        for (sum, amount) in sums.amounts.iter_mut().zip(amounts) {
+            *sum += amount;
+        }
+        sums.lines += 1;
+    }
+
+    /// The sums of the fact with these keys.
+    fn sums(&mut self, day: NaiveDate, period: NaiveDate, ids: [u32; KEY_COUNT]) -> &mut Sums {
         let day = self.day_slot(day);
         let key = Key {
             month: self.month_number(period),
             ids,
         };
-        let sums = self.days[day].1.entry(key).or_default();
-        for (sum, amount) in sums.amounts.iter_mut().zip(amounts) {
-            *sum += amount;
-        }
-        sums.lines += 1;
+        self.days[day].1.entry(key).or_default()
     }
 
     /// The index of `day`'s map in `days`.
@@ -260,6 +271,7 @@ impl Aggregator {
                 for (sum, amount) in into.amounts.iter_mut().zip(sums.amounts) {
                     *sum += amount;
                 }
+                into.split += sums.split;
                 into.lines += sums.lines;
             }
         }
@@ -326,6 +338,7 @@ impl Aggregator {
                     estimated: false,
                 },
                 amounts: sums.amounts,
+                split: sums.split,
             });
         }
         facts
@@ -426,6 +439,7 @@ pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
                 for (sum, amount) in last.amounts.iter_mut().zip(raw.amounts) {
                     *sum += amount;
                 }
+                last.split += raw.split;
                 last.fact.line_count += raw.fact.line_count;
                 last.fact.estimated |= raw.fact.estimated;
             }
@@ -523,6 +537,7 @@ mod tests {
             billed: cost * 2,
             list: cost * 3,
             contracted: cost * 2,
+            split: 0,
         }
     }
 

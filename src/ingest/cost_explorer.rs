@@ -462,6 +462,7 @@ fn group_fact(
     Ok(RawFact {
         fact,
         amounts: [effective, billed, billed, billed],
+        split: 0,
     })
 }
 

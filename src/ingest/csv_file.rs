@@ -108,6 +108,8 @@ pub struct Scratch {
     /// The last JSON text a value was read from, and that value.
     pub last_json: Vec<u8>,
     pub last_value: Vec<u8>,
+    /// A split cost allocation row's resource key (see `split::workload_key`).
+    pub resource: Vec<u8>,
 }
 
 /// A format's mapping of one CSV record onto the common line item: one per format (FOCUS

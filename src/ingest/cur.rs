@@ -52,10 +52,14 @@ enum Field {
     RiUnusedRecurring,
     RiArn,
     PublicOnDemand,
+    /// Split cost allocation data: the instance a pod's (or ECS task's) row is a share of,
+    /// and that share.
+    SplitParent,
+    SplitCost,
 }
 
 impl Field {
-    const ALL: [Field; 18] = [
+    const ALL: [Field; 20] = [
         Field::UsageStart,
         Field::PeriodStart,
         Field::Payer,
@@ -74,6 +78,8 @@ impl Field {
         Field::RiUnusedRecurring,
         Field::RiArn,
         Field::PublicOnDemand,
+        Field::SplitParent,
+        Field::SplitCost,
     ];
 
     /// (CUR 2.0 name, legacy CUR name).
@@ -120,6 +126,11 @@ impl Field {
                 "pricing_public_on_demand_cost",
                 "pricing/publicOnDemandCost",
             ),
+            Field::SplitParent => (
+                "split_line_item_parent_resource_id",
+                "splitLineItem/ParentResourceId",
+            ),
+            Field::SplitCost => ("split_line_item_split_cost", "splitLineItem/SplitCost"),
         }
     }
 
@@ -431,13 +442,29 @@ impl RowMap for CurCsv {
             _ => billed,
         };
         let contracted = billed;
+        // A pod's (or ECS task's) row of split cost allocation data: its share of the parent
+        // instance, keyed by parent and workload (never by pod id, which churns), for
+        // `split::attribute` to move the instance's money by.
+        let parent = raw(Field::SplitParent);
+        let is_split = !parent.is_empty() && self.index(Field::SplitCost).is_some();
+        let split = if is_split {
+            super::split::workload_key(parent, raw(Field::ResourceId), &mut scratch.resource);
+            cost(Field::SplitCost)?
+        } else {
+            0
+        };
+        let resource: &'r [u8] = if is_split {
+            &scratch.resource
+        } else {
+            raw(Field::ResourceId)
+        };
         let (tags, service): (&'r [u8], &'r [u8]) = (&scratch.tags, &scratch.service);
         let mut keys: [&'r [u8]; KEY_COUNT] = [b""; KEY_COUNT];
         keys[ACCOUNT] = raw(Field::Payer);
         keys[SUB_ACCOUNT] = raw(Field::UsageAccount);
         keys[PROVIDER] = b"AWS";
         keys[SERVICE] = service;
-        keys[RESOURCE] = raw(Field::ResourceId);
+        keys[RESOURCE] = resource;
         keys[CATEGORY] = category.as_bytes();
         keys[CURRENCY] = raw(Field::Currency);
         keys[TAGS] = tags;
@@ -449,6 +476,7 @@ impl RowMap for CurCsv {
             billed,
             list,
             contracted,
+            split,
         })
     }
 

@@ -43,6 +43,10 @@ pub struct Line<'a> {
     /// FOCUS `ListCost` and `ContractedCost`; the billed cost where the source has none.
     pub list: i128,
     pub contracted: i128,
+    /// A split cost allocation row's share of its parent instance (its
+    /// `split_line_item_split_cost`, 1e-11 units); 0 on every other line. Not money: the
+    /// money stays on the parent's line until [`super::split`] moves it.
+    pub split: i128,
 }
 
 /// The amounts a line carries and a fact sums, in this order (see [`Line::amounts`]).
@@ -61,6 +65,8 @@ impl Line<'_> {
 pub struct RawFact {
     pub fact: Fact,
     pub amounts: [i128; AMOUNT_COUNT],
+    /// The summed split shares of a split cost allocation fact (see [`Line::split`]).
+    pub split: i128,
 }
 
 impl RawFact {
@@ -74,6 +80,7 @@ impl RawFact {
                 fine(fact.list),
                 fine(fact.contracted),
             ],
+            split: 0,
             fact,
         }
     }

@@ -13,6 +13,7 @@ mod focus;
 pub mod line;
 mod parquet;
 pub mod s3_exports;
+pub mod split;
 pub mod usage;
 
 use std::collections::BTreeSet;
@@ -35,6 +36,8 @@ pub struct Imported {
     pub files: Vec<String>,
     /// The schemas of the files read.
     pub schemas: BTreeSet<BillingSchema>,
+    /// What split cost allocation data (EKS pods, ECS tasks) moved, when the files had any.
+    pub split: split::Summary,
 }
 
 /// Exports that are not billing line items costsplit reads, recognised by their columns, with
@@ -251,6 +254,14 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
         imported.files.push(path.display().to_string());
     }
     let started = std::time::Instant::now();
+    let (raw, split) = split::attribute(raw);
+    if split.orphan_rows > 0 {
+        tracing::warn!(
+            rows = split.orphan_rows,
+            "split cost allocation rows whose parent instance has no line item that day in these files: their shares moved nothing (import every part of the export together)"
+        );
+    }
+    imported.split = split;
     imported.facts = aggregate::round_to_nanos(aggregate::merge_facts(raw));
     tracing::info!(
         stage = "read: merge and round facts",

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::demo::generate::{GenSpec, World};
+use crate::demo::split_cost::{SplitMonth, SplitSpec};
 
 /// Writes `rows` line items of the standard month (March 2025, or the month of `month`),
 /// seeded, to `out` (.csv, .csv.gz or .parquet), tagged with `services` services (default the
@@ -17,6 +18,21 @@ pub fn generate(
     out: &Path,
     weights: Option<&Path>,
 ) -> anyhow::Result<()> {
+    let spec = spec_of(rows, seed, (services, month))?;
+    let world = World::new(spec);
+    write_world(&world, out)?;
+    if let Some(weights) = weights {
+        world.write_weights(weights)?;
+    }
+    Ok(())
+}
+
+/// The standard spec with the month and the number of services asked for.
+fn spec_of(
+    rows: usize,
+    seed: u64,
+    (services, month): (Option<usize>, Option<chrono::NaiveDate>),
+) -> anyhow::Result<GenSpec> {
     let mut spec = GenSpec::standard(rows, seed);
     if let Some(month) = month {
         spec.month = month;
@@ -31,12 +47,33 @@ pub fn generate(
             })
             .collect();
     }
-    let world = World::new(spec);
-    write_world(&world, out)?;
-    if let Some(weights) = weights {
-        world.write_weights(weights)?;
+    Ok(spec)
+}
+
+/// Writes about `rows` line items of a CUR 2.0 export with split cost allocation data (see
+/// `demo::split_cost`) to `out` (.csv, .csv.gz or .parquet); returns how many it wrote.
+pub fn generate_split_cost(
+    rows: usize,
+    seed: u64,
+    (services, month): (Option<usize>, Option<chrono::NaiveDate>),
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let spec = spec_of(rows, seed, (services.or(Some(12)), month))?;
+    let month = SplitMonth::new(SplitSpec {
+        rows,
+        seed,
+        month: spec.month,
+        services: spec.services,
+    });
+    let name = out.to_string_lossy();
+    if name.ends_with(".parquet") {
+        month.write_parquet(out)
+    } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+        month.write_csv(out)
+    } else {
+        anyhow::bail!("--out must end in .csv, .csv.gz or .parquet")
     }
-    Ok(())
+    .with_context(|| format!("writing {}", out.display()))
 }
 
 fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {

@@ -35,7 +35,7 @@ pub use api::{
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};
-pub use generate::generate;
+pub use generate::{generate, generate_split_cost};
 pub use import::{import_and_allocate, import_files, ImportSummary};
 pub use page::{page_view, warm_api_cache};
 pub use reports::report;

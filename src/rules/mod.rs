@@ -4,6 +4,7 @@
 
 mod alerts;
 mod cases;
+mod clusters;
 mod diagnostic;
 mod model;
 mod parse;
@@ -19,14 +20,15 @@ mod weights;
 pub use cases::TestCase;
 pub use diagnostic::{Diagnostic, Severity};
 pub use sources::{
-    CloudWatchQuery, LiveUsage, PgGrain, RedisMeasure, SecretError, SecretRef, ServiceMap,
-    SourceKind, UsageSource,
+    CloudWatchQuery, KubeBasis, KubeQuery, LiveUsage, PgGrain, RedisMeasure, SecretError,
+    SecretRef, ServiceMap, SourceKind, UsageSource,
 };
 pub use thresholds::{Floors, Thresholds};
 pub use weights::{parse_weight, WeightKey, WeightRow, WeightTable, WEIGHT_DECIMALS};
 
 pub use model::{
-    AlertRules, Fallback, FloorOverrides, Loaded, Matcher, Pattern, Pool, ReportRules, Rules,
-    Service, Settings, SplitMethod, Tagged, Undeclared, ValueCase,
+    AlertRules, Fallback, FloorOverrides, IdlePolicy, IdleShare, Loaded, Matcher, Pattern, Pool,
+    ReportRules, Rules, Service, Settings, SplitMethod, Tagged, Undeclared, ValueCase, WorkloadKey,
+    Workloads,
 };
 pub use parse::{load, load_or_error, load_texts, load_with_catalog, rule_files, rules_or_error};

@@ -8,7 +8,7 @@ use globset::GlobMatcher;
 
 use super::cases::TestCase;
 use super::diagnostic::{Diagnostic, Severity};
-use super::sources::{LiveUsage, UsageSource};
+use super::sources::{LiveUsage, ServiceMap, UsageSource};
 use super::thresholds::Thresholds;
 use super::weights::WeightTable;
 use crate::model::{Fact, Tags};
@@ -195,6 +195,90 @@ pub enum SplitMethod {
     /// Usage weights: a static table or a CSV file, or (with [`Pool::live`]) empty here and
     /// filled per day from the stored samples of live sources.
     Usage(WeightTable),
+    /// A `[[cluster]]`'s workloads: each bucket (one namespace, workload or label value) goes
+    /// whole to the service it maps to, or to `unallocated`.
+    Workloads(Workloads),
+    /// A `[[cluster]]`'s idle capacity, shared by its policy.
+    Idle(IdleShare),
+}
+
+/// How a cluster's workload facts find their service.
+#[derive(Debug, Clone)]
+pub struct Workloads {
+    /// The cluster, as its facts' `costsplit:cluster` tag names it.
+    pub cluster: String,
+    pub by: WorkloadKey,
+    /// Values to services (exact, else the first matching pattern); without one, a value
+    /// that is a declared service's name or alias is that service.
+    pub map: Option<ServiceMap>,
+}
+
+/// Which of a workload fact's values names its service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkloadKey {
+    Namespace,
+    Workload,
+    /// A pod label (a tag of the workload facts), by key.
+    Label(String),
+}
+
+impl WorkloadKey {
+    /// The tag that holds the value.
+    pub fn tag(&self) -> &str {
+        match self {
+            WorkloadKey::Namespace => crate::model::split_tags::NAMESPACE,
+            WorkloadKey::Workload => crate::model::split_tags::WORKLOAD_NAME,
+            WorkloadKey::Label(key) => key,
+        }
+    }
+
+    /// How a value is named in basis texts: `namespace shop`, `label app=shop`.
+    pub fn describe(&self, value: &str) -> String {
+        match self {
+            WorkloadKey::Namespace => format!("namespace {value}"),
+            WorkloadKey::Workload => format!("workload {value}"),
+            WorkloadKey::Label(key) => format!("label {key}={value}"),
+        }
+    }
+}
+
+impl Workloads {
+    /// The value of a workload fact that names its service (empty when it has none).
+    pub fn value_of<'f>(&self, fact: &'f Fact) -> &'f str {
+        tag_value(&fact.tags, self.by.tag()).unwrap_or("")
+    }
+}
+
+/// A cluster's idle capacity and who pays for it.
+#[derive(Debug, Clone)]
+pub struct IdleShare {
+    /// The pool of the same cluster's workloads.
+    pub workloads: String,
+    pub policy: IdlePolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// All of it to one service (the platform team's).
+    Central(String),
+    /// Equally among the services whose workloads ran in the cluster that day.
+    Equal,
+    /// In proportion to what each service's workloads were charged that day (AWS's split is
+    /// the larger of requests and usage), `unallocated` workloads included.
+    Requests,
+    /// Nobody: a visible `unallocated` line under the idle pool's name (the default).
+    Unallocated,
+}
+
+impl IdlePolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IdlePolicy::Central(_) => "central",
+            IdlePolicy::Equal => "equal",
+            IdlePolicy::Requests => "requests",
+            IdlePolicy::Unallocated => "unallocated",
+        }
+    }
 }
 
 impl SplitMethod {
@@ -205,6 +289,13 @@ impl SplitMethod {
             SplitMethod::Fixed(_) => Method::Fixed,
             SplitMethod::Proportional => Method::Proportional,
             SplitMethod::Usage(_) => Method::Usage,
+            SplitMethod::Workloads(_) => Method::Split,
+            SplitMethod::Idle(idle) => match idle.policy {
+                IdlePolicy::Central(_) => Method::Fixed,
+                IdlePolicy::Equal => Method::Equal,
+                IdlePolicy::Requests => Method::Proportional,
+                IdlePolicy::Unallocated => Method::Unallocated,
+            },
         }
     }
 }

@@ -12,7 +12,7 @@ use toml_edit::{Document, Item, TableLike};
 use super::diagnostic::{Diagnostic, LineIndex, Severity};
 use super::model::{Loaded, ReportRules, Rules, Settings, SplitMethod};
 use super::walk::{hash_part, FileCtx, Loc};
-use super::{alerts, cases, pools, reports, services, settings, sources};
+use super::{alerts, cases, clusters, pools, reports, services, settings, sources};
 use crate::catalog::Catalog;
 
 #[derive(Default)]
@@ -24,6 +24,7 @@ struct Raw<'c> {
     tests: Vec<cases::RawCase>,
     services: Vec<services::RawService>,
     pools: Vec<pools::RawPool>,
+    clusters: Vec<clusters::RawCluster>,
     sources: Vec<sources::RawSource>,
 }
 
@@ -140,7 +141,7 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
     ctx.check_keys(
         root,
         &[
-            "settings", "service", "pool", "source", "alerts", "reports", "test",
+            "settings", "service", "pool", "cluster", "source", "alerts", "reports", "test",
         ],
         "a rules file",
     );
@@ -153,6 +154,10 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
     }
     for table in tables(ctx, root, "pool") {
         raw.pools.extend(pools::walk(ctx, table, table.span()));
+    }
+    for table in tables(ctx, root, "cluster") {
+        raw.clusters
+            .extend(clusters::walk(ctx, table, table.span()));
     }
     for table in tables(ctx, root, "source") {
         raw.sources
@@ -225,6 +230,9 @@ fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> 
     let sources = sources::build_sources(raw.sources, &resolve, diags);
 
     let pools = pools::build(raw.pools, &resolve, &sources, diags, hasher);
+    // A cluster's pools claim first: they take only the facts split cost allocation data made.
+    let taken = |name: &str| pools.iter().any(|(p, _, _)| p.name == name);
+    let cluster_pools = clusters::build(raw.clusters, &resolve, &taken, diags);
     let alerts = alerts::build(raw.alerts.map(|(a, _)| a), &services, &resolve, diags);
     let usage_pools: Vec<&str> = pools
         .iter()
@@ -242,7 +250,10 @@ fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> 
         hash,
         settings,
         services,
-        pools: pools.into_iter().map(|(p, _, _)| p).collect(),
+        pools: cluster_pools
+            .into_iter()
+            .chain(pools.into_iter().map(|(p, _, _)| p))
+            .collect(),
         sources: sources.into_iter().map(|(s, _)| s).collect(),
         alerts,
         reports,

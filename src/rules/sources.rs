@@ -56,6 +56,54 @@ pub enum SourceKind {
     },
     /// CloudWatch `GetMetricData`, one query per member, a day's statistic over `period`.
     CloudWatch(CloudWatchQuery),
+    /// A Kubernetes cluster's requests (or usage) per namespace or pod label, from its
+    /// Prometheus, in vCPU-equivalents.
+    Kubernetes {
+        url: SecretRef,
+        token: Option<SecretRef>,
+        query: KubeQuery,
+    },
+}
+
+/// What a `kubernetes` source asks its Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeQuery {
+    /// A pod label whose values are the members (`app`); `None`: namespaces.
+    pub label: Option<String>,
+    /// Extra PromQL label matchers every series must carry (`cluster="prod"`).
+    pub selector: String,
+    pub basis: KubeBasis,
+    /// What one vCPU and one GiB weigh (AWS: 9 and 1).
+    pub cpu_weight: u32,
+    pub memory_weight: u32,
+    /// The range the day's average is taken over, and its step (PromQL durations).
+    pub window: String,
+    pub step: String,
+}
+
+impl KubeQuery {
+    /// The result label that names a member: `namespace`, or kube-state-metrics' name of the
+    /// pod label (`label_app`, `label_app_kubernetes_io_name`).
+    pub fn member_label(&self) -> String {
+        match &self.label {
+            None => "namespace".to_string(),
+            Some(key) => format!(
+                "label_{}",
+                key.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect::<String>()
+            ),
+        }
+    }
+}
+
+/// Which side of a pod's resources counts: what it requests, what it uses, or the larger
+/// (per member and resource, of the day's averages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeBasis {
+    Requests,
+    Usage,
+    Max,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +126,7 @@ impl SourceKind {
             SourceKind::Redis { .. } => "redis",
             SourceKind::Prometheus { .. } => "prometheus",
             SourceKind::CloudWatch(_) => "cloudwatch",
+            SourceKind::Kubernetes { .. } => "kubernetes",
         }
     }
 }
@@ -231,6 +280,20 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
             "query",
             "label",
         ],
+        "kubernetes" => &[
+            "url",
+            "url_env",
+            "url_file",
+            "token_env",
+            "token_file",
+            "by",
+            "selector",
+            "basis",
+            "cpu_weight",
+            "memory_weight",
+            "window",
+            "step",
+        ],
         "cloudwatch" => &[
             "namespace",
             "metric",
@@ -268,7 +331,7 @@ pub(super) fn walk_source(
         ctx.push(
             &header,
             format!(
-                "source `{}` needs a `kind`: postgres, redis, prometheus or cloudwatch",
+                "source `{}` needs a `kind`: postgres, redis, prometheus, kubernetes or cloudwatch",
                 name.0
             ),
         );
@@ -286,11 +349,12 @@ pub(super) fn walk_source(
         "redis" => walk_redis(ctx, &source),
         "prometheus" => walk_prometheus(ctx, &source),
         "cloudwatch" => walk_cloudwatch(ctx, &source),
+        "kubernetes" => walk_kubernetes(ctx, &source),
         other => {
             ctx.push(
                 &kind_loc,
                 format!(
-                    "unknown source kind `{other}`: use postgres, redis, prometheus or cloudwatch"
+                    "unknown source kind `{other}`: use postgres, redis, prometheus, kubernetes or cloudwatch"
                 ),
             );
             None
@@ -459,9 +523,9 @@ fn walk_redis(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceK
     url.map(|_| kind)
 }
 
-/// `kind = "prometheus"`: an instant query, one series per member label.
-fn walk_prometheus(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
-    let url = match ctx.string(source.table, "url") {
+/// A Prometheus `url` (plain when it carries no credentials), `url_env` or `url_file`.
+fn prometheus_url(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SecretRef> {
+    match ctx.string(source.table, "url") {
         // A plain URL is fine when it carries no credentials.
         Some((url, loc)) if url.contains('@') => {
             ctx.push(
@@ -472,7 +536,12 @@ fn walk_prometheus(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<So
         }
         Some((url, _)) => Some(SecretRef::Inline(url)),
         None => source.secret(ctx, "url", true),
-    };
+    }
+}
+
+/// `kind = "prometheus"`: an instant query, one series per member label.
+fn walk_prometheus(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
+    let url = prometheus_url(ctx, source);
     let token = source.secret(ctx, "token", false);
     let query = source.required(ctx, "query", "'sum by (topic) (kafka_log_log_size)'");
     let label = source.required(ctx, "label", "\"topic\"");
@@ -485,6 +554,89 @@ fn walk_prometheus(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<So
         }),
         _ => None,
     }
+}
+
+/// `kind = "kubernetes"`: requests or usage per namespace or pod label, from Prometheus.
+fn walk_kubernetes(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<SourceKind> {
+    let table = source.table;
+    let url = prometheus_url(ctx, source);
+    let token = source.secret(ctx, "token", false);
+    let label = match ctx.string(table, "by") {
+        None => None,
+        Some((by, _)) if by == "namespace" => None,
+        Some((by, loc)) => match by.strip_prefix("label:").map(str::trim) {
+            Some(key) if !key.is_empty() => Some(key.to_string()),
+            _ => {
+                ctx.push(
+                    &loc,
+                    format!("unknown `by = \"{by}\"`: use \"namespace\" or \"label:KEY\" (a pod label, e.g. \"label:app\")"),
+                );
+                None
+            }
+        },
+    };
+    let basis = match ctx.string(table, "basis") {
+        None => KubeBasis::Requests,
+        Some((b, loc)) => choice(
+            &b,
+            &[
+                ("requests", KubeBasis::Requests),
+                ("usage", KubeBasis::Usage),
+                ("max", KubeBasis::Max),
+            ],
+            true,
+        )
+        .unwrap_or_else(|list| {
+            ctx.push(&loc, format!("unknown `basis = \"{b}\"`: use {list}"));
+            KubeBasis::Requests
+        }),
+    };
+    let weight = |ctx: &mut FileCtx<'_>, key: &str, default: u64| {
+        u32::try_from(source.count(ctx, key, default)).unwrap_or(u32::MAX)
+    };
+    let cpu_weight = weight(ctx, "cpu_weight", 9);
+    let memory_weight = weight(ctx, "memory_weight", 1);
+    let duration = |ctx: &mut FileCtx<'_>, key: &str, default: &str| match ctx.string(table, key) {
+        None => default.to_string(),
+        Some((d, loc)) => {
+            let ok = !d.is_empty()
+                && d.chars().all(|c| c.is_ascii_alphanumeric())
+                && d.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                ctx.push(
+                    &loc,
+                    format!("`{key}` must be a PromQL duration such as \"1d\" or \"5m\""),
+                );
+            }
+            d
+        }
+    };
+    let window = duration(ctx, "window", "1d");
+    let step = duration(ctx, "step", "5m");
+    let selector = ctx
+        .string(table, "selector")
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    if selector.contains(['{', '}']) {
+        let loc = ctx.key_loc(table, "selector");
+        ctx.push(
+            &loc,
+            "`selector` is label matchers without braces, e.g. selector = 'cluster=\"prod\"'",
+        );
+    }
+    url.map(|url| SourceKind::Kubernetes {
+        url,
+        token,
+        query: KubeQuery {
+            label,
+            selector,
+            basis,
+            cpu_weight,
+            memory_weight,
+            window,
+            step,
+        },
+    })
 }
 
 /// `kind = "cloudwatch"`: one metric per member dimension value, by GetMetricData.
@@ -548,17 +700,25 @@ fn walk_map(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Vec<(String, Str
                 source.name
             ),
         ),
-        Some(entries) => {
-            for (key, item) in entries.iter() {
-                let loc = ctx.key_loc(entries, key);
-                match item.as_str() {
-                    Some(service) => map.push((key.to_string(), service.to_string(), loc)),
-                    None => ctx.error(
-                        item.span(),
-                        format!("map entry `{key}` must name a service as a string"),
-                    ),
-                }
-            }
+        Some(entries) => map = map_entries(ctx, entries),
+    }
+    map
+}
+
+/// A `map` table's entries: (name or pattern, service, where).
+pub(super) fn map_entries(
+    ctx: &mut FileCtx<'_>,
+    entries: &dyn TableLike,
+) -> Vec<(String, String, Loc)> {
+    let mut map = Vec::new();
+    for (key, item) in entries.iter() {
+        let loc = ctx.key_loc(entries, key);
+        match item.as_str() {
+            Some(service) => map.push((key.to_string(), service.to_string(), loc)),
+            None => ctx.error(
+                item.span(),
+                format!("map entry `{key}` must name a service as a string"),
+            ),
         }
     }
     map
@@ -574,6 +734,7 @@ fn default_unit(kind: &SourceKind) -> String {
         SourceKind::Redis { .. } => "bytes".to_string(),
         SourceKind::Prometheus { .. } => "value".to_string(),
         SourceKind::CloudWatch(q) => format!("{} ({})", q.metric, q.statistic),
+        SourceKind::Kubernetes { .. } => "vCPU-equivalents".to_string(),
     }
 }
 
@@ -612,6 +773,51 @@ fn secret(
     }
 }
 
+/// A `map` of names (key prefixes with `prefixes`, else exact names or glob patterns) to
+/// services, each service resolved; `None` when an entry is wrong (the errors name `what`).
+pub(super) fn service_map(
+    what: &str,
+    map: Vec<(String, String, Loc)>,
+    prefixes: bool,
+    resolve: &dyn Fn(&str) -> Result<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ServiceMap> {
+    let mut entries = Vec::new();
+    let mut ok = true;
+    for (key, service, kloc) in map {
+        let service = match resolve(&service) {
+            Ok(service) => service,
+            Err(message) => {
+                ok = false;
+                diags.push(Diagnostic::error(
+                    &kloc.file,
+                    kloc.pos(),
+                    format!("{what}: map `{key}`: {message}"),
+                ));
+                continue;
+            }
+        };
+        let glob = if prefixes || ServiceMap::is_literal(&key) {
+            None
+        } else {
+            match GlobBuilder::new(&key).literal_separator(false).build() {
+                Ok(g) => Some(g.compile_matcher()),
+                Err(e) => {
+                    ok = false;
+                    diags.push(Diagnostic::error(
+                        &kloc.file,
+                        kloc.pos(),
+                        format!("{what}: map `{key}` is not a valid pattern: {e}"),
+                    ));
+                    continue;
+                }
+            }
+        };
+        entries.push(MapEntry { key, glob, service });
+    }
+    ok.then_some(ServiceMap { entries, prefixes })
+}
+
 /// Stage two: the map's services resolved, each source checked against the others.
 pub(super) fn build_sources(
     raw: Vec<RawSource>,
@@ -633,40 +839,16 @@ pub(super) fn build_sources(
             continue;
         }
         let prefixes = matches!(rs.source.kind, SourceKind::Redis { .. });
-        let mut entries = Vec::new();
-        let mut ok = true;
-        for (key, service, kloc) in rs.map {
-            let service = match resolve(&service) {
-                Ok(service) => service,
-                Err(message) => {
-                    ok = false;
-                    diags.push(Diagnostic::error(
-                        &kloc.file,
-                        kloc.pos(),
-                        format!("source `{name}`: map `{key}`: {message}"),
-                    ));
-                    continue;
-                }
-            };
-            let glob = if prefixes || ServiceMap::is_literal(&key) {
-                None
-            } else {
-                match GlobBuilder::new(&key).literal_separator(false).build() {
-                    Ok(g) => Some(g.compile_matcher()),
-                    Err(e) => {
-                        ok = false;
-                        diags.push(Diagnostic::error(
-                            &kloc.file,
-                            kloc.pos(),
-                            format!("source `{name}`: map `{key}` is not a valid pattern: {e}"),
-                        ));
-                        continue;
-                    }
-                }
-            };
-            entries.push(MapEntry { key, glob, service });
-        }
-        if entries.is_empty() && ok {
+        let built = service_map(
+            &format!("source `{name}`"),
+            rs.map,
+            prefixes,
+            resolve,
+            diags,
+        );
+        let mut ok = built.is_some();
+        let map = built.unwrap_or_default();
+        if map.entries.is_empty() && ok {
             ok = false;
             diags.push(Diagnostic::error(
                 &loc.file,
@@ -678,7 +860,7 @@ pub(super) fn build_sources(
             out.push((
                 UsageSource {
                     name,
-                    map: ServiceMap { entries, prefixes },
+                    map,
                     ..rs.source
                 },
                 loc,

@@ -19,6 +19,7 @@ mod focus_validator;
 mod fuzz_regressions;
 mod generated;
 mod import;
+mod kubernetes;
 mod reports;
 mod rules_check;
 mod secrets;

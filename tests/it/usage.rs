@@ -1175,3 +1175,100 @@ map = {{ "orders" = "orders-api" }}
         );
     }
 }
+
+/// A cluster's requests and usage as kube-state-metrics and cAdvisor name them: checkout
+/// requests 1 vCPU and 4 GiB but uses 8 GiB; payments requests 0.5 vCPU and 1 GiB.
+const KUBE_METRICS: &str = "# TYPE kube_pod_container_resource_requests gauge\n\
+kube_pod_container_resource_requests{namespace=\"shop\",pod=\"checkout-1\",container=\"app\",resource=\"cpu\",unit=\"core\"} 1\n\
+kube_pod_container_resource_requests{namespace=\"shop\",pod=\"checkout-1\",container=\"app\",resource=\"memory\",unit=\"byte\"} 4294967296\n\
+kube_pod_container_resource_requests{namespace=\"pay\",pod=\"pay-1\",container=\"app\",resource=\"cpu\",unit=\"core\"} 0.5\n\
+kube_pod_container_resource_requests{namespace=\"pay\",pod=\"pay-1\",container=\"app\",resource=\"memory\",unit=\"byte\"} 1073741824\n\
+kube_pod_container_resource_requests{namespace=\"kube-system\",pod=\"coredns-1\",container=\"coredns\",resource=\"cpu\",unit=\"core\"} 0.1\n\
+kube_pod_container_resource_requests{namespace=\"kube-system\",pod=\"coredns-1\",container=\"coredns\",resource=\"memory\",unit=\"byte\"} 67108864\n\
+# TYPE container_memory_working_set_bytes gauge\n\
+container_memory_working_set_bytes{namespace=\"shop\",pod=\"checkout-1\",container=\"app\"} 8589934592\n\
+# TYPE container_cpu_usage_seconds_total counter\n\
+container_cpu_usage_seconds_total{namespace=\"shop\",pod=\"checkout-1\",container=\"app\"} 100\n";
+
+#[tokio::test]
+async fn a_cluster_without_split_data_is_split_by_requests_from_a_real_prometheus() {
+    let target = serve_metrics(KUBE_METRICS).await;
+    let prometheus = Prometheus::start(&target).await;
+    let source = |name: &str, basis: &str| {
+        format!(
+            r#"
+[[source]]
+name = "{name}"
+kind = "kubernetes"
+url = "{}"
+by = "namespace"
+basis = "{basis}"
+window = "1m"
+step = "1s"
+map = {{ "shop" = "orders-api", "pay" = "search-api" }}
+"#,
+            prometheus.url
+        )
+    };
+    let rules_text = format!(
+        r#"{}{}
+[[pool]]
+name = "k8s-nodes"
+method = "usage"
+usage = {{ source = "k8s-requests" }}
+match = {{ resource_id = "i-0node*" }}
+"#,
+        source("k8s-requests", "requests"),
+        source("k8s-max", "max"),
+    );
+    let rules = rules(&[("services.toml", SERVICES), ("usage.toml", &rules_text)]);
+    let q = match &rules.source("k8s-requests").expect("the source").kind {
+        costsplit::rules::SourceKind::Kubernetes { query, .. } => query.clone(),
+        other => panic!("{other:?}"),
+    };
+    prometheus
+        .wait_for(
+            &costsplit::ingest::usage::kubernetes::daily_query(&q, "memory", false),
+            3,
+        )
+        .await;
+    let t = TestStore::new(Kind::Sqlite).await;
+    let today = Utc::now().date_naive();
+    // Two nodes of the cluster, $18.50 in all that day.
+    store_facts(
+        &t.store,
+        &[
+            shared_fact(today, "i-0node1", 10),
+            Fact {
+                effective: Nanos(8 * D + D / 2),
+                billed: Nanos(8 * D + D / 2),
+                ..shared_fact(today, "i-0node2", 8)
+            },
+        ],
+    )
+    .await;
+    let summary = sync(&t.store, &rules, today).await;
+    assert_eq!(summary.failed(), 0, "{:?}", summary.runs);
+    // vCPU-equivalents: 9 per vCPU + 1 per GiB.
+    let requests = samples(&t.store, "k8s-requests", today).await;
+    assert_eq!(requests["shop"], "13", "{requests:?}");
+    assert_eq!(requests["pay"], "5.5");
+    assert_eq!(requests["kube-system"], "0.9625", "unmapped, but recorded");
+    // The larger of requests and usage: checkout's 8 GiB in use count.
+    let max = samples(&t.store, "k8s-max", today).await;
+    assert_eq!(max["shop"], "17", "{max:?}");
+    assert_eq!(max["pay"], "5.5");
+
+    allocate(&t.store, &rules, (today, today)).await;
+    let s = shares(&t.store, "k8s-nodes", today).await;
+    assert_eq!(
+        s["orders-api"].0,
+        Nanos(13 * D),
+        "conserved to the nano-unit"
+    );
+    assert_eq!(s["search-api"].0, Nanos(5 * D + D / 2));
+    assert_eq!(
+        s["orders-api"].1,
+        format!("k8s-requests {today}: 13 of 18.5 vCPU-equivalents")
+    );
+}

@@ -6,6 +6,7 @@
 //! DSN, URL or token they connected with.
 
 mod cloudwatch;
+pub mod kubernetes;
 mod measured;
 mod postgres;
 mod prometheus;
@@ -15,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::ingest::cost_explorer::AwsSettings;
 use crate::model::UsageSample;
-use crate::rules::{SourceKind, UsageSource};
+use crate::rules::{SecretRef, SourceKind, UsageSource};
 use measured::Measured;
 pub use measured::MAX_SAMPLE;
 
@@ -125,19 +126,16 @@ async fn measure(
             query,
             label,
         } => {
-            let url = url.read().map_err(|e| e.to_string())?;
-            let token = token
-                .as_ref()
-                .map(|t| t.read())
-                .transpose()
-                .map_err(|e| e.to_string())?;
-            let secrets: Vec<&str> = [Some(url.as_str()), token.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect();
+            let (url, token) = prometheus_access(url, token.as_ref())?;
             prometheus::measure(&url, token.as_deref(), query, label, ctx.at, source.timeout)
                 .await
-                .map_err(|e| redact(&e, &secrets))
+                .map_err(|e| redact(&e, &[url.as_str(), token.as_deref().unwrap_or(&url)]))
+        }
+        SourceKind::Kubernetes { url, token, query } => {
+            let (url, token) = prometheus_access(url, token.as_ref())?;
+            kubernetes::measure(&url, token.as_deref(), query, ctx.at, source.timeout)
+                .await
+                .map_err(|e| redact(&e, &[url.as_str(), token.as_deref().unwrap_or(&url)]))
         }
         SourceKind::CloudWatch(query) => {
             let aws = ctx.aws.ok_or_else(|| {
@@ -147,6 +145,19 @@ async fn measure(
             cloudwatch::measure(aws, query, &source.map, day).await
         }
     }
+}
+
+/// A Prometheus' URL and bearer token, read from where the rules name them.
+fn prometheus_access(
+    url: &SecretRef,
+    token: Option<&SecretRef>,
+) -> Result<(String, Option<String>), String> {
+    let url = url.read().map_err(|e| e.to_string())?;
+    let token = token
+        .map(SecretRef::read)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok((url, token))
 }
 
 /// `message` with every secret, and the password of any secret URL, replaced by `***`.

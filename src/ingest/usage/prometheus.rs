@@ -44,6 +44,34 @@ pub(super) async fn measure(
     at: DateTime<Utc>,
     timeout: Duration,
 ) -> Result<Measured, String> {
+    let (sums, notes) = sums_by_label(url, token, query, label, at, timeout).await?;
+    Ok(measured(sums, notes))
+}
+
+/// Summed values per member, as exact decimals where they are usable (the rest noted).
+pub(super) fn measured(sums: BTreeMap<String, f64>, mut notes: Vec<String>) -> Measured {
+    let mut members = Vec::new();
+    for (member, value) in sums {
+        match decimal_value(value) {
+            Some(v) => members.push((member, v)),
+            None => notes.push(format!(
+                "`{member}`: value {value} is not usable (NaN, infinite, negative or above {:e}); left out",
+                super::measured::MAX_SAMPLE
+            )),
+        }
+    }
+    Measured { members, notes }
+}
+
+/// An instant query's series summed per value of `label`, with notes on what was left out.
+pub(super) async fn sums_by_label(
+    url: &str,
+    token: Option<&str>,
+    query: &str,
+    label: &str,
+    at: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<(BTreeMap<String, f64>, Vec<String>), String> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .build()
@@ -121,15 +149,5 @@ pub(super) async fn measure(
             "{unlabelled} series without the label `{label}` were left out; aggregate by it, e.g. sum by ({label}) (...)"
         ));
     }
-    let mut members = Vec::new();
-    for (member, value) in sums {
-        match decimal_value(value) {
-            Some(v) => members.push((member, v)),
-            None => notes.push(format!(
-                "`{member}`: value {value} is not usable (NaN, infinite, negative or above {:e}); left out",
-                super::measured::MAX_SAMPLE
-            )),
-        }
-    }
-    Ok(Measured { members, notes })
+    Ok((sums, notes))
 }

@@ -1,0 +1,411 @@
+//! Split cost allocation data (EKS pods and ECS tasks on EC2, CUR 2.0's `split_line_item_*`
+//! columns): each pod's row is a share of its parent instance's hour, not money of its own.
+//! Rows are read at the grain rules can match (cluster, namespace, workload and the pod's
+//! lasting labels), never per pod id; after a batch is read, [`attribute`] moves each
+//! instance-day's money from the instance's own lines to its workloads in proportion to their
+//! `split_line_item_split_cost`, and what stays on the instance is its idle capacity. The
+//! instance's money is moved, never added to: the pods plus the idle equal the instance's lines
+//! to the 1e-11 unit, in every cost column, so the parent is counted once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+
+use super::line::RawFact;
+use crate::model::split_tags::{
+    CLUSTER as CLUSTER_TAG, IDLE, NAMESPACE as NAMESPACE_TAG, SPLIT as SPLIT_TAG, WORKLOAD,
+    WORKLOAD_NAME as WORKLOAD_TAG,
+};
+use crate::model::Tags;
+
+/// Starts the resource key of a split row while a batch is read: `MARK parent MARK grain`.
+const MARK: char = '\u{1a}';
+
+/// Tags that name a workload, in the spellings of CUR 2.0's `resource_tags` map and of the
+/// legacy columns; the first present wins.
+const WORKLOAD_KEYS: [&str; 6] = [
+    "aws:eks:workload-name",
+    "aws_eks_workload_name",
+    "aws:eks:deployment",
+    "aws_eks_deployment",
+    "aws:ecs:serviceName",
+    "aws_ecs_service_name",
+];
+
+/// Tags that change with every pod, node or rollout: dropped, so a workload's facts do not
+/// multiply with them.
+fn churns(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("pod-template-hash")
+        || key.contains("pod_template_hash")
+        || key.contains("controller-revision-hash")
+        || key.contains("controller_revision_hash")
+        || key == "aws:eks:node"
+        || key == "aws_eks_node"
+        || key == "aws:eks:pod"
+        || key == "aws_eks_pod"
+}
+
+/// Writes the resource key of a split row: its parent instance and the pod's cluster,
+/// namespace and name without the suffixes a ReplicaSet or DaemonSet adds
+/// (`eks/prod/shop/checkout` for `arn:aws:eks:…:pod/prod/shop/checkout-7d9f8b6c5-x2k4p/UID`;
+/// `ecs/prod` for an ECS task, whose service is a tag).
+pub fn workload_key(parent: &[u8], resource: &[u8], out: &mut Vec<u8>) {
+    let mut mark = [0; 4];
+    let mark = MARK.encode_utf8(&mut mark).as_bytes();
+    out.clear();
+    out.extend_from_slice(mark);
+    out.extend_from_slice(parent);
+    out.extend_from_slice(mark);
+    let text = String::from_utf8_lossy(resource);
+    let path = text.splitn(6, ':').nth(5).unwrap_or(&text);
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["pod", cluster, namespace, pod, ..] => {
+            out.extend_from_slice(format!("eks/{cluster}/{namespace}/{}", pod_base(pod)).as_bytes())
+        }
+        ["task", cluster, ..] => out.extend_from_slice(format!("ecs/{cluster}").as_bytes()),
+        _ => out.extend_from_slice(path.as_bytes()),
+    }
+}
+
+/// A pod's name without the random suffix its controller adds: `checkout-7d9f8b6c5-x2k4p`
+/// (Deployment) → `checkout`, `agent-x2k4p` (DaemonSet, Job) → `agent`; `db-0` stays.
+fn pod_base(pod: &str) -> &str {
+    let suffix = |name: &str, lens: std::ops::RangeInclusive<usize>| -> Option<usize> {
+        let (base, last) = name.rsplit_once('-')?;
+        let random = lens.contains(&last.len())
+            && last
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && !last.bytes().all(|b| b.is_ascii_digit());
+        (random && !base.is_empty()).then_some(base.len())
+    };
+    let Some(end) = suffix(pod, 5..=5) else {
+        return pod;
+    };
+    let base = &pod[..end];
+    match suffix(base, 6..=10) {
+        Some(end) => &base[..end],
+        None => base,
+    }
+}
+
+/// What [`attribute`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Instance-days whose money moved to workloads.
+    pub instance_days: usize,
+    /// Split rows read.
+    pub workload_rows: i64,
+    /// Split rows whose parent instance has no line that day: their share moves nothing
+    /// (the instance's money, wherever it is, is not in this batch).
+    pub orphan_rows: i64,
+}
+
+/// One workload's share of one instance-day.
+struct Share {
+    fact: RawFact,
+    weight: i128,
+    cluster: String,
+}
+
+/// Moves each instance-day's money from the instance's lines to the workloads that ran on
+/// it, by their split shares; the rest stays on the instance as its idle capacity, tagged
+/// [`IDLE`] with its cluster. Facts of batches without split rows pass through unchanged.
+pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
+    let mut summary = Summary::default();
+    if !raw.iter().any(is_split_row) {
+        return (raw, summary);
+    }
+    let (rows, mut facts): (Vec<RawFact>, Vec<RawFact>) = raw.into_iter().partition(is_split_row);
+    let mut groups: BTreeMap<(NaiveDate, String), Vec<Share>> = BTreeMap::new();
+    for row in rows {
+        summary.workload_rows += row.fact.line_count;
+        let (parent, share) = share_of(row);
+        groups
+            .entry((share.fact.fact.day, parent))
+            .or_default()
+            .push(share);
+    }
+    let mut parents: HashMap<(NaiveDate, &str), Vec<usize>> = HashMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        if groups.contains_key(&(f.fact.day, f.fact.resource_id.clone())) {
+            parents
+                .entry((f.fact.day, f.fact.resource_id.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let parents: HashMap<(NaiveDate, String), Vec<usize>> = parents
+        .into_iter()
+        .map(|((day, id), v)| ((day, id.to_string()), v))
+        .collect();
+    let mut moved = Vec::new();
+    for (key, shares) in groups {
+        let Some(lines) = parents.get(&key) else {
+            summary.orphan_rows += shares.iter().map(|s| s.fact.fact.line_count).sum::<i64>();
+            moved.extend(shares.into_iter().map(|s| s.fact));
+            continue;
+        };
+        summary.instance_days += 1;
+        let total: i128 = shares.iter().map(|s| s.weight).sum();
+        // The instance's amortized usage cost: AWS splits it, so the pods' shares are read
+        // against it; shares that add up to more are scaled to the whole.
+        let usage: i128 = lines
+            .iter()
+            .map(|&i| &facts[i])
+            .filter(|f| f.fact.charge_category.eq_ignore_ascii_case("Usage"))
+            .map(|f| f.amounts[0])
+            .sum();
+        let whole = total.max(usage);
+        for &i in lines {
+            let parent = &mut facts[i];
+            let whole_amounts = parent.amounts;
+            for share in &shares {
+                let mut part = share.fact.clone();
+                part.fact.billing_period = parent.fact.billing_period.clone();
+                part.fact.billing_account = parent.fact.billing_account.clone();
+                part.fact.sub_account = parent.fact.sub_account.clone();
+                part.fact.provider = parent.fact.provider.clone();
+                part.fact.provider_service = parent.fact.provider_service.clone();
+                part.fact.charge_category = parent.fact.charge_category.clone();
+                part.fact.currency = parent.fact.currency.clone();
+                part.fact.line_count = 0;
+                for (k, amount) in parent.amounts.iter_mut().enumerate() {
+                    let moved_part = mul_div(whole_amounts[k], share.weight, whole);
+                    part.amounts[k] = moved_part;
+                    *amount -= moved_part;
+                }
+                moved.push(part);
+            }
+            parent
+                .fact
+                .tags
+                .insert(SPLIT_TAG.to_string(), IDLE.to_string());
+            if let Some(cluster) = shares.first().map(|s| &s.cluster) {
+                parent
+                    .fact
+                    .tags
+                    .insert(CLUSTER_TAG.to_string(), cluster.clone());
+            }
+        }
+        // The rows themselves (their line counts; split rows carry no money of their own).
+        moved.extend(shares.into_iter().map(|s| s.fact));
+    }
+    facts.extend(moved);
+    (facts, summary)
+}
+
+fn is_split_row(f: &RawFact) -> bool {
+    f.fact.resource_id.starts_with(MARK)
+}
+
+/// A split row as its parent instance and the workload fact it becomes: the grain as its
+/// resource id, its tags with the cluster, namespace and workload named and the churning
+/// ones dropped.
+fn share_of(mut row: RawFact) -> (String, Share) {
+    let key = row.fact.resource_id.trim_start_matches(MARK).to_string();
+    let (parent, grain) = key.split_once(MARK).unwrap_or((&key, ""));
+    let parts: Vec<&str> = grain.split('/').collect();
+    let tags = &row.fact.tags;
+    let named = WORKLOAD_KEYS
+        .iter()
+        .find_map(|k| tags.get(*k).filter(|v| !v.is_empty()).cloned());
+    let (kind, cluster, namespace, workload) = match parts.as_slice() {
+        ["eks", cluster, namespace, pod] => (
+            "eks",
+            cluster.to_string(),
+            namespace.to_string(),
+            named.unwrap_or_else(|| pod.to_string()),
+        ),
+        ["ecs", cluster] => {
+            let service = named.unwrap_or_default();
+            ("ecs", cluster.to_string(), service.clone(), service)
+        }
+        _ => ("", String::new(), String::new(), named.unwrap_or_default()),
+    };
+    let mut tags: Tags = std::mem::take(&mut row.fact.tags)
+        .into_iter()
+        .filter(|(k, _)| !churns(k))
+        .collect();
+    tags.insert(SPLIT_TAG.to_string(), WORKLOAD.to_string());
+    for (key, value) in [
+        (CLUSTER_TAG, &cluster),
+        (NAMESPACE_TAG, &namespace),
+        (WORKLOAD_TAG, &workload),
+    ] {
+        if !value.is_empty() {
+            tags.insert(key.to_string(), value.clone());
+        }
+    }
+    row.fact.tags = tags;
+    row.fact.resource_id = match kind {
+        "eks" => format!("eks/{cluster}/{namespace}/{workload}"),
+        "ecs" => format!("ecs/{cluster}/{namespace}"),
+        _ => grain.to_string(),
+    };
+    let weight = row.split.max(0);
+    row.split = 0;
+    (
+        parent.to_string(),
+        Share {
+            fact: row,
+            weight,
+            cluster,
+        },
+    )
+}
+
+/// `amount × part ÷ whole`, rounded toward zero (`part ≤ whole`), without overflowing: when the
+/// product would not fit, the ratio is read at less precision (the rest stays idle; nothing is
+/// lost).
+fn mul_div(amount: i128, mut part: i128, mut whole: i128) -> i128 {
+    if whole <= 0 || part <= 0 {
+        return 0;
+    }
+    loop {
+        if let Some(product) = amount.checked_mul(part) {
+            return product / whole;
+        }
+        part /= 10;
+        whole /= 10;
+        if whole == 0 {
+            return 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_names_lose_their_controllers_suffixes() {
+        assert_eq!(pod_base("checkout-7d9f8b6c5-x2k4p"), "checkout");
+        assert_eq!(pod_base("node-agent-x2k4p"), "node-agent");
+        assert_eq!(pod_base("db-0"), "db-0");
+        assert_eq!(pod_base("web"), "web");
+        assert_eq!(pod_base("batch-12345"), "batch-12345");
+    }
+
+    #[test]
+    fn a_pod_arn_keys_by_parent_cluster_namespace_and_workload() {
+        let mut out = Vec::new();
+        workload_key(
+            b"i-0abc",
+            b"arn:aws:eks:us-east-1:123456789012:pod/prod/shop/checkout-7d9f8b6c5-x2k4p/0f1e",
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).expect("text"),
+            format!("{MARK}i-0abc{MARK}eks/prod/shop/checkout")
+        );
+    }
+
+    fn raw(resource: &str, category: &str, amounts: [i128; 4], split: i128) -> RawFact {
+        let day = NaiveDate::from_ymd_opt(2026, 4, 1).expect("day");
+        RawFact {
+            fact: crate::model::Fact {
+                day,
+                billing_period: "2026-04".into(),
+                billing_account: "a".into(),
+                sub_account: "a".into(),
+                provider: "AWS".into(),
+                provider_service: "AmazonEC2".into(),
+                resource_id: resource.into(),
+                charge_category: category.into(),
+                tags: Tags::new(),
+                currency: "USD".into(),
+                effective: crate::money::Nanos::ZERO,
+                billed: crate::money::Nanos::ZERO,
+                list: crate::money::Nanos::ZERO,
+                contracted: crate::money::Nanos::ZERO,
+                line_count: 1,
+                estimated: false,
+            },
+            amounts,
+            split,
+        }
+    }
+
+    fn row(parent: &str, pod: &str, split: i128) -> RawFact {
+        let mut key = Vec::new();
+        workload_key(
+            parent.as_bytes(),
+            format!("arn:aws:eks:us-east-1:1:pod/prod/shop/{pod}/uid").as_bytes(),
+            &mut key,
+        );
+        raw(
+            &String::from_utf8(key).expect("text"),
+            "Usage",
+            [0; 4],
+            split,
+        )
+    }
+
+    #[test]
+    fn an_instance_moves_to_its_workloads_by_share_and_keeps_its_idle_in_every_column() {
+        let facts = vec![
+            // Savings-plan covered usage (amortized 72, billed 100) and its negation line.
+            raw("i-1", "Usage", [72, 100, 120, 100], 0),
+            raw("i-1", "Adjustment", [0, -100, -100, -100], 0),
+            row("i-1", "web-7d9f8b6c5-x2k4p", 36),
+            row("i-1", "web-7d9f8b6c5-abcde", 18),
+            row("i-1", "api-7d9f8b6c5-abcde", 9),
+            // A pod whose instance is not in the batch moves nothing.
+            row("i-gone", "api-7d9f8b6c5-abcde", 50),
+            raw("i-2", "Usage", [10, 10, 10, 10], 0),
+        ];
+        let totals = |facts: &[RawFact]| -> [i128; 4] {
+            std::array::from_fn(|k| facts.iter().map(|f| f.amounts[k]).sum())
+        };
+        let before = totals(&facts);
+        let (after, summary) = attribute(facts);
+        assert_eq!(totals(&after), before, "moved, never added");
+        assert_eq!(summary.instance_days, 1);
+        assert_eq!(summary.workload_rows, 4);
+        assert_eq!(summary.orphan_rows, 1);
+        let of = |resource: &str| -> [i128; 4] {
+            let mine: Vec<RawFact> = after
+                .iter()
+                .filter(|f| f.fact.resource_id == resource)
+                .cloned()
+                .collect();
+            totals(&mine)
+        };
+        // web: 54 of 72 amortized; api 9 of 72; every column in the same proportion.
+        // (list: 120 × 3/4 − 100 × 3/4 = 15; api's parts round toward zero, the idle keeps
+        // the rest.)
+        assert_eq!(of("eks/prod/shop/web"), [54, 0, 15, 0]);
+        assert_eq!(of("eks/prod/shop/api"), [9, 0, 3, 0]);
+        assert_eq!(of("i-1"), [9, 0, 2, 0], "the idle stays on the instance");
+        assert_eq!(
+            of("i-2"),
+            [10, 10, 10, 10],
+            "an instance without pods is untouched"
+        );
+        let idle = after
+            .iter()
+            .find(|f| f.fact.resource_id == "i-1")
+            .expect("idle");
+        assert_eq!(
+            idle.fact.tags.get(SPLIT_TAG).map(String::as_str),
+            Some(IDLE)
+        );
+        assert_eq!(
+            idle.fact.tags.get(CLUSTER_TAG).map(String::as_str),
+            Some("prod")
+        );
+    }
+
+    #[test]
+    fn mul_div_never_overflows_and_never_exceeds_the_amount() {
+        assert_eq!(mul_div(100, 1, 3), 33);
+        assert_eq!(mul_div(-100, 1, 3), -33);
+        let big = i128::MAX / 2;
+        let got = mul_div(big, 1 << 100, 1 << 101);
+        assert!(got <= big / 2 && got > big / 3);
+        assert_eq!(mul_div(5, 0, 0), 0);
+    }
+}
