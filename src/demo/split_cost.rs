@@ -156,9 +156,10 @@ pub struct SplitMonth {
 impl SplitMonth {
     pub fn new(spec: SplitSpec) -> SplitMonth {
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
-        // Rows per hour at scale 1: ~8 node lines, ~3 others, 2 per pod.
+        // Rows per hour at scale 1: 2 per pod (each service ~6 pods over the three
+        // clusters; 6 DaemonSet and 6 coredns pods), 7 node lines, 7 others.
         let services = spec.services.len().max(1);
-        let per_hour_at_one = 11 + 2 * (services * 4 + 2 + 6);
+        let per_hour_at_one = 12 * services + 38;
         let month_days = days_in_month(spec.month);
         let scale = (spec.rows / (per_hour_at_one * 24 * month_days as usize)).max(1);
         let days = ((spec.rows / (per_hour_at_one * scale * 24)) as i64).clamp(1, month_days);

@@ -433,3 +433,27 @@ fn the_idle_policies_are_rules_test_cases_and_a_switch_shows_in_the_dry_run() {
     ]));
     assert!(dry.contains("platform") && dry.contains("alpha"), "{dry}");
 }
+
+#[test]
+fn the_bundled_small_month_counts_each_instance_once() {
+    // tests/data/kubernetes/split-month.csv.gz: `costsplit generate --split-cost --rows 3000
+    // --seed 42 --services 3` (one day of three clusters).
+    let file = data("kubernetes/split-month.csv.gz");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("split-month.csv");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&file).expect("open")),
+        &mut text,
+    )
+    .expect("gunzip");
+    std::fs::write(&plain, text).expect("write");
+    let expected = expected_from_csv(&plain);
+    let imported = ingest::read_files(&[file]).expect("imports");
+    assert_eq!(imported.line_items, expected.lines);
+    assert_eq!(imported.split.orphan_rows, 0);
+    assert!(imported.split.instance_days > 0);
+    let total: i128 = imported.facts.iter().map(|f| f.effective.0).sum();
+    let want: i128 = expected.by_day.values().sum::<i128>();
+    assert_eq!(total, (want + 500).div_euclid(1000), "to the nano-unit");
+}

@@ -225,7 +225,7 @@ fn broken_usage_sources_report_every_error_with_file_line_col() {
     let want = r#"s.toml:4:1: error: source `orders-db` needs `dsn_env = "VARIABLE"` or `dsn_file = "path"` (the dsn itself never sits in the rules)
 s.toml:7:1: error: `dsn` would put a connection secret in the rules; name an environment variable (dsn_env = "VAR") or a file (dsn_file = "/run/secrets/x") instead
 s.toml:14:1: error: unknown key `scan_cnt` in a [[source]] of kind `redis`; expected one of: name, kind, map, resource_id, timeout_seconds, unit, url_env, url_file, measure, max_keys, scan_count, memory_samples
-s.toml:19:8: error: unknown source kind `mongodb`: use postgres, redis, prometheus or cloudwatch
+s.toml:19:8: error: unknown source kind `mongodb`: use postgres, redis, prometheus, kubernetes or cloudwatch
 s.toml:25:7: error: a Prometheus `url` with credentials in it would put a secret in the rules; use url_env or url_file, or token_env for a bearer token
 s.toml:33:20: error: pool `shared`: no [[source]] is named `ghost-db`; declare it (known sources: cache)
 failed"#;
@@ -242,4 +242,38 @@ fn a_source_mapping_to_an_undeclared_service_names_the_map_entry() {
         got,
         "s.toml:7:21: error: source `db`: map `s2`: unknown service `nobody`; declare it in a [[service]] table or fix the name\nfailed"
     );
+}
+
+const BROKEN_CLUSTERS: &str = r#"[[service]]
+name = "checkout"
+
+[[cluster]]
+name = "eks-prod"
+by = "pod"
+idle = "central"
+
+[[cluster]]
+name = "eks-batch"
+map = { "shop" = "nobody" }
+idle = "sometimes"
+
+[[cluster]]
+name = "eks-dev"
+idle = "equal"
+owner = "checkout"
+nodes = 3
+"#;
+
+/// `[[cluster]]` tables are checked like every other rule, each error at its key.
+#[test]
+fn broken_clusters_report_every_error_with_file_line_col() {
+    let got = check(&[("k.toml", BROKEN_CLUSTERS)]);
+    let want = r#"k.toml:6:6: error: cluster `eks-prod`: unknown `by = "pod"`: use "namespace", "workload" or "label:KEY" (a pod label, e.g. "label:app")
+k.toml:7:8: error: cluster `eks-prod`: idle = "central" needs `owner`, the service that pays for the idle capacity, e.g. owner = "platform"
+k.toml:11:9: error: cluster `eks-batch`: map `shop`: unknown service `nobody`; declare it in a [[service]] table or fix the name
+k.toml:12:8: error: cluster `eks-batch`: unknown `idle = "sometimes"`: use "central", "equal", "requests" or "unallocated"
+k.toml:17:9: error: cluster `eks-dev`: `owner` only applies to idle = "central"
+k.toml:18:1: error: unknown key `nodes` in [[cluster]]; expected one of: name, cluster, by, map, idle, owner
+failed"#;
+    assert_eq!(got, want, "\n{got}");
 }
