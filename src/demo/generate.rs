@@ -4,7 +4,6 @@
 //! MSK resources without a service tag, untagged resources, commitment-covered usage and
 //! commitment fees, credits, a refund correction and tax rows.
 
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
@@ -488,16 +487,7 @@ impl World {
 
     /// Writes the month as CSV (gzip-compressed when the path ends in `.gz`).
     pub fn write_csv(&self, path: &Path) -> anyhow::Result<()> {
-        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-        let out: Box<dyn Write> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::fast(),
-            ))
-        } else {
-            Box::new(file)
-        };
-        let mut writer = csv::Writer::from_writer(out);
+        let mut writer = super::csv_writer(path)?;
         writer.write_record(COLUMNS)?;
         for line in self.lines() {
             writer.write_record(self.fields(&line))?;
@@ -509,28 +499,9 @@ impl World {
     /// Writes the month as parquet (costs as float64, timestamps as UTC datetimes), in row
     /// groups of at most 256k rows so memory stays flat.
     pub fn write_parquet(&self, path: &Path) -> anyhow::Result<()> {
-        let file = std::fs::File::create(path)?;
-        let mut writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>> = None;
-        let mut file = Some(file);
-        let mut chunk: Vec<[String; 22]> = Vec::with_capacity(1 << 18);
-        let mut lines = self.lines().peekable();
-        while lines.peek().is_some() {
-            chunk.clear();
-            chunk.extend(lines.by_ref().take(1 << 18).map(|l| self.fields(&l)));
-            let df = to_frame(&chunk)?;
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(
-                    ParquetWriter::new(file.take().expect("file used once"))
-                        .with_compression(ParquetCompression::Snappy)
-                        .batched(df.schema())?,
-                ),
-            };
-            w.write_batch(&df)?;
-        }
-        if let Some(w) = writer {
-            w.finish()?;
-        }
+        super::write_parquet(path, self.lines().map(|l| self.fields(&l)), |rows| {
+            to_frame(rows)
+        })?;
         Ok(())
     }
 
@@ -562,11 +533,7 @@ impl World {
 fn to_frame(rows: &[[String; 22]]) -> anyhow::Result<DataFrame> {
     let mut columns = Vec::with_capacity(COLUMNS.len());
     for (i, name) in COLUMNS.iter().enumerate() {
-        let values: Vec<Option<&str>> = rows
-            .iter()
-            .map(|r| Some(r[i].as_str()).filter(|v| !v.is_empty()))
-            .collect();
-        let series = Series::new((*name).into(), values);
+        let series = super::text_column(name, rows, i);
         let series = match *name {
             "BilledCost" | "EffectiveCost" | "ListCost" => series.cast(&DataType::Float64)?,
             "BillingPeriodStart" | "BillingPeriodEnd" | "ChargePeriodStart" | "ChargePeriodEnd" => {

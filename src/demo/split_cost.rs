@@ -9,7 +9,6 @@
 //! seed and spec, same bytes. The `net_*` columns carry a 3% discount, so a reader that adds
 //! both views is caught.
 
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
@@ -406,16 +405,7 @@ impl SplitMonth {
     /// Writes the export as CSV (gzip-compressed when the path ends in `.gz`); returns the
     /// number of line items.
     pub fn write_csv(&self, path: &Path) -> anyhow::Result<usize> {
-        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-        let out: Box<dyn Write> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::write::GzEncoder::new(
-                file,
-                flate2::Compression::fast(),
-            ))
-        } else {
-            Box::new(file)
-        };
-        let mut writer = csv::Writer::from_writer(out);
+        let mut writer = super::csv_writer(path)?;
         writer.write_record(COLUMNS)?;
         let mut count = 0;
         for row in self.rows() {
@@ -426,31 +416,9 @@ impl SplitMonth {
         Ok(count)
     }
 
-    /// Writes the export as parquet (costs as float64), in row groups of at most 256k rows;
-    /// returns the number of line items.
+    /// Writes the export as parquet (costs as float64); returns the number of line items.
     pub fn write_parquet(&self, path: &Path) -> anyhow::Result<usize> {
-        let mut count = 0;
-        let mut file = Some(std::fs::File::create(path)?);
-        let mut writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>> = None;
-        let mut rows = self.rows().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<Row> = rows.by_ref().take(1 << 18).collect();
-            count += chunk.len();
-            let df = to_frame(&chunk)?;
-            let w = match &mut writer {
-                Some(w) => w,
-                None => writer.insert(
-                    ParquetWriter::new(file.take().expect("file used once"))
-                        .with_compression(ParquetCompression::Snappy)
-                        .batched(df.schema())?,
-                ),
-            };
-            w.write_batch(&df)?;
-        }
-        if let Some(w) = writer {
-            w.finish()?;
-        }
-        Ok(count)
+        super::write_parquet(path, self.rows(), to_frame)
     }
 }
 
@@ -511,11 +479,7 @@ fn days_in_month(day: NaiveDate) -> i64 {
 fn to_frame(rows: &[Row]) -> anyhow::Result<DataFrame> {
     let mut columns = Vec::with_capacity(COLUMNS.len());
     for (i, name) in COLUMNS.iter().enumerate() {
-        let values: Vec<Option<&str>> = rows
-            .iter()
-            .map(|r| Some(r[i].as_str()).filter(|v| !v.is_empty()))
-            .collect();
-        let series = Series::new((*name).into(), values);
+        let series = super::text_column(name, rows, i);
         let series = if COSTS.contains(name) {
             series.cast(&DataType::Float64)?
         } else {

@@ -65,23 +65,24 @@ pub fn generate_split_cost(
         month: spec.month,
         services: spec.services,
     });
-    let name = out.to_string_lossy();
-    if name.ends_with(".parquet") {
-        month.write_parquet(out)
-    } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
-        month.write_csv(out)
-    } else {
-        anyhow::bail!("--out must end in .csv, .csv.gz or .parquet")
-    }
-    .with_context(|| format!("writing {}", out.display()))
+    by_extension(out, || month.write_parquet(out), || month.write_csv(out))
 }
 
 fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {
+    by_extension(out, || world.write_parquet(out), || world.write_csv(out))
+}
+
+/// Writes `out` as parquet or CSV (gzip CSV), as its name says.
+fn by_extension<T>(
+    out: &Path,
+    parquet: impl FnOnce() -> anyhow::Result<T>,
+    csv: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let name = out.to_string_lossy();
     if name.ends_with(".parquet") {
-        world.write_parquet(out)
+        parquet()
     } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
-        world.write_csv(out)
+        csv()
     } else {
         anyhow::bail!("--out must end in .csv, .csv.gz or .parquet")
     }
