@@ -25,7 +25,7 @@ PY=python3
 # services' names; kube-system stays unallocated under its cluster); the FOCUS month's shared
 # resources by its weight table.
 mkdir -p "$WORK/rules-split" "$WORK/rules-focus"
-grep -E '^\[\[service\]\]|^name = ' bench/rules.toml > "$WORK/rules-split/services.toml"
+sed '/^\[\[pool\]\]/,$d' bench/rules.toml > "$WORK/rules-split/services.toml"
 cat > "$WORK/rules-split/clusters.toml" <<'TOML'
 [[cluster]]
 name = "eks-prod"
@@ -67,7 +67,7 @@ for fmt in $FORMATS; do
     db="$WORK/bench.db"
     rm -f "$db" "$db-wal" "$db-shm"
     read -r t m < <($PY bench/measure.py "$BIN" --store "sqlite://$db" --rules "$WORK/rules-$gen" import --allocate "$file")
-    facts=$($PY -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from facts').fetchone()[0], c.execute('select sum(line_count) from facts').fetchone()[0])" "$db")
+    facts=$($PY -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute('select count(*) from billing_facts').fetchone()[0], c.execute('select sum(line_count) from billing_facts').fetchone()[0])" "$db")
     peak[$gen]=$m
     ratio=$($PY -c "print(f'{$m / ${peak[focus]}:.2f}')")
     printf '%s\t%s\t%s\t%ss\t%s MB\tfacts, line items: %s\tpeak / FOCUS month: %s\n' "$gen" "$ROWS" "$fmt" "$t" "$m" "$facts" "$ratio"

@@ -104,6 +104,8 @@ pub enum Method {
     /// A cluster's workloads by AWS's split cost allocation data (each pod's share of its
     /// instance: the larger of its requests and its usage, CPU and memory weighed 9:1).
     Split,
+    /// The part of a cluster's workloads that their pods requested but did not use.
+    Requested,
     /// Nobody could be charged: untagged and in no pool, or a pool whose fallback says so.
     Unallocated,
 }
@@ -117,6 +119,7 @@ impl Method {
             Method::Proportional => "proportional",
             Method::Usage => "usage",
             Method::Split => "split",
+            Method::Requested => "requested",
             Method::Unallocated => "unallocated",
         }
     }
@@ -129,6 +132,7 @@ impl Method {
             "proportional" => Method::Proportional,
             "usage" => Method::Usage,
             "split" => Method::Split,
+            "requested" => Method::Requested,
             "unallocated" => Method::Unallocated,
             _ => return None,
         })
@@ -146,6 +150,9 @@ pub mod split_tags {
     pub const CLUSTER: &str = "costsplit:cluster";
     pub const NAMESPACE: &str = "costsplit:namespace";
     pub const WORKLOAD_NAME: &str = "costsplit:workload";
+    /// Marks the part of a workload's cost its pods requested but did not use.
+    pub const REQUESTS: &str = "costsplit:requests";
+    pub const UNUSED: &str = "unused";
 }
 
 /// The name under which unattributable cost is reported.

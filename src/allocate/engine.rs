@@ -192,7 +192,7 @@ impl<'a> Run<'a> {
         {
             let resource = match &rules.pools[pool].method {
                 // A bucket per value that names a service (namespace, workload or label).
-                SplitMethod::Workloads(w) => Some(w.value_of(fact).to_string()),
+                SplitMethod::Workloads(w) => Some(w.bucket_of(fact)),
                 _ => self.per_resource[pool].then(|| fact.resource_id.clone()),
             };
             let key = BucketKey {
@@ -339,7 +339,8 @@ impl<'a> Run<'a> {
     /// service the value maps to, else to `unallocated` with the reason.
     fn workload_part(&self, w: &Workloads, key: &BucketKey, bucket: &Bucket) -> BucketPart {
         let rules = self.input.rules;
-        let value = key.resource.as_deref().unwrap_or_default();
+        let (value, requested) =
+            Workloads::value_of_bucket(key.resource.as_deref().unwrap_or_default());
         let named = w.by.describe(value);
         let service = match &w.map {
             Some(map) => map.service_of(value).map(str::to_string),
@@ -348,6 +349,11 @@ impl<'a> Run<'a> {
                 .map(|s| s.name.clone()),
         };
         let (service, method, basis) = match service {
+            Some(service) if requested => (
+                service,
+                Method::Requested,
+                format!("{named}: requested above usage"),
+            ),
             Some(service) => (service, Method::Split, named),
             None if value.is_empty() => (
                 UNALLOCATED.to_string(),

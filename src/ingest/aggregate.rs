@@ -97,6 +97,7 @@ impl std::hash::Hash for Key {
 struct Sums {
     amounts: [i128; AMOUNT_COUNT],
     split: i128,
+    requested_unused: i128,
     lines: i64,
 }
 
@@ -157,6 +158,7 @@ impl Aggregator {
             *sum += amount;
         }
         sums.split += line.split;
+        sums.requested_unused += line.requested_unused;
         sums.lines += 1;
         Ok(())
     }
@@ -272,6 +274,7 @@ impl Aggregator {
                     *sum += amount;
                 }
                 into.split += sums.split;
+                into.requested_unused += sums.requested_unused;
                 into.lines += sums.lines;
             }
         }
@@ -339,6 +342,7 @@ impl Aggregator {
                 },
                 amounts: sums.amounts,
                 split: sums.split,
+                requested_unused: sums.requested_unused,
             });
         }
         facts
@@ -440,6 +444,7 @@ pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
                     *sum += amount;
                 }
                 last.split += raw.split;
+                last.requested_unused += raw.requested_unused;
                 last.fact.line_count += raw.fact.line_count;
                 last.fact.estimated |= raw.fact.estimated;
             }
@@ -538,6 +543,7 @@ mod tests {
             list: cost * 3,
             contracted: cost * 2,
             split: 0,
+            requested_unused: 0,
         }
     }
 

@@ -463,6 +463,7 @@ fn group_fact(
         fact,
         amounts: [effective, billed, billed, billed],
         split: 0,
+        requested_unused: 0,
     })
 }
 

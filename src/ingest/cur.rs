@@ -56,10 +56,14 @@ enum Field {
     /// and that share.
     SplitParent,
     SplitCost,
+    /// What the pod requested, used, and the larger of the two (vCPU or GB).
+    SplitReserved,
+    SplitActual,
+    SplitUsage,
 }
 
 impl Field {
-    const ALL: [Field; 20] = [
+    const ALL: [Field; 23] = [
         Field::UsageStart,
         Field::PeriodStart,
         Field::Payer,
@@ -80,6 +84,9 @@ impl Field {
         Field::PublicOnDemand,
         Field::SplitParent,
         Field::SplitCost,
+        Field::SplitReserved,
+        Field::SplitActual,
+        Field::SplitUsage,
     ];
 
     /// (CUR 2.0 name, legacy CUR name).
@@ -131,6 +138,12 @@ impl Field {
                 "splitLineItem/ParentResourceId",
             ),
             Field::SplitCost => ("split_line_item_split_cost", "splitLineItem/SplitCost"),
+            Field::SplitReserved => (
+                "split_line_item_reserved_usage",
+                "splitLineItem/ReservedUsage",
+            ),
+            Field::SplitActual => ("split_line_item_actual_usage", "splitLineItem/ActualUsage"),
+            Field::SplitUsage => ("split_line_item_split_usage", "splitLineItem/SplitUsage"),
         }
     }
 
@@ -447,11 +460,28 @@ impl RowMap for CurCsv {
         // `split::attribute` to move the instance's money by.
         let parent = raw(Field::SplitParent);
         let is_split = !parent.is_empty() && self.index(Field::SplitCost).is_some();
-        let split = if is_split {
+        let (split, requested_unused) = if is_split {
             super::split::workload_key(parent, raw(Field::ResourceId), &mut scratch.resource);
-            cost(Field::SplitCost)?
+            let split = cost(Field::SplitCost)?;
+            // Requests above usage, as a part of the share (quantities read like costs:
+            // exact decimals; absent columns are 0).
+            let quantity = |field: Field| {
+                if raw(field).is_empty() {
+                    Ok(0)
+                } else {
+                    cost(field)
+                }
+            };
+            let unused = quantity(Field::SplitReserved)? - quantity(Field::SplitActual)?;
+            let larger = quantity(Field::SplitUsage)?;
+            let part = if unused > 0 && larger > 0 {
+                super::split::mul_div(split, unused.min(larger), larger)
+            } else {
+                0
+            };
+            (split, part)
         } else {
-            0
+            (0, 0)
         };
         let resource: &'r [u8] = if is_split {
             &scratch.resource
@@ -477,6 +507,7 @@ impl RowMap for CurCsv {
             list,
             contracted,
             split,
+            requested_unused,
         })
     }
 

@@ -244,6 +244,7 @@ impl RowMap for CsvRows {
             list: or_billed(self.list)?,
             contracted: or_billed(self.contracted)?,
             split: 0,
+            requested_unused: 0,
             keys: self
                 .keys
                 .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i)))),

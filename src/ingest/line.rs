@@ -47,6 +47,9 @@ pub struct Line<'a> {
     /// `split_line_item_split_cost`, 1e-11 units); 0 on every other line. Not money: the
     /// money stays on the parent's line until [`super::split`] moves it.
     pub split: i128,
+    /// The part of `split` its pod requested but did not use (the share times requests above
+    /// usage over the larger of the two), 1e-11 units; 0 on every other line.
+    pub requested_unused: i128,
 }
 
 /// The amounts a line carries and a fact sums, in this order (see [`Line::amounts`]).
@@ -65,8 +68,10 @@ impl Line<'_> {
 pub struct RawFact {
     pub fact: Fact,
     pub amounts: [i128; AMOUNT_COUNT],
-    /// The summed split shares of a split cost allocation fact (see [`Line::split`]).
+    /// The summed split shares of a split cost allocation fact (see [`Line::split`]), and
+    /// their parts requested but not used.
     pub split: i128,
+    pub requested_unused: i128,
 }
 
 impl RawFact {
@@ -81,6 +86,7 @@ impl RawFact {
                 fine(fact.contracted),
             ],
             split: 0,
+            requested_unused: 0,
             fact,
         }
     }

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
-use super::line::RawFact;
+use super::line::{RawFact, AMOUNT_COUNT};
 use crate::model::split_tags::{
-    CLUSTER as CLUSTER_TAG, IDLE, NAMESPACE as NAMESPACE_TAG, SPLIT as SPLIT_TAG, WORKLOAD,
-    WORKLOAD_NAME as WORKLOAD_TAG,
+    CLUSTER as CLUSTER_TAG, IDLE, NAMESPACE as NAMESPACE_TAG, REQUESTS, SPLIT as SPLIT_TAG, UNUSED,
+    WORKLOAD, WORKLOAD_NAME as WORKLOAD_TAG,
 };
 use crate::model::Tags;
 
@@ -122,11 +122,9 @@ pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
     let mut groups: BTreeMap<(NaiveDate, String), Vec<Share>> = BTreeMap::new();
     for row in rows {
         summary.workload_rows += row.fact.line_count;
-        let (parent, share) = share_of(row);
-        groups
-            .entry((share.fact.fact.day, parent))
-            .or_default()
-            .push(share);
+        let day = row.fact.day;
+        let (parent, shares) = shares_of(row);
+        groups.entry((day, parent)).or_default().extend(shares);
     }
     let mut parents: HashMap<(NaiveDate, &str), Vec<usize>> = HashMap::new();
     for (i, f) in facts.iter().enumerate() {
@@ -201,10 +199,11 @@ fn is_split_row(f: &RawFact) -> bool {
     f.fact.resource_id.starts_with(MARK)
 }
 
-/// A split row as its parent instance and the workload fact it becomes: the grain as its
-/// resource id, its tags with the cluster, namespace and workload named and the churning
-/// ones dropped.
-fn share_of(mut row: RawFact) -> (String, Share) {
+/// A split row as its parent instance and the workload facts it becomes: the grain as their
+/// resource id, their tags with the cluster, namespace and workload named and the churning
+/// ones dropped; the part its pods requested but did not use is a second fact, tagged
+/// `costsplit:requests = unused`.
+fn shares_of(mut row: RawFact) -> (String, Vec<Share>) {
     let key = row.fact.resource_id.trim_start_matches(MARK).to_string();
     let (parent, grain) = key.split_once(MARK).unwrap_or((&key, ""));
     let parts: Vec<&str> = grain.split('/').collect();
@@ -246,21 +245,39 @@ fn share_of(mut row: RawFact) -> (String, Share) {
         _ => grain.to_string(),
     };
     let weight = row.split.max(0);
+    let unused = row.requested_unused.clamp(0, weight);
     row.split = 0;
-    (
-        parent.to_string(),
+    row.requested_unused = 0;
+    let mut shares = Vec::with_capacity(2);
+    if unused > 0 {
+        let mut requested = row.clone();
+        requested
+            .fact
+            .tags
+            .insert(REQUESTS.to_string(), UNUSED.to_string());
+        requested.amounts = [0; AMOUNT_COUNT];
+        requested.fact.line_count = 0;
+        shares.push(Share {
+            fact: requested,
+            weight: unused,
+            cluster: cluster.clone(),
+        });
+    }
+    shares.insert(
+        0,
         Share {
             fact: row,
-            weight,
+            weight: weight - unused,
             cluster,
         },
-    )
+    );
+    (parent.to_string(), shares)
 }
 
 /// `amount × part ÷ whole`, rounded toward zero (`part ≤ whole`), without overflowing: when the
 /// product would not fit, the ratio is read at less precision (the rest stays idle; nothing is
 /// lost).
-fn mul_div(amount: i128, mut part: i128, mut whole: i128) -> i128 {
+pub(super) fn mul_div(amount: i128, mut part: i128, mut whole: i128) -> i128 {
     if whole <= 0 || part <= 0 {
         return 0;
     }
@@ -326,6 +343,7 @@ mod tests {
             },
             amounts,
             split,
+            requested_unused: 0,
         }
     }
 

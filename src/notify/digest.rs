@@ -42,6 +42,9 @@ fn service_text(s: &ServiceLine) -> String {
         percent(s.change(), s.previous),
         sparkline(&s.daily)
     );
+    if let Some(requested) = s.requested_unused_text() {
+        text.push_str(&format!("\n{}", escape(&requested)));
+    }
     if !s.shared.is_empty() {
         let shared: crate::money::Nanos = s.shared.iter().map(|p| p.amount).sum();
         text.push_str(&format!("\nshared {}: ", human(shared, c, false)));

@@ -87,6 +87,22 @@ pub struct ServiceLine {
     /// One amount per day of the period.
     pub daily: Vec<Nanos>,
     pub shared: Vec<PoolShare>,
+    /// What its Kubernetes pods requested but did not use, in the total: the cheapest saving
+    /// a developer can make is right-sizing the requests.
+    #[serde(default)]
+    pub requested_unused: Nanos,
+}
+
+impl ServiceLine {
+    /// The "requests above usage" line, when there is one.
+    pub fn requested_unused_text(&self) -> Option<String> {
+        (self.requested_unused.0 > 0).then(|| {
+            format!(
+                "requests above usage {}: right-sizing the pods' requests saves it",
+                crate::money::human(self.requested_unused, &self.currency, false)
+            )
+        })
+    }
 }
 
 impl ServiceLine {
@@ -180,6 +196,9 @@ fn service_lines(input: &DigestInput<'_>) -> Lines {
     {
         let line = line_of(&mut lines, days, &a.service, &a.currency);
         line.total += a.amount;
+        if a.method == crate::model::Method::Requested {
+            line.requested_unused += a.amount;
+        }
         if let Some(slot) = usize::try_from((a.day - from).num_days())
             .ok()
             .and_then(|i| line.daily.get_mut(i))
@@ -210,6 +229,7 @@ fn line_of<'a>(
             previous: Nanos::ZERO,
             daily: vec![Nanos::ZERO; days],
             shared: Vec::new(),
+            requested_unused: Nanos::ZERO,
         })
 }
 
@@ -371,6 +391,9 @@ pub fn plain_text(d: &Digest) -> Vec<String> {
                 percent_of_ppb(p.ratio_ppb),
                 human(p.amount, c, false)
             ));
+        }
+        if let Some(text) = s.requested_unused_text() {
+            lines.push(format!("    {text}"));
         }
     }
     if d.below_floor > 0 {

@@ -242,10 +242,29 @@ impl WorkloadKey {
     }
 }
 
+/// Ends the bucket of the part of a value's cost its pods requested but did not use.
+const REQUESTED: char = '\u{1f}';
+
 impl Workloads {
-    /// The value of a workload fact that names its service (empty when it has none).
-    pub fn value_of<'f>(&self, fact: &'f Fact) -> &'f str {
-        tag_value(&fact.tags, self.by.tag()).unwrap_or("")
+    /// The bucket of a workload fact: the value that names its service (empty when it has
+    /// none), marked when the fact is the part requested but not used.
+    pub fn bucket_of(&self, fact: &Fact) -> String {
+        let value = tag_value(&fact.tags, self.by.tag()).unwrap_or("");
+        let requested = tag_value(&fact.tags, crate::model::split_tags::REQUESTS)
+            == Some(crate::model::split_tags::UNUSED);
+        if requested {
+            format!("{value}{REQUESTED}")
+        } else {
+            value.to_string()
+        }
+    }
+
+    /// A bucket's value, and whether it is the part requested but not used.
+    pub fn value_of_bucket(bucket: &str) -> (&str, bool) {
+        match bucket.strip_suffix(REQUESTED) {
+            Some(value) => (value, true),
+            None => (bucket, false),
+        }
     }
 }
 

@@ -146,11 +146,25 @@ fn aws_worked_example_splits_the_instance_once_to_the_cent() {
     }
     let pod_row = central
         .iter()
-        .find(|a| a.service == "alpha")
+        .find(|a| a.service == "alpha" && a.method.as_str() == "split")
         .expect("alpha's row");
     assert_eq!(pod_row.pool, "example");
-    assert_eq!(pod_row.method.as_str(), "split");
     assert_eq!(pod_row.basis, "namespace namespace1");
+    // Of alpha's $0.43, what pods 1 and 3 requested but did not use (0.9 and 0.5 vCPU, 1 GB):
+    // $0.24, a row of its own; beta's pods used more than they requested.
+    let requested: BTreeMap<String, i128> = cents(
+        &central
+            .iter()
+            .filter(|a| a.method.as_str() == "requested")
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(requested, expect(&[("alpha", 24)]));
+    let row = central
+        .iter()
+        .find(|a| a.method.as_str() == "requested")
+        .expect("the requested row");
+    assert_eq!(row.basis, "namespace namespace1: requested above usage");
 }
 
 #[test]
@@ -375,6 +389,24 @@ async fn a_generated_month_with_split_cost_data_reconciles_on_both_stores_in_bot
             assert!(totals.get(s).is_some_and(|n| *n > 0), "{s}: {totals:?}");
         }
         per_service.push(totals);
+        // The digest tells each team what its pods requested but did not use.
+        let digests = jobs::reports::team_digests(
+            &t.store,
+            &rules,
+            costsplit::report::digest::Period::Month,
+            day("2026-05-04"),
+            Some("team-checkout"),
+        )
+        .await
+        .expect("digests");
+        let line = &digests[0].services[0];
+        assert_eq!(line.service, "checkout");
+        assert!(
+            line.requested_unused.0 > 0 && line.requested_unused < line.total,
+            "{line:?}"
+        );
+        let text = costsplit::report::digest::plain_text(&digests[0]).join("\n");
+        assert!(text.contains("requests above usage $"), "{text}");
     }
     // The same money per service whichever store and format it came through.
     for other in &per_service[1..] {

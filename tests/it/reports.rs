@@ -486,6 +486,7 @@ fn line(service: &str, dollars: i128, previous: i128, pools: usize) -> ServiceLi
                 amount: Nanos(1_234_567 * d),
             })
             .collect(),
+        requested_unused: Nanos::ZERO,
     }
 }
 
