@@ -110,6 +110,9 @@ pub struct Scratch {
     pub last_value: Vec<u8>,
     /// A split cost allocation row's resource key (see `split::workload_key`).
     pub resource: Vec<u8>,
+    /// Split rows' tags text -> the same without the tags that churn (see
+    /// `split::drop_churning_tags`).
+    pub lasting_tags: rustc_hash::FxHashMap<Vec<u8>, Vec<u8>>,
 }
 
 /// A format's mapping of one CSV record onto the common line item: one per format (FOCUS

@@ -437,6 +437,11 @@ impl RowMap for CurCsv {
             Amortized::Zero => 0,
         };
         self.write_tags(record, &mut scratch.tags);
+        let parent = raw(Field::SplitParent);
+        let is_split = !parent.is_empty() && self.index(Field::SplitCost).is_some();
+        if is_split {
+            super::split::drop_churning_tags(&mut scratch.tags, &mut scratch.lasting_tags);
+        }
         self.write_service(
             record,
             raw(Field::ProductName),
@@ -458,8 +463,6 @@ impl RowMap for CurCsv {
         // A pod's (or ECS task's) row of split cost allocation data: its share of the parent
         // instance, keyed by parent and workload (never by pod id, which churns), for
         // `split::attribute` to move the instance's money by.
-        let parent = raw(Field::SplitParent);
-        let is_split = !parent.is_empty() && self.index(Field::SplitCost).is_some();
         let (split, requested_unused) = if is_split {
             super::split::workload_key(parent, raw(Field::ResourceId), &mut scratch.resource);
             let split = cost(Field::SplitCost)?;

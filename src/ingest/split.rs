@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
-use super::line::{RawFact, AMOUNT_COUNT};
+use rustc_hash::FxHashMap;
+
+use super::line::{RawFact, AMOUNT_COUNT, CUR_JSON_TAGS, KV_PAIR, KV_SEP, KV_TAGS};
 use crate::model::split_tags::{
     CLUSTER as CLUSTER_TAG, IDLE, NAMESPACE as NAMESPACE_TAG, REQUESTS, SPLIT as SPLIT_TAG, UNUSED,
     WORKLOAD, WORKLOAD_NAME as WORKLOAD_TAG,
@@ -44,6 +46,63 @@ fn churns(key: &str) -> bool {
         || key == "aws_eks_node"
         || key == "aws:eks:pod"
         || key == "aws_eks_pod"
+}
+
+/// Replaces a split row's tags text (either CUR encoding) by the same without the tags that
+/// churn, so a workload's rows of a day share one tags value whatever node or rollout they
+/// ran on. Each distinct text is decoded once (`cache`, bounded); others pass unchanged.
+pub fn drop_churning_tags(tags: &mut Vec<u8>, cache: &mut FxHashMap<Vec<u8>, Vec<u8>>) {
+    if let Some(lasting) = cache.get(tags.as_slice()) {
+        tags.clear();
+        tags.extend_from_slice(lasting);
+        return;
+    }
+    let lasting = lasting_text(tags).unwrap_or_else(|| tags.clone());
+    if cache.len() >= 1 << 13 {
+        cache.clear();
+    }
+    cache.insert(std::mem::replace(tags, lasting.clone()), lasting);
+}
+
+/// The tags text without churning keys, in the same encoding; `None` when it has none (or is
+/// not text this can read, which the aggregator then reports as usual).
+fn lasting_text(tags: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(tags).ok()?;
+    let mut json_mark = [0; 4];
+    let json_mark: &str = CUR_JSON_TAGS.encode_utf8(&mut json_mark);
+    if let Some(json) = text.strip_prefix(json_mark) {
+        let mut map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).ok()?;
+        let before = map.len();
+        map.retain(|k, _| !churns(k.strip_prefix("user_").unwrap_or(k)));
+        if map.len() == before {
+            return None;
+        }
+        let mut out = json_mark.as_bytes().to_vec();
+        out.extend_from_slice(serde_json::Value::Object(map).to_string().as_bytes());
+        return Some(out);
+    }
+    let pairs = text.strip_prefix(KV_TAGS)?;
+    let kept: Vec<&str> = pairs
+        .split(KV_PAIR)
+        .filter(|pair| {
+            let key = pair.split_once(KV_SEP).map_or(*pair, |(k, _)| k);
+            !churns(
+                key.strip_prefix("user_")
+                    .or(key.strip_prefix("user:"))
+                    .unwrap_or(key),
+            )
+        })
+        .collect();
+    if kept.len() == pairs.split(KV_PAIR).count() {
+        return None;
+    }
+    let mut out = String::new();
+    if !kept.is_empty() {
+        out.push(KV_TAGS);
+        out.push_str(&kept.join(&KV_PAIR.to_string()));
+    }
+    Some(out.into_bytes())
 }
 
 /// Writes the resource key of a split row: its parent instance and the pod's cluster,
@@ -103,11 +162,117 @@ pub struct Summary {
     pub orphan_rows: i64,
 }
 
-/// One workload's share of one instance-day.
+/// One workload's share of one instance-day: the workload (an index into the distinct
+/// workload facts) and its weight.
 struct Share {
-    fact: RawFact,
+    workload: usize,
     weight: i128,
-    cluster: String,
+}
+
+/// The columns a moved part takes from its instance's line, so it keeps that line's
+/// dimensions (FOCUS: an allocated charge's dimensions are its origin charge's).
+type Dims = [String; 7];
+
+fn dims(f: &crate::model::Fact) -> Dims {
+    [
+        f.billing_period.clone(),
+        f.billing_account.clone(),
+        f.sub_account.clone(),
+        f.provider.clone(),
+        f.provider_service.clone(),
+        f.charge_category.clone(),
+        f.currency.clone(),
+    ]
+}
+
+fn with_dims(mut fact: RawFact, dims: &Dims) -> RawFact {
+    let f = &mut fact.fact;
+    f.billing_period.clone_from(&dims[0]);
+    f.billing_account.clone_from(&dims[1]);
+    f.sub_account.clone_from(&dims[2]);
+    f.provider.clone_from(&dims[3]);
+    f.provider_service.clone_from(&dims[4]);
+    f.charge_category.clone_from(&dims[5]);
+    f.currency.clone_from(&dims[6]);
+    fact
+}
+
+/// The distinct workload facts of a batch, each kept once (its rows' line counts summed), and
+/// the parts moved to each, summed per (workload, instance line dimensions): memory follows
+/// the workloads and days, never the pods or the (instance, workload) pairs.
+#[derive(Default)]
+struct Workloads {
+    facts: Vec<RawFact>,
+    index: HashMap<(NaiveDate, String, Tags, Dims), usize>,
+    dims: Vec<Dims>,
+    dims_index: HashMap<Dims, usize>,
+    parts: HashMap<(usize, usize), [i128; AMOUNT_COUNT]>,
+}
+
+impl Workloads {
+    fn intern(&mut self, fact: RawFact) -> usize {
+        let key = (
+            fact.fact.day,
+            fact.fact.resource_id.clone(),
+            fact.fact.tags.clone(),
+            dims(&fact.fact),
+        );
+        match self.index.get(&key) {
+            Some(&i) => {
+                let kept = &mut self.facts[i];
+                for (sum, amount) in kept.amounts.iter_mut().zip(fact.amounts) {
+                    *sum += amount;
+                }
+                kept.fact.line_count += fact.fact.line_count;
+                i
+            }
+            None => {
+                self.facts.push(fact);
+                self.index.insert(key, self.facts.len() - 1);
+                self.facts.len() - 1
+            }
+        }
+    }
+
+    fn add_part(
+        &mut self,
+        workload: usize,
+        of: &crate::model::Fact,
+        amounts: [i128; AMOUNT_COUNT],
+    ) {
+        let d = dims(of);
+        let dims_id = match self.dims_index.get(&d) {
+            Some(&i) => i,
+            None => {
+                self.dims.push(d.clone());
+                self.dims_index.insert(d, self.dims.len() - 1);
+                self.dims.len() - 1
+            }
+        };
+        let sums = self
+            .parts
+            .entry((workload, dims_id))
+            .or_insert([0; AMOUNT_COUNT]);
+        for (sum, amount) in sums.iter_mut().zip(amounts) {
+            *sum += amount;
+        }
+    }
+
+    /// The workload facts (their rows' own amounts and line counts) and the moved parts.
+    fn into_facts(self) -> Vec<RawFact> {
+        let mut out = Vec::with_capacity(self.facts.len() + self.parts.len());
+        let mut parts: Vec<((usize, usize), [i128; AMOUNT_COUNT])> =
+            self.parts.into_iter().collect();
+        parts.sort_unstable_by_key(|(key, _)| *key);
+        for ((workload, dims_id), amounts) in parts {
+            let mut part = with_dims(self.facts[workload].clone(), &self.dims[dims_id]);
+            part.amounts = amounts;
+            part.fact.line_count = 0;
+            out.push(part);
+        }
+        out.extend(self.facts);
+        out
+    }
 }
 
 /// Moves each instance-day's money from the instance's lines to the workloads that ran on
@@ -119,31 +284,33 @@ pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
         return (raw, summary);
     }
     let (rows, mut facts): (Vec<RawFact>, Vec<RawFact>) = raw.into_iter().partition(is_split_row);
-    let mut groups: BTreeMap<(NaiveDate, String), Vec<Share>> = BTreeMap::new();
+    let mut workloads = Workloads::default();
+    // (day, instance) -> its workloads' shares, its cluster and its split rows.
+    let mut groups: BTreeMap<(NaiveDate, String), (Vec<Share>, String, i64)> = BTreeMap::new();
     for row in rows {
         summary.workload_rows += row.fact.line_count;
         let day = row.fact.day;
-        let (parent, shares) = shares_of(row);
-        groups.entry((day, parent)).or_default().extend(shares);
-    }
-    let mut parents: HashMap<(NaiveDate, &str), Vec<usize>> = HashMap::new();
-    for (i, f) in facts.iter().enumerate() {
-        if groups.contains_key(&(f.fact.day, f.fact.resource_id.clone())) {
-            parents
-                .entry((f.fact.day, f.fact.resource_id.as_str()))
-                .or_default()
-                .push(i);
+        let lines = row.fact.line_count;
+        let (parent, cluster, shares) = shares_of(row);
+        let group = groups.entry((day, parent)).or_default();
+        group.1 = cluster;
+        group.2 += lines;
+        for (fact, weight) in shares {
+            let workload = workloads.intern(fact);
+            group.0.push(Share { workload, weight });
         }
     }
-    let parents: HashMap<(NaiveDate, String), Vec<usize>> = parents
-        .into_iter()
-        .map(|((day, id), v)| ((day, id.to_string()), v))
-        .collect();
-    let mut moved = Vec::new();
-    for (key, shares) in groups {
+    let mut parents: HashMap<(NaiveDate, String), Vec<usize>> = HashMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        let key = (f.fact.day, f.fact.resource_id.clone());
+        if groups.contains_key(&key) {
+            parents.entry(key).or_default().push(i);
+        }
+    }
+    for (key, (shares, cluster, rows)) in groups {
         let Some(lines) = parents.get(&key) else {
-            summary.orphan_rows += shares.iter().map(|s| s.fact.fact.line_count).sum::<i64>();
-            moved.extend(shares.into_iter().map(|s| s.fact));
+            // The rows' line counts stay with their workloads; their shares move nothing.
+            summary.orphan_rows += rows;
             continue;
         };
         summary.instance_days += 1;
@@ -161,37 +328,24 @@ pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
             let parent = &mut facts[i];
             let whole_amounts = parent.amounts;
             for share in &shares {
-                let mut part = share.fact.clone();
-                part.fact.billing_period = parent.fact.billing_period.clone();
-                part.fact.billing_account = parent.fact.billing_account.clone();
-                part.fact.sub_account = parent.fact.sub_account.clone();
-                part.fact.provider = parent.fact.provider.clone();
-                part.fact.provider_service = parent.fact.provider_service.clone();
-                part.fact.charge_category = parent.fact.charge_category.clone();
-                part.fact.currency = parent.fact.currency.clone();
-                part.fact.line_count = 0;
-                for (k, amount) in parent.amounts.iter_mut().enumerate() {
-                    let moved_part = mul_div(whole_amounts[k], share.weight, whole);
-                    part.amounts[k] = moved_part;
-                    *amount -= moved_part;
+                let moved: [i128; AMOUNT_COUNT] =
+                    std::array::from_fn(|k| mul_div(whole_amounts[k], share.weight, whole));
+                for (amount, part) in parent.amounts.iter_mut().zip(moved) {
+                    *amount -= part;
                 }
-                moved.push(part);
+                workloads.add_part(share.workload, &parent.fact, moved);
             }
             parent
                 .fact
                 .tags
                 .insert(SPLIT_TAG.to_string(), IDLE.to_string());
-            if let Some(cluster) = shares.first().map(|s| &s.cluster) {
-                parent
-                    .fact
-                    .tags
-                    .insert(CLUSTER_TAG.to_string(), cluster.clone());
-            }
+            parent
+                .fact
+                .tags
+                .insert(CLUSTER_TAG.to_string(), cluster.clone());
         }
-        // The rows themselves (their line counts; split rows carry no money of their own).
-        moved.extend(shares.into_iter().map(|s| s.fact));
     }
-    facts.extend(moved);
+    facts.extend(workloads.into_facts());
     (facts, summary)
 }
 
@@ -203,7 +357,7 @@ fn is_split_row(f: &RawFact) -> bool {
 /// resource id, their tags with the cluster, namespace and workload named and the churning
 /// ones dropped; the part its pods requested but did not use is a second fact, tagged
 /// `costsplit:requests = unused`.
-fn shares_of(mut row: RawFact) -> (String, Vec<Share>) {
+fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>) {
     let key = row.fact.resource_id.trim_start_matches(MARK).to_string();
     let (parent, grain) = key.split_once(MARK).unwrap_or((&key, ""));
     let parts: Vec<&str> = grain.split('/').collect();
@@ -257,21 +411,10 @@ fn shares_of(mut row: RawFact) -> (String, Vec<Share>) {
             .insert(REQUESTS.to_string(), UNUSED.to_string());
         requested.amounts = [0; AMOUNT_COUNT];
         requested.fact.line_count = 0;
-        shares.push(Share {
-            fact: requested,
-            weight: unused,
-            cluster: cluster.clone(),
-        });
+        shares.push((requested, unused));
     }
-    shares.insert(
-        0,
-        Share {
-            fact: row,
-            weight: weight - unused,
-            cluster,
-        },
-    );
-    (parent.to_string(), shares)
+    shares.insert(0, (row, weight - unused));
+    (parent.to_string(), cluster, shares)
 }
 
 /// `amount × part ÷ whole`, rounded toward zero (`part ≤ whole`), without overflowing: when the
@@ -415,6 +558,33 @@ mod tests {
             idle.fact.tags.get(CLUSTER_TAG).map(String::as_str),
             Some("prod")
         );
+    }
+
+    #[test]
+    fn churning_tags_are_dropped_in_both_encodings_once_per_distinct_text() {
+        let mut cache = FxHashMap::default();
+        let json = format!(
+            r#"{CUR_JSON_TAGS}{{"aws_eks_node":"ip-1","user_app":"web","user_pod_template_hash":"7d9f"}}"#
+        );
+        let mut tags = json.clone().into_bytes();
+        drop_churning_tags(&mut tags, &mut cache);
+        assert_eq!(
+            String::from_utf8(tags.clone()).expect("text"),
+            format!(r#"{CUR_JSON_TAGS}{{"user_app":"web"}}"#)
+        );
+        let mut again = json.into_bytes();
+        drop_churning_tags(&mut again, &mut cache);
+        assert_eq!(again, tags, "the cached answer");
+        let mut kv =
+            format!("{KV_TAGS}user:app{KV_SEP}web{KV_PAIR}aws:eks:node{KV_SEP}ip-1").into_bytes();
+        drop_churning_tags(&mut kv, &mut cache);
+        assert_eq!(
+            String::from_utf8(kv).expect("text"),
+            format!("{KV_TAGS}user:app{KV_SEP}web")
+        );
+        let mut plain = br#"{"app":"web"}"#.to_vec();
+        drop_churning_tags(&mut plain, &mut cache);
+        assert_eq!(plain, br#"{"app":"web"}"#.to_vec());
     }
 
     #[test]
