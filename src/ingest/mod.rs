@@ -181,7 +181,10 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
             let header = file.names();
             if cur::is_cur(&header) {
                 let (columns, rows) = cur::parquet_rows(path, &header)?;
-                let sums = file.read_rows(path, slicing.rows.max(1), &columns, &rows)?;
+                // A CUR row is decoded to text in every column it reads, where FOCUS keeps
+                // its columns' dictionaries: smaller batches hold the same memory.
+                let rows_per_batch = (slicing.rows / CUR_ROWS_DIVISOR).max(1);
+                let sums = file.read_rows(path, rows_per_batch, &columns, &rows)?;
                 Ok((BillingSchema::Cur2, sums))
             } else {
                 refuse_foreign(path, &header)?;
@@ -227,6 +230,8 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
 /// pages of its row group being decoded), so the peak follows this size and the number of
 /// distinct facts, not the size of the file. `COSTSPLIT_IMPORT_SLICE_ROWS` overrides it.
 const SLICE_ROWS: usize = 50_000;
+/// CUR parquet batches are this many times smaller (BENCHMARKS.md, "Kubernetes").
+const CUR_ROWS_DIVISOR: usize = 5;
 
 /// Bytes of a CSV file per chunk a worker parses (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`).
 const CSV_CHUNK_BYTES: usize = 16 << 20;
