@@ -298,7 +298,7 @@ impl<'a> Run<'a> {
         let pool = &self.input.rules.pools[key.pool];
         match &pool.method {
             SplitMethod::Workloads(w) => return vec![self.workload_part(w, key, bucket)],
-            SplitMethod::Idle(idle) => return self.idle_parts(pool, idle, key, bucket),
+            SplitMethod::Idle(idle) => return self.idle_parts(idle, key, bucket),
             _ => {}
         }
         let equal = || split_largest_remainder(bucket.amount, &vec![1; pool.members.len()]);
@@ -358,11 +358,7 @@ impl<'a> Run<'a> {
             None if value.is_empty() => (
                 UNALLOCATED.to_string(),
                 Method::Unallocated,
-                format!(
-                    "no {} in cluster {}",
-                    w.by.describe("").trim_end_matches([' ', '=']),
-                    w.cluster
-                ),
+                format!("no {} in cluster {}", w.by.name(), w.cluster),
             ),
             None => (
                 UNALLOCATED.to_string(),
@@ -382,13 +378,7 @@ impl<'a> Run<'a> {
     /// A cluster's idle capacity of one day, by its policy: to its owner, equally among the
     /// services whose workloads ran, or in proportion to what their workloads were charged.
     /// A day without workloads leaves it `unallocated`, saying so.
-    fn idle_parts(
-        &self,
-        pool: &Pool,
-        idle: &IdleShare,
-        key: &BucketKey,
-        bucket: &Bucket,
-    ) -> Vec<BucketPart> {
+    fn idle_parts(&self, idle: &IdleShare, key: &BucketKey, bucket: &Bucket) -> Vec<BucketPart> {
         let rules = self.input.rules;
         let part = |service: &str, method: Method, basis: String, amount: Nanos| BucketPart {
             service: service.to_string(),
@@ -460,10 +450,7 @@ impl<'a> Run<'a> {
                 ..part(
                     UNALLOCATED,
                     Method::Unallocated,
-                    format!(
-                        "fallback: no workloads ran in {} that day",
-                        pool.name.trim_end_matches(" idle")
-                    ),
+                    format!("fallback: no workloads ran in {} that day", idle.workloads),
                     bucket.amount,
                 )
             }],

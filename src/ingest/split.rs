@@ -118,13 +118,21 @@ pub fn workload_key(parent: &[u8], resource: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(mark);
     let text = String::from_utf8_lossy(resource);
     let path = text.splitn(6, ':').nth(5).unwrap_or(&text);
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["pod", cluster, namespace, pod, ..] => {
-            out.extend_from_slice(format!("eks/{cluster}/{namespace}/{}", pod_base(pod)).as_bytes())
+    let mut parts = path.split('/');
+    let mut push = |pieces: &[&str]| {
+        for (i, piece) in pieces.iter().enumerate() {
+            if i > 0 {
+                out.push(b'/');
+            }
+            out.extend_from_slice(piece.as_bytes());
         }
-        ["task", cluster, ..] => out.extend_from_slice(format!("ecs/{cluster}").as_bytes()),
-        _ => out.extend_from_slice(path.as_bytes()),
+    };
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("pod"), Some(cluster), Some(namespace), Some(pod)) => {
+            push(&["eks", cluster, namespace, pod_base(pod)])
+        }
+        (Some("task"), Some(cluster), _, _) => push(&["ecs", cluster]),
+        _ => push(&[path]),
     }
 }
 

@@ -13,7 +13,7 @@ use super::model::{
     Fallback, IdlePolicy, IdleShare, Matcher, Pool, SplitMethod, WorkloadKey, Workloads,
 };
 use super::sources::{map_entries, service_map};
-use super::walk::{choice, FileCtx, Loc};
+use super::walk::{choice, label_key, FileCtx, Loc};
 use crate::model::split_tags;
 
 #[derive(Debug)]
@@ -98,9 +98,9 @@ pub(super) fn build(
             None => WorkloadKey::Namespace,
             Some((text, _)) if text == "namespace" => WorkloadKey::Namespace,
             Some((text, _)) if text == "workload" => WorkloadKey::Workload,
-            Some((text, bloc)) => match text.strip_prefix("label:").map(str::trim) {
-                Some(key) if !key.is_empty() => WorkloadKey::Label(key.to_string()),
-                _ => {
+            Some((text, bloc)) => match label_key(text) {
+                Some(key) => WorkloadKey::Label(key.to_string()),
+                None => {
                     diags.push(at(
                         bloc,
                         format!("cluster `{name}`: unknown `by = \"{text}\"`: use \"namespace\", \"workload\" or \"label:KEY\" (a pod label, e.g. \"label:app\")"),

@@ -232,12 +232,20 @@ impl WorkloadKey {
         }
     }
 
+    /// What the values are, in basis texts: `namespace`, `label app`.
+    pub fn name(&self) -> String {
+        match self {
+            WorkloadKey::Namespace => "namespace".to_string(),
+            WorkloadKey::Workload => "workload".to_string(),
+            WorkloadKey::Label(key) => format!("label {key}"),
+        }
+    }
+
     /// How a value is named in basis texts: `namespace shop`, `label app=shop`.
     pub fn describe(&self, value: &str) -> String {
         match self {
-            WorkloadKey::Namespace => format!("namespace {value}"),
-            WorkloadKey::Workload => format!("workload {value}"),
             WorkloadKey::Label(key) => format!("label {key}={value}"),
+            _ => format!("{} {value}", self.name()),
         }
     }
 }

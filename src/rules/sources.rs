@@ -12,7 +12,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use toml_edit::TableLike;
 
 use super::diagnostic::Diagnostic;
-use super::walk::{choice, FileCtx, Loc};
+use super::walk::{choice, label_key, FileCtx, Loc};
 
 /// A validated live usage source.
 #[derive(Debug, Clone)]
@@ -564,9 +564,9 @@ fn walk_kubernetes(ctx: &mut FileCtx<'_>, source: &SourceTable<'_>) -> Option<So
     let label = match ctx.string(table, "by") {
         None => None,
         Some((by, _)) if by == "namespace" => None,
-        Some((by, loc)) => match by.strip_prefix("label:").map(str::trim) {
-            Some(key) if !key.is_empty() => Some(key.to_string()),
-            _ => {
+        Some((by, loc)) => match label_key(&by) {
+            Some(key) => Some(key.to_string()),
+            None => {
                 ctx.push(
                     &loc,
                     format!("unknown `by = \"{by}\"`: use \"namespace\" or \"label:KEY\" (a pod label, e.g. \"label:app\")"),

@@ -210,6 +210,13 @@ pub(super) fn choice<T: Copy>(
     })
 }
 
+/// The pod label a `by = "label:KEY"` names; `None` when `by` is not of that form.
+pub(super) fn label_key(by: &str) -> Option<&str> {
+    by.strip_prefix("label:")
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+}
+
 /// A number of a TOML value as decimal text (integers and floats alike), or empty.
 pub(super) fn number_text(value: Option<&Value>) -> String {
     match value {
