@@ -734,7 +734,14 @@ fn default_unit(kind: &SourceKind) -> String {
         SourceKind::Redis { .. } => "bytes".to_string(),
         SourceKind::Prometheus { .. } => "value".to_string(),
         SourceKind::CloudWatch(q) => format!("{} ({})", q.metric, q.statistic),
-        SourceKind::Kubernetes { .. } => "vCPU-equivalents".to_string(),
+        // Says what was measured, so a digest line reads
+        // "eks-prod (usage: 18.2% of requested vCPU-equivalents)".
+        SourceKind::Kubernetes { query, .. } => match query.basis {
+            KubeBasis::Requests => "requested vCPU-equivalents",
+            KubeBasis::Usage => "used vCPU-equivalents",
+            KubeBasis::Max => "vCPU-equivalents (requested or used, the larger)",
+        }
+        .to_string(),
     }
 }
 

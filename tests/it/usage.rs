@@ -1269,6 +1269,6 @@ match = {{ resource_id = "i-0node*" }}
     assert_eq!(s["search-api"].0, Nanos(5 * D + D / 2));
     assert_eq!(
         s["orders-api"].1,
-        format!("k8s-requests {today}: 13 of 18.5 vCPU-equivalents")
+        format!("k8s-requests {today}: 13 of 18.5 requested vCPU-equivalents")
     );
 }
