@@ -153,6 +153,10 @@ pub mod split_tags {
     /// Marks the part of a workload's cost its pods requested but did not use.
     pub const REQUESTS: &str = "costsplit:requests";
     pub const UNUSED: &str = "unused";
+    /// The resource dimension a split fact's money is of (AWS splits vCPU and memory apart),
+    /// one of [`DIMENSION_NAMES`]; the FOCUS export's allocation elements name it.
+    pub const DIMENSION: &str = "costsplit:resource";
+    pub const DIMENSION_NAMES: [&str; 3] = ["cpu", "memory", "accelerator"];
 }
 
 /// The name under which unattributable cost is reported.

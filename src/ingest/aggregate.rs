@@ -15,9 +15,10 @@ use rustc_hash::FxHashMap;
 
 use super::file::ImportError;
 use super::line::{
-    parse_tags, Line, RawFact, ACCOUNT, AMOUNT_COUNT, CATEGORY, CURRENCY, FINE_PER_NANO, KEY_COUNT,
-    KEY_NAMES, PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
+    parse_tags, Line, RawFact, SplitSums, ACCOUNT, AMOUNT_COUNT, CATEGORY, CURRENCY, FINE_PER_NANO,
+    KEY_COUNT, KEY_NAMES, PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
+use super::split::SplitRows;
 use crate::model::{Fact, Tags};
 use crate::money::Nanos;
 
@@ -96,8 +97,7 @@ impl std::hash::Hash for Key {
 #[derive(Default)]
 struct Sums {
     amounts: [i128; AMOUNT_COUNT],
-    split: i128,
-    requested_unused: i128,
+    split: Option<Box<SplitSums>>,
     lines: i64,
 }
 
@@ -157,8 +157,7 @@ impl Aggregator {
         for (sum, amount) in sums.amounts.iter_mut().zip(line.amounts()) {
             *sum += amount;
         }
-        sums.split += line.split;
-        sums.requested_unused += line.requested_unused;
+        SplitSums::add_line(&mut sums.split, line.split.as_ref());
         sums.lines += 1;
         Ok(())
     }
@@ -273,8 +272,7 @@ impl Aggregator {
                 for (sum, amount) in into.amounts.iter_mut().zip(sums.amounts) {
                     *sum += amount;
                 }
-                into.split += sums.split;
-                into.requested_unused += sums.requested_unused;
+                SplitSums::add(&mut into.split, sums.split.as_deref());
                 into.lines += sums.lines;
             }
         }
@@ -285,7 +283,10 @@ impl Aggregator {
     /// [`merge_facts`] (day, resource, period, then the other keys), whatever order the
     /// lines came in. Sorted by each value's rank among its column's distinct values, so the
     /// sort compares integers, not strings.
-    pub fn into_raw_facts(self) -> Vec<RawFact> {
+    ///
+    /// Split cost allocation rows are taken into the returned [`SplitRows`] one at a time, at
+    /// their workload grain, instead of being returned.
+    pub fn into_raw_facts(self) -> (Vec<RawFact>, SplitRows) {
         let currencies: Vec<String> = self.keys[CURRENCY]
             .values
             .iter()
@@ -319,9 +320,17 @@ impl Aggregator {
             )
         });
         let text = |key: &Key, i: usize| self.keys[i].values[key.ids[i] as usize].clone();
-        let mut facts = Vec::with_capacity(entries.len());
+        let split_resources: Vec<bool> = self.keys[RESOURCE]
+            .values
+            .iter()
+            .map(|r| SplitRows::is_split_resource(r))
+            .collect();
+        let is_split = |key: &Key| split_resources[key.ids[RESOURCE] as usize];
+        let plain = entries.iter().filter(|(_, key, _)| !is_split(key)).count();
+        let mut facts = Vec::with_capacity(plain);
+        let mut split = SplitRows::default();
         for (day, key, sums) in entries {
-            facts.push(RawFact {
+            let raw = RawFact {
                 fact: Fact {
                     day,
                     billing_period: format!("{:04}-{:02}", key.month / 12, key.month % 12 + 1),
@@ -341,11 +350,15 @@ impl Aggregator {
                     estimated: false,
                 },
                 amounts: sums.amounts,
-                split: sums.split,
-                requested_unused: sums.requested_unused,
-            });
+                split: sums.split.clone(),
+            };
+            if is_split(key) {
+                split.add(raw);
+            } else {
+                facts.push(raw);
+            }
         }
-        facts
+        (facts, split)
     }
 }
 
@@ -443,8 +456,7 @@ pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
                 for (sum, amount) in last.amounts.iter_mut().zip(raw.amounts) {
                     *sum += amount;
                 }
-                last.split += raw.split;
-                last.requested_unused += raw.requested_unused;
+                SplitSums::add(&mut last.split, raw.split.as_deref());
                 last.fact.line_count += raw.fact.line_count;
                 last.fact.estimated |= raw.fact.estimated;
             }
@@ -542,8 +554,7 @@ mod tests {
             billed: cost * 2,
             list: cost * 3,
             contracted: cost * 2,
-            split: 0,
-            requested_unused: 0,
+            split: None,
         }
     }
 
@@ -554,7 +565,7 @@ mod tests {
         l.keys[CURRENCY] = b"usd";
         a.add(&l).expect("a lowercase code");
         a.add(&line("2025-03-01", "i-1", "{}", 7)).expect("ok");
-        let facts = merge_facts(a.into_raw_facts());
+        let facts = merge_facts(a.into_raw_facts().0);
         assert_eq!(facts.len(), 1, "usd and USD are one currency");
         assert_eq!(facts[0].fact.currency, "USD");
         let mut b = Aggregator::default();
@@ -574,7 +585,7 @@ mod tests {
             .expect("ok");
         b.add(&line("2025-03-01", "i-1", "{}", 100)).expect("ok");
         a.absorb(b).expect("merge");
-        let mut facts = a.into_raw_facts();
+        let mut facts = a.into_raw_facts().0;
         facts.sort_by_key(|f| (f.fact.day, f.fact.resource_id.clone()));
         let got: Vec<_> = facts
             .iter()

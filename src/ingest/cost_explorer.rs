@@ -462,8 +462,7 @@ fn group_fact(
     Ok(RawFact {
         fact,
         amounts: [effective, billed, billed, billed],
-        split: 0,
-        requested_unused: 0,
+        split: None,
     })
 }
 

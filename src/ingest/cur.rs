@@ -12,8 +12,8 @@
 use super::csv_file::{null_to_empty, parse_cost, DayCache, RowMap, Scratch};
 use super::file::ImportError;
 use super::line::{
-    Line, ACCOUNT, CATEGORY, CURRENCY, CUR_JSON_TAGS, KEY_COUNT, KV_PAIR, KV_SEP, KV_TAGS,
-    PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
+    Line, SplitShare, ACCOUNT, CATEGORY, CURRENCY, CUR_JSON_TAGS, KEY_COUNT, KV_PAIR, KV_SEP,
+    KV_TAGS, PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
 
 const USAGE_START: &str = "line_item_usage_start_date";
@@ -60,10 +60,14 @@ enum Field {
     SplitReserved,
     SplitActual,
     SplitUsage,
+    /// The pod's part of its instance's idle capacity, and the row's usage type, which names
+    /// its dimension (`…-vCPU-Hours`, `…-GB-Hours`); read only where split columns are.
+    SplitUnused,
+    UsageType,
 }
 
 impl Field {
-    const ALL: [Field; 23] = [
+    const ALL: [Field; 25] = [
         Field::UsageStart,
         Field::PeriodStart,
         Field::Payer,
@@ -87,6 +91,8 @@ impl Field {
         Field::SplitReserved,
         Field::SplitActual,
         Field::SplitUsage,
+        Field::SplitUnused,
+        Field::UsageType,
     ];
 
     /// (CUR 2.0 name, legacy CUR name).
@@ -144,6 +150,8 @@ impl Field {
             ),
             Field::SplitActual => ("split_line_item_actual_usage", "splitLineItem/ActualUsage"),
             Field::SplitUsage => ("split_line_item_split_usage", "splitLineItem/SplitUsage"),
+            Field::SplitUnused => ("split_line_item_unused_cost", "splitLineItem/UnusedCost"),
+            Field::UsageType => ("line_item_usage_type", "lineItem/UsageType"),
         }
     }
 
@@ -266,14 +274,21 @@ impl CurCsv {
     pub fn new(file: &std::path::Path, header: &[String]) -> Result<CurCsv, ImportError> {
         let legacy = is_legacy_cur(header);
         let position = |name: &str| header.iter().position(|h| h.trim() == name);
-        let mut fields = [None; Field::ALL.len()];
-        for (slot, field) in fields.iter_mut().zip(Field::ALL) {
-            let name = if legacy {
+        let name_of = |field: Field| {
+            if legacy {
                 field.legacy()
             } else {
                 field.snake()
-            };
+            }
+        };
+        let mut fields = [None; Field::ALL.len()];
+        for (slot, field) in fields.iter_mut().zip(Field::ALL) {
+            let name = name_of(field);
             *slot = position(name);
+            if field == Field::UsageType && position(name_of(Field::SplitParent)).is_none() {
+                // Only a split row's dimension needs it: a plain CUR does not decode it.
+                *slot = None;
+            }
             if slot.is_none() && field.required() {
                 let format = if legacy {
                     "a legacy AWS CUR"
@@ -463,28 +478,33 @@ impl RowMap for CurCsv {
         // A pod's (or ECS task's) row of split cost allocation data: its share of the parent
         // instance, keyed by parent and workload (never by pod id, which churns), for
         // `split::attribute` to move the instance's money by.
-        let (split, requested_unused) = if is_split {
+        let split = if is_split {
             super::split::workload_key(parent, raw(Field::ResourceId), &mut scratch.resource);
-            let split = cost(Field::SplitCost)?;
+            let share = cost(Field::SplitCost)?;
             // Requests above usage, as a part of the share (quantities read like costs:
             // exact decimals; absent columns are 0).
-            let quantity = |field: Field| {
+            let optional = |field: Field| {
                 if raw(field).is_empty() {
                     Ok(0)
                 } else {
                     cost(field)
                 }
             };
-            let unused = quantity(Field::SplitReserved)? - quantity(Field::SplitActual)?;
-            let larger = quantity(Field::SplitUsage)?;
-            let part = if unused > 0 && larger > 0 {
-                super::split::mul_div(split, unused.min(larger), larger)
+            let unused = optional(Field::SplitReserved)? - optional(Field::SplitActual)?;
+            let larger = optional(Field::SplitUsage)?;
+            let requested_unused = if unused > 0 && larger > 0 {
+                super::split::mul_div(share, unused.min(larger), larger)
             } else {
                 0
             };
-            (split, part)
+            Some(SplitShare {
+                dimension: super::split::dimension_of(raw(Field::UsageType)),
+                share,
+                requested_unused,
+                unused: optional(Field::SplitUnused)?,
+            })
         } else {
-            (0, 0)
+            None
         };
         let resource: &'r [u8] = if is_split {
             &scratch.resource
@@ -510,7 +530,6 @@ impl RowMap for CurCsv {
             list,
             contracted,
             split,
-            requested_unused,
         })
     }
 

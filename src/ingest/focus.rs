@@ -243,8 +243,7 @@ impl RowMap for CsvRows {
             billed,
             list: or_billed(self.list)?,
             contracted: or_billed(self.contracted)?,
-            split: 0,
-            requested_unused: 0,
+            split: None,
             keys: self
                 .keys
                 .map(|i| i.map_or(&b""[..], |i| null_to_empty(field(i)))),

@@ -43,13 +43,60 @@ pub struct Line<'a> {
     /// FOCUS `ListCost` and `ContractedCost`; the billed cost where the source has none.
     pub list: i128,
     pub contracted: i128,
-    /// A split cost allocation row's share of its parent instance (its
-    /// `split_line_item_split_cost`, 1e-11 units); 0 on every other line. Not money: the
-    /// money stays on the parent's line until [`super::split`] moves it.
-    pub split: i128,
-    /// The part of `split` its pod requested but did not use (the share times requests above
-    /// usage over the larger of the two), 1e-11 units; 0 on every other line.
+    /// A split cost allocation row's share of its parent instance; `None` on every other
+    /// line. Not money: the money stays on the parent's line until [`super::split`] moves it.
+    pub split: Option<SplitShare>,
+}
+
+/// The resource dimensions of split cost allocation data, one pod row each (by the row's
+/// usage type): vCPU, memory, and accelerators (GPU, Neuron).
+pub const DIMENSIONS: usize = crate::model::split_tags::DIMENSION_NAMES.len();
+
+/// One split cost allocation row's share of its parent instance, in 1e-11 units.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SplitShare {
+    /// Index of the row's dimension, below [`DIMENSIONS`].
+    pub dimension: usize,
+    /// `split_line_item_split_cost`.
+    pub share: i128,
+    /// The part of `share` its pod requested but did not use (the share times requests above
+    /// usage over the larger of the two).
     pub requested_unused: i128,
+    /// `split_line_item_unused_cost`: the pod's part of the instance's idle capacity of this
+    /// dimension (read to tell how much of the idle is vCPU and how much memory).
+    pub unused: i128,
+}
+
+/// The split shares a fact sums, per dimension. Boxed on the facts that have them, so the
+/// facts of every other line pay one pointer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitSums {
+    pub share: [i128; DIMENSIONS],
+    pub requested_unused: [i128; DIMENSIONS],
+    pub unused: [i128; DIMENSIONS],
+}
+
+impl SplitSums {
+    /// Adds `line`'s share to `sums`, starting them when `None`.
+    pub fn add_line(sums: &mut Option<Box<SplitSums>>, line: Option<&SplitShare>) {
+        let Some(line) = line else { return };
+        let sums = sums.get_or_insert_with(Default::default);
+        let d = line.dimension.min(DIMENSIONS - 1);
+        sums.share[d] += line.share;
+        sums.requested_unused[d] += line.requested_unused;
+        sums.unused[d] += line.unused;
+    }
+
+    /// Adds `other` to `sums`.
+    pub fn add(sums: &mut Option<Box<SplitSums>>, other: Option<&SplitSums>) {
+        let Some(other) = other else { return };
+        let sums = sums.get_or_insert_with(Default::default);
+        for d in 0..DIMENSIONS {
+            sums.share[d] += other.share[d];
+            sums.requested_unused[d] += other.requested_unused[d];
+            sums.unused[d] += other.unused[d];
+        }
+    }
 }
 
 /// The amounts a line carries and a fact sums, in this order (see [`Line::amounts`]).
@@ -68,10 +115,8 @@ impl Line<'_> {
 pub struct RawFact {
     pub fact: Fact,
     pub amounts: [i128; AMOUNT_COUNT],
-    /// The summed split shares of a split cost allocation fact (see [`Line::split`]), and
-    /// their parts requested but not used.
-    pub split: i128,
-    pub requested_unused: i128,
+    /// The summed split shares of a split cost allocation fact (see [`Line::split`]).
+    pub split: Option<Box<SplitSums>>,
 }
 
 impl RawFact {
@@ -85,8 +130,7 @@ impl RawFact {
                 fine(fact.list),
                 fine(fact.contracted),
             ],
-            split: 0,
-            requested_unused: 0,
+            split: None,
             fact,
         }
     }

@@ -82,6 +82,8 @@ fn refuse_foreign(file: &Path, header: &[String]) -> Result<(), ImportError> {
 pub struct FileFacts {
     pub schema: BillingSchema,
     pub facts: Vec<RawFact>,
+    /// Its split cost allocation rows, at their workload grain (see [`split::SplitRows`]).
+    pub split: split::SplitRows,
     pub periods: Vec<(String, String)>,
     pub line_items: i64,
 }
@@ -195,13 +197,17 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
         })?,
     };
     let started = Instant::now();
-    let facts = sums.into_raw_facts();
+    let (facts, split) = sums.into_raw_facts();
     tracing::debug!(
         facts = facts.len(),
         ms = started.elapsed().as_millis() as u64,
         "facts built"
     );
-    let line_items: i64 = facts.iter().map(|f| f.fact.line_count).sum();
+    let line_items: i64 = facts
+        .iter()
+        .chain(split.facts())
+        .map(|f| f.fact.line_count)
+        .sum();
     if line_items == 0 {
         return Err(ImportError::Empty {
             file: path.to_path_buf(),
@@ -209,6 +215,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     }
     let mut periods: Vec<(String, String)> = facts
         .iter()
+        .chain(split.facts())
         .map(|f| {
             (
                 f.fact.billing_period.clone(),
@@ -221,6 +228,7 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
     Ok(FileFacts {
         schema,
         facts,
+        split,
         periods,
         line_items,
     })
@@ -243,6 +251,7 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
     let paths = batch::expand(paths)?;
     let mut imported = Imported::default();
     let mut raw = Vec::new();
+    let mut split_rows = split::SplitRows::default();
     for path in &paths {
         let started = std::time::Instant::now();
         let file = read_file(path)?;
@@ -256,10 +265,11 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
         imported.schemas.insert(file.schema);
         imported.periods.extend(file.periods);
         raw.extend(file.facts);
+        split_rows.merge(file.split);
         imported.files.push(path.display().to_string());
     }
     let started = std::time::Instant::now();
-    let (raw, split) = split::attribute(raw);
+    let (raw, split) = split::attribute(raw, split_rows);
     if split.orphan_rows > 0 {
         tracing::warn!(
             rows = split.orphan_rows,

@@ -13,10 +13,10 @@ use chrono::NaiveDate;
 
 use rustc_hash::FxHashMap;
 
-use super::line::{RawFact, AMOUNT_COUNT, CUR_JSON_TAGS, KV_PAIR, KV_SEP, KV_TAGS};
+use super::line::{RawFact, AMOUNT_COUNT, CUR_JSON_TAGS, DIMENSIONS, KV_PAIR, KV_SEP, KV_TAGS};
 use crate::model::split_tags::{
-    CLUSTER as CLUSTER_TAG, IDLE, NAMESPACE as NAMESPACE_TAG, REQUESTS, SPLIT as SPLIT_TAG, UNUSED,
-    WORKLOAD, WORKLOAD_NAME as WORKLOAD_TAG,
+    CLUSTER as CLUSTER_TAG, DIMENSION, DIMENSION_NAMES, IDLE, NAMESPACE as NAMESPACE_TAG, REQUESTS,
+    SPLIT as SPLIT_TAG, UNUSED, WORKLOAD, WORKLOAD_NAME as WORKLOAD_TAG,
 };
 use crate::model::Tags;
 
@@ -158,6 +158,23 @@ fn pod_base(pod: &str) -> &str {
     }
 }
 
+/// The dimension of a split row by its usage type (`USE1-EKS-EC2-vCPU-Hours`,
+/// `…-GB-Hours`, `…-GPU-Hours`), an index into [`DIMENSION_NAMES`]; vCPU when it names none.
+pub fn dimension_of(usage_type: &[u8]) -> usize {
+    let has = |word: &[u8]| {
+        usage_type
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    if has(b"GPU") || has(b"Accelerator") || has(b"Neuron") {
+        2
+    } else if has(b"GB-Hours") || has(b"GB-Hrs") {
+        1
+    } else {
+        0
+    }
+}
+
 /// What [`attribute`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -283,31 +300,107 @@ impl Workloads {
     }
 }
 
-/// Moves each instance-day's money from the instance's lines to the workloads that ran on
-/// it, by their split shares; the rest stays on the instance as its idle capacity, tagged
-/// [`IDLE`] with its cluster. Facts of batches without split rows pass through unchanged.
-pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
-    let mut summary = Summary::default();
-    if !raw.iter().any(is_split_row) {
-        return (raw, summary);
+/// A batch's split rows at the workload grain, taken in one fact at a time as the facts are
+/// built (see `Aggregator::into_raw_facts`), so the facts per (day, instance, workload) are
+/// never all held: only the distinct workload facts and each instance-day's shares are.
+#[derive(Default)]
+pub struct SplitRows {
+    workloads: Workloads,
+    /// (day, instance) -> its workloads' shares, its cluster, rows and idle per dimension.
+    groups: BTreeMap<(NaiveDate, String), Group>,
+    /// Split rows taken.
+    rows: i64,
+}
+
+impl SplitRows {
+    /// Whether a fact with this resource key is a split row's (a parent and a grain).
+    pub fn is_split_resource(resource: &str) -> bool {
+        resource.starts_with(MARK)
     }
-    let (rows, mut facts): (Vec<RawFact>, Vec<RawFact>) = raw.into_iter().partition(is_split_row);
-    let mut workloads = Workloads::default();
-    // (day, instance) -> its workloads' shares, its cluster and its split rows.
-    let mut groups: BTreeMap<(NaiveDate, String), (Vec<Share>, String, i64)> = BTreeMap::new();
-    for row in rows {
-        summary.workload_rows += row.fact.line_count;
+
+    /// Takes one split row's fact.
+    pub fn add(&mut self, row: RawFact) {
+        self.rows += row.fact.line_count;
         let day = row.fact.day;
         let lines = row.fact.line_count;
-        let (parent, cluster, shares) = shares_of(row);
-        let group = groups.entry((day, parent)).or_default();
-        group.1 = cluster;
-        group.2 += lines;
+        let (parent, cluster, shares, unused) = shares_of(row);
+        let group = self.groups.entry((day, parent)).or_default();
+        group.cluster = cluster;
+        group.rows += lines;
+        for (sum, u) in group.unused.iter_mut().zip(unused) {
+            *sum += u;
+        }
         for (fact, weight) in shares {
-            let workload = workloads.intern(fact);
-            group.0.push(Share { workload, weight });
+            let workload = self.workloads.intern(fact);
+            group.shares.push(Share { workload, weight });
         }
     }
+
+    /// Takes the split rows of another batch (another file of the same export).
+    pub fn merge(&mut self, other: SplitRows) {
+        if self.workloads.facts.is_empty() && self.groups.is_empty() {
+            *self = other;
+            return;
+        }
+        let ids: Vec<usize> = other
+            .workloads
+            .facts
+            .into_iter()
+            .map(|f| self.workloads.intern(f))
+            .collect();
+        for (key, group) in other.groups {
+            let into = self.groups.entry(key).or_default();
+            into.cluster = group.cluster;
+            into.rows += group.rows;
+            for (sum, u) in into.unused.iter_mut().zip(group.unused) {
+                *sum += u;
+            }
+            into.shares.extend(group.shares.into_iter().map(|s| Share {
+                workload: ids[s.workload],
+                weight: s.weight,
+            }));
+        }
+        self.rows += other.rows;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The workload facts taken so far (their rows' own amounts and line counts).
+    pub fn facts(&self) -> impl Iterator<Item = &RawFact> {
+        self.workloads.facts.iter()
+    }
+
+    /// `raw` without its split rows, and those rows taken in.
+    pub fn partition(raw: Vec<RawFact>) -> (Vec<RawFact>, SplitRows) {
+        let mut split = SplitRows::default();
+        let mut facts = Vec::with_capacity(raw.len());
+        for fact in raw {
+            if is_split_row(&fact) {
+                split.add(fact);
+            } else {
+                facts.push(fact);
+            }
+        }
+        (facts, split)
+    }
+}
+
+/// Moves each instance-day's money from the instance's lines to the workloads that ran on
+/// it, by their split shares; the rest stays on the instance as its idle capacity, tagged
+/// [`IDLE`] with its cluster (and its dimension). Without split rows the facts pass through.
+pub fn attribute(mut facts: Vec<RawFact>, split: SplitRows) -> (Vec<RawFact>, Summary) {
+    let mut summary = Summary::default();
+    if split.is_empty() {
+        return (facts, summary);
+    }
+    let SplitRows {
+        mut workloads,
+        groups,
+        rows,
+    } = split;
+    summary.workload_rows = rows;
     let mut parents: HashMap<(NaiveDate, String), Vec<usize>> = HashMap::new();
     for (i, f) in facts.iter().enumerate() {
         let key = (f.fact.day, f.fact.resource_id.clone());
@@ -315,7 +408,14 @@ pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
             parents.entry(key).or_default().push(i);
         }
     }
-    for (key, (shares, cluster, rows)) in groups {
+    let mut idle_parts = Vec::new();
+    for (key, group) in groups {
+        let Group {
+            shares,
+            cluster,
+            rows,
+            unused,
+        } = group;
         let Some(lines) = parents.get(&key) else {
             // The rows' line counts stay with their workloads; their shares move nothing.
             summary.orphan_rows += rows;
@@ -351,10 +451,55 @@ pub fn attribute(raw: Vec<RawFact>) -> (Vec<RawFact>, Summary) {
                 .fact
                 .tags
                 .insert(CLUSTER_TAG.to_string(), cluster.clone());
+            idle_parts.extend(idle_by_dimension(parent, &unused));
         }
     }
+    facts.extend(idle_parts);
     facts.extend(workloads.into_facts());
     (facts, summary)
+}
+
+/// An instance-day's split rows: the workloads' shares, the cluster, the rows' line count and
+/// the instance's idle capacity per dimension as its pods' rows tell it.
+#[derive(Default)]
+struct Group {
+    shares: Vec<Share>,
+    cluster: String,
+    rows: i64,
+    unused: [i128; DIMENSIONS],
+}
+
+/// Tags an instance's idle line with the dimension its idle capacity is of; idle of several
+/// dimensions is split among them in proportion to the pods' `unused_cost` of each (the first
+/// keeps the rest of the division), the parts returned as facts of their own. Without any
+/// unused cost the idle names no dimension.
+fn idle_by_dimension(idle: &mut RawFact, unused: &[i128; DIMENSIONS]) -> Vec<RawFact> {
+    let dims: Vec<usize> = (0..DIMENSIONS).filter(|&d| unused[d] > 0).collect();
+    let Some((&first, rest)) = dims.split_first() else {
+        return Vec::new();
+    };
+    let total: i128 = dims.iter().map(|&d| unused[d]).sum();
+    let whole = idle.amounts;
+    let mut parts = Vec::with_capacity(rest.len());
+    for &d in rest {
+        let mut part = idle.clone();
+        part.amounts = std::array::from_fn(|k| mul_div(whole[k], unused[d], total));
+        for (amount, moved) in idle.amounts.iter_mut().zip(part.amounts) {
+            *amount -= moved;
+        }
+        if part.amounts.iter().all(|a| *a == 0) {
+            continue;
+        }
+        part.fact.line_count = 0;
+        part.fact
+            .tags
+            .insert(DIMENSION.to_string(), DIMENSION_NAMES[d].to_string());
+        parts.push(part);
+    }
+    idle.fact
+        .tags
+        .insert(DIMENSION.to_string(), DIMENSION_NAMES[first].to_string());
+    parts
 }
 
 fn is_split_row(f: &RawFact) -> bool {
@@ -363,9 +508,10 @@ fn is_split_row(f: &RawFact) -> bool {
 
 /// A split row as its parent instance and the workload facts it becomes: the grain as their
 /// resource id, their tags with the cluster, namespace and workload named and the churning
-/// ones dropped; the part its pods requested but did not use is a second fact, tagged
-/// `costsplit:requests = unused`.
-fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>) {
+/// ones dropped, one per resource dimension (tagged `costsplit:resource`); the part its pods
+/// requested but did not use is a fact of its own, tagged `costsplit:requests = unused`. Also
+/// the row's part of its instance's idle capacity, per dimension.
+fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>, [i128; DIMENSIONS]) {
     let key = row.fact.resource_id.trim_start_matches(MARK).to_string();
     let (parent, grain) = key.split_once(MARK).unwrap_or((&key, ""));
     let parts: Vec<&str> = grain.split('/').collect();
@@ -406,23 +552,43 @@ fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>) {
         "ecs" => format!("ecs/{cluster}/{namespace}"),
         _ => grain.to_string(),
     };
-    let weight = row.split.max(0);
-    let unused = row.requested_unused.clamp(0, weight);
-    row.split = 0;
-    row.requested_unused = 0;
+    let sums = row.split.take().map(|s| *s).unwrap_or_default();
+    // One fact per dimension the row has a share of (its part requested but not used a fact
+    // of its own, tagged `costsplit:requests = unused`); the first keeps the row's line count.
     let mut shares = Vec::with_capacity(2);
-    if unused > 0 {
-        let mut requested = row.clone();
-        requested
-            .fact
+    for (d, name) in DIMENSION_NAMES.iter().enumerate() {
+        let weight = sums.share[d].max(0);
+        if weight == 0 {
+            continue;
+        }
+        let unused = sums.requested_unused[d].clamp(0, weight);
+        let mut used = row.clone();
+        used.fact
             .tags
-            .insert(REQUESTS.to_string(), UNUSED.to_string());
-        requested.amounts = [0; AMOUNT_COUNT];
-        requested.fact.line_count = 0;
-        shares.push((requested, unused));
+            .insert(DIMENSION.to_string(), name.to_string());
+        if !shares.is_empty() {
+            used.amounts = [0; AMOUNT_COUNT];
+            used.fact.line_count = 0;
+        }
+        if unused > 0 {
+            let mut requested = used.clone();
+            requested
+                .fact
+                .tags
+                .insert(REQUESTS.to_string(), UNUSED.to_string());
+            requested.amounts = [0; AMOUNT_COUNT];
+            requested.fact.line_count = 0;
+            shares.push((used, weight - unused));
+            shares.push((requested, unused));
+        } else {
+            shares.push((used, weight));
+        }
     }
-    shares.insert(0, (row, weight - unused));
-    (parent.to_string(), cluster, shares)
+    if shares.is_empty() {
+        // No share at all: the row's line count (and any amount) stays on its workload.
+        shares.push((row, 0));
+    }
+    (parent.to_string(), cluster, shares, sums.unused)
 }
 
 /// `amount × part ÷ whole`, rounded toward zero (`part ≤ whole`), without overflowing: when the
@@ -446,6 +612,7 @@ pub(super) fn mul_div(amount: i128, mut part: i128, mut whole: i128) -> i128 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::line::SplitSums;
     use super::*;
 
     #[test]
@@ -472,6 +639,12 @@ mod tests {
     }
 
     fn raw(resource: &str, category: &str, amounts: [i128; 4], split: i128) -> RawFact {
+        let split = (split != 0).then(|| {
+            Box::new(SplitSums {
+                share: [split, 0, 0],
+                ..SplitSums::default()
+            })
+        });
         let day = NaiveDate::from_ymd_opt(2026, 4, 1).expect("day");
         RawFact {
             fact: crate::model::Fact {
@@ -494,7 +667,6 @@ mod tests {
             },
             amounts,
             split,
-            requested_unused: 0,
         }
     }
 
@@ -530,7 +702,8 @@ mod tests {
             std::array::from_fn(|k| facts.iter().map(|f| f.amounts[k]).sum())
         };
         let before = totals(&facts);
-        let (after, summary) = attribute(facts);
+        let (facts, split) = SplitRows::partition(facts);
+        let (after, summary) = attribute(facts, split);
         assert_eq!(totals(&after), before, "moved, never added");
         assert_eq!(summary.instance_days, 1);
         assert_eq!(summary.workload_rows, 4);
@@ -566,6 +739,56 @@ mod tests {
             idle.fact.tags.get(CLUSTER_TAG).map(String::as_str),
             Some("prod")
         );
+    }
+
+    #[test]
+    fn each_dimension_is_a_fact_of_its_own_and_the_idle_splits_by_the_pods_unused_cost() {
+        let mut cpu = row("i-1", "web-7d9f8b6c5-x2k4p", 0);
+        cpu.split = Some(Box::new(SplitSums {
+            share: [300, 100, 0],
+            requested_unused: [60, 0, 0],
+            unused: [0, 30, 0],
+        }));
+        let mut other = row("i-1", "api-7d9f8b6c5-x2k4p", 0);
+        other.split = Some(Box::new(SplitSums {
+            share: [200, 100, 0],
+            requested_unused: [0, 0, 0],
+            unused: [10, 10, 0],
+        }));
+        let facts = vec![raw("i-1", "Usage", [1000, 1000, 1000, 1000], 0), cpu, other];
+        let (facts, split) = SplitRows::partition(facts);
+        let (after, _) = attribute(facts, split);
+        let find = |resource: &str, dimension: &str, requested: bool| -> i128 {
+            after
+                .iter()
+                .filter(|f| {
+                    f.fact.resource_id == resource
+                        && f.fact.tags.get(DIMENSION).map(String::as_str) == Some(dimension)
+                        && f.fact.tags.contains_key(REQUESTS) == requested
+                })
+                .map(|f| f.amounts[0])
+                .sum()
+        };
+        assert_eq!(find("eks/prod/shop/web", "cpu", false), 240);
+        assert_eq!(find("eks/prod/shop/web", "cpu", true), 60);
+        assert_eq!(find("eks/prod/shop/web", "memory", false), 100);
+        assert_eq!(find("eks/prod/shop/api", "cpu", false), 200);
+        assert_eq!(find("eks/prod/shop/api", "memory", false), 100);
+        // The idle (1000 − 700 = 300) is a fifth vCPU (10 of 50 unused) and the rest memory.
+        assert_eq!(find("i-1", "cpu", false), 60);
+        assert_eq!(find("i-1", "memory", false), 240);
+        let total: i128 = after.iter().map(|f| f.amounts[0]).sum();
+        assert_eq!(total, 1000);
+        let lines: i64 = after.iter().map(|f| f.fact.line_count).sum();
+        assert_eq!(lines, 3, "each row's line counted once");
+    }
+
+    #[test]
+    fn usage_types_name_their_dimension() {
+        assert_eq!(dimension_of(b"USE1-EKS-EC2-vCPU-Hours"), 0);
+        assert_eq!(dimension_of(b"USE1-EKS-EC2-GB-Hours"), 1);
+        assert_eq!(dimension_of(b"USW2-EKS-EC2-GPU-Hours"), 2);
+        assert_eq!(dimension_of(b""), 0);
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use super::csv_out::{Cell, CsvOut};
 use crate::allocate::{ChargePart, ChargeSplit};
-use crate::model::{Method, UNALLOCATED};
-use crate::money::Nanos;
+use crate::model::split_tags::{DIMENSION, DIMENSION_NAMES};
+use crate::model::{Fact, Method, Tags, UNALLOCATED};
+use crate::money::{split_largest_remainder, Nanos, NANOS_PER_UNIT};
 
 /// The columns written: FOCUS 1.3's mandatory columns (valid FOCUS 1.4 Cost and Usage
 /// columns too), the conditional ones the facts carry, the split-cost-allocation columns, and
@@ -291,16 +292,169 @@ fn period_bounds(period: &str) -> (String, String) {
 /// Owner of a service: (team, cost center).
 pub type Owners = BTreeMap<String, (String, String)>;
 
-/// A pool share's FOCUS allocation columns: the method id, the details JSON (ratio, pool,
-/// basis), the allocated resource and its tags (service, team, cost center).
+/// FOCUS's `UsageUnit` of an allocation element, by the dimension's index.
+const DIMENSION_UNITS: [&str; 3] = ["CPU", "Memory", "Accelerator"];
+
+/// An origin charge as the export writes it: a fact, or the facts of one split workload (or
+/// idle capacity) that differ only in their resource dimension, whose allocated charges then
+/// carry one element per dimension.
+struct Charge<'a> {
+    fact: &'a Fact,
+    /// The fact's tags without the dimension.
+    tags: Tags,
+    pool: Option<&'a str>,
+    parts: Vec<(ChargePart, Vec<Element>)>,
+}
+
+/// One element of an allocated charge: its dimension (an index into [`DIMENSION_UNITS`],
+/// `None` for a charge without dimensions) and its ratio of the origin charge in parts per
+/// billion.
+type Element = (Option<usize>, i64);
+
+fn dimension_of(fact: &Fact) -> Option<usize> {
+    let name = fact.tags.get(DIMENSION)?;
+    DIMENSION_NAMES.iter().position(|d| d == name)
+}
+
+/// The origin charges of `splits`, in the order of their first facts. Facts with a dimension
+/// are grouped by everything else; each group's parts are merged by service, method and basis,
+/// and the elements' ratios, one per (part, dimension), sum exactly to 1 per origin charge.
+fn charges<'a>(splits: &'a [ChargeSplit<'a>]) -> Vec<Charge<'a>> {
+    type GroupKey<'k> = (chrono::NaiveDate, [&'k str; 8], Tags, Option<&'k str>);
+    let mut order: Vec<Charge<'a>> = Vec::new();
+    let mut groups: BTreeMap<GroupKey<'a>, (usize, Vec<usize>)> = BTreeMap::new();
+    for (i, split) in splits.iter().enumerate() {
+        let f = split.fact;
+        let pool = split.pool.as_deref();
+        if dimension_of(f).is_none() {
+            order.push(Charge {
+                fact: f,
+                tags: f.tags.clone(),
+                pool,
+                parts: split
+                    .parts
+                    .iter()
+                    .map(|p| (p.clone(), vec![(None, p.ratio_ppb)]))
+                    .collect(),
+            });
+            continue;
+        }
+        let mut tags = f.tags.clone();
+        tags.remove(DIMENSION);
+        let key = (
+            f.day,
+            [
+                f.billing_period.as_str(),
+                &f.billing_account,
+                &f.sub_account,
+                &f.provider,
+                &f.provider_service,
+                &f.resource_id,
+                &f.charge_category,
+                &f.currency,
+            ],
+            tags.clone(),
+            pool,
+        );
+        let slot = order.len();
+        let entry = groups.entry(key).or_insert_with(|| (slot, Vec::new()));
+        if entry.0 == slot {
+            order.push(Charge {
+                fact: f,
+                tags,
+                pool,
+                parts: Vec::new(),
+            });
+        }
+        entry.1.push(i);
+    }
+    for (_, (slot, members)) in groups {
+        order[slot].parts = merged_parts(members.iter().map(|&i| &splits[i]));
+    }
+    order
+}
+
+/// The parts of one origin charge's facts merged by (service, method, fallback, basis), with
+/// one element per dimension: each (part, dimension) cell's ratio of the whole, by absolute
+/// amount (equal when all are zero), largest remainder so they sum exactly to 1e9.
+fn merged_parts<'a>(
+    members: impl Iterator<Item = &'a ChargeSplit<'a>>,
+) -> Vec<(ChargePart, Vec<Element>)> {
+    let mut parts: Vec<ChargePart> = Vec::new();
+    // (part index, dimension) -> amount.
+    let mut cells: BTreeMap<(usize, usize), Nanos> = BTreeMap::new();
+    for split in members {
+        let dimension = dimension_of(split.fact).unwrap_or(0);
+        for p in &split.parts {
+            let same = |q: &ChargePart| {
+                q.service == p.service
+                    && q.method == p.method
+                    && q.fallback_used == p.fallback_used
+                    && q.basis == p.basis
+            };
+            let index = match parts.iter().position(same) {
+                Some(index) => {
+                    let q = &mut parts[index];
+                    q.amount += p.amount;
+                    q.other_amount += p.other_amount;
+                    q.list += p.list;
+                    q.contracted += p.contracted;
+                    index
+                }
+                None => {
+                    parts.push(p.clone());
+                    parts.len() - 1
+                }
+            };
+            *cells.entry((index, dimension)).or_default() += p.amount;
+        }
+    }
+    let weights: Vec<u128> = cells.values().map(|a| a.0.unsigned_abs()).collect();
+    let weights = if weights.iter().all(|w| *w == 0) {
+        vec![1; weights.len()]
+    } else {
+        weights
+    };
+    let ratios = split_largest_remainder(Nanos(NANOS_PER_UNIT), &weights)
+        .expect("weights with a positive sum");
+    let mut elements: Vec<Vec<Element>> = vec![Vec::new(); parts.len()];
+    for ((&(index, dimension), _), ratio) in cells.iter().zip(ratios) {
+        let ppb = i64::try_from(ratio.0).expect("at most 1e9");
+        elements[index].push((Some(dimension), ppb));
+    }
+    parts
+        .into_iter()
+        .zip(elements)
+        .map(|(mut part, elements)| {
+            part.ratio_ppb = elements.iter().map(|(_, r)| r).sum();
+            (part, elements)
+        })
+        .collect()
+}
+
+/// A pool share's FOCUS allocation columns: the method id, the details JSON (its elements'
+/// ratios, the pool, the basis), the allocated resource and its tags (service, team, cost
+/// center).
 fn allocation_columns(
     pool: &str,
     part: &ChargePart,
+    elements: &[Element],
     owners: &Owners,
 ) -> (String, String, String, String) {
+    let elements: Vec<String> = elements
+        .iter()
+        .map(|(dimension, ppb)| match dimension {
+            Some(d) => format!(
+                "{{\"AllocatedRatio\":{},\"UsageUnit\":{}}}",
+                ratio_number(*ppb),
+                json_string(DIMENSION_UNITS[*d])
+            ),
+            None => format!("{{\"AllocatedRatio\":{}}}", ratio_number(*ppb)),
+        })
+        .collect();
     let mut details = format!(
-        "{{\"Elements\":[{{\"AllocatedRatio\":{}}}],\"x_Pool\":{}",
-        ratio_number(part.ratio_ppb),
+        "{{\"Elements\":[{}],\"x_Pool\":{}",
+        elements.join(","),
         json_string(pool)
     );
     if !part.basis.is_empty() {
@@ -341,22 +495,22 @@ pub fn focus_csv(
     basis_is_effective: bool,
 ) -> String {
     let mut out = CsvOut::for_machines(&COLUMNS);
-    for split in splits {
-        let f = split.fact;
+    for charge in charges(splits) {
+        let f = charge.fact;
         let (period_start, period_end) = period_bounds(&f.billing_period);
         let day_start = format!("{}T00:00:00Z", f.day);
         let day_end = format!("{}T00:00:00Z", f.day.succ_opt().unwrap_or(f.day));
-        let tags = serde_json::to_string(&f.tags).expect("tags always serialise");
-        for part in &split.parts {
+        let tags = serde_json::to_string(&charge.tags).expect("tags always serialise");
+        for (part, elements) in &charge.parts {
             let (effective, billed) = if basis_is_effective {
                 (part.amount, part.other_amount)
             } else {
                 (part.other_amount, part.amount)
             };
             let (effective, billed) = (effective.to_string(), billed.to_string());
-            let pool = split.pool.as_deref().unwrap_or("");
-            let (method_id, details, resource, allocated_tags) = match &split.pool {
-                Some(pool) => allocation_columns(pool, part, owners),
+            let pool = charge.pool.unwrap_or("");
+            let (method_id, details, resource, allocated_tags) = match charge.pool {
+                Some(pool) => allocation_columns(pool, part, elements, owners),
                 None => Default::default(),
             };
             let (list, contracted) = (part.list.to_string(), part.contracted.to_string());
@@ -370,7 +524,7 @@ pub fn focus_csv(
             } else {
                 f.provider.as_str()
             };
-            let description = match &split.pool {
+            let description = match charge.pool {
                 Some(pool) => format!(
                     "{}'s share of a shared {service} charge: pool {pool}, {}",
                     part.service,
@@ -445,6 +599,82 @@ mod tests {
         ] {
             assert_eq!(service_category(service), category, "{service}");
         }
+    }
+
+    fn fact(dimension: &str, amount: i128) -> Fact {
+        let mut tags = Tags::new();
+        tags.insert("costsplit:split".into(), "idle".into());
+        tags.insert(DIMENSION.into(), dimension.into());
+        Fact {
+            day: chrono::NaiveDate::from_ymd_opt(2026, 4, 1).expect("day"),
+            billing_period: "2026-04".into(),
+            billing_account: "1".into(),
+            sub_account: "1".into(),
+            provider: "AWS".into(),
+            provider_service: "AmazonEC2".into(),
+            resource_id: "i-1".into(),
+            charge_category: "Usage".into(),
+            tags,
+            currency: "USD".into(),
+            effective: Nanos(amount),
+            billed: Nanos(amount),
+            list: Nanos(amount),
+            contracted: Nanos(amount),
+            line_count: 1,
+            estimated: false,
+        }
+    }
+
+    fn part(service: &str, amount: i128) -> ChargePart {
+        ChargePart {
+            service: service.into(),
+            method: Method::Proportional,
+            fallback_used: false,
+            basis: String::new(),
+            amount: Nanos(amount),
+            other_amount: Nanos(amount),
+            list: Nanos(amount),
+            contracted: Nanos(amount),
+            ratio_ppb: 0,
+        }
+    }
+
+    #[test]
+    fn a_split_charge_has_one_element_per_dimension_summing_to_one() {
+        let (cpu, memory) = (fact("cpu", 100), fact("memory", 200));
+        let splits = vec![
+            ChargeSplit {
+                fact: &cpu,
+                pool: Some("eks idle".into()),
+                parts: vec![part("a", 67), part("b", 33)],
+            },
+            ChargeSplit {
+                fact: &memory,
+                pool: Some("eks idle".into()),
+                parts: vec![part("a", 133), part("b", 67)],
+            },
+        ];
+        let charges = charges(&splits);
+        assert_eq!(charges.len(), 1, "one origin charge: the instance's idle");
+        let charge = &charges[0];
+        assert!(!charge.tags.contains_key(DIMENSION));
+        let ratios: Vec<Vec<Element>> = charge.parts.iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(
+            ratios,
+            vec![
+                vec![(Some(0), 223_333_334), (Some(1), 443_333_333)],
+                vec![(Some(0), 110_000_000), (Some(1), 223_333_333)],
+            ]
+        );
+        let sum: i64 = ratios.iter().flatten().map(|(_, r)| r).sum();
+        assert_eq!(sum, 1_000_000_000);
+        assert_eq!(charge.parts[0].0.amount, Nanos(200));
+        let csv = focus_csv(&splits, &Owners::new(), "h", true);
+        assert!(
+            csv.contains(r#"{""Elements"":[{""AllocatedRatio"":0.223333334,""UsageUnit"":""CPU""},{""AllocatedRatio"":0.443333333,""UsageUnit"":""Memory""}]"#),
+            "{csv}"
+        );
+        assert_eq!(csv.lines().count(), 3, "a header and one row per service");
     }
 
     #[test]

@@ -165,6 +165,81 @@ fn aws_worked_example_splits_the_instance_once_to_the_cent() {
         .find(|a| a.method.as_str() == "requested")
         .expect("the requested row");
     assert_eq!(row.basis, "namespace namespace1: requested above usage");
+    focus_elements_per_dimension(facts);
+}
+
+/// The FOCUS export of the worked example: each origin charge (a workload's part of the
+/// instance, or its idle) has allocated charges with one element per resource dimension, and
+/// all the elements of an origin charge sum to exactly 1.
+fn focus_elements_per_dimension(facts: &[Fact]) {
+    let rules = rules(&[
+        ("services.toml", SERVICES),
+        ("cluster.toml", &cluster("idle = \"requests\"")),
+    ]);
+    let input = Input {
+        facts,
+        rules: &rules,
+        usage: &UsageWeights::default(),
+        basis: CostBasis::Effective,
+    };
+    let splits = costsplit::allocate::split_charges(&input).expect("splits");
+    let csv = costsplit::report::focus::focus_csv(&splits, &Default::default(), "h", true);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let column = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let (resource, tags, pool, details, cost) = (
+        column("ResourceId"),
+        column("Tags"),
+        column("x_CostsplitPool"),
+        column("AllocatedMethodDetails"),
+        column("EffectiveCost"),
+    );
+    // origin (resource, tags, pool) -> (sum of its ratios in ppb, units seen, rows)
+    type Origins = BTreeMap<(String, String, String), (i64, Vec<String>, usize)>;
+    let mut origins = Origins::new();
+    let mut total = 0i128;
+    for row in reader.records() {
+        let row = row.expect("a row");
+        total += picos(&row[cost]);
+        if row[pool].is_empty() {
+            continue;
+        }
+        let origin = origins
+            .entry((row[resource].into(), row[tags].into(), row[pool].into()))
+            .or_default();
+        origin.2 += 1;
+        let json: serde_json::Value = serde_json::from_str(&row[details]).expect("JSON");
+        for element in json["Elements"].as_array().expect("elements") {
+            let ratio = element["AllocatedRatio"].to_string();
+            origin.0 += i64::try_from(picos(&ratio) / 1_000).expect("ppb");
+            origin
+                .1
+                .push(element["UsageUnit"].as_str().unwrap_or("").to_string());
+        }
+        assert!(
+            !row[tags].contains(split_tags::DIMENSION),
+            "an origin charge is of every dimension"
+        );
+    }
+    assert_eq!(total, 1_000_000_000_000, "the instance's $1.00");
+    for ((resource, _, pool), (ratio, units, _)) in &origins {
+        assert_eq!(*ratio, 1_000_000_000, "{resource} {pool}: ratios sum to 1");
+        assert!(units.iter().all(|u| !u.is_empty()), "{units:?}");
+    }
+    let pod1 = origins
+        .iter()
+        .find(|((r, t, _), _)| r == "eks/example/namespace1/pod1" && !t.contains("requests"))
+        .expect("pod1's charge");
+    assert_eq!(pod1.1 .1, vec!["CPU".to_string(), "Memory".to_string()]);
+    let idle = origins
+        .iter()
+        .find(|((r, _, _), _)| r == "i-0example")
+        .expect("the idle charge");
+    assert_eq!(idle.1 .2, 2, "the idle split between alpha and beta");
+    assert!(
+        idle.1 .1.iter().all(|u| u == "Memory"),
+        "only memory was idle"
+    );
 }
 
 #[test]
