@@ -106,6 +106,8 @@ pub enum Method {
     Split,
     /// The part of a cluster's workloads that their pods requested but did not use.
     Requested,
+    /// A cluster's idle capacity, all of it charged to the owner its rules name.
+    Central,
     /// Nobody could be charged: untagged and in no pool, or a pool whose fallback says so.
     Unallocated,
 }
@@ -120,6 +122,7 @@ impl Method {
             Method::Usage => "usage",
             Method::Split => "split",
             Method::Requested => "requested",
+            Method::Central => "central",
             Method::Unallocated => "unallocated",
         }
     }
@@ -133,6 +136,7 @@ impl Method {
             "usage" => Method::Usage,
             "split" => Method::Split,
             "requested" => Method::Requested,
+            "central" => Method::Central,
             "unallocated" => Method::Unallocated,
             _ => return None,
         })

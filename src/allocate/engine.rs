@@ -400,7 +400,7 @@ impl<'a> Run<'a> {
             IdlePolicy::Central(owner) => {
                 return vec![part(
                     owner,
-                    Method::Fixed,
+                    Method::Central,
                     format!(
                         "central: {owner} pays the idle capacity of {}",
                         idle.workloads

@@ -185,3 +185,63 @@ fn the_focus_export_validates_for_a_cur_2_export_and_the_demo_and_carries_a_focu
         show(&out)
     );
 }
+
+#[test]
+fn a_kubernetes_clusters_focus_export_validates_with_an_element_per_dimension() {
+    // AWS's worked example (one m5.xlarge, two namespaces, four pods), its idle charged
+    // centrally.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(
+        rules.join("rules.toml"),
+        r#"
+[[service]]
+name = "alpha"
+[[service]]
+name = "beta"
+[[service]]
+name = "platform"
+
+[[cluster]]
+name = "example"
+map = { "namespace1" = "alpha", "namespace2" = "beta" }
+idle = "central"
+owner = "platform"
+"#,
+    )
+    .expect("rules");
+    let example = data("kubernetes/aws-example.csv");
+    let cli = |args: &[&str]| {
+        let out = costsplit(dir.path())
+            .store("sqlite://costsplit.db")
+            .rules(&rules)
+            .run(args);
+        assert!(out.status.success(), "{args:?}: {}", show(&out));
+    };
+    cli(&["import", "--allocate", example.to_str().expect("utf-8")]);
+    let file = dir.path().join("focus.csv");
+    cli(&[
+        "export",
+        "--month",
+        "2026-04",
+        "--format",
+        "focus",
+        "--out",
+        file.to_str().expect("utf-8"),
+    ]);
+    let out = Command::new(validator())
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .expect("focus-toolkit runs");
+    assert!(
+        out.status.success() && show(&out).contains("lint OK"),
+        "the cluster's FOCUS export:\n{}",
+        show(&out)
+    );
+    let focus = std::fs::read_to_string(&file).expect("the export");
+    assert!(focus.contains(r#"""UsageUnit"":""CPU"""#), "{focus}");
+    assert!(focus.contains(r#"""UsageUnit"":""Memory"""#), "{focus}");
+    assert!(focus.contains("costsplit/central"), "{focus}");
+}

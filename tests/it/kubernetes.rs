@@ -482,6 +482,20 @@ async fn a_generated_month_with_split_cost_data_reconciles_on_both_stores_in_bot
         );
         let text = costsplit::report::digest::plain_text(&digests[0]).join("\n");
         assert!(text.contains("requests above usage $"), "{text}");
+        // The cluster's pools with their method and ratio, on the team's line and on the
+        // owner's, who pays the idle capacity centrally.
+        assert!(text.contains("eks-prod (split: "), "{text}");
+        let platform = jobs::reports::team_digests(
+            &t.store,
+            &rules,
+            costsplit::report::digest::Period::Month,
+            day("2026-05-04"),
+            Some("platform"),
+        )
+        .await
+        .expect("digests");
+        let text = costsplit::report::digest::plain_text(&platform[0]).join("\n");
+        assert!(text.contains("eks-prod idle (central: 100"), "{text}");
     }
     // The same money per service whichever store and format it came through.
     for other in &per_service[1..] {
