@@ -31,10 +31,13 @@ fn show(out: &Output) -> String {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let rules = repo_rules();
+    run_with(dir, &repo_rules(), args)
+}
+
+fn run_with(dir: &Path, rules: &Path, args: &[&str]) -> Output {
     let out = costsplit(dir)
         .store("sqlite://costsplit.db")
-        .rules(&rules)
+        .rules(rules)
         .run(args);
     assert!(out.status.success(), "{args:?}: {}", show(&out));
     out
@@ -43,9 +46,14 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 /// Exports `month` as FOCUS from the store in `dir` and has the validator check it: the
 /// export, and what the validator said when it found violations.
 fn export_and_check(dir: &Path, month: &str) -> (String, Result<(), String>) {
+    export_and_check_with(dir, &repo_rules(), month)
+}
+
+fn export_and_check_with(dir: &Path, rules: &Path, month: &str) -> (String, Result<(), String>) {
     let file = dir.join(format!("focus-{month}.csv"));
-    run(
+    run_with(
         dir,
+        rules,
         &[
             "export",
             "--month",
@@ -71,7 +79,11 @@ fn export_and_check(dir: &Path, month: &str) -> (String, Result<(), String>) {
 
 /// [`export_and_check`], with no violation.
 fn export_and_validate(dir: &Path, month: &str) -> String {
-    let (focus, verdict) = export_and_check(dir, month);
+    export_and_validate_with(dir, &repo_rules(), month)
+}
+
+fn export_and_validate_with(dir: &Path, rules: &Path, month: &str) -> String {
+    let (focus, verdict) = export_and_check_with(dir, rules, month);
     if let Err(said) = verdict {
         panic!("the FOCUS export of {month} does not validate:\n{said}");
     }
@@ -212,35 +224,12 @@ owner = "platform"
     )
     .expect("rules");
     let example = data("kubernetes/aws-example.csv");
-    let cli = |args: &[&str]| {
-        let out = costsplit(dir.path())
-            .store("sqlite://costsplit.db")
-            .rules(&rules)
-            .run(args);
-        assert!(out.status.success(), "{args:?}: {}", show(&out));
-    };
-    cli(&["import", "--allocate", example.to_str().expect("utf-8")]);
-    let file = dir.path().join("focus.csv");
-    cli(&[
-        "export",
-        "--month",
-        "2026-04",
-        "--format",
-        "focus",
-        "--out",
-        file.to_str().expect("utf-8"),
-    ]);
-    let out = Command::new(validator())
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .expect("focus-toolkit runs");
-    assert!(
-        out.status.success() && show(&out).contains("lint OK"),
-        "the cluster's FOCUS export:\n{}",
-        show(&out)
+    run_with(
+        dir.path(),
+        &rules,
+        &["import", "--allocate", example.to_str().expect("utf-8")],
     );
-    let focus = std::fs::read_to_string(&file).expect("the export");
+    let focus = export_and_validate_with(dir.path(), &rules, "2026-04");
     assert!(focus.contains(r#"""UsageUnit"":""CPU"""#), "{focus}");
     assert!(focus.contains(r#"""UsageUnit"":""Memory"""#), "{focus}");
     assert!(focus.contains("costsplit/central"), "{focus}");
