@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
-use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -500,7 +499,7 @@ impl World {
     /// groups of at most 256k rows so memory stays flat.
     pub fn write_parquet(&self, path: &Path) -> anyhow::Result<()> {
         super::write_parquet(path, self.lines().map(|l| self.fields(&l)), |rows| {
-            to_frame(rows)
+            to_batch(rows)
         })?;
         Ok(())
     }
@@ -530,29 +529,17 @@ impl World {
     }
 }
 
-fn to_frame(rows: &[[String; 22]]) -> anyhow::Result<DataFrame> {
+fn to_batch(rows: &[[String; 22]]) -> anyhow::Result<arrow_array::RecordBatch> {
     let mut columns = Vec::with_capacity(COLUMNS.len());
     for (i, name) in COLUMNS.iter().enumerate() {
-        let series = super::text_column(name, rows, i);
-        let series = match *name {
-            "BilledCost" | "EffectiveCost" | "ListCost" => series.cast(&DataType::Float64)?,
+        let column = match *name {
+            "BilledCost" | "EffectiveCost" | "ListCost" => super::float_column(rows, i)?,
             "BillingPeriodStart" | "BillingPeriodEnd" | "ChargePeriodStart" | "ChargePeriodEnd" => {
-                let days: Vec<Option<i64>> = rows
-                    .iter()
-                    .map(|r| {
-                        chrono::DateTime::parse_from_rfc3339(&r[i])
-                            .ok()
-                            .map(|t| t.timestamp_micros())
-                    })
-                    .collect();
-                Series::new((*name).into(), days).cast(&DataType::Datetime(
-                    TimeUnit::Microseconds,
-                    Some(TimeZone::UTC),
-                ))?
+                super::timestamp_column(rows, i)
             }
-            _ => series,
+            _ => super::text_column(rows, i),
         };
-        columns.push(series.into_column());
+        columns.push((*name, column));
     }
-    Ok(DataFrame::new_infer_height(columns)?)
+    super::batch(columns)
 }

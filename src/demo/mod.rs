@@ -4,8 +4,12 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
-use polars::prelude::{DataFrame, NamedFrom, ParquetCompression, ParquetWriter, Series};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 
 pub mod generate;
 pub mod split_cost;
@@ -24,42 +28,89 @@ pub(crate) fn csv_writer(path: &Path) -> anyhow::Result<csv::Writer<Box<dyn Writ
     Ok(csv::Writer::from_writer(out))
 }
 
-/// Writes `rows` to one parquet file (snappy), each row group a frame `frame` makes of at most
-/// 256k rows, so memory stays flat; returns the number of rows.
+/// Rows per row group of a generated parquet file.
+const ROW_GROUP: usize = 1 << 18;
+
+/// Writes `rows` to one parquet file (snappy, with arrow-rs, the crate the importer reads
+/// with), each row group a batch `batch` makes of at most 256k rows, so memory stays flat;
+/// returns the number of rows.
 pub(crate) fn write_parquet<R>(
     path: &Path,
     rows: impl Iterator<Item = R>,
-    frame: impl Fn(&[R]) -> anyhow::Result<DataFrame>,
+    batch: impl Fn(&[R]) -> anyhow::Result<RecordBatch>,
 ) -> anyhow::Result<usize> {
     let mut file = Some(std::fs::File::create(path)?);
-    let mut writer: Option<polars::io::parquet::write::BatchedWriter<std::fs::File>> = None;
+    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
     let mut rows = rows.peekable();
     let mut count = 0;
     while rows.peek().is_some() {
-        let chunk: Vec<R> = rows.by_ref().take(1 << 18).collect();
+        let chunk: Vec<R> = rows.by_ref().take(ROW_GROUP).collect();
         count += chunk.len();
-        let df = frame(&chunk)?;
+        let batch = batch(&chunk)?;
         let w = match &mut writer {
             Some(w) => w,
-            None => writer.insert(
-                ParquetWriter::new(file.take().expect("file used once"))
-                    .with_compression(ParquetCompression::Snappy)
-                    .batched(df.schema())?,
-            ),
+            None => {
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(ROW_GROUP))
+                    .build();
+                writer.insert(ArrowWriter::try_new(
+                    file.take().expect("file used once"),
+                    batch.schema(),
+                    Some(properties),
+                )?)
+            }
         };
-        w.write_batch(&df)?;
+        w.write(&batch)?;
+        w.flush()?;
     }
     if let Some(w) = writer {
-        w.finish()?;
+        w.close()?;
     }
     Ok(count)
 }
 
-/// Column `i` of `rows` as a text series named `name`, empty cells as nulls.
-pub(crate) fn text_column<const N: usize>(name: &str, rows: &[[String; N]], i: usize) -> Series {
-    let values: Vec<Option<&str>> = rows
+/// Column `i` of `rows` as text, empty cells as nulls.
+pub(crate) fn text_column<const N: usize>(rows: &[[String; N]], i: usize) -> ArrayRef {
+    Arc::new(
+        rows.iter()
+            .map(|r| Some(r[i].as_str()).filter(|v| !v.is_empty()))
+            .collect::<StringArray>(),
+    )
+}
+
+/// Column `i` of `rows` as float64 (how many exporters write costs), empty cells as nulls.
+pub(crate) fn float_column<const N: usize>(
+    rows: &[[String; N]],
+    i: usize,
+) -> anyhow::Result<ArrayRef> {
+    let values = rows
         .iter()
-        .map(|r| Some(r[i].as_str()).filter(|v| !v.is_empty()))
+        .map(|r| match r[i].as_str() {
+            "" => Ok(None),
+            v => v
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| anyhow::anyhow!("`{v}` is not a number")),
+        })
+        .collect::<anyhow::Result<Vec<Option<f64>>>>()?;
+    Ok(Arc::new(Float64Array::from(values)))
+}
+
+/// Column `i` of `rows` (RFC 3339 text) as UTC timestamps in microseconds.
+pub(crate) fn timestamp_column<const N: usize>(rows: &[[String; N]], i: usize) -> ArrayRef {
+    let values: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| {
+            chrono::DateTime::parse_from_rfc3339(&r[i])
+                .ok()
+                .map(|t| t.timestamp_micros())
+        })
         .collect();
-    Series::new(name.into(), values)
+    Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+}
+
+/// A batch of `columns`, named.
+pub(crate) fn batch(columns: Vec<(&str, ArrayRef)>) -> anyhow::Result<RecordBatch> {
+    Ok(RecordBatch::try_from_iter(columns)?)
 }

@@ -12,7 +12,6 @@
 use std::path::Path;
 
 use chrono::{Datelike, Duration, NaiveDate};
-use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -418,7 +417,7 @@ impl SplitMonth {
 
     /// Writes the export as parquet (costs as float64); returns the number of line items.
     pub fn write_parquet(&self, path: &Path) -> anyhow::Result<usize> {
-        super::write_parquet(path, self.rows(), to_frame)
+        super::write_parquet(path, self.rows(), to_batch)
     }
 }
 
@@ -476,16 +475,15 @@ fn days_in_month(day: NaiveDate) -> i64 {
     (next - first).num_days()
 }
 
-fn to_frame(rows: &[Row]) -> anyhow::Result<DataFrame> {
+fn to_batch(rows: &[Row]) -> anyhow::Result<arrow_array::RecordBatch> {
     let mut columns = Vec::with_capacity(COLUMNS.len());
     for (i, name) in COLUMNS.iter().enumerate() {
-        let series = super::text_column(name, rows, i);
-        let series = if COSTS.contains(name) {
-            series.cast(&DataType::Float64)?
+        let column = if COSTS.contains(name) {
+            super::float_column(rows, i)?
         } else {
-            series
+            super::text_column(rows, i)
         };
-        columns.push(series.into_column());
+        columns.push((*name, column));
     }
-    Ok(DataFrame::new_infer_height(columns)?)
+    super::batch(columns)
 }

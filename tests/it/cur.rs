@@ -72,15 +72,17 @@ fn cur2_amortizes_per_line_item_type_and_reads_the_tag_map() {
 fn a_cur_file_without_a_cost_column_names_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("cur.parquet");
-    let mut frame = polars::prelude::df!(
-        "line_item_usage_start_date" => ["2026-10-05T00:00:00Z"],
-        "line_item_currency_code" => ["USD"],
-    )
-    .expect("frame");
-    let file = std::fs::File::create(&path).expect("create");
-    polars::prelude::ParquetWriter::new(file)
-        .finish(&mut frame)
-        .expect("write");
+    crate::support::parquet_file(
+        &path,
+        vec![
+            (
+                "line_item_usage_start_date",
+                crate::support::strings(&["2026-10-05T00:00:00Z"]),
+            ),
+            ("line_item_currency_code", crate::support::strings(&["USD"])),
+        ],
+        1 << 20,
+    );
     let err = ingest::read_files(&[path]).expect_err("no cost column");
     let message = err.to_string();
     assert!(

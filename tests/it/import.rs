@@ -122,16 +122,9 @@ fn csv_gzip_and_parquet_of_one_month_give_the_same_facts() {
     assert_eq!(facts[0], facts[1], "gzip CSV reads like CSV");
     assert_eq!(facts[0], facts[2], "parquet reads like CSV");
     // The same parquet in 20 row groups: each worker reads its own, all at once.
-    use polars::prelude::*;
-    let frame =
-        ParquetReader::new(std::fs::File::open(dir.path().join("month.parquet")).expect("open"))
-            .finish()
-            .expect("read");
+    let batches = crate::support::read_batches(&dir.path().join("month.parquet"));
     let groups = dir.path().join("month-groups.parquet");
-    ParquetWriter::new(std::fs::File::create(&groups).expect("create"))
-        .with_row_group_size(Some(1_000))
-        .finish(&mut frame.clone())
-        .expect("write");
+    crate::support::write_batches(&groups, &batches, 1_000);
     let imported = costsplit::ingest::read_files(std::slice::from_ref(&groups)).expect("groups");
     assert_eq!(
         imported.facts, facts[0],
@@ -349,20 +342,20 @@ async fn mixed_currencies_in_one_pool_are_refused_and_nothing_is_stored() {
 
 #[test]
 fn a_parquet_file_with_a_bad_date_names_the_file_and_column() {
-    use polars::prelude::*;
+    use crate::support::{floats, strings};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad-date.parquet");
-    let text = |name: &str, v: &str| Column::new(name.into(), [v, v]);
-    let mut df = DataFrame::new_infer_height(vec![
-        text("ChargePeriodStart", "03/01/2025 05:00"),
-        text("BillingCurrency", "USD"),
-        Column::new("BilledCost".into(), [1.0f64, 2.0]),
-        Column::new("EffectiveCost".into(), [1.0f64, 2.0]),
-    ])
-    .expect("frame");
-    ParquetWriter::new(std::fs::File::create(&path).expect("create"))
-        .finish(&mut df)
-        .expect("write parquet");
+    let date = "03/01/2025 05:00";
+    crate::support::parquet_file(
+        &path,
+        vec![
+            ("ChargePeriodStart", strings(&[date, date])),
+            ("BillingCurrency", strings(&["USD", "USD"])),
+            ("BilledCost", floats(&[1.0, 2.0])),
+            ("EffectiveCost", floats(&[1.0, 2.0])),
+        ],
+        1 << 20,
+    );
     let err = costsplit::ingest::read_files(&[path]).expect_err("bad date");
     let message = err.to_string();
     assert!(
@@ -418,60 +411,46 @@ fn the_first_bad_row_is_named_by_its_line_whatever_the_chunks() {
 }
 
 /// A one-column-per-field FOCUS parquet file with these costs (billed = effective).
-fn focus_parquet(dir: &std::path::Path, name: &str, costs: polars::prelude::Column) -> PathBuf {
-    use polars::prelude::*;
+fn focus_parquet(dir: &std::path::Path, name: &str, costs: arrow_array::ArrayRef) -> PathBuf {
+    use crate::support::strings;
     let rows = costs.len();
-    let mut billed = costs.clone();
-    billed.rename("BilledCost".into());
-    let mut effective = costs;
-    effective.rename("EffectiveCost".into());
-    let mut frame = DataFrame::new(
-        rows,
-        vec![
-            Column::new(
-                "ChargePeriodStart".into(),
-                vec!["2025-03-01T00:00:00Z"; rows],
-            ),
-            Column::new("BillingCurrency".into(), vec!["KRW"; rows]),
-            Column::new("ServiceName".into(), vec!["Amazon RDS"; rows]),
-            effective,
-            billed,
-        ],
-    )
-    .expect("frame");
     let path = dir.join(name);
-    let file = std::fs::File::create(&path).expect("create");
-    ParquetWriter::new(file).finish(&mut frame).expect("write");
+    crate::support::parquet_file(
+        &path,
+        vec![
+            (
+                "ChargePeriodStart",
+                strings(&vec!["2025-03-01T00:00:00Z"; rows]),
+            ),
+            ("BillingCurrency", strings(&vec!["KRW"; rows])),
+            ("ServiceName", strings(&vec!["Amazon RDS"; rows])),
+            ("EffectiveCost", costs.clone()),
+            ("BilledCost", costs),
+        ],
+        1 << 20,
+    );
     path
 }
 
 #[test]
 fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
-    use polars::prelude::Column;
+    use crate::support::{floats, strings};
     let dir = tempfile::tempdir().expect("tempdir");
     // 100,000,000 KRW (about US$70k) and a text column with more digits than a float holds.
-    let large = focus_parquet(
-        dir.path(),
-        "large.parquet",
-        Column::new("c".into(), [100_000_000.0f64, 1.5]),
-    );
+    let large = focus_parquet(dir.path(), "large.parquet", floats(&[100_000_000.0, 1.5]));
     let imported = costsplit::ingest::read_files(&[large]).expect("imports");
     let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
     assert_eq!(billed, 100_000_001_500_000_000);
     let text = focus_parquet(
         dir.path(),
         "text.parquet",
-        Column::new("c".into(), ["92233720.123456789", "0.000000001"]),
+        strings(&["92233720.123456789", "0.000000001"]),
     );
     let imported = costsplit::ingest::read_files(&[text]).expect("imports");
     let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
     assert_eq!(billed, 92_233_720_123_456_790);
     // 1e12 KRW in one line item (past i64 nano-units), as a float and as text.
-    let huge = focus_parquet(
-        dir.path(),
-        "huge.parquet",
-        Column::new("c".into(), [1.0e12f64, 0.5]),
-    );
+    let huge = focus_parquet(dir.path(), "huge.parquet", floats(&[1.0e12, 0.5]));
     let imported = costsplit::ingest::read_files(&[huge]).expect("imports");
     let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();
     assert_eq!(billed, 1_000_000_000_000_500_000_000);
@@ -480,22 +459,22 @@ fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
     for (name, costs, shown) in [
         (
             "nan.parquet",
-            Column::new("c".into(), [1.0f64, f64::NAN]),
+            floats(&[1.0, f64::NAN]),
             "`NaN` is not a number",
         ),
         (
             "inf.parquet",
-            Column::new("c".into(), [1.0f64, f64::INFINITY]),
+            floats(&[1.0, f64::INFINITY]),
             "`inf` is not a number",
         ),
         (
             "words.parquet",
-            Column::new("c".into(), ["1.0", "ten"]),
+            strings(&["1.0", "ten"]),
             "`ten` is not a number",
         ),
         (
             "too-large.parquet",
-            Column::new("c".into(), [1.0f64, 1.0e20]),
+            floats(&[1.0, 1.0e20]),
             "`100000000000000000000` is larger than one line item may be",
         ),
     ] {
@@ -514,12 +493,14 @@ fn parquet_costs_are_read_strictly_and_large_ones_exactly() {
 /// warehouse exports) are read exactly, with no float anywhere.
 #[test]
 fn decimal_parquet_costs_import_exactly() {
-    use polars::prelude::*;
     let dir = tempfile::tempdir().expect("tempdir");
     for (precision, name) in [(38, "d38.parquet"), (18, "d18.parquet")] {
-        let costs = Column::new("c".into(), ["123456789.123456789", "-0.000000001"])
-            .strict_cast(&DataType::Decimal(precision, 9))
-            .expect("decimal");
+        // 123456789.123456789 and -0.000000001 at scale 9.
+        let costs: arrow_array::ArrayRef = std::sync::Arc::new(
+            arrow_array::Decimal128Array::from(vec![123_456_789_123_456_789i128, -1])
+                .with_precision_and_scale(precision, 9)
+                .expect("decimal"),
+        );
         let path = focus_parquet(dir.path(), name, costs);
         let imported = costsplit::ingest::read_files(&[path]).expect("imports");
         let billed: i128 = imported.facts.iter().map(|f| f.billed.0).sum();

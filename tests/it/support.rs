@@ -476,3 +476,45 @@ pub fn rules_check_with(dir: &Path, config: &str) -> (Option<i32>, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// A text column for a parquet test file.
+pub fn strings(values: &[&str]) -> arrow_array::ArrayRef {
+    std::sync::Arc::new(arrow_array::StringArray::from(values.to_vec()))
+}
+
+/// A float64 column for a parquet test file.
+pub fn floats(values: &[f64]) -> arrow_array::ArrayRef {
+    std::sync::Arc::new(arrow_array::Float64Array::from(values.to_vec()))
+}
+
+/// Writes `columns` as a parquet file (arrow-rs), in row groups of at most `row_group` rows.
+pub fn parquet_file(path: &Path, columns: Vec<(&str, arrow_array::ArrayRef)>, row_group: usize) {
+    let batch = arrow_array::RecordBatch::try_from_iter(columns).expect("a batch");
+    write_batches(path, &[batch], row_group);
+}
+
+/// Writes `batches` as one parquet file, in row groups of at most `row_group` rows.
+pub fn write_batches(path: &Path, batches: &[arrow_array::RecordBatch], row_group: usize) {
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(row_group))
+        .build();
+    let file = std::fs::File::create(path).expect("create");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(properties))
+            .expect("a writer");
+    for batch in batches {
+        writer.write(batch).expect("write");
+    }
+    writer.close().expect("close");
+}
+
+/// The record batches of a parquet file.
+pub fn read_batches(path: &Path) -> Vec<arrow_array::RecordBatch> {
+    let file = std::fs::File::open(path).expect("open");
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("a parquet file")
+        .build()
+        .expect("a reader")
+        .collect::<Result<_, _>>()
+        .expect("batches")
+}
