@@ -72,8 +72,10 @@ pub(super) async fn sums_by_label(
     at: DateTime<Utc>,
     timeout: Duration,
 ) -> Result<(BTreeMap<String, f64>, Vec<String>), String> {
+    // The caller's timeout (`usage::collect`) owns the message; the client's own is a
+    // backstop a moment later, so which fires first never depends on the scheduler.
     let client = reqwest::Client::builder()
-        .timeout(timeout)
+        .timeout(timeout + Duration::from_secs(1))
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))?;
     let endpoint = format!("{}/api/v1/query", url.trim_end_matches('/'));
