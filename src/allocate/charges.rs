@@ -45,7 +45,7 @@ fn abs_weights(amounts: &[Nanos]) -> Vec<u128> {
 }
 
 /// Splits `total` in proportion to `like` (by absolute value; equally when all are zero).
-fn split_like(total: Nanos, like: &[Nanos]) -> Vec<Nanos> {
+pub fn split_like(total: Nanos, like: &[Nanos]) -> Vec<Nanos> {
     split_largest_remainder(total, &abs_weights(like)).expect("weights with a positive sum")
 }
 

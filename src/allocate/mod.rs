@@ -6,7 +6,7 @@ mod charges;
 mod engine;
 mod usage;
 
-pub use charges::{split_charges, ChargePart, ChargeSplit};
+pub use charges::{split_charges, split_like, ChargePart, ChargeSplit};
 pub use engine::{allocate, conservation_gaps, AllocateError, Input, UsageBasis, UsageWeights};
 pub use usage::live_weights;
 

@@ -188,7 +188,7 @@ fn json_tags(raw: &str, cur: bool) -> Result<Tags, serde_json::Error> {
 
 /// A user tag's key as Cost Explorer and FOCUS show it: CUR 2.0 names it `user_<key>`, the
 /// legacy CUR `user:<key>`.
-fn tag_key(key: &str) -> &str {
+pub(super) fn tag_key(key: &str) -> &str {
     key.strip_prefix("user_")
         .or_else(|| key.strip_prefix("user:"))
         .unwrap_or(key)

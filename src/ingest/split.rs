@@ -13,7 +13,9 @@ use chrono::NaiveDate;
 
 use rustc_hash::FxHashMap;
 
-use super::line::{RawFact, AMOUNT_COUNT, CUR_JSON_TAGS, DIMENSIONS, KV_PAIR, KV_SEP, KV_TAGS};
+use super::line::{
+    tag_key, RawFact, AMOUNT_COUNT, CUR_JSON_TAGS, DIMENSIONS, KV_PAIR, KV_SEP, KV_TAGS,
+};
 use crate::model::split_tags::{
     CLUSTER as CLUSTER_TAG, DIMENSION, DIMENSION_NAMES, IDLE, NAMESPACE as NAMESPACE_TAG, REQUESTS,
     SPLIT as SPLIT_TAG, UNUSED, WORKLOAD, WORKLOAD_NAME as WORKLOAD_TAG,
@@ -74,7 +76,7 @@ fn lasting_text(tags: &[u8]) -> Option<Vec<u8>> {
         let mut map: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(json).ok()?;
         let before = map.len();
-        map.retain(|k, _| !churns(k.strip_prefix("user_").unwrap_or(k)));
+        map.retain(|k, _| !churns(tag_key(k)));
         if map.len() == before {
             return None;
         }
@@ -87,11 +89,7 @@ fn lasting_text(tags: &[u8]) -> Option<Vec<u8>> {
         .split(KV_PAIR)
         .filter(|pair| {
             let key = pair.split_once(KV_SEP).map_or(*pair, |(k, _)| k);
-            !churns(
-                key.strip_prefix("user_")
-                    .or(key.strip_prefix("user:"))
-                    .unwrap_or(key),
-            )
+            !churns(tag_key(key))
         })
         .collect();
     if kept.len() == pairs.split(KV_PAIR).count() {
@@ -325,11 +323,7 @@ impl SplitRows {
         let lines = row.fact.line_count;
         let (parent, cluster, shares, unused) = shares_of(row);
         let group = self.groups.entry((day, parent)).or_default();
-        group.cluster = cluster;
-        group.rows += lines;
-        for (sum, u) in group.unused.iter_mut().zip(unused) {
-            *sum += u;
-        }
+        group.take(cluster, lines, unused);
         for (fact, weight) in shares {
             let workload = self.workloads.intern(fact);
             group.shares.push(Share { workload, weight });
@@ -350,11 +344,7 @@ impl SplitRows {
             .collect();
         for (key, group) in other.groups {
             let into = self.groups.entry(key).or_default();
-            into.cluster = group.cluster;
-            into.rows += group.rows;
-            for (sum, u) in into.unused.iter_mut().zip(group.unused) {
-                *sum += u;
-            }
+            into.take(group.cluster, group.rows, group.unused);
             into.shares.extend(group.shares.into_iter().map(|s| Share {
                 workload: ids[s.workload],
                 weight: s.weight,
@@ -469,6 +459,17 @@ struct Group {
     unused: [i128; DIMENSIONS],
 }
 
+impl Group {
+    /// Counts more of the instance-day's rows (their cluster, line count and unused cost).
+    fn take(&mut self, cluster: String, rows: i64, unused: [i128; DIMENSIONS]) {
+        self.cluster = cluster;
+        self.rows += rows;
+        for (sum, u) in self.unused.iter_mut().zip(unused) {
+            *sum += u;
+        }
+    }
+}
+
 /// Tags an instance's idle line with the dimension its idle capacity is of; idle of several
 /// dimensions is split among them in proportion to the pods' `unused_cost` of each (the first
 /// keeps the rest of the division), the parts returned as facts of their own. Without any
@@ -503,7 +504,7 @@ fn idle_by_dimension(idle: &mut RawFact, unused: &[i128; DIMENSIONS]) -> Vec<Raw
 }
 
 fn is_split_row(f: &RawFact) -> bool {
-    f.fact.resource_id.starts_with(MARK)
+    SplitRows::is_split_resource(&f.fact.resource_id)
 }
 
 /// A split row as its parent instance and the workload facts it becomes: the grain as their

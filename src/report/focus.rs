@@ -3,13 +3,14 @@
 //! tag set); a charge a pool took is replaced by its allocated charges, which carry the 1.3
 //! split-cost-allocation columns and whose costs sum exactly to the origin charge. Pure.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::csv_out::{Cell, CsvOut};
-use crate::allocate::{ChargePart, ChargeSplit};
+use crate::allocate::{split_like, ChargePart, ChargeSplit};
 use crate::model::split_tags::{DIMENSION, DIMENSION_NAMES};
 use crate::model::{Fact, Method, Tags, UNALLOCATED};
-use crate::money::{split_largest_remainder, Nanos, NANOS_PER_UNIT};
+use crate::money::{Nanos, NANOS_PER_UNIT};
 
 /// The columns written: FOCUS 1.3's mandatory columns (valid FOCUS 1.4 Cost and Usage
 /// columns too), the conditional ones the facts carry, the split-cost-allocation columns, and
@@ -301,7 +302,7 @@ const DIMENSION_UNITS: [&str; 3] = ["CPU", "Memory", "Accelerator"];
 struct Charge<'a> {
     fact: &'a Fact,
     /// The fact's tags without the dimension.
-    tags: Tags,
+    tags: Cow<'a, Tags>,
     pool: Option<&'a str>,
     parts: Vec<(ChargePart, Vec<Element>)>,
 }
@@ -329,7 +330,7 @@ fn charges<'a>(splits: &'a [ChargeSplit<'a>]) -> Vec<Charge<'a>> {
         if dimension_of(f).is_none() {
             order.push(Charge {
                 fact: f,
-                tags: f.tags.clone(),
+                tags: Cow::Borrowed(&f.tags),
                 pool,
                 parts: split
                     .parts
@@ -361,7 +362,7 @@ fn charges<'a>(splits: &'a [ChargeSplit<'a>]) -> Vec<Charge<'a>> {
         if entry.0 == slot {
             order.push(Charge {
                 fact: f,
-                tags,
+                tags: Cow::Owned(tags),
                 pool,
                 parts: Vec::new(),
             });
@@ -409,14 +410,8 @@ fn merged_parts<'a>(
             *cells.entry((index, dimension)).or_default() += p.amount;
         }
     }
-    let weights: Vec<u128> = cells.values().map(|a| a.0.unsigned_abs()).collect();
-    let weights = if weights.iter().all(|w| *w == 0) {
-        vec![1; weights.len()]
-    } else {
-        weights
-    };
-    let ratios = split_largest_remainder(Nanos(NANOS_PER_UNIT), &weights)
-        .expect("weights with a positive sum");
+    let amounts: Vec<Nanos> = cells.values().copied().collect();
+    let ratios = split_like(Nanos(NANOS_PER_UNIT), &amounts);
     let mut elements: Vec<Vec<Element>> = vec![Vec::new(); parts.len()];
     for ((&(index, dimension), _), ratio) in cells.iter().zip(ratios) {
         let ppb = i64::try_from(ratio.0).expect("at most 1e9");
@@ -500,7 +495,7 @@ pub fn focus_csv(
         let (period_start, period_end) = period_bounds(&f.billing_period);
         let day_start = format!("{}T00:00:00Z", f.day);
         let day_end = format!("{}T00:00:00Z", f.day.succ_opt().unwrap_or(f.day));
-        let tags = serde_json::to_string(&charge.tags).expect("tags always serialise");
+        let tags = serde_json::to_string(charge.tags.as_ref()).expect("tags always serialise");
         for (part, elements) in &charge.parts {
             let (effective, billed) = if basis_is_effective {
                 (part.amount, part.other_amount)
