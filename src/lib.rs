@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod forecast;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;

@@ -303,6 +303,8 @@ impl AlertKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
     Alert(AlertKind),
+    /// A budget threshold passed, or forecast to be passed.
+    Budget,
     Report,
 }
 
@@ -310,6 +312,7 @@ impl MessageKind {
     pub fn as_str(self) -> &'static str {
         match self {
             MessageKind::Alert(kind) => kind.as_str(),
+            MessageKind::Budget => "budget",
             MessageKind::Report => "report",
         }
     }
@@ -318,6 +321,7 @@ impl MessageKind {
         match text {
             "spike" => Some(MessageKind::Alert(AlertKind::Spike)),
             "month_over_month" => Some(MessageKind::Alert(AlertKind::MonthOverMonth)),
+            "budget" => Some(MessageKind::Budget),
             "report" => Some(MessageKind::Report),
             _ => None,
         }

@@ -91,10 +91,18 @@ async fn list(config: &Config, state: Option<MessageState>) -> anyhow::Result<()
 
 async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<()> {
     let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref())?;
-    let (detected, result) = jobs::with_store(&config.store_url, async |store| {
+    let (detected, result, budgets) = jobs::with_store(&config.store_url, async |store| {
         let detected = jobs::detect_alerts(store, &rules, args.date, args.lookback).await?;
         let result = jobs::enqueue_alerts(store, &rules, &detected, Clock::System).await?;
-        Ok((detected, result))
+        let budgets = jobs::check_budgets(
+            store,
+            &rules,
+            detected.day,
+            detected.lookback,
+            Clock::System,
+        )
+        .await?;
+        Ok((detected, result, budgets))
     })
     .await?;
     println!(
@@ -105,6 +113,16 @@ async fn check(config: &Config, args: CheckArgs) -> anyhow::Result<()> {
         result.already_known,
         result.resolved.len()
     );
+    if !rules.budgets.is_empty() {
+        let (alerts, result) = budgets;
+        println!(
+            "budgets: {} threshold(s) passed or forecast to pass, {} new in the outbox, {} already there, {} resolved by restated data",
+            alerts.len(),
+            result.inserted,
+            result.already_known,
+            result.resolved.len()
+        );
+    }
     Ok(())
 }
 

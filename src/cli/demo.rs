@@ -63,6 +63,12 @@ pub async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<i32> {
     for a in &demo.detected.alerts {
         println!("\n- {}", a.summary());
     }
+    if !demo.budgets.is_empty() {
+        println!(
+            "\nas known on 2025-03-15 (`costsplit forecast --month 2025-03 --as-of 2025-03-15`):"
+        );
+        print!("{}", crate::report::budgets::text("2025-03", &demo.budgets));
+    }
     let totals: Vec<String> = demo
         .statement
         .totals

@@ -77,8 +77,14 @@ async fn statement(config: &Config, args: &ExportArgs) -> anyhow::Result<String>
         ExportBy::Team => GroupBy::Team,
         ExportBy::CostCenter => GroupBy::CostCenter,
     };
-    let statement = jobs::with_store(&config.store_url, async |store| {
-        reports::statement(
+    // The summary lists the rules' budgets (when the rules load; the statement needs only the
+    // store).
+    let rules = match args.summary {
+        true => jobs::load_rules(&config.rules_dir, config.catalog.as_ref()).ok(),
+        false => None,
+    };
+    let (statement, budgets) = jobs::with_store(&config.store_url, async |store| {
+        let statement = reports::statement(
             store,
             &args.month,
             by,
@@ -86,7 +92,12 @@ async fn statement(config: &Config, args: &ExportArgs) -> anyhow::Result<String>
             Some(config.cost_basis),
             config.restatement().1,
         )
-        .await
+        .await?;
+        let budgets = match &rules {
+            Some(rules) => jobs::budget_statuses(store, rules, &args.month, None).await?,
+            None => Vec::new(),
+        };
+        Ok((statement, budgets))
     })
     .await?;
     anyhow::ensure!(
@@ -94,7 +105,7 @@ async fn statement(config: &Config, args: &ExportArgs) -> anyhow::Result<String>
         "internal error: the statement's amounts do not add up to the billed total; nothing was written, please report this"
     );
     Ok(match args.summary {
-        true => statement.summary_csv(),
+        true => statement.summary_csv_with_budgets(&budgets),
         false => statement.csv(),
     })
 }

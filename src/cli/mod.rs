@@ -10,6 +10,7 @@ mod catalog;
 mod demo;
 mod explain;
 mod export;
+mod forecast;
 mod generate;
 mod import;
 mod migrate;
@@ -79,8 +80,11 @@ pub enum Command {
     /// Where every dollar of one service's month came from: direct cost by provider service,
     /// each pool with its total, method, basis and daily ratio
     Explain(explain::ExplainArgs),
-    /// Cost spike and month-over-month alerts
+    /// Cost spike and month-over-month alerts (and budget alerts: `alerts check` evaluates
+    /// the [[budget]] tables too)
     Alerts(alerts::AlertsArgs),
+    /// Budgets: each one's month to date, month-end forecast (80% interval) and thresholds
+    Forecast(forecast::ForecastArgs),
     /// Deliver pending alerts to Slack, in order (webhooks and tokens from the environment)
     Notify,
     /// Fetch billing from a provider API into the store (Cost Explorer; see [aws] in
@@ -118,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Export(args) => export::run(&config, args).await,
         Command::Explain(args) => explain::run(&config, args).await,
         Command::Alerts(args) => alerts::run(&config, args).await,
+        Command::Forecast(args) => forecast::run(&config, args).await,
         Command::Notify => notify::run(&config).await,
         Command::Sync(args) => sync::run(&config, args).await,
         Command::Run => run::run(config).await,

@@ -64,8 +64,10 @@ pub async fn run(config: &Config, args: ReportArgs) -> anyhow::Result<i32> {
         return run_slack(config, slack).await;
     }
     let range = args.range.resolve()?;
+    // The report needs only the store; rules that load add their budgets.
+    let rules = jobs::load_rules(&config.rules_dir, config.catalog.as_ref()).ok();
     let mut report = jobs::with_store(&config.store_url, async |store| {
-        jobs::report(store, range).await
+        jobs::report(store, range, rules.as_ref()).await
     })
     .await?;
     if let Some(service) = &args.service {

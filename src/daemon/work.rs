@@ -188,12 +188,29 @@ async fn alerts(ctx: &JobCtx<'_>) -> anyhow::Result<String> {
     let detected = jobs::detect_alerts(ctx.store, ctx.rules, None, None).await?;
     let result = jobs::enqueue_alerts(ctx.store, ctx.rules, &detected, ctx.clock).await?;
     ctx.status.lock().expect("status lock").alerts_detected += result.inserted as u64;
-    Ok(format!(
+    let mut line = format!(
         "{}: {} detected, {} new",
         detected.day,
         detected.alerts.len(),
         result.inserted
-    ))
+    );
+    if !ctx.rules.budgets.is_empty() {
+        let (budget_alerts, budgets) = jobs::check_budgets(
+            ctx.store,
+            ctx.rules,
+            detected.day,
+            detected.lookback,
+            ctx.clock,
+        )
+        .await?;
+        ctx.status.lock().expect("status lock").alerts_detected += budgets.inserted as u64;
+        line.push_str(&format!(
+            "; budgets: {} passed or forecast, {} new",
+            budget_alerts.len(),
+            budgets.inserted
+        ));
+    }
+    Ok(line)
 }
 
 async fn report(ctx: &JobCtx<'_>, period: Period) -> anyhow::Result<String> {

@@ -25,6 +25,55 @@ pub struct GenSpec {
     pub accounts: usize,
     /// Deliberate changes, e.g. a spike or a month-over-month move for the demo's alerts.
     pub adjustments: Vec<Adjustment>,
+    /// Weekly seasonality, trends and day-to-day noise (none: every day alike), for months
+    /// that follow each other (the forecast backtest's).
+    pub season: Option<Season>,
+}
+
+/// How a service's cost moves from day to day: lower at weekends, a steady trend of its own,
+/// and noise. Continuous across months: the trend counts days from 2025-01-01.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Season {
+    /// Saturday's and Sunday's cost, percent of a weekday's.
+    pub weekend_percent: f64,
+    /// Each service's trend is drawn from -max..=+max percent a month.
+    pub max_trend_percent: f64,
+    /// Day-to-day noise of a service's cost, percent (uniform, +-).
+    pub noise_percent: f64,
+}
+
+impl Season {
+    /// The backtest's months: weekends at 65%, trends up to +-8% a month, +-6% noise.
+    pub fn standard() -> Season {
+        Season {
+            weekend_percent: 65.0,
+            max_trend_percent: 8.0,
+            noise_percent: 6.0,
+        }
+    }
+
+    /// The factor of a service (by index; none for shared resources) on `day`.
+    fn factor(&self, seed: u64, service: Option<usize>, day: NaiveDate) -> f64 {
+        let weekend = day.weekday().num_days_from_monday() >= 5;
+        let mut f = if weekend {
+            self.weekend_percent / 100.0
+        } else {
+            1.0
+        };
+        let epoch = NaiveDate::from_ymd_opt(2025, 1, 1).expect("a valid day");
+        let days = (day - epoch).num_days();
+        let key = service.map_or(u64::MAX, |s| s as u64);
+        // A deterministic draw in [-1, 1) per (seed, service, salt).
+        let draw = |salt: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ key.wrapping_mul(0x9e37_79b9) ^ salt);
+            rng.random::<f64>() * 2.0 - 1.0
+        };
+        if service.is_some() {
+            let trend = draw(0x7e4d) * self.max_trend_percent / 100.0;
+            f *= (1.0 + trend).powf(days as f64 / 30.0);
+        }
+        f * (1.0 + draw(days as u64 + 1) * self.noise_percent / 100.0)
+    }
 }
 
 /// Scales the cost of one service's resources on the days `from..=to` to `percent`%.
@@ -74,6 +123,7 @@ impl GenSpec {
             shared: 8,
             accounts: 40,
             adjustments: Vec::new(),
+            season: None,
         }
     }
 }
@@ -307,7 +357,12 @@ impl World {
     }
 
     fn lines(&self) -> impl Iterator<Item = Line> + '_ {
-        let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed ^ 0x5eed_f0c5);
+        // Seasonal months follow each other: each draws its own lines.
+        let month_salt = match self.spec.season {
+            Some(_) => u64::from(self.first.year() as u32 * 12 + self.first.month()),
+            None => 0,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed ^ 0x5eed_f0c5 ^ month_salt);
         let total_weight: f64 = self.popularity.iter().sum();
         let cumulative: Vec<f64> = self
             .popularity
@@ -372,6 +427,13 @@ impl World {
         let day = (self.first.and_hms_opt(0, 0, 0).expect("midnight exists")
             + Duration::hours(hour))
         .date();
+        if let Some(season) = &self.spec.season {
+            let service = resource
+                .service
+                .as_ref()
+                .and_then(|s| self.spec.services.iter().position(|x| x == s));
+            list = (list as f64 * season.factor(self.spec.seed, service, day)) as i64;
+        }
         for a in &self.spec.adjustments {
             if resource.service.as_deref() == Some(a.service.as_str())
                 && day >= a.from

@@ -89,6 +89,11 @@ fn render(row: &OutboxRow, settings: &SlackSettings) -> anyhow::Result<serde_jso
     Ok(match row.kind {
         MessageKind::Report => serde_json::from_str(&row.payload)
             .with_context(|| format!("report {} in the outbox is unreadable", row.id))?,
+        MessageKind::Budget => {
+            let alert: crate::forecast::budget::BudgetAlert = serde_json::from_str(&row.payload)
+                .with_context(|| format!("budget alert {} in the outbox is unreadable", row.id))?;
+            slack::budget_message(&alert, settings.dashboard_url.as_deref())
+        }
         MessageKind::Alert(_) => {
             let alert: Alert = serde_json::from_str(&row.payload)
                 .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;

@@ -38,6 +38,8 @@ pub struct Demo {
     pub statement_file: PathBuf,
     /// The digest of the first team with a Slack channel.
     pub digests: Vec<Digest>,
+    /// The rules' budgets in March as known on the 15th: what `costsplit forecast` says.
+    pub budgets: Vec<crate::forecast::budget::BudgetStatus>,
 }
 
 fn date(month: u32, day: u32) -> NaiveDate {
@@ -79,7 +81,7 @@ pub async fn demo(
         Clock::System,
     )
     .await?;
-    let report = report(&store, (date(3, 1), date(3, 31))).await?;
+    let report = report(&store, (date(3, 1), date(3, 31)), Some(&rules)).await?;
     let detected = detect_alerts(&store, &rules, Some(date(3, 31)), Some(30)).await?;
     let statement = reports::statement(&store, "2025-03", GroupBy::Service, false, None, 7).await?;
     let team = rules
@@ -93,6 +95,7 @@ pub async fn demo(
         }
         None => Vec::new(),
     };
+    let budgets = super::budget_statuses(&store, &rules, "2025-03", Some(date(3, 15))).await?;
     store.close().await;
     let statement_file = db.with_file_name("costsplit-demo-statement-2025-03.csv");
     std::fs::write(&statement_file, statement.csv())
@@ -110,6 +113,7 @@ pub async fn demo(
         statement,
         statement_file,
         digests,
+        budgets,
     })
 }
 

@@ -9,6 +9,7 @@
 mod alerts;
 mod allocate;
 mod api;
+mod budgets;
 mod catalog;
 mod deliver;
 mod demo;
@@ -32,6 +33,7 @@ pub use api::{
     cached_answer, cost_rows, last_complete_day, metric_daily, recent_names, team_alerts, ApiCache,
     ApiQueryError, RecentNames,
 };
+pub use budgets::{budget_histories, budget_statuses, check_budgets, last_allocated_day};
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};

@@ -195,7 +195,7 @@ pub async fn team_digests(
             "no service has team `{team}`; the teams are named in the rules' [[service]] tables"
         );
     }
-    Ok(digests(
+    let mut digests = digests(
         &DigestInput {
             period,
             current,
@@ -207,7 +207,18 @@ pub async fn team_digests(
             estimated,
         },
         team,
-    ))
+    );
+    // The team's budgets in the month the period ends in, as of its last day.
+    let month = current.1.format("%Y-%m").to_string();
+    let budgets = super::budget_statuses(store, rules, &month, Some(current.1)).await?;
+    for d in &mut digests {
+        d.budgets = budgets
+            .iter()
+            .filter(|b| b.team == d.team)
+            .map(|b| b.line())
+            .collect();
+    }
+    Ok(digests)
 }
 
 /// The outbox rows of the digests: one per Slack message, each with a fingerprint of its
@@ -309,6 +320,31 @@ pub fn rules_test(rules: &Rules) -> Vec<CaseOutcome> {
                         .copied()
                         .chain(case.expect.keys().map(String::as_str))
                         .collect();
+                    for (name, want) in &case.expect_budgets {
+                        let Some(b) = rules.budgets.iter().find(|b| &b.name == name) else {
+                            continue;
+                        };
+                        let have: Nanos = allocations
+                            .iter()
+                            .filter(|a| {
+                                a.currency == b.currency
+                                    && crate::forecast::budget::covers(
+                                        &b.scope,
+                                        &a.service,
+                                        &a.team,
+                                        &a.cost_center,
+                                        &a.pool,
+                                    )
+                            })
+                            .map(|a| a.amount)
+                            .sum();
+                        if have != *want {
+                            failures.push(format!(
+                                "budget {name} ({}): expected {want}, got {have}",
+                                b.scope.label()
+                            ));
+                        }
+                    }
                     for service in services {
                         let want = case.expect.get(service).copied();
                         let have = got.get(service).copied().unwrap_or_default();
@@ -404,7 +440,13 @@ pub async fn focus_export(store: &Store, rules: &Rules, month: &str) -> anyhow::
 }
 
 /// Per-service totals over a range, with the reconciliation against the stored facts.
-pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow::Result<Report> {
+/// With `rules`, their budgets in the month `to` is in, as of `to` (or the last allocated
+/// day, when earlier).
+pub async fn report(
+    store: &Store,
+    (from, to): (NaiveDate, NaiveDate),
+    rules: Option<&Rules>,
+) -> anyhow::Result<Report> {
     let provenance = store.allocation_provenance(from, to).await?;
     anyhow::ensure!(
         !provenance.is_empty(),
@@ -415,7 +457,13 @@ pub async fn report(store: &Store, (from, to): (NaiveDate, NaiveDate)) -> anyhow
     let billed = store.billed_totals(from, to, basis).await?;
     let estimated = store.estimated_days(from, to).await?;
     let allocations = store.allocations(from, to).await?;
-    Ok(Report::new(from, to, basis, provenance, services, billed)
+    let mut report = Report::new(from, to, basis, provenance, services, billed)
         .with_estimated_days(estimated)
-        .with_shares(&allocations))
+        .with_shares(&allocations);
+    if let Some(rules) = rules {
+        let last = super::last_allocated_day(store).await?;
+        let month = to.format("%Y-%m").to_string();
+        report.budgets = super::budget_statuses(store, rules, &month, Some(to.min(last))).await?;
+    }
+    Ok(report)
 }

@@ -93,7 +93,15 @@ pub fn digest_messages(digest: &Digest, dashboard_url: Option<&str>) -> Vec<Valu
             .iter()
             .map(|(s, c, n)| format!("{} {}", escape(s), human(*n, c, true)))
             .collect();
-        summary.push_str(&format!("*Top movers* {}", movers.join(", ")));
+        summary.push_str(&format!("*Top movers* {}\n", movers.join(", ")));
+    }
+    if !digest.budgets.is_empty() {
+        let lines: Vec<String> = digest
+            .budgets
+            .iter()
+            .map(|b| format!("• {}", escape(b)))
+            .collect();
+        summary.push_str(&format!("*Budgets*\n{}", lines.join("\n")));
     }
     chunks
         .into_iter()

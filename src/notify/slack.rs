@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::secret::Secret;
 use crate::alert::{Alert, AlertKind};
+use crate::forecast::budget::BudgetAlert;
 use crate::money::human;
 
 /// Slack's limits: at most 50 blocks, 3,000 characters per text field, 150 for a header.
@@ -116,6 +117,55 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
         ]}));
     }
     blocks.truncate(50);
+    json!({"text": truncate(&escape(&alert.summary()), MAX_TEXT), "blocks": blocks})
+}
+
+/// A budget alert as a Slack message: which budget, what passed (or will), the month so far
+/// and the forecast.
+pub fn budget_message(alert: &BudgetAlert, dashboard_url: Option<&str>) -> Value {
+    let c = alert.currency.as_str();
+    let header = if alert.basis == "actual" {
+        format!(
+            "Budget {}: {} spent on {}",
+            alert.budget, alert.level, alert.passed_on
+        )
+    } else {
+        format!(
+            "Budget {}: forecast passes {} on {}",
+            alert.budget, alert.level, alert.passed_on
+        )
+    };
+    let field = |name: &str, value: String| json!({"type": "mrkdwn", "text": truncate(&format!("*{name}*\n{value}"), 2000)});
+    let forecast = match alert.forecast {
+        Some((point, low, high)) => format!(
+            "{} (80%: {} to {})",
+            human(point, c, false),
+            human(low, c, false),
+            human(high, c, false)
+        ),
+        None => "not enough history yet".to_string(),
+    };
+    let blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&header, MAX_HEADER), "emoji": true}}),
+        json!({"type": "section", "fields": [
+            field("Budget", format!("{} ({})", escape(&alert.budget), escape(&alert.scope))),
+            field("Month", escape(&alert.month)),
+            field("Budget amount", human(alert.budget_amount, c, false)),
+            field("Threshold", format!("{} = {}", escape(&alert.threshold), human(alert.threshold_amount, c, false))),
+            field("Month to date", format!("{} (to {})", human(alert.to_date, c, false), alert.as_of)),
+            field("Month-end forecast", forecast),
+        ]}),
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": "costsplit budgets: allocated cost, shares of shared pools included"}]}),
+    ];
+    let mut blocks = blocks;
+    if let Some(url) = dashboard_url {
+        let url = url
+            .replace("{service}", "")
+            .replace("{team}", &url_component(&alert.team));
+        blocks.push(json!({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": url}
+        ]}));
+    }
     json!({"text": truncate(&escape(&alert.summary()), MAX_TEXT), "blocks": blocks})
 }
 

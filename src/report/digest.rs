@@ -131,6 +131,9 @@ pub struct Digest {
     /// Team totals by currency: this period and the previous one.
     pub totals: BTreeMap<String, (Nanos, Nanos)>,
     pub estimated: bool,
+    /// The team's budgets: month to date against the budget, and the month-end forecast
+    /// (`BudgetStatus::line`), filled in by the job.
+    pub budgets: Vec<String>,
 }
 
 /// Who a service belongs to now: (team, channel).
@@ -324,6 +327,7 @@ fn team_digest(
         movers,
         totals,
         estimated: input.estimated,
+        budgets: Vec::new(),
     }
 }
 
@@ -407,6 +411,9 @@ pub fn plain_text(d: &Digest) -> Vec<String> {
             d.below_floor,
             totals.join(" + ")
         ));
+    }
+    for b in &d.budgets {
+        lines.push(format!("budget: {b}"));
     }
     lines
 }

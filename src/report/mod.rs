@@ -5,6 +5,7 @@
 //! candidate rule set against the stored allocations; `page.rs` the web page; `opencost.rs`
 //! and `cost_insights.rs` the API's shapes. Every CSV goes through `csv_out.rs`.
 
+pub mod budgets;
 pub mod cost_insights;
 pub mod csv_out;
 pub mod diff;
@@ -51,6 +52,8 @@ pub struct Report {
     pub shares: Vec<Share>,
     /// Pools that fell back: (pool, days, the first day's reason).
     pub fallbacks: Vec<(String, usize, String)>,
+    /// The rules' budgets in the month the range ends in, as of its last day.
+    pub budgets: Vec<crate::forecast::budget::BudgetStatus>,
 }
 
 /// A service's share of one pool over the days it was charged the same way.
@@ -116,6 +119,7 @@ impl Report {
             estimated_days: Vec::new(),
             shares: Vec::new(),
             fallbacks: Vec::new(),
+            budgets: Vec::new(),
         }
     }
 
@@ -207,6 +211,8 @@ impl Report {
     pub fn only_service(mut self, service: &str) -> Report {
         self.services.retain(|s| s.service == service);
         self.shares.retain(|s| s.service == service);
+        let scope = format!("service {service}");
+        self.budgets.retain(|b| b.scope == scope);
         self
     }
 
@@ -273,6 +279,9 @@ impl Report {
         }
         for line in self.fallback_lines() {
             let _ = writeln!(out, "{line}");
+        }
+        for b in &self.budgets {
+            let _ = writeln!(out, "budget {}", b.line());
         }
         out
     }
@@ -341,6 +350,8 @@ impl Report {
             services: Vec<Row<'a>>,
             estimated_days: Vec<String>,
             shares: &'a [Share],
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            budgets: Vec<budgets::BudgetJson<'a>>,
             #[serde(flatten, skip_serializing_if = "Option::is_none")]
             totals: Option<Totals>,
         }
@@ -370,6 +381,7 @@ impl Report {
                 .collect(),
             estimated_days: self.estimated_days.iter().map(|d| d.to_string()).collect(),
             shares: &self.shares,
+            budgets: budgets::json_rows(&self.budgets),
             totals: (!filtered).then(|| Totals {
                 billed: totals(&self.billed),
                 allocated: totals(&self.allocated),

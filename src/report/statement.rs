@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::csv_out::{Cell, CsvOut};
+use crate::forecast::budget::BudgetStatus;
 use crate::model::{Allocation, CostBasis, UNALLOCATED};
 use crate::money::{minor_text, nanos_per_minor, round_preserving_sum, Nanos};
 
@@ -291,6 +292,18 @@ pub const COLUMNS: [&str; 13] = [
     "rules_hash",
 ];
 
+/// The columns the summary appends when the rules have budgets. Append-only.
+pub const BUDGET_COLUMNS: [&str; 8] = [
+    "budget",
+    "budget_scope",
+    "budget_amount",
+    "budget_to_date",
+    "budget_forecast",
+    "budget_forecast_low",
+    "budget_forecast_high",
+    "budget_state",
+];
+
 /// The summary mode's columns. Append-only, as [`COLUMNS`].
 pub const SUMMARY_COLUMNS: [&str; 9] = [
     "billing_period",
@@ -331,7 +344,25 @@ impl Statement {
     }
 
     pub fn summary_csv(&self) -> String {
-        let mut out = CsvOut::new(&SUMMARY_COLUMNS);
+        self.summary_csv_with_budgets(&[])
+    }
+
+    /// The summary, and when the rules have budgets a row per budget after the
+    /// reconciliation rows, with [`BUDGET_COLUMNS`] appended (empty on the reconciliation
+    /// rows; their `billed`, `allocated` and `difference` empty on a budget's row). Amounts are
+    /// rounded to the currency's minor unit; the forecast is an estimate, not allocated money.
+    pub fn summary_csv_with_budgets(&self, budgets: &[BudgetStatus]) -> String {
+        let columns: Vec<&str> = if budgets.is_empty() {
+            SUMMARY_COLUMNS.to_vec()
+        } else {
+            SUMMARY_COLUMNS
+                .iter()
+                .chain(&BUDGET_COLUMNS)
+                .copied()
+                .collect()
+        };
+        let mut out = CsvOut::new(&columns);
+        let blanks = [Cell::Text(""); BUDGET_COLUMNS.len()];
         let estimated = if self.estimated { "true" } else { "false" };
         let open_until = self
             .open_until
@@ -341,7 +372,7 @@ impl Statement {
             let billed = minor_text(t.billed_minor, &t.currency);
             let allocated = minor_text(t.allocated_minor, &t.currency);
             let difference = minor_text(t.allocated_minor - t.billed_minor, &t.currency);
-            out.row(&[
+            let cells = [
                 Cell::Text(&self.month),
                 Cell::Text(&t.currency),
                 Cell::Text(self.basis.as_str()),
@@ -351,6 +382,51 @@ impl Statement {
                 Cell::Text(estimated),
                 Cell::Text(&self.rules_hash),
                 Cell::Text(&open_until),
+            ];
+            if budgets.is_empty() {
+                out.row(&cells);
+            } else {
+                let all: Vec<Cell> = cells.into_iter().chain(blanks).collect();
+                out.row(&all);
+            }
+        }
+        for b in budgets {
+            let c = b.currency.as_str();
+            let minor = |n: Nanos| {
+                let per = nanos_per_minor(c);
+                let half = per / 2;
+                let rounded = if n.0 >= 0 {
+                    (n.0 + half) / per
+                } else {
+                    (n.0 - half) / per
+                };
+                minor_text(rounded, c)
+            };
+            let amount = b.amount.map(minor).unwrap_or_default();
+            let to_date = minor(b.to_date);
+            let (point, low, high) = match b.forecast.ready() {
+                Some(m) => (minor(m.point), minor(m.low), minor(m.high)),
+                None => Default::default(),
+            };
+            let state = b.state();
+            out.row(&[
+                Cell::Text(&self.month),
+                Cell::Text(c),
+                Cell::Text(self.basis.as_str()),
+                Cell::Text(""),
+                Cell::Text(""),
+                Cell::Text(""),
+                Cell::Text(estimated),
+                Cell::Text(&self.rules_hash),
+                Cell::Text(&open_until),
+                Cell::Text(&b.name),
+                Cell::Text(&b.scope),
+                Cell::Number(&amount),
+                Cell::Number(&to_date),
+                Cell::Number(&point),
+                Cell::Number(&low),
+                Cell::Number(&high),
+                Cell::Text(state),
             ]);
         }
         out.finish()

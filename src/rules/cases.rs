@@ -25,6 +25,8 @@ pub struct TestCase {
     /// Service -> expected amount over all the case's facts. Every service charged a non-zero
     /// amount must be listed.
     pub expect: BTreeMap<String, Nanos>,
+    /// Budget name -> expected allocated amount in its scope over all the case's facts.
+    pub expect_budgets: BTreeMap<String, Nanos>,
 }
 
 #[derive(Debug)]
@@ -34,6 +36,7 @@ pub(super) struct RawCase {
     facts: Vec<(RawFact, Loc)>,
     weights: Vec<RawWeights>,
     expect: Vec<(String, Nanos, Loc)>,
+    expect_budgets: Vec<(String, Nanos, Loc)>,
 }
 
 /// `weights.<pool>` as written: the pool, where, and (service, weight text, where).
@@ -44,7 +47,14 @@ struct RawFact {
     fact: Fact,
 }
 
-const CASE_KEYS: [&str; 5] = ["name", "day", "facts", "weights", "expect"];
+const CASE_KEYS: [&str; 6] = [
+    "name",
+    "day",
+    "facts",
+    "weights",
+    "expect",
+    "expect_budgets",
+];
 const FACT_KEYS: [&str; 8] = [
     "cost",
     "currency",
@@ -120,12 +130,30 @@ pub(super) fn walk_case(
     }
     let weights = walk_weights(ctx, table);
     let expect = walk_expect(ctx, table, span, &name);
+    let mut expect_budgets = Vec::new();
+    if let Some(inner) = ctx.table(table, "expect_budgets") {
+        for (budget, item) in inner.iter() {
+            let eloc = ctx.key_loc(inner, budget);
+            match item
+                .as_value()
+                .and_then(decimal_text)
+                .and_then(|t| Nanos::parse(&t))
+            {
+                Some(amount) => expect_budgets.push((budget.to_string(), amount, eloc)),
+                None => ctx.push(
+                    &eloc,
+                    format!("`expect_budgets.{budget}` must be an amount, e.g. \"12.50\""),
+                ),
+            }
+        }
+    }
     Some(RawCase {
         name,
         loc,
         facts,
         weights,
         expect,
+        expect_budgets,
     })
 }
 
@@ -254,6 +282,7 @@ pub(super) fn build_cases(
     raw: Vec<RawCase>,
     resolve: &dyn Fn(&str) -> Result<String, String>,
     usage_pools: &[&str],
+    budgets: &[&str],
     diags: &mut Vec<super::diagnostic::Diagnostic>,
 ) -> Vec<TestCase> {
     let mut out = Vec::new();
@@ -311,6 +340,25 @@ pub(super) fn build_cases(
                 }
             }
         }
+        let mut expect_budgets = BTreeMap::new();
+        for (budget, amount, eloc) in case.expect_budgets {
+            if budgets.contains(&budget.as_str()) {
+                expect_budgets.insert(budget, amount);
+            } else {
+                error(
+                    &eloc,
+                    format!(
+                        "`expect_budgets`: no [[budget]] named `{budget}`; the budgets are: {}",
+                        if budgets.is_empty() {
+                            "(none)".to_string()
+                        } else {
+                            budgets.join(", ")
+                        }
+                    ),
+                );
+                ok = false;
+            }
+        }
         if ok {
             out.push(TestCase {
                 name: case.name,
@@ -318,6 +366,7 @@ pub(super) fn build_cases(
                 facts: case.facts.into_iter().map(|(f, _)| f.fact).collect(),
                 weights,
                 expect,
+                expect_budgets,
             });
         }
     }

@@ -3,6 +3,7 @@
 //! validated [`Rules`] that the pure allocator trusts. Nothing here touches the store.
 
 mod alerts;
+mod budgets;
 mod cases;
 mod clusters;
 mod diagnostic;
@@ -26,9 +27,10 @@ pub use sources::{
 pub use thresholds::{Floors, Thresholds};
 pub use weights::{parse_weight, WeightKey, WeightRow, WeightTable, WEIGHT_DECIMALS};
 
+pub use budgets::DEFAULT_THRESHOLDS;
 pub use model::{
-    AlertRules, Fallback, FloorOverrides, IdlePolicy, IdleShare, Loaded, Matcher, Pattern, Pool,
-    ReportRules, Rules, Service, Settings, SplitMethod, Tagged, Undeclared, ValueCase, WorkloadKey,
-    Workloads,
+    AlertRules, Budget, BudgetBasis, BudgetLevel, BudgetScope, BudgetThreshold, Fallback,
+    FloorOverrides, IdlePolicy, IdleShare, Loaded, Matcher, Pattern, Pool, ReportRules, Rules,
+    Service, Settings, SplitMethod, Tagged, Undeclared, ValueCase, WorkloadKey, Workloads,
 };
 pub use parse::{load, load_or_error, load_texts, load_with_catalog, rule_files, rules_or_error};

@@ -31,6 +31,8 @@ pub struct Rules {
     pub reports: ReportRules,
     /// Test cases carried by the rule files (`[[test]]`), run by `costsplit rules test`.
     pub tests: Vec<TestCase>,
+    /// Monthly budgets on allocated cost (`[[budget]]`), in file order.
+    pub budgets: Vec<Budget>,
     /// Normalised tag value (name or alias) -> index into `services`.
     pub(super) lookup: HashMap<String, usize>,
 }
@@ -68,6 +70,110 @@ impl AlertRules {
             o.apply(&mut t);
         }
         t
+    }
+}
+
+/// What a budget covers: the allocated cost (shares of shared pools included) of one
+/// service, of every service of a team or a cost center, or of one pool's shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetScope {
+    Service(String),
+    Team(String),
+    CostCenter(String),
+    Pool(String),
+}
+
+impl BudgetScope {
+    /// `team payments`, as reports say it.
+    pub fn label(&self) -> String {
+        let (kind, name) = self.parts();
+        format!("{kind} {name}")
+    }
+
+    /// The scope's kind (`service`, `team`, `cost_center`, `pool`) and name.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            BudgetScope::Service(n) => ("service", n),
+            BudgetScope::Team(n) => ("team", n),
+            BudgetScope::CostCenter(n) => ("cost_center", n),
+            BudgetScope::Pool(n) => ("pool", n),
+        }
+    }
+}
+
+/// What a budget threshold compares with the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BudgetBasis {
+    /// Month-to-date allocated cost.
+    Actual,
+    /// The upper bound of the month-end forecast's 80% interval.
+    Forecast,
+}
+
+impl BudgetBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetBasis::Actual => "actual",
+            BudgetBasis::Forecast => "forecast",
+        }
+    }
+}
+
+/// When a budget alerts: a percent of the month's budget, or an amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BudgetLevel {
+    Percent(i64),
+    Amount(crate::money::Nanos),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BudgetThreshold {
+    pub basis: BudgetBasis,
+    pub level: BudgetLevel,
+}
+
+impl BudgetThreshold {
+    /// `actual 80%`, `forecast 100%`, `actual 9000`: also the threshold's part of an alert's
+    /// fingerprint.
+    pub fn label(&self) -> String {
+        match self.level {
+            BudgetLevel::Percent(p) => format!("{} {p}%", self.basis.as_str()),
+            BudgetLevel::Amount(a) => format!("{} {a}", self.basis.as_str()),
+        }
+    }
+
+    /// The amount that trips it, for a month whose budget is `budget`.
+    pub fn amount(&self, budget: crate::money::Nanos) -> crate::money::Nanos {
+        match self.level {
+            BudgetLevel::Percent(p) => crate::money::Nanos(budget.0 * i128::from(p) / 100),
+            BudgetLevel::Amount(a) => a,
+        }
+    }
+}
+
+/// A validated `[[budget]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub name: String,
+    pub scope: BudgetScope,
+    pub currency: String,
+    /// The amount of every month without a planned one; none when only planned months have one.
+    pub amount: Option<crate::money::Nanos>,
+    /// Planned amounts by month (`YYYY-MM`).
+    pub months: std::collections::BTreeMap<String, crate::money::Nanos>,
+    /// Sorted, without duplicates.
+    pub thresholds: Vec<BudgetThreshold>,
+    /// The team whose Slack route gets the alerts (the scope's team by default; empty: the
+    /// default route).
+    pub team: String,
+    /// A channel for `chat.postMessage`, else the service's channel for a service budget.
+    pub channel: Option<String>,
+}
+
+impl Budget {
+    /// The budget of `month` (`YYYY-MM`): its planned amount, else the monthly amount.
+    pub fn amount_for(&self, month: &str) -> Option<crate::money::Nanos> {
+        self.months.get(month).copied().or(self.amount)
     }
 }
 

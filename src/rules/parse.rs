@@ -12,7 +12,7 @@ use toml_edit::{Document, Item, TableLike};
 use super::diagnostic::{Diagnostic, LineIndex, Severity};
 use super::model::{Loaded, ReportRules, Rules, Settings, SplitMethod};
 use super::walk::{hash_part, FileCtx, Loc};
-use super::{alerts, cases, clusters, pools, reports, services, settings, sources};
+use super::{alerts, budgets, cases, clusters, pools, reports, services, settings, sources};
 use crate::catalog::Catalog;
 
 #[derive(Default)]
@@ -26,6 +26,7 @@ struct Raw<'c> {
     pools: Vec<pools::RawPool>,
     clusters: Vec<clusters::RawCluster>,
     sources: Vec<sources::RawSource>,
+    budgets: Vec<budgets::RawBudget>,
 }
 
 /// Reads and loads every rules file of `dir`; a directory that cannot be read, or a file,
@@ -142,6 +143,7 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
         root,
         &[
             "settings", "service", "pool", "cluster", "source", "alerts", "reports", "test",
+            "budget",
         ],
         "a rules file",
     );
@@ -165,6 +167,9 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
     }
     for table in tables(ctx, root, "test") {
         raw.tests.extend(cases::walk_case(ctx, table, table.span()));
+    }
+    for table in tables(ctx, root, "budget") {
+        raw.budgets.extend(budgets::walk(ctx, table, table.span()));
     }
     true
 }
@@ -239,7 +244,14 @@ fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> 
         .filter(|(p, _, _)| matches!(p.method, SplitMethod::Usage(_)))
         .map(|(p, _, _)| p.name.as_str())
         .collect();
-    let tests = cases::build_cases(raw.tests, &resolve, &usage_pools, diags);
+    let pool_names: Vec<&str> = cluster_pools
+        .iter()
+        .map(|p| p.name.as_str())
+        .chain(pools.iter().map(|(p, _, _)| p.name.as_str()))
+        .collect();
+    let budgets = budgets::build(raw.budgets, &services, &pool_names, &resolve, diags);
+    let budget_names: Vec<&str> = budgets.iter().map(|b| b.name.as_str()).collect();
+    let tests = cases::build_cases(raw.tests, &resolve, &usage_pools, &budget_names, diags);
     let reports = raw
         .reports
         .map(|(r, _)| r)
@@ -258,6 +270,7 @@ fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> 
         alerts,
         reports,
         tests,
+        budgets,
         lookup,
     })
 }

@@ -134,6 +134,45 @@ impl Store {
         Ok(result)
     }
 
+    /// Adds budget alerts (a fingerprint already in the outbox is left alone) and resolves the
+    /// pending budget alerts of `months` that the latest evaluation no longer produced (restated
+    /// days); one sent stays sent. One transaction.
+    pub async fn enqueue_budget_alerts(
+        &self,
+        alerts: &[NewAlert],
+        months: &[String],
+        now: Timestamp,
+    ) -> anyhow::Result<EnqueueResult> {
+        let mut result = EnqueueResult::default();
+        let mut tx = self.pool.begin().await?;
+        insert_pending(&mut tx, alerts, now, &mut result).await?;
+        let current: BTreeSet<&str> = alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        for month in months {
+            let candidates = sqlx::query(
+                "SELECT id, fingerprint FROM alerts WHERE kind = 'budget' AND state = 'pending' AND period = $1",
+            )
+            .bind(month.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in candidates {
+                let id: i64 = row.try_get(0)?;
+                let fingerprint: String = row.try_get(1)?;
+                if !current.contains(fingerprint.as_str()) {
+                    sqlx::query(
+                        "UPDATE alerts SET state = 'resolved', resolved_at = $1 WHERE id = $2",
+                    )
+                    .bind(now.to_string())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    result.resolved.push(fingerprint);
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
     /// Adds messages that resolve nothing (per-team reports): a fingerprint already in the
     /// outbox is left alone, so a report is sent once. One transaction.
     pub async fn enqueue_reports(

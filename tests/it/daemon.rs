@@ -335,7 +335,7 @@ async fn the_daemon_runs_its_jobs_and_stops_cleanly(kind: Kind) {
     );
     assert!(allocate[0].ok, "{:?}", allocate[0]);
     let yesterday = chrono::Utc::now().date_naive().pred_opt().expect("a day");
-    let report = costsplit::jobs::report(&store, (yesterday, yesterday))
+    let report = costsplit::jobs::report(&store, (yesterday, yesterday), None)
         .await
         .expect("the daemon allocated yesterday");
     assert!(report.reconciled(), "{:?}", report.reconciliation_lines());
@@ -875,7 +875,7 @@ async fn a_month_synced_from_s3_outside_the_window_is_allocated_by_the_daemon() 
             let deadline = Instant::now() + Duration::from_secs(90);
             loop {
                 let store = Store::connect(&url).await.expect("store");
-                let report = costsplit::jobs::report(&store, april).await;
+                let report = costsplit::jobs::report(&store, april, None).await;
                 store.close().await;
                 if report.is_ok_and(|r| {
                     r.reconciled()

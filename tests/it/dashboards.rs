@@ -140,7 +140,7 @@ async fn every_dashboard_panel_query_runs_on_the_postgres_store() {
     conn.close().await.ok();
     // The cost panel's own query adds up to the month's billed total, and per service to
     // what costsplit reports.
-    let report = jobs::report(&t.store, range).await.expect("report");
+    let report = jobs::report(&t.store, range, None).await.expect("report");
     let billed = report.billed["USD"].0 as f64 / 1e9;
     assert!((billed - 14.98).abs() < 0.005, "{billed}");
     let panel_total: f64 = cost_rows.iter().map(|(_, v)| v).sum();

@@ -109,7 +109,7 @@ async fn a_generated_month_allocates_exactly(
         expected.credits < 0 && !expected.tax_by_day.is_empty() && expected.unallocated != 0,
         "the month has credits, tax and untagged cost"
     );
-    let report = jobs::report(&t.store, range).await.expect("report");
+    let report = jobs::report(&t.store, range, None).await.expect("report");
     assert!(report.reconciled());
     assert_eq!(
         report.billed["USD"].0, expected.total,

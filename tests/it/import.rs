@@ -55,7 +55,7 @@ async fn the_focus_sample_imports_as_is_and_reconciles(kind: Kind) {
         jobs::allocate_range(&t.store, &rules, basis, range, NOW)
             .await
             .expect("allocates");
-        let report = jobs::report(&t.store, range).await.expect("report");
+        let report = jobs::report(&t.store, range, None).await.expect("report");
         assert!(
             report.reconciled(),
             "{kind:?} {basis}: {:?}",
@@ -267,7 +267,7 @@ async fn amounts_past_i64_nano_units_import_allocate_and_report_exactly(kind: Ki
     jobs::allocate_range(&t.store, &rules, CostBasis::Effective, range, NOW)
         .await
         .expect("allocates");
-    let report = jobs::report(&t.store, range).await.expect("report");
+    let report = jobs::report(&t.store, range, None).await.expect("report");
     assert!(
         report.reconciled(),
         "{kind:?}: {:?}",

@@ -448,7 +448,7 @@ async fn a_generated_month_with_split_cost_data_reconciles_on_both_stores_in_bot
             .await
             .expect("allocate");
         assert_eq!(summary.allocated, summary.billed);
-        let report = jobs::report(&t.store, range).await.expect("report");
+        let report = jobs::report(&t.store, range, None).await.expect("report");
         assert!(report.reconciled());
         let totals: BTreeMap<String, i128> = report
             .services

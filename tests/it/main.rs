@@ -6,6 +6,7 @@ mod alerts;
 mod api;
 mod bad_input;
 mod browser;
+mod budgets;
 mod catalog;
 mod cbor_proxy;
 mod cli;

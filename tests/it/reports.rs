@@ -245,7 +245,7 @@ async fn spreadsheet_formulas_in_tag_values_come_out_as_text() {
         .await
         .expect("statement")
         .csv();
-    let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")))
+    let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")), None)
         .await
         .expect("report")
         .render(costsplit::report::Format::Csv, false);
@@ -423,7 +423,7 @@ async fn explain_adds_up_to_the_services_total() {
     let ts = TestStore::new(crate::support::Kind::Sqlite).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = seeded(&ts.store, dir.path()).await;
-    let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")))
+    let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")), None)
         .await
         .expect("report");
     for service in ["checkout-api", "payments-api", "search-api"] {
@@ -508,6 +508,7 @@ fn digest(services: Vec<ServiceLine>) -> Digest {
         totals: [("USD".to_string(), (Nanos(1), Nanos(0)))].into(),
         services,
         estimated: true,
+        budgets: Vec::new(),
     }
 }
 
@@ -855,7 +856,7 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
             }
         }
         // Per service the FOCUS rows are exactly the stored allocations.
-        let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")))
+        let report = jobs::report(&ts.store, (day("2025-03-01"), day("2025-03-31")), None)
             .await
             .expect("report");
         // A machine-read dataset keeps every value as it is: no spreadsheet prefix.

@@ -246,7 +246,7 @@ match = {{ resource_id = "arn:aws:rds:us-east-1:1:cluster:shared" }}
         "{}",
         s["orders-api"].1
     );
-    let report = jobs::report(&t.store, (days[0], days[2]))
+    let report = jobs::report(&t.store, (days[0], days[2]), None)
         .await
         .expect("report");
     assert!(report.reconciled());
