@@ -121,18 +121,25 @@ pub fn human(amount: Nanos, currency: &str, signed: bool) -> String {
         Some((whole, frac)) => (whole, format!(".{frac}")),
         None => (digits.as_str(), String::new()),
     };
-    let mut grouped = String::new();
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
+    let grouped = group_thousands(whole);
     if currency == "USD" {
         format!("{sign}${grouped}{frac}")
     } else {
         format!("{sign}{grouped}{frac} {currency}")
     }
+}
+
+/// Digits with a comma every three from the right: `1234567` as `1,234,567`.
+pub fn group_thousands(digits: &str) -> String {
+    let mut grouped = String::new();
+    let len = digits.chars().count();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (len - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    grouped
 }
 
 /// Amounts kept per currency: never added across currencies, printed one figure each.

@@ -19,6 +19,7 @@ mod report;
 mod rules;
 mod run;
 mod sync;
+mod units;
 
 use std::path::PathBuf;
 
@@ -85,6 +86,8 @@ pub enum Command {
     Alerts(alerts::AlertsArgs),
     /// Budgets: each one's month to date, month-end forecast (80% interval) and thresholds
     Forecast(forecast::ForecastArgs),
+    /// Cost per unit ([[unit]]): a month against the one before, day by day
+    Units(units::UnitsArgs),
     /// Deliver pending alerts to Slack, in order (webhooks and tokens from the environment)
     Notify,
     /// Fetch billing from a provider API into the store (Cost Explorer; see [aws] in
@@ -123,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Explain(args) => explain::run(&config, args).await,
         Command::Alerts(args) => alerts::run(&config, args).await,
         Command::Forecast(args) => forecast::run(&config, args).await,
+        Command::Units(args) => units::run(&config, args).await,
         Command::Notify => notify::run(&config).await,
         Command::Sync(args) => sync::run(&config, args).await,
         Command::Run => run::run(config).await,

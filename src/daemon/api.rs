@@ -35,22 +35,29 @@ impl std::fmt::Debug for ApiToken {
 impl ApiToken {
     /// From `COSTSPLIT_API_TOKEN`, or the file `COSTSPLIT_API_TOKEN_FILE` names.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<ApiToken>> {
-        let text = match (env("COSTSPLIT_API_TOKEN"), env("COSTSPLIT_API_TOKEN_FILE")) {
+        ApiToken::from_vars(env, "COSTSPLIT_API_TOKEN")
+    }
+
+    /// From the variable `var`, or the file `{var}_FILE` names.
+    pub fn from_vars(
+        env: &dyn Fn(&str) -> Option<String>,
+        var: &str,
+    ) -> anyhow::Result<Option<ApiToken>> {
+        let text = match (env(var), env(&format!("{var}_FILE"))) {
             (Some(t), _) => t,
-            (None, Some(file)) => std::fs::read_to_string(&file).map_err(|e| {
-                anyhow::anyhow!("cannot read COSTSPLIT_API_TOKEN_FILE ({file}): {e}")
-            })?,
+            (None, Some(file)) => std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {var}_FILE ({file}): {e}"))?,
             (None, None) => return Ok(None),
         };
         let text = text.trim();
         anyhow::ensure!(
             !text.is_empty(),
-            "the API token is empty; set a non-empty COSTSPLIT_API_TOKEN or leave it unset"
+            "the token in {var} is empty; set a non-empty one or leave it unset"
         );
         Ok(Some(ApiToken(text.into())))
     }
 
-    fn accepts(&self, headers: &HeaderMap) -> bool {
+    pub(super) fn accepts(&self, headers: &HeaderMap) -> bool {
         let given = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod http;
 mod page;
+pub mod push;
 pub mod schedule;
 mod work;
 
@@ -238,6 +239,15 @@ pub async fn serve(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()>
             token,
             address.ip().is_loopback(),
             crate::clock::Clock::System,
+        ))
+        .merge(push::routes(
+            store.clone(),
+            push::UnitPush::from_env(
+                &|k| std::env::var(k).ok(),
+                config.rules_dir.clone(),
+                config.catalog.clone(),
+            )?,
+            crate::clock::Clock::System,
         ));
     info!(%address, "serving the API over the store");
     axum::serve(listener, app)
@@ -291,6 +301,15 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
         api_cache.clone(),
         token,
         address.ip().is_loopback(),
+        timeline.clock(),
+    ))
+    .merge(push::routes(
+        store.clone(),
+        push::UnitPush::from_env(
+            &|k| std::env::var(k).ok(),
+            config.rules_dir.clone(),
+            config.catalog.clone(),
+        )?,
         timeline.clock(),
     ));
     let mut server_shutdown = shutdown.clone();

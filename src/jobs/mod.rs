@@ -19,6 +19,7 @@ mod page;
 pub mod reports;
 mod rules;
 mod sync;
+mod units;
 mod usage;
 
 pub use crate::clock::{Clock, Shutdown, ShutdownTrigger};
@@ -46,6 +47,7 @@ pub use rules::{
     RulesCheck,
 };
 pub use sync::{sync_billing, sync_exports, SyncSummary, EXPORT_SOURCE};
+pub use units::{push_unit_values, unit_summaries, PushError};
 pub use usage::{sync_usage, UsageSyncSummary};
 
 use crate::model::MessageState;

@@ -211,11 +211,17 @@ pub async fn team_digests(
     // The team's budgets in the month the period ends in, as of its last day.
     let month = current.1.format("%Y-%m").to_string();
     let budgets = super::budget_statuses(store, rules, &month, Some(current.1)).await?;
+    let units = super::unit_summaries(store, rules, current, previous_range).await?;
     for d in &mut digests {
         d.budgets = budgets
             .iter()
             .filter(|b| b.team == d.team)
             .map(|b| b.line())
+            .collect();
+        d.units = units
+            .iter()
+            .filter(|u| u.team == d.team)
+            .map(|u| u.line())
             .collect();
     }
     Ok(digests)

@@ -101,7 +101,15 @@ pub fn digest_messages(digest: &Digest, dashboard_url: Option<&str>) -> Vec<Valu
             .iter()
             .map(|b| format!("• {}", escape(b)))
             .collect();
-        summary.push_str(&format!("*Budgets*\n{}", lines.join("\n")));
+        summary.push_str(&format!("*Budgets*\n{}\n", lines.join("\n")));
+    }
+    if !digest.units.is_empty() {
+        let lines: Vec<String> = digest
+            .units
+            .iter()
+            .map(|u| format!("• {}", escape(u)))
+            .collect();
+        summary.push_str(&format!("*Cost per unit*\n{}", lines.join("\n")));
     }
     chunks
         .into_iter()

@@ -134,6 +134,9 @@ pub struct Digest {
     /// The team's budgets: month to date against the budget, and the month-end forecast
     /// (`BudgetStatus::line`), filled in by the job.
     pub budgets: Vec<String>,
+    /// The team's cost per unit against the previous period (`UnitSummary::line`), filled
+    /// in by the job.
+    pub units: Vec<String>,
 }
 
 /// Who a service belongs to now: (team, channel).
@@ -328,6 +331,7 @@ fn team_digest(
         totals,
         estimated: input.estimated,
         budgets: Vec::new(),
+        units: Vec::new(),
     }
 }
 
@@ -414,6 +418,9 @@ pub fn plain_text(d: &Digest) -> Vec<String> {
     }
     for b in &d.budgets {
         lines.push(format!("budget: {b}"));
+    }
+    for u in &d.units {
+        lines.push(format!("unit cost: {u}"));
     }
     lines
 }

@@ -15,6 +15,7 @@ pub mod focus;
 pub mod opencost;
 pub mod page;
 pub mod statement;
+pub mod units;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

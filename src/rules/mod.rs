@@ -15,6 +15,7 @@ mod services;
 mod settings;
 mod sources;
 mod thresholds;
+mod units;
 mod walk;
 mod weights;
 
@@ -31,6 +32,7 @@ pub use budgets::DEFAULT_THRESHOLDS;
 pub use model::{
     AlertRules, Budget, BudgetBasis, BudgetLevel, BudgetScope, BudgetThreshold, Fallback,
     FloorOverrides, IdlePolicy, IdleShare, Loaded, Matcher, Pattern, Pool, ReportRules, Rules,
-    Service, Settings, SplitMethod, Tagged, Undeclared, ValueCase, WorkloadKey, Workloads,
+    Service, Settings, SplitMethod, Tagged, Undeclared, Unit, UnitMeasure, ValueCase, WorkloadKey,
+    Workloads,
 };
 pub use parse::{load, load_or_error, load_texts, load_with_catalog, rule_files, rules_or_error};

@@ -33,6 +33,8 @@ pub struct Rules {
     pub tests: Vec<TestCase>,
     /// Monthly budgets on allocated cost (`[[budget]]`), in file order.
     pub budgets: Vec<Budget>,
+    /// Cost per unit of work (`[[unit]]`), in file order.
+    pub units: Vec<Unit>,
     /// Normalised tag value (name or alias) -> index into `services`.
     pub(super) lookup: HashMap<String, usize>,
 }
@@ -175,6 +177,33 @@ impl Budget {
     pub fn amount_for(&self, month: &str) -> Option<crate::money::Nanos> {
         self.months.get(month).copied().or(self.amount)
     }
+}
+
+/// Where a unit's daily measure (its denominator) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitMeasure {
+    /// The day's samples of a `[[source]]` (Prometheus, CloudWatch, …), summed.
+    Source(String),
+    /// Values pushed to `POST /api/v1/units/NAME`.
+    Push,
+}
+
+/// A validated `[[unit]]`: allocated cost of a scope per unit of a daily measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    /// The numerator: the allocated cost of this service, team, cost center or pool.
+    pub scope: BudgetScope,
+    pub measure: UnitMeasure,
+    /// What one unit of the measure is, plural (`requests`).
+    pub noun: String,
+    /// Cost per `scale` units.
+    pub scale: u64,
+    /// `per 1,000 requests`.
+    pub label: String,
+    /// The team whose digest shows it (the scope's team by default).
+    pub team: String,
+    pub currency: String,
 }
 
 /// What a per-team digest lists.

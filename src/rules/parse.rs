@@ -12,7 +12,7 @@ use toml_edit::{Document, Item, TableLike};
 use super::diagnostic::{Diagnostic, LineIndex, Severity};
 use super::model::{Loaded, ReportRules, Rules, Settings, SplitMethod};
 use super::walk::{hash_part, FileCtx, Loc};
-use super::{alerts, budgets, cases, clusters, pools, reports, services, settings, sources};
+use super::{alerts, budgets, cases, clusters, pools, reports, services, settings, sources, units};
 use crate::catalog::Catalog;
 
 #[derive(Default)]
@@ -27,6 +27,7 @@ struct Raw<'c> {
     clusters: Vec<clusters::RawCluster>,
     sources: Vec<sources::RawSource>,
     budgets: Vec<budgets::RawBudget>,
+    units: Vec<units::RawUnit>,
 }
 
 /// Reads and loads every rules file of `dir`; a directory that cannot be read, or a file,
@@ -143,7 +144,7 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
         root,
         &[
             "settings", "service", "pool", "cluster", "source", "alerts", "reports", "test",
-            "budget",
+            "budget", "unit",
         ],
         "a rules file",
     );
@@ -170,6 +171,9 @@ fn walk_file(ctx: &mut FileCtx<'_>, text: &str, raw: &mut Raw<'_>) -> bool {
     }
     for table in tables(ctx, root, "budget") {
         raw.budgets.extend(budgets::walk(ctx, table, table.span()));
+    }
+    for table in tables(ctx, root, "unit") {
+        raw.units.extend(units::walk(ctx, table, table.span()));
     }
     true
 }
@@ -251,6 +255,15 @@ fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> 
         .collect();
     let budgets = budgets::build(raw.budgets, &services, &pool_names, &resolve, diags);
     let budget_names: Vec<&str> = budgets.iter().map(|b| b.name.as_str()).collect();
+    let source_refs: Vec<&sources::UsageSource> = sources.iter().map(|(s, _)| s).collect();
+    let units = units::build(
+        raw.units,
+        &services,
+        &pool_names,
+        &source_refs,
+        &resolve,
+        diags,
+    );
     let tests = cases::build_cases(raw.tests, &resolve, &usage_pools, &budget_names, diags);
     let reports = raw
         .reports
@@ -271,6 +284,7 @@ fn build(mut raw: Raw<'_>, diags: &mut Vec<Diagnostic>, hasher: &mut Sha256) -> 
         reports,
         tests,
         budgets,
+        units,
         lookup,
     })
 }

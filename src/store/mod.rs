@@ -14,6 +14,7 @@ mod phase;
 mod rows;
 mod runs;
 mod sqlite_bulk;
+mod units;
 mod usage;
 
 pub use crate::model::{SeriesRow, ServiceTotal};

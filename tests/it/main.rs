@@ -29,4 +29,5 @@ mod store;
 mod sync;
 mod thirdparty;
 mod tls;
+mod units;
 mod usage;

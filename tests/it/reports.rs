@@ -509,6 +509,7 @@ fn digest(services: Vec<ServiceLine>) -> Digest {
         services,
         estimated: true,
         budgets: Vec::new(),
+        units: Vec::new(),
     }
 }
 
