@@ -12,16 +12,4 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/costsplit-target}"
 # Accuracy, not speed: the debug build (no 30-minute release build) does.
 table="$(cargo run --quiet --locked --example forecast_backtest -- "$@")"
 printf '%s\n' "$table"
-python3 - "$table" <<'PY'
-import re, sys
-table = sys.argv[1]
-path = "BENCHMARKS.md"
-text = open(path).read()
-start, end = "<!-- bench:forecast (written by bench/forecast.sh) -->", "<!-- /bench:forecast -->"
-block = f"{start}\n{table}\n{end}"
-if start in text:
-    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n## Forecast backtest\n\n" + block + "\n"
-open(path, "w").write(text)
-PY
+python3 bench/write_section.py forecast bench/forecast.sh "Forecast backtest" "$table"

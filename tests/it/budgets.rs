@@ -383,6 +383,38 @@ async fn the_forecast_command_prints_budgets_and_rules_test_checks_them() {
         "{stdout}"
     );
 
+    // The JSON report carries the budgets of the month its range ends in, and the team's
+    // monthly digest its budget's line.
+    let out = costsplit(dir.path())
+        .store(&t.store_url())
+        .rules(dir.path())
+        .run(&[
+            "report",
+            "--from",
+            "2025-03-01",
+            "--to",
+            "2025-03-12",
+            "--format",
+            "json",
+        ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["budgets"][0]["name"], "payments monthly");
+    assert_eq!(json["budgets"][0]["as_of"], "2025-03-12");
+    let digests = jobs::reports::team_digests(
+        &t.store,
+        &r,
+        costsplit::report::digest::Period::Month,
+        day("2025-04-01"),
+        Some("payments"),
+    )
+    .await
+    .expect("digest");
+    assert!(
+        digests[0].budgets[0].starts_with("team payments `payments monthly`: $"),
+        "{:?}",
+        digests[0].budgets
+    );
+
     // Finance's summary lists each budget after the reconciliation row.
     let out = costsplit(dir.path())
         .store(&t.store_url())
