@@ -240,15 +240,11 @@ pub async fn serve(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()>
             address.ip().is_loopback(),
             crate::clock::Clock::System,
         ))
-        .merge(push::routes(
+        .merge(push::routes_for(
+            &config,
             store.clone(),
-            push::UnitPush::from_env(
-                &|k| std::env::var(k).ok(),
-                config.rules_dir.clone(),
-                config.catalog.clone(),
-            )?,
             crate::clock::Clock::System,
-        ));
+        )?);
     info!(%address, "serving the API over the store");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.requested().await })
@@ -303,15 +299,7 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
         address.ip().is_loopback(),
         timeline.clock(),
     ))
-    .merge(push::routes(
-        store.clone(),
-        push::UnitPush::from_env(
-            &|k| std::env::var(k).ok(),
-            config.rules_dir.clone(),
-            config.catalog.clone(),
-        )?,
-        timeline.clock(),
-    ));
+    .merge(push::routes_for(&config, store.clone(), timeline.clock())?);
     let mut server_shutdown = shutdown.clone();
     // The server stops on shutdown, or when the run loop ends for another reason.
     let (loop_done, loop_ended) = tokio::sync::oneshot::channel::<()>();

@@ -50,6 +50,20 @@ struct PushState {
     clock: Clock,
 }
 
+/// The push route as `config` and the environment set it up.
+pub fn routes_for(
+    config: &crate::config::Config,
+    store: Store,
+    clock: Clock,
+) -> anyhow::Result<Router> {
+    let push = UnitPush::from_env(
+        &|k| std::env::var(k).ok(),
+        config.rules_dir.clone(),
+        config.catalog.clone(),
+    )?;
+    Ok(routes(store, push, clock))
+}
+
 /// The push route.
 pub fn routes(store: Store, push: Option<UnitPush>, clock: Clock) -> Router {
     Router::new()

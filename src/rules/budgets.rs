@@ -8,6 +8,7 @@ use toml_edit::{TableLike, Value};
 
 use super::diagnostic::Diagnostic;
 use super::model::{Budget, BudgetBasis, BudgetLevel, BudgetScope, BudgetThreshold, Service};
+use super::scope::{scope_team, walk_scope, Known};
 use super::walk::{number_text, FileCtx, Loc};
 use crate::money::Nanos;
 
@@ -24,8 +25,6 @@ const KEYS: [&str; 11] = [
     "notify_team",
     "channel",
 ];
-
-const SCOPE_KEYS: [&str; 4] = ["service", "team", "cost_center", "pool"];
 
 const THRESHOLD_KEYS: [(&str, BudgetBasis, bool); 4] = [
     ("actual_percent", BudgetBasis::Actual, true),
@@ -96,38 +95,7 @@ pub(super) fn walk(
             return None;
         }
     };
-    let given: Vec<&str> = SCOPE_KEYS
-        .iter()
-        .copied()
-        .filter(|k| table.get(k).is_some())
-        .collect();
-    let scope = match given.as_slice() {
-        [key] => ctx.string(table, key).map(|(value, vloc)| {
-            let value = value.trim().to_string();
-            let scope = match *key {
-                "service" => BudgetScope::Service(value),
-                "team" => BudgetScope::Team(value),
-                "cost_center" => BudgetScope::CostCenter(value),
-                _ => BudgetScope::Pool(value),
-            };
-            (scope, vloc)
-        }),
-        [] => {
-            ctx.push(
-                &loc,
-                format!("[[budget]] `{name}` needs what it covers: one of `service`, `team`, `cost_center` or `pool`, e.g. team = \"payments\""),
-            );
-            None
-        }
-        [_, second, ..] => {
-            let kloc = ctx.key_loc(table, second);
-            ctx.push(
-                &kloc,
-                format!("[[budget]] `{name}` covers one thing; give one of `service`, `team`, `cost_center` or `pool`, not {}", given.join(" and ")),
-            );
-            None
-        }
-    };
+    let scope = walk_scope(ctx, table, &loc, &format!("[[budget]] `{name}`"));
     let monthly = table.get("amount").and_then(|item| match item.as_value() {
         Some(value) => amount(ctx, value, "amount"),
         None => {
@@ -292,8 +260,7 @@ pub(super) fn build(
     resolve: &dyn Fn(&str) -> Result<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Budget> {
-    let teams: BTreeSet<&str> = services.iter().map(|s| s.team.as_str()).collect();
-    let centers: BTreeSet<&str> = services.iter().map(|s| s.cost_center.as_str()).collect();
+    let known = Known::new(services, pools);
     let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
     let mut out = Vec::new();
     for RawBudget {
@@ -319,57 +286,20 @@ pub(super) fn build(
             continue;
         }
         seen.insert(budget.name.clone(), loc.clone());
-        let known = |set: &BTreeSet<&str>, what: &str, name: &str| -> Result<(), String> {
-            if set.contains(name) && !name.is_empty() {
-                return Ok(());
-            }
-            let list: Vec<&str> = set.iter().copied().filter(|s| !s.is_empty()).collect();
-            Err(format!(
-                "budget `{}` names {what} `{name}`, which no [[service]] has; the {what}s are: {}",
-                budget.name,
-                if list.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    list.join(", ")
-                }
-            ))
-        };
-        let checked = match &mut budget.scope {
-            BudgetScope::Service(name) => resolve(name).map(|canonical| *name = canonical),
-            BudgetScope::Team(name) => known(&teams, "team", name),
-            BudgetScope::CostCenter(name) => known(&centers, "cost center", name),
-            BudgetScope::Pool(name) => {
-                if pools.contains(&name.as_str()) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "budget `{}` names pool `{name}`, which is not declared; the pools are: {}",
-                        budget.name,
-                        pools.join(", ")
-                    ))
-                }
-            }
-        };
+        let owner = format!("budget `{}`", budget.name);
+        let checked = known.check(&mut budget.scope, &owner, resolve);
         if let Err(message) = checked {
             error(diags, &scope_loc, message);
             continue;
         }
         if let Some(tloc) = &team_loc {
-            if let Err(message) = known(&teams, "team", &budget.team) {
+            if let Err(message) = known.team(&owner, &budget.team) {
                 error(diags, tloc, format!("`notify_team`: {message}"));
                 continue;
             }
         }
         if budget.team.is_empty() {
-            budget.team = match &budget.scope {
-                BudgetScope::Team(t) => t.clone(),
-                BudgetScope::Service(s) => services
-                    .iter()
-                    .find(|x| &x.name == s)
-                    .map(|x| x.team.clone())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
+            budget.team = scope_team(&budget.scope, services);
         }
         if budget.channel.is_none() {
             if let BudgetScope::Service(s) = &budget.scope {

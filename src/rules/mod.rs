@@ -11,6 +11,7 @@ mod model;
 mod parse;
 mod pools;
 mod reports;
+mod scope;
 mod services;
 mod settings;
 mod sources;

@@ -1,13 +1,14 @@
 //! `[[unit]]`: cost per unit of work: a scope's allocated cost over a daily measure (a usage
 //! source's samples, or values pushed to the API), scaled and labelled.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use toml_edit::TableLike;
 
 use super::diagnostic::Diagnostic;
-use super::model::{BudgetScope, Service, Unit, UnitMeasure};
+use super::model::{Service, Unit, UnitMeasure};
+use super::scope::{scope_team, walk_scope, Known};
 use super::sources::UsageSource;
 use super::walk::{FileCtx, Loc};
 
@@ -25,8 +26,6 @@ const KEYS: [&str; 12] = [
     "notify_team",
     "currency",
 ];
-
-const SCOPE_KEYS: [&str; 4] = ["service", "team", "cost_center", "pool"];
 
 /// A `[[unit]]` as read, before its names are checked.
 #[derive(Debug)]
@@ -72,30 +71,7 @@ pub(super) fn walk(
             return None;
         }
     };
-    let given: Vec<&str> = SCOPE_KEYS
-        .iter()
-        .copied()
-        .filter(|k| table.get(k).is_some())
-        .collect();
-    let scope = match given.as_slice() {
-        [key] => ctx.string(table, key).map(|(value, vloc)| {
-            let value = value.trim().to_string();
-            let scope = match *key {
-                "service" => BudgetScope::Service(value),
-                "team" => BudgetScope::Team(value),
-                "cost_center" => BudgetScope::CostCenter(value),
-                _ => BudgetScope::Pool(value),
-            };
-            (scope, vloc)
-        }),
-        _ => {
-            ctx.push(
-                &loc,
-                format!("[[unit]] `{name}` needs whose cost it divides: exactly one of `service`, `team`, `cost_center` or `pool`, e.g. service = \"checkout-api\""),
-            );
-            None
-        }
-    };
+    let scope = walk_scope(ctx, table, &loc, &format!("[[unit]] `{name}`"));
     let source = ctx.string(table, "source");
     let push = ctx.boolean(table, "push").unwrap_or(false);
     let measure = match (&source, push) {
@@ -187,8 +163,7 @@ pub(super) fn build(
     resolve: &dyn Fn(&str) -> Result<String, String>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Unit> {
-    let teams: BTreeSet<&str> = services.iter().map(|s| s.team.as_str()).collect();
-    let centers: BTreeSet<&str> = services.iter().map(|s| s.cost_center.as_str()).collect();
+    let known = Known::new(services, pools);
     let mut seen: BTreeMap<String, Loc> = BTreeMap::new();
     let mut out = Vec::new();
     for RawUnit {
@@ -214,25 +189,7 @@ pub(super) fn build(
             continue;
         }
         seen.insert(unit.name.clone(), loc.clone());
-        let checked = match &mut unit.scope {
-            BudgetScope::Service(name) => resolve(name).map(|canonical| *name = canonical),
-            BudgetScope::Team(name) if teams.contains(name.as_str()) => Ok(()),
-            BudgetScope::Team(name) => Err(format!(
-                "unit `{}` names team `{name}`, which no [[service]] has",
-                unit.name
-            )),
-            BudgetScope::CostCenter(name) if centers.contains(name.as_str()) => Ok(()),
-            BudgetScope::CostCenter(name) => Err(format!(
-                "unit `{}` names cost center `{name}`, which no [[service]] has",
-                unit.name
-            )),
-            BudgetScope::Pool(name) if pools.contains(&name.as_str()) => Ok(()),
-            BudgetScope::Pool(name) => Err(format!(
-                "unit `{}` names pool `{name}`, which is not declared; the pools are: {}",
-                unit.name,
-                pools.join(", ")
-            )),
-        };
+        let checked = known.check(&mut unit.scope, &format!("unit `{}`", unit.name), resolve);
         if let Err(message) = checked {
             error(diags, &scope_loc, message);
             continue;
@@ -253,15 +210,7 @@ pub(super) fn build(
             }
         }
         if unit.team.is_empty() {
-            unit.team = match &unit.scope {
-                BudgetScope::Team(t) => t.clone(),
-                BudgetScope::Service(s) => services
-                    .iter()
-                    .find(|x| &x.name == s)
-                    .map(|x| x.team.clone())
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
+            unit.team = scope_team(&unit.scope, services);
         }
         out.push(unit);
     }

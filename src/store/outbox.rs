@@ -118,18 +118,7 @@ impl Store {
         .bind(day_key(resolve_window.1))
         .fetch_all(&mut *tx)
         .await?;
-        for row in candidates {
-            let id: i64 = row.try_get(0)?;
-            let fingerprint: String = row.try_get(1)?;
-            if !current.contains(fingerprint.as_str()) {
-                sqlx::query("UPDATE alerts SET state = 'resolved', resolved_at = $1 WHERE id = $2")
-                    .bind(now.to_string())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                result.resolved.push(fingerprint);
-            }
-        }
+        resolve_absent(&mut tx, candidates, &current, now, &mut result).await?;
         tx.commit().await?;
         Ok(result)
     }
@@ -154,20 +143,7 @@ impl Store {
             .bind(month.as_str())
             .fetch_all(&mut *tx)
             .await?;
-            for row in candidates {
-                let id: i64 = row.try_get(0)?;
-                let fingerprint: String = row.try_get(1)?;
-                if !current.contains(fingerprint.as_str()) {
-                    sqlx::query(
-                        "UPDATE alerts SET state = 'resolved', resolved_at = $1 WHERE id = $2",
-                    )
-                    .bind(now.to_string())
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    result.resolved.push(fingerprint);
-                }
-            }
+            resolve_absent(&mut tx, candidates, &current, now, &mut result).await?;
         }
         tx.commit().await?;
         Ok(result)
@@ -318,6 +294,30 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// Marks resolved each of `candidates` (rows of id, fingerprint) whose fingerprint the
+/// latest detection did not produce (`current`).
+async fn resolve_absent(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    candidates: Vec<sqlx::any::AnyRow>,
+    current: &BTreeSet<&str>,
+    now: Timestamp,
+    result: &mut EnqueueResult,
+) -> anyhow::Result<()> {
+    for row in candidates {
+        let id: i64 = row.try_get(0)?;
+        let fingerprint: String = row.try_get(1)?;
+        if !current.contains(fingerprint.as_str()) {
+            sqlx::query("UPDATE alerts SET state = 'resolved', resolved_at = $1 WHERE id = $2")
+                .bind(now.to_string())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            result.resolved.push(fingerprint);
+        }
+    }
+    Ok(())
 }
 
 /// Inserts rows as pending, skipping fingerprints already in the outbox.
