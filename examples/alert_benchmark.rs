@@ -7,16 +7,17 @@
 //! `cargo run --example alert_benchmark -- [SERIES] [SEED]` prints a Markdown table.
 //!
 //! Scoring: an alert is a true positive when its day falls in an anomaly's window of its
-//! series (from the anomaly's start to 14 days after; a one-day spike's window is its day
-//! and the next); an anomaly is found when an alert falls in its window, its days to detect
-//! the first such alert's day minus its start. Recall counts the anomalies above the dollar
+//! series (a one-day spike's day and the next; from the start of a lasting anomaly, a shift,
+//! a drift, a new service, to the end); an anomaly is found when an alert falls within 14
+//! days of its start (a spike: its day or the next), its days to detect the first such
+//! alert's day minus its start. Recall counts the anomalies above the dollar
 //! floor (their daily impact at least the floor); false alerts are counted per 100 service-
 //! months without an anomaly window.
 
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Duration, NaiveDate};
-use costsplit::alert::{detect_spikes, DayCost, Series, Thresholds};
+use costsplit::alert::{detect_anomalies, detect_spikes, DayCost, Series, Thresholds};
 use costsplit::money::Nanos;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -69,7 +70,17 @@ struct Label {
 }
 
 impl Label {
+    /// The days an alert about it may fall on: a spike's day and the next; the rest of the
+    /// series for an anomaly that lasts (a shift, a drift, a new service).
     fn window(&self) -> (i64, i64) {
+        match self.kind {
+            Kind::Spike => (self.start, self.start + 1),
+            _ => (self.start, DAYS - 1),
+        }
+    }
+
+    /// The days an alert must fall on to find it.
+    fn detection(&self) -> (i64, i64) {
         match self.kind {
             Kind::Spike => (self.start, self.start + 1),
             _ => (self.start, self.start + WINDOW),
@@ -220,6 +231,22 @@ fn costsplit_spikes(series: &[Vec<Option<f64>>]) -> Alerts {
     out
 }
 
+/// The second-generation detector (`alert::detect_anomalies`), checking from day 14 on (the
+/// first two weeks are history: a series that starts later is a new service).
+fn costsplit_anomalies(series: &[Vec<Option<f64>>]) -> Alerts {
+    let first = NaiveDate::from_ymd_opt(2025, 1, 1).expect("a day");
+    let t = Thresholds::defaults();
+    let mut out = Vec::new();
+    for (i, days) in series.iter().enumerate() {
+        let s = to_series(i, days);
+        let from = first + Duration::days(14);
+        for a in detect_anomalies(&s, &t, from, first + Duration::days(DAYS - 1)) {
+            out.push((i, (a.day - first).num_days()));
+        }
+    }
+    out
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -285,13 +312,23 @@ fn score(name: &str, alerts: &Alerts, labels: &[Label], series: usize) -> String
             .any(|l| l.series == s && d >= l.window().0 && d <= l.window().1)
     };
     let true_alerts = alerts.iter().filter(|(s, d)| in_window(*s, *d)).count();
+    // `ALERT_BENCH_FALSE=1`: each false alert on stderr, with its series' anomaly if any.
+    if std::env::var_os("ALERT_BENCH_FALSE").is_some() {
+        for (s, d) in alerts.iter().filter(|(s, d)| !in_window(*s, *d)) {
+            let label = labels
+                .iter()
+                .find(|l| l.series == *s)
+                .map(|l| (l.kind, l.start));
+            eprintln!("{name}: false alert on series {s} day {d} (its anomaly: {label:?})");
+        }
+    }
     let precision = true_alerts as f64 / alerts.len().max(1) as f64;
     let counted: Vec<&Label> = labels.iter().filter(|l| l.impact >= FLOOR).collect();
     let mut delays: BTreeMap<Kind, Vec<f64>> = BTreeMap::new();
     let mut found_by_kind: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
     let mut found = 0;
     for l in &counted {
-        let (a, b) = l.window();
+        let (a, b) = l.detection();
         let first = alerts
             .iter()
             .filter(|(s, d)| *s == l.series && *d >= a && *d <= b)
@@ -352,6 +389,15 @@ fn main() {
         score(
             "costsplit spike (median + MAD of 14 days, 3 sigmas, $50 and 30% floors)",
             &costsplit_spikes(&series),
+            &labels,
+            series.len()
+        )
+    );
+    println!(
+        "{}",
+        score(
+            "costsplit anomaly, v2 (weekday level, month starts, falls, drift, new services)",
+            &costsplit_anomalies(&series),
             &labels,
             series.len()
         )

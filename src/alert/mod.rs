@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Nanos;
 
+mod anomaly;
 #[cfg(test)]
 mod tests;
+
+pub use anomaly::{detect_anomalies, Anomaly, AnomalyKind};
 
 // The thresholds are the rules' (parsed and validated there); the detectors take them.
 pub use crate::rules::{Floors, Thresholds};
