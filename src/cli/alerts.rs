@@ -66,16 +66,30 @@ pub async fn run(config: &Config, args: AlertsArgs) -> anyhow::Result<i32> {
 }
 
 async fn list(config: &Config, state: Option<MessageState>) -> anyhow::Result<()> {
-    let rows = jobs::with_store(&config.store_url, async |store| {
-        jobs::list_alerts(store, state).await
+    let (rows, marks) = jobs::with_store(&config.store_url, async |store| {
+        Ok((
+            jobs::list_alerts(store, state).await?,
+            jobs::alert_marks(store).await?,
+        ))
     })
     .await?;
+    let marks: std::collections::HashMap<&str, &jobs::AlertMark> =
+        marks.iter().map(|m| (m.anomaly.as_str(), m)).collect();
     println!(
         "{:>5}  {:<9}  {:<16}  {:<20}  {:<18}  {:>8}  detail",
         "id", "state", "kind", "service", "period", "attempts"
     );
     for r in &rows {
-        let detail = r.last_error.as_ref().unwrap_or(&r.summary);
+        let mut detail = r.last_error.as_ref().unwrap_or(&r.summary).clone();
+        if let Some(m) = jobs::anomaly_of(&r.fingerprint)
+            .as_deref()
+            .and_then(|a| marks.get(a))
+        {
+            detail = format!(
+                "[marked {} by {} at {}; not alerted again while it lasts] {detail}",
+                m.mark, m.marked_by, m.marked_at
+            );
+        }
         println!(
             "{:>5}  {:<9}  {:<16}  {:<20}  {:<18}  {:>8}  {detail}",
             r.id,

@@ -9,6 +9,7 @@ pub mod http;
 mod page;
 pub mod push;
 pub mod schedule;
+pub mod slack_actions;
 mod work;
 
 use std::collections::BTreeMap;
@@ -244,6 +245,10 @@ pub async fn serve(config: Config, mut shutdown: Shutdown) -> anyhow::Result<()>
             &config,
             store.clone(),
             crate::clock::Clock::System,
+        )?)
+        .merge(slack_actions::routes_from_env(
+            store.clone(),
+            crate::clock::Clock::System,
         )?);
     info!(%address, "serving the API over the store");
     axum::serve(listener, app)
@@ -299,7 +304,11 @@ pub async fn run_on(config: Config, shutdown: Shutdown, timeline: Timeline) -> a
         address.ip().is_loopback(),
         timeline.clock(),
     ))
-    .merge(push::routes_for(&config, store.clone(), timeline.clock())?);
+    .merge(push::routes_for(&config, store.clone(), timeline.clock())?)
+    .merge(slack_actions::routes_from_env(
+        store.clone(),
+        timeline.clock(),
+    )?);
     let mut server_shutdown = shutdown.clone();
     // The server stops on shutdown, or when the run loop ends for another reason.
     let (loop_done, loop_ended) = tokio::sync::oneshot::channel::<()>();

@@ -68,6 +68,17 @@ pub async fn enqueue_alerts(
         lookback,
         alerts,
     } = detected;
+    // An anomaly marked from Slack ("expected", "planned") is not alerted again while it lasts.
+    let marked: std::collections::BTreeSet<String> = store
+        .alert_marks()
+        .await?
+        .into_iter()
+        .map(|m| m.anomaly)
+        .collect();
+    let (alerts, suppressed): (Vec<&crate::alert::Alert>, Vec<&crate::alert::Alert>) =
+        alerts.iter().partition(|a| {
+            crate::store::anomaly_of(&a.fingerprint()).is_none_or(|k| !marked.contains(&k))
+        });
     let rows: Vec<NewAlert> = alerts
         .iter()
         .map(|a| NewAlert {
@@ -84,11 +95,16 @@ pub async fn enqueue_alerts(
         })
         .collect();
     let window = (*day - chrono::Duration::days(i64::from(*lookback)), *day);
-    let result = store.enqueue_alerts(&rows, window, clock.stamp()).await?;
+    let marked_fingerprints: Vec<String> = suppressed.iter().map(|a| a.fingerprint()).collect();
+    let mut result = store
+        .enqueue_alerts(&rows, &marked_fingerprints, window, clock.stamp())
+        .await?;
+    result.suppressed = suppressed.len();
     info!(
         new = result.inserted,
         known = result.already_known,
         resolved = result.resolved.len(),
+        marked = result.suppressed,
         "alerts checked"
     );
     Ok(result)

@@ -97,7 +97,12 @@ fn render(row: &OutboxRow, settings: &SlackSettings) -> anyhow::Result<serde_jso
         MessageKind::Alert(_) => {
             let alert: Alert = serde_json::from_str(&row.payload)
                 .with_context(|| format!("alert {} in the outbox is unreadable", row.id))?;
-            slack::message(&alert, settings.dashboard_url.as_deref())
+            let message = slack::message(&alert, settings.dashboard_url.as_deref());
+            if settings.feedback_buttons {
+                slack::with_feedback(message, row.id)
+            } else {
+                message
+            }
         }
     })
 }

@@ -24,7 +24,7 @@ mod usage;
 
 pub use crate::clock::{Clock, Shutdown, ShutdownTrigger};
 pub use crate::rules::Rules;
-pub use crate::store::{JobRun, Leadership, Store, SyncStatus, UsageStatus};
+pub use crate::store::{anomaly_of, AlertMark, JobRun, Leadership, Store, SyncStatus, UsageStatus};
 pub use alerts::{detect_alerts, enqueue_alerts, Detected};
 pub use allocate::{
     allocate_range, allocation_window, compute_allocations, stale_months, AllocateSummary,
@@ -71,6 +71,11 @@ pub async fn list_alerts(
     state: Option<MessageState>,
 ) -> anyhow::Result<Vec<OutboxRow>> {
     store.list_alerts(state).await
+}
+
+/// The anomalies marked from Slack ("expected", "planned").
+pub async fn alert_marks(store: &Store) -> anyhow::Result<Vec<AlertMark>> {
+    store.alert_marks().await
 }
 
 /// The latest billing sync runs, newest first.

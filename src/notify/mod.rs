@@ -37,6 +37,10 @@ pub struct SlackSettings {
     pub claim_lease: Duration,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Alerts carry "Expected" and "Planned" buttons: the daemon verifies their clicks with
+    /// the app's signing secret (`COSTSPLIT_SLACK_SIGNING_SECRET`), so they are shown only
+    /// when one is set.
+    pub feedback_buttons: bool,
 }
 
 impl SlackSettings {
@@ -98,6 +102,7 @@ impl SlackSettings {
             claim_lease: CLAIM_LEASE,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            feedback_buttons: secret("COSTSPLIT_SLACK_SIGNING_SECRET")?.is_some(),
         })
     }
 

@@ -169,6 +169,35 @@ pub fn budget_message(alert: &BudgetAlert, dashboard_url: Option<&str>) -> Value
     json!({"text": truncate(&escape(&alert.summary()), MAX_TEXT), "blocks": blocks})
 }
 
+/// The action ids of the feedback buttons, and the mark each stores.
+pub const FEEDBACK_ACTIONS: [(&str, &str); 2] = [
+    ("costsplit_mark_expected", "expected"),
+    ("costsplit_mark_planned", "planned"),
+];
+
+/// `message` with the buttons that mark its anomaly "expected" or "planned" (the outbox id
+/// of the alert as their value); a marked anomaly is not alerted again while it lasts.
+pub fn with_feedback(mut message: Value, alert_id: i64) -> Value {
+    let buttons: Vec<Value> = FEEDBACK_ACTIONS
+        .iter()
+        .map(|(action, mark)| {
+            let text = if *mark == "expected" {
+                "Expected"
+            } else {
+                "Planned"
+            };
+            json!({"type": "button", "action_id": action, "value": alert_id.to_string(),
+                   "text": {"type": "plain_text", "text": text}})
+        })
+        .collect();
+    if let Some(blocks) = message["blocks"].as_array_mut() {
+        blocks.push(
+            json!({"type": "actions", "block_id": "costsplit_feedback", "elements": buttons}),
+        );
+    }
+    message
+}
+
 /// The most of an answer that is read. A `chat.postMessage` success echoes the whole message
 /// back (kilobytes with its blocks); nothing Slack sends comes near this.
 const MAX_ANSWER_BYTES: usize = 1 << 20;

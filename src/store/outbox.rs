@@ -67,6 +67,8 @@ pub enum AttemptOutcome<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnqueueResult {
     pub inserted: usize,
+    /// Left out: their anomaly was marked expected or planned from Slack.
+    pub suppressed: usize,
     pub already_known: usize,
     pub resolved: Vec<String>,
 }
@@ -99,17 +101,23 @@ fn outbox_row(row: &sqlx::any::AnyRow) -> anyhow::Result<OutboxRow> {
 impl Store {
     /// Adds new alerts (a fingerprint already in the outbox is left alone, whatever its state)
     /// and marks as resolved the spike alerts of `resolve_window` whose fingerprint the latest
-    /// detection no longer produced. One transaction.
+    /// detection no longer produced (it produced `alerts` and `also_detected`, the ones not
+    /// sent because their anomaly was marked). One transaction.
     pub async fn enqueue_alerts(
         &self,
         alerts: &[NewAlert],
+        also_detected: &[String],
         resolve_window: (NaiveDate, NaiveDate),
         now: Timestamp,
     ) -> anyhow::Result<EnqueueResult> {
         let mut result = EnqueueResult::default();
         let mut tx = self.pool.begin().await?;
         insert_pending(&mut tx, alerts, now, &mut result).await?;
-        let current: BTreeSet<&str> = alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        let current: BTreeSet<&str> = alerts
+            .iter()
+            .map(|a| a.fingerprint.as_str())
+            .chain(also_detected.iter().map(String::as_str))
+            .collect();
         let candidates = sqlx::query(
             "SELECT id, fingerprint FROM alerts WHERE kind = 'spike' AND state IN ('pending', 'sent')
              AND period >= $1 AND period <= $2",

@@ -106,6 +106,7 @@ fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
         claim_lease: costsplit::notify::CLAIM_LEASE,
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        feedback_buttons: false,
     }
 }
 

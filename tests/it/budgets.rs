@@ -252,6 +252,7 @@ async fn a_ramp_passing_its_budget_on_the_24th_alerts_by_the_17th_once(kind: Kin
         claim_lease: costsplit::notify::CLAIM_LEASE,
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        feedback_buttons: false,
     };
     let summary = jobs::deliver_alerts(
         &t.store,

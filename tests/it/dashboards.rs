@@ -53,6 +53,7 @@ async fn every_dashboard_panel_query_runs_on_the_postgres_store() {
                 summary: "Cost spike for platform".into(),
                 payload: "{}".into(),
             }],
+            &[],
             range,
             NOW.stamp(),
         )

@@ -16,6 +16,7 @@ mod cur;
 mod daemon;
 mod dashboards;
 mod exports;
+mod feedback;
 mod focus_validator;
 mod fuzz_regressions;
 mod generated;

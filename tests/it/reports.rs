@@ -628,6 +628,7 @@ async fn a_team_gets_its_weekly_digest_in_slack_once_with_its_shared_costs() {
         claim_lease: costsplit::notify::CLAIM_LEASE,
         base_backoff: std::time::Duration::from_millis(10),
         max_backoff: std::time::Duration::from_millis(50),
+        feedback_buttons: false,
     };
     let only = reports::team_digests(
         &ts.store,
