@@ -219,7 +219,12 @@ fn to_series(i: usize, days: &[Option<f64>]) -> Series {
 /// a lookback add up to: one alert per anomaly, again only when it grows 50%).
 fn costsplit_spikes(series: &[Vec<Option<f64>>]) -> Alerts {
     let first = NaiveDate::from_ymd_opt(2025, 1, 1).expect("a day");
-    let t = Thresholds::defaults();
+    // Its own defaults, before the second generation: 14 days, 3 deviations.
+    let t = Thresholds {
+        baseline_days: 14,
+        sigmas: 3,
+        ..Thresholds::defaults()
+    };
     let mut out = Vec::new();
     for (i, days) in series.iter().enumerate() {
         let s = to_series(i, days);

@@ -285,8 +285,15 @@ impl std::ops::Add<chrono::Duration> for Timestamp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
+    /// A day above what the day of week and the month's start lead one to expect.
     Spike,
     MonthOverMonth,
+    /// A day below it.
+    Fall,
+    /// Growth over weeks, each day unremarkable.
+    Drift,
+    /// Cost where there was none.
+    NewService,
 }
 
 impl AlertKind {
@@ -294,6 +301,9 @@ impl AlertKind {
         match self {
             AlertKind::Spike => "spike",
             AlertKind::MonthOverMonth => "month_over_month",
+            AlertKind::Fall => "fall",
+            AlertKind::Drift => "drift",
+            AlertKind::NewService => "new_service",
         }
     }
 }
@@ -321,6 +331,9 @@ impl MessageKind {
         match text {
             "spike" => Some(MessageKind::Alert(AlertKind::Spike)),
             "month_over_month" => Some(MessageKind::Alert(AlertKind::MonthOverMonth)),
+            "fall" => Some(MessageKind::Alert(AlertKind::Fall)),
+            "drift" => Some(MessageKind::Alert(AlertKind::Drift)),
+            "new_service" => Some(MessageKind::Alert(AlertKind::NewService)),
             "budget" => Some(MessageKind::Budget),
             "report" => Some(MessageKind::Report),
             _ => None,

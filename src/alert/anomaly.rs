@@ -1,13 +1,15 @@
-//! The second-generation detector (issue 27), measured by `bench/alert_benchmark.sh` beside
-//! today's spike detector and two baselines; not yet what the daemon sends. Per service and
-//! day, the expected cost is the recent level by day of week (the median of the last four
-//! weeks without their weekday shape, times the day's factor from the last eight weeks), and
-//! on the 1st the month-start charges of the months before; a day alerts when it differs
-//! from that, up or down, by the dollar and percent floors and by 4 robust deviations (of up
-//! to eight weeks). A service seen for the first time alerts once its cost passes the dollar
-//! floor; a slow drift alerts when two weeks' fitted growth is at least 4% a week, 4 standard
-//! errors from flat, and the last week is up by the dollar floor. Each number was chosen on
-//! the benchmark (BENCHMARKS.md, "Alert quality").
+//! The second-generation detector (issue 27): what `alert::detect` (the daemon, `alerts
+//! check`) sends, measured by `bench/alert_benchmark.sh` beside the first (`detect_spikes`)
+//! and two baselines. Per service and day, the expected cost is the recent level by day of
+//! week (the median of the last `baseline_days`, 28, without their weekday shape, times the
+//! day's factor from the last eight weeks), and on the 1st the month-start charges of the
+//! months before; a day alerts when it differs from that, up or down, by the dollar and
+//! percent floors and by `sigmas` (4) robust deviations (read from up to eight weeks); while
+//! a rise lasts, again only when it grew `growth_step_percent` more. A service seen for the
+//! first time alerts once its cost passes the dollar floor; a slow drift alerts when two
+//! weeks' fitted growth is at least 4% a week, 4 standard errors from flat, and the last week
+//! is up by the dollar floor. Each number was chosen on the benchmark (BENCHMARKS.md, "Alert
+//! quality").
 
 use chrono::{Datelike, Duration, NaiveDate};
 
@@ -39,12 +41,8 @@ pub struct Anomaly {
 
 /// Days of shape (day-of-week factors) and of level.
 const SHAPE_DAYS: usize = 56;
-const LEVEL_DAYS: usize = 28;
 /// Days of history before a rise or fall can alert (a level and its noise need them).
-const MIN_HISTORY_DAYS: usize = 21;
-/// Robust deviations a rise or fall must pass: one more than the spike detector's 3 (with 3,
-/// 2.6 false alerts per 100 service-months on the benchmark; with 4, 1.9).
-const SIGMAS: f64 = 4.0;
+const MIN_HISTORY_DAYS: usize = 14;
 /// The drift's fit and the least weekly growth it reports, in percent.
 const DRIFT_DAYS: usize = 14;
 const DRIFT_WEEKLY_PERCENT: f64 = 4.0;
@@ -108,6 +106,7 @@ pub fn detect_anomalies(
     let mut history: Vec<(NaiveDate, f64)> = Vec::new();
     let mut month_starts: Vec<f64> = Vec::new();
     let mut run: Option<(AnomalyKind, Vec<(NaiveDate, f64)>)> = None;
+    let mut alerted_level = 0.0f64;
     let mut new_service_alerted = false;
     let mut last_drift: Option<NaiveDate> = None;
     // The last day a new level was taken in: a step is not a drift.
@@ -149,7 +148,7 @@ pub fn detect_anomalies(
         let mut flat: Vec<f64> = history
             .iter()
             .rev()
-            .take(LEVEL_DAYS)
+            .take(t.baseline_days.max(7))
             .map(|(d, v)| v / f(*d))
             .collect();
         let level = median(&mut flat);
@@ -175,7 +174,7 @@ pub fn detect_anomalies(
         let fires = !learning
             && change.abs() >= floor
             && change.abs() >= percent * expected.abs()
-            && change.abs() > SIGMAS * noise;
+            && change.abs() > t.sigmas as f64 * noise;
         if month_start {
             month_starts.push(x - level * f(day));
         }
@@ -186,9 +185,19 @@ pub fn detect_anomalies(
                 AnomalyKind::Fall
             };
             match &mut run {
-                Some((k, days)) if *k == kind => days.push((day, x)),
+                Some((k, days)) if *k == kind => {
+                    days.push((day, x));
+                    // While it lasts, again only when it grew the growth step since the last.
+                    let grew = kind == AnomalyKind::Rise
+                        && x >= alerted_level * (1.0 + t.growth_step_percent as f64 / 100.0);
+                    if grew {
+                        alerted_level = x;
+                        report(kind, expected, &mut out);
+                    }
+                }
                 _ => {
                     run = Some((kind, vec![(day, x)]));
+                    alerted_level = x;
                     report(kind, expected, &mut out);
                 }
             }

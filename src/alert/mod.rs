@@ -117,6 +117,13 @@ impl Alert {
                 "Month-over-month change for {} in {}",
                 self.service, self.period
             ),
+            AlertKind::Fall => format!("Cost fall for {} on {}", self.service, self.period),
+            AlertKind::Drift => {
+                format!("Slow cost drift for {} up to {}", self.service, self.period)
+            }
+            AlertKind::NewService => {
+                format!("New service {} with cost on {}", self.service, self.period)
+            }
         };
         let team = if self.team.is_empty() {
             String::new()
@@ -135,8 +142,10 @@ impl Alert {
             })
             .unwrap_or_default();
         let against = match self.kind {
-            AlertKind::Spike => "baseline",
+            AlertKind::Spike | AlertKind::Fall => "expected",
             AlertKind::MonthOverMonth => "previous month",
+            AlertKind::Drift => "its level two weeks before",
+            AlertKind::NewService => "nothing before",
         };
         let mut text = format!(
             "{what}{team}: {} against {against} {} ({}{percent})",
@@ -337,6 +346,33 @@ pub fn detect_spikes(
     alerts
 }
 
+/// An anomaly of the second-generation detector as an alert: what was expected against
+/// what it cost, and what drove the difference (against the two weeks before).
+fn anomaly_alert(series: &Series, a: &Anomaly) -> Alert {
+    let kind = match a.kind {
+        AnomalyKind::Rise => AlertKind::Spike,
+        AnomalyKind::Fall => AlertKind::Fall,
+        AnomalyKind::Drift => AlertKind::Drift,
+        AnomalyKind::NewService => AlertKind::NewService,
+    };
+    let baseline_days: Vec<NaiveDate> = (1..=14)
+        .map(|k| a.day - chrono::Duration::days(k))
+        .collect();
+    Alert {
+        kind,
+        service: series.service.clone(),
+        team: series.team.clone(),
+        currency: series.currency.clone(),
+        anomaly_start: a.day,
+        period: a.day.to_string(),
+        amount: a.actual,
+        baseline: a.expected,
+        change_bp: percent_bp(a.actual - a.expected, a.expected),
+        drivers: drivers(series, &[a.day], &baseline_days, true),
+        estimated: series.days.get(&a.day).is_some_and(|d| d.estimated),
+    }
+}
+
 /// Month-over-month on `day`: month to date against the same days of the previous month,
 /// and, when `day` is the month's last day, the closed month against the previous one.
 pub fn detect_month_over_month(series: &Series, t: &Thresholds, day: NaiveDate) -> Vec<Alert> {
@@ -407,7 +443,10 @@ pub fn detect(
         .iter()
         .flat_map(|s| {
             let t = thresholds(s);
-            let mut found = detect_spikes(s, &t, from, day);
+            let mut found: Vec<Alert> = detect_anomalies(s, &t, from, day)
+                .iter()
+                .map(|a| anomaly_alert(s, a))
+                .collect();
             found.extend(detect_month_over_month(s, &t, day));
             found
         })

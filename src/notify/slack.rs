@@ -75,7 +75,10 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
         .map(|bp| format!(" ({}{}%)", if bp >= 0 { "+" } else { "-" }, bp.abs() / 100))
         .unwrap_or_default();
     let (title, when, against) = match alert.kind {
-        AlertKind::Spike => ("Cost spike", "Day", "Baseline (median)"),
+        AlertKind::Spike => ("Cost spike", "Day", "Expected"),
+        AlertKind::Fall => ("Cost fall", "Day", "Expected"),
+        AlertKind::Drift => ("Slow drift", "Up to", "Two weeks before"),
+        AlertKind::NewService => ("New service", "Day", "Before"),
         AlertKind::MonthOverMonth => ("Month-over-month", "Period", "Previous month"),
     };
     let header = format!(

@@ -36,9 +36,9 @@ pub struct Thresholds {
 impl Thresholds {
     pub fn defaults() -> Thresholds {
         Thresholds {
-            baseline_days: 14,
+            baseline_days: 28,
             min_history_days: 7,
-            sigmas: 3,
+            sigmas: 4,
             spike: Floors {
                 min_amount: Nanos(50 * crate::money::NANOS_PER_UNIT),
                 min_percent: 30,

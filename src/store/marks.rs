@@ -22,7 +22,12 @@ pub struct AlertMark {
 pub fn anomaly_of(fingerprint: &str) -> Option<String> {
     let parts: Vec<&str> = fingerprint.split('|').collect();
     match parts.as_slice() {
-        [kind, service, start, _period] if matches!(*kind, "spike" | "month_over_month") => {
+        [kind, service, start, _period]
+            if matches!(
+                *kind,
+                "spike" | "month_over_month" | "fall" | "drift" | "new_service"
+            ) =>
+        {
             Some(format!("{kind}|{service}|{start}"))
         }
         _ => None,

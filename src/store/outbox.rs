@@ -119,7 +119,7 @@ impl Store {
             .chain(also_detected.iter().map(String::as_str))
             .collect();
         let candidates = sqlx::query(
-            "SELECT id, fingerprint FROM alerts WHERE kind = 'spike' AND state IN ('pending', 'sent')
+            "SELECT id, fingerprint FROM alerts WHERE kind IN ('spike', 'fall') AND state IN ('pending', 'sent')
              AND period >= $1 AND period <= $2",
         )
         .bind(day_key(resolve_window.0))
