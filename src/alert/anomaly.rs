@@ -348,6 +348,36 @@ mod tests {
     }
 
     #[test]
+    fn two_services_moving_the_same_amount_opposite_ways_both_alert() {
+        let day0 = NaiveDate::from_ymd_opt(2025, 4, 10).unwrap();
+        let moved = |sign: f64| {
+            move |d: NaiveDate| ordinary(d) + if d >= day0 { sign * 400.0 } else { 0.0 }
+        };
+        let both = [
+            series("up", jan(1), 100, moved(1.0)),
+            series("down", jan(1), 100, moved(-1.0)),
+        ];
+        // What the daemon runs: no netting across services.
+        let alerts = crate::alert::detect(&both, &|_| Thresholds::defaults(), day0, 3);
+        let found: Vec<(&str, crate::alert::AlertKind, String)> = alerts
+            .iter()
+            .map(|a| (a.service.as_str(), a.kind, a.period.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("down", crate::alert::AlertKind::Fall, day0.to_string()),
+                ("up", crate::alert::AlertKind::Spike, day0.to_string()),
+            ]
+        );
+        // Each states its own change against what was expected: about -400 and +400.
+        for (a, want) in alerts.iter().zip([-400.0, 400.0]) {
+            let change = a.change().0 as f64 / 1e9;
+            assert!((change - want).abs() < 30.0, "{a:?}");
+        }
+    }
+
+    #[test]
     fn a_new_service_alerts_once_when_it_passes_the_floor() {
         let t = Thresholds::defaults();
         let start = NaiveDate::from_ymd_opt(2025, 3, 10).unwrap();

@@ -93,7 +93,8 @@ async fn deliver(
     .await
 }
 
-fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
+/// Delivery settings against `server`, with a default webhook and a bot token as asked.
+pub(crate) fn settings(server: &MockServer, webhook: bool, bot: bool) -> SlackSettings {
     SlackSettings {
         api_url: server.uri(),
         default_webhook: webhook

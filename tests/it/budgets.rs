@@ -2,13 +2,10 @@
 //! by the rules (a shared database's share included), forecast, alerted once through the
 //! outbox, delivered to a Slack stand-in, and shown by `costsplit forecast`.
 
-use std::time::Duration;
-
 use chrono::Datelike;
 use costsplit::jobs;
 use costsplit::model::{CostBasis, Fact, MessageKind, MessageState, Tags};
 use costsplit::money::Nanos;
-use costsplit::notify::{Secret, SlackSettings};
 use costsplit::rules::Rules;
 use costsplit::store::{FactScope, ImportRecord, Store};
 use wiremock::matchers::{method, path};
@@ -238,22 +235,7 @@ async fn a_ramp_passing_its_budget_on_the_24th_alerts_by_the_17th_once(kind: Kin
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&server)
         .await;
-    let settings = SlackSettings {
-        api_url: server.uri(),
-        default_webhook: Some(Secret::new(format!(
-            "{}/services/T000/B000/secret",
-            server.uri()
-        ))),
-        team_webhooks: Default::default(),
-        team_destinations: Default::default(),
-        bot_token: None,
-        dashboard_url: None,
-        max_attempts: 3,
-        claim_lease: costsplit::notify::CLAIM_LEASE,
-        base_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-        feedback_buttons: false,
-    };
+    let settings = crate::alerts::settings(&server, true, false);
     let summary = jobs::deliver_alerts(
         &t.store,
         &settings,

@@ -3,8 +3,6 @@
 //! `costsplit serve`, the mark is stored and shown by `alerts list`, and the same anomaly is
 //! not sent again.
 
-use std::time::Duration;
-
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use wiremock::matchers::method;
@@ -12,7 +10,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use costsplit::jobs;
 use costsplit::model::MessageState;
-use costsplit::notify::{Secret, SlackSettings};
+use costsplit::notify::SlackSettings;
 
 use crate::alerts::{check, seed, RULES};
 use crate::api::serve;
@@ -67,17 +65,8 @@ async fn marked_expected_in_slack_is_stored_listed_and_not_sent_again(kind: Kind
         .mount(&slack)
         .await;
     let settings = SlackSettings {
-        api_url: slack.uri(),
-        default_webhook: Some(Secret::new(format!("{}/services/T0/B0/x", slack.uri()))),
-        team_webhooks: Default::default(),
-        team_destinations: Default::default(),
-        bot_token: None,
-        dashboard_url: None,
-        max_attempts: 3,
-        claim_lease: costsplit::notify::CLAIM_LEASE,
-        base_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
         feedback_buttons: true,
+        ..crate::alerts::settings(&slack, true, false)
     };
     let summary = jobs::deliver_alerts(
         &t.store,
