@@ -456,8 +456,3 @@ pub fn run_rate(history: &History, month: NaiveDate, as_of: NaiveDate) -> Nanos 
     let total = (end - start).num_days() + 1;
     Nanos(to_date.0 * i128::from(total) / i128::from(elapsed))
 }
-
-/// Sums `days` into a [`History`] whose data starts at `first`.
-pub fn history(first: Option<NaiveDate>, days: BTreeMap<NaiveDate, DayCost>) -> History {
-    History { first, days }
-}
