@@ -33,19 +33,7 @@ struct ActionsState {
 
 /// The route, with the signing secret from the environment (none: every request refused).
 pub fn routes_from_env(store: Store, clock: Clock) -> anyhow::Result<Router> {
-    let secret = match (
-        std::env::var("COSTSPLIT_SLACK_SIGNING_SECRET").ok(),
-        std::env::var("COSTSPLIT_SLACK_SIGNING_SECRET_FILE").ok(),
-    ) {
-        (Some(s), _) if !s.trim().is_empty() => Some(Secret::new(s.trim())),
-        (_, Some(file)) => {
-            let s = std::fs::read_to_string(&file).map_err(|e| {
-                anyhow::anyhow!("cannot read COSTSPLIT_SLACK_SIGNING_SECRET_FILE ({file}): {e}")
-            })?;
-            Some(Secret::new(s.trim()))
-        }
-        _ => None,
-    };
+    let secret = Secret::from_env(&|k| std::env::var(k).ok(), "COSTSPLIT_SLACK_SIGNING_SECRET")?;
     Ok(routes(store, secret, clock))
 }
 

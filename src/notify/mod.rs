@@ -54,19 +54,7 @@ impl SlackSettings {
         slack: &routes::SlackConfig,
         dashboard_url: Option<String>,
     ) -> anyhow::Result<SlackSettings> {
-        let secret = |name: &str| -> anyhow::Result<Option<Secret>> {
-            if let Some(value) = env(name).filter(|v| !v.trim().is_empty()) {
-                return Ok(Some(Secret::new(value.trim())));
-            }
-            match env(&format!("{name}_FILE")) {
-                Some(path) => {
-                    let value = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {name}_FILE ({path})"))?;
-                    Ok(Some(Secret::new(value.trim())))
-                }
-                None => Ok(None),
-            }
-        };
+        let secret = |name: &str| Secret::from_env(env, name);
         let destinations = routes::resolve(teams, slack).map_err(|errors| {
             anyhow::anyhow!(
                 "the Slack routes are ambiguous, so nothing is sent until they are fixed: {}",

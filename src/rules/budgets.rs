@@ -9,7 +9,7 @@ use toml_edit::{TableLike, Value};
 use super::diagnostic::Diagnostic;
 use super::model::{Budget, BudgetBasis, BudgetLevel, BudgetScope, BudgetThreshold, Service};
 use super::scope::{scope_team, walk_scope, Known};
-use super::walk::{number_text, FileCtx, Loc};
+use super::walk::{first_of_name, number_text, FileCtx, Loc};
 use crate::money::Nanos;
 
 const KEYS: [&str; 11] = [
@@ -273,19 +273,9 @@ pub(super) fn build(
         let error = |diags: &mut Vec<Diagnostic>, at: &Loc, message: String| {
             diags.push(Diagnostic::error(&at.file, at.pos(), message));
         };
-        if let Some(first) = seen.get(&budget.name) {
-            error(
-                diags,
-                &loc,
-                format!(
-                    "budget `{}` is already declared at {}; give each [[budget]] its own name",
-                    budget.name,
-                    first.short()
-                ),
-            );
+        if !first_of_name(&mut seen, ("budget", "budget"), &budget.name, &loc, diags) {
             continue;
         }
-        seen.insert(budget.name.clone(), loc.clone());
         let owner = format!("budget `{}`", budget.name);
         let checked = known.check(&mut budget.scope, &owner, resolve);
         if let Err(message) = checked {

@@ -10,7 +10,7 @@ use super::diagnostic::Diagnostic;
 use super::model::{Service, Unit, UnitMeasure};
 use super::scope::{scope_team, walk_scope, Known};
 use super::sources::UsageSource;
-use super::walk::{FileCtx, Loc};
+use super::walk::{first_of_name, FileCtx, Loc};
 
 const KEYS: [&str; 12] = [
     "name",
@@ -176,19 +176,9 @@ pub(super) fn build(
         let error = |diags: &mut Vec<Diagnostic>, at: &Loc, message: String| {
             diags.push(Diagnostic::error(&at.file, at.pos(), message));
         };
-        if let Some(first) = seen.get(&unit.name) {
-            error(
-                diags,
-                &loc,
-                format!(
-                    "unit `{}` is already declared at {}; give each [[unit]] its own name",
-                    unit.name,
-                    first.short()
-                ),
-            );
+        if !first_of_name(&mut seen, ("unit", "unit"), &unit.name, &loc, diags) {
             continue;
         }
-        seen.insert(unit.name.clone(), loc.clone());
         let checked = known.check(&mut unit.scope, &format!("unit `{}`", unit.name), resolve);
         if let Err(message) = checked {
             error(diags, &scope_loc, message);

@@ -173,6 +173,30 @@ impl FileCtx<'_> {
     }
 }
 
+/// Whether `name` of a `[[table]]` (`kind` names it in messages: "budget") is the first of
+/// its name in `seen`; a second is an error pointing at the first.
+pub(super) fn first_of_name(
+    seen: &mut std::collections::BTreeMap<String, Loc>,
+    (kind, table): (&str, &str),
+    name: &str,
+    loc: &Loc,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    if let Some(first) = seen.get(name) {
+        diags.push(Diagnostic::error(
+            &loc.file,
+            loc.pos(),
+            format!(
+                "{kind} `{name}` is already declared at {}; give each [[{table}]] its own name",
+                first.short()
+            ),
+        ));
+        return false;
+    }
+    seen.insert(name.to_string(), loc.clone());
+    true
+}
+
 /// Adds a file (by name, so moving the rules directory keeps the hash) and its bytes to the
 /// rules hash.
 pub(super) fn hash_part(hasher: &mut Sha256, file: &Path, bytes: &[u8]) {

@@ -27,13 +27,29 @@ async fn click(
     secret: &str,
     at: i64,
 ) -> reqwest::StatusCode {
+    // Slack's block_actions payload as it sends it, whole: the app, team, channel, the message
+    // clicked (its blocks), the state, the trigger, the response URL.
     let payload = serde_json::json!({
         "type": "block_actions",
-        "user": {"id": "U0A1B2C3", "username": "ana", "team_id": "T000"},
+        "user": {"id": "U0A1B2C3", "username": "ana", "name": "ana", "team_id": "T000"},
+        "api_app_id": "A0APP",
+        "token": "verification-token-deprecated",
+        "container": {"type": "message", "message_ts": format!("{at}.000200"),
+                      "channel_id": "C0COST", "is_ephemeral": false},
+        "trigger_id": format!("{at}.1.abcdef"),
+        "team": {"id": "T000", "domain": "example"},
+        "enterprise": null,
+        "is_enterprise_install": false,
+        "channel": {"id": "C0COST", "name": "payments-cost"},
+        "message": {"type": "message", "subtype": "bot_message", "text": "Cost spike",
+                    "ts": format!("{at}.000200"), "bot_id": "B0BOT",
+                    "blocks": [{"type": "actions", "block_id": "costsplit_feedback", "elements": []}]},
+        "state": {"values": {}},
+        "response_url": "https://hooks.slack.com/actions/T000/1/xyz",
         "actions": [{"action_id": action_id, "block_id": "costsplit_feedback",
+                     "text": {"type": "plain_text", "text": "Expected", "emoji": true},
                      "value": alert_id.to_string(), "type": "button",
                      "action_ts": format!("{at}.000100")}],
-        "response_url": "https://hooks.slack.com/actions/T000/1/xyz",
     });
     let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
