@@ -6,10 +6,11 @@
 //! months before; a day alerts when it differs from that, up or down, by the dollar and
 //! percent floors and by `sigmas` (4) robust deviations (read from up to eight weeks); while
 //! a rise lasts, again only when it grew `growth_step_percent` more. A service seen for the
-//! first time alerts once its cost passes the dollar floor; a slow drift alerts when two
-//! weeks' fitted growth is at least 4% a week, 4 standard errors from flat, and the last week
-//! is up by the dollar floor. Each number was chosen on the benchmark (BENCHMARKS.md, "Alert
-//! quality").
+//! first time alerts once its cost passes the dollar floor; a slow drift alerts when a line
+//! fitted to up to eight weeks turned upwards one or two weeks ago: growing at least 4% a
+//! week now, the turn 4 standard errors from none, and what it added past the dollar floor
+//! (the series' own steady growth is its line, not a drift). Each number was chosen on the
+//! benchmark (BENCHMARKS.md, "Alert quality").
 
 use chrono::{Datelike, Duration, NaiveDate};
 
@@ -43,8 +44,11 @@ pub struct Anomaly {
 const SHAPE_DAYS: usize = 56;
 /// Days of history before a rise or fall can alert (a level and its noise need them).
 const MIN_HISTORY_DAYS: usize = 14;
-/// The drift's fit and the least weekly growth it reports, in percent.
+/// Days between drift alerts (and after a new level before one), and the least weekly growth
+/// a drift reports, in percent.
 const DRIFT_DAYS: usize = 14;
+/// How many days ago a drift's turn is looked for.
+const DRIFT_RAMPS: [usize; 3] = [7, 10, 14];
 const DRIFT_WEEKLY_PERCENT: f64 = 4.0;
 const DRIFT_SIGMAS: f64 = 4.0;
 
@@ -216,7 +220,7 @@ pub fn detect_anomalies(
             if !month_start {
                 history.push((day, x));
             }
-            // A drift: four weeks' fitted growth, past the floors and its own noise.
+            // A drift: a turn upwards, past the floors and its own noise.
             let stepped = last_shift.is_some_and(|d| (day - d).num_days() < DRIFT_DAYS as i64);
             let drifted = (!stepped)
                 .then(|| drift(&history, &factor, floor))
@@ -233,47 +237,94 @@ pub fn detect_anomalies(
     out
 }
 
-/// The level four weeks ago, when the last four weeks (without their weekday shape) grew
-/// steadily past the dollar floor: their fitted line's start, else none.
+/// What the cost would be today without a drift, when the series turned upwards within the
+/// last one or two weeks: a line with a turn (level, slope, and a slope added from `k` days
+/// ago, for `k` in [`DRIFT_RAMPS`]) fitted to up to eight weeks without their weekday shape;
+/// a drift when the slope now is at least [`DRIFT_WEEKLY_PERCENT`] a week, the turn is
+/// [`DRIFT_SIGMAS`] standard errors from none, and what it added by today passes the floor.
+/// The series' own steady growth is the line, not a drift.
 fn drift(history: &[(NaiveDate, f64)], factor: &[f64; 7], floor: f64) -> Option<f64> {
-    if history.len() < DRIFT_DAYS + 14 {
+    let n = history.len().min(SHAPE_DAYS);
+    if n < DRIFT_DAYS + 14 {
         return None;
     }
-    let ys: Vec<f64> = history[history.len() - DRIFT_DAYS..]
+    let recent = &history[history.len() - n..];
+    let last = recent.last()?.0;
+    let points: Vec<(f64, f64)> = recent
         .iter()
-        .map(|(d, v)| v / factor[d.weekday().num_days_from_monday() as usize])
+        .map(|(d, v)| {
+            let t = (*d - last).num_days() as f64;
+            (t, v / factor[d.weekday().num_days_from_monday() as usize])
+        })
         .collect();
-    let n = ys.len() as f64;
-    let mx = (n - 1.0) / 2.0;
-    let my = ys.iter().sum::<f64>() / n;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (i, y) in ys.iter().enumerate() {
-        sxy += (i as f64 - mx) * (y - my);
-        sxx += (i as f64 - mx).powi(2);
+    DRIFT_RAMPS.iter().find_map(|&k| {
+        let k = k as f64;
+        let rows: Vec<[f64; 3]> = points
+            .iter()
+            .map(|&(t, _)| [1.0, t, (t + k).max(0.0)])
+            .collect();
+        let (coef, inverse, rss) = least_squares(&rows, &points)?;
+        let [level, slope, turn] = coef;
+        let dof = points.len() as f64 - 3.0;
+        let turn_error = (rss / dof * inverse[2][2]).max(0.0).sqrt();
+        let at_turn = level - slope * k;
+        let weekly = if at_turn > 0.0 {
+            (slope + turn) * 7.0 / at_turn * 100.0
+        } else {
+            0.0
+        };
+        let added = turn * k;
+        (weekly >= DRIFT_WEEKLY_PERCENT
+            && turn > 0.0
+            && added >= floor
+            && turn > DRIFT_SIGMAS * turn_error)
+            .then_some(level)
+    })
+}
+
+/// Least squares of `y` on three regressors: the coefficients, the inverse of X'X and the
+/// residual sum of squares; `None` when X'X is singular.
+fn least_squares(
+    rows: &[[f64; 3]],
+    points: &[(f64, f64)],
+) -> Option<([f64; 3], [[f64; 3]; 3], f64)> {
+    let mut xtx = [[0.0f64; 3]; 3];
+    let mut xty = [0.0f64; 3];
+    for (x, &(_, y)) in rows.iter().zip(points) {
+        for i in 0..3 {
+            xty[i] += x[i] * y;
+            for j in 0..3 {
+                xtx[i][j] += x[i] * x[j];
+            }
+        }
     }
-    let slope = sxy / sxx;
-    let start = my - slope * mx;
-    let end = my + slope * mx;
-    let residual: f64 = ys
+    let inverse = invert3(&xtx)?;
+    let coef: [f64; 3] = std::array::from_fn(|i| (0..3).map(|j| inverse[i][j] * xty[j]).sum());
+    let rss = rows
         .iter()
-        .enumerate()
-        .map(|(i, y)| (y - (start + slope * i as f64)).powi(2))
-        .sum::<f64>()
-        / (n - 2.0);
-    let slope_error = (residual / sxx).sqrt();
-    let weekly = if start > 0.0 {
-        slope * 7.0 / start * 100.0
-    } else {
-        0.0
+        .zip(points)
+        .map(|(x, &(_, y))| {
+            let fit: f64 = (0..3).map(|i| coef[i] * x[i]).sum();
+            (y - fit).powi(2)
+        })
+        .sum();
+    Some((coef, inverse, rss))
+}
+
+/// The inverse of a 3x3 matrix (by its adjugate), `None` when singular.
+fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+    let cofactor = |r: usize, c: usize| {
+        let (r1, r2) = ((r + 1) % 3, (r + 2) % 3);
+        let (c1, c2) = ((c + 1) % 3, (c + 2) % 3);
+        m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]
     };
-    let grew = end - start;
-    // And the last week itself is up by the floor on the line's start.
-    let last_week = ys[ys.len() - 7..].iter().sum::<f64>() / 7.0;
-    (weekly >= DRIFT_WEEKLY_PERCENT
-        && grew >= floor
-        && last_week - start >= floor
-        && slope > DRIFT_SIGMAS * slope_error)
-        .then_some(start)
+    let det: f64 = (0..3).map(|c| m[0][c] * cofactor(0, c)).sum();
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    Some(std::array::from_fn(|i| {
+        std::array::from_fn(|j| cofactor(j, i) / det)
+    }))
 }
 
 #[cfg(test)]
@@ -396,5 +447,38 @@ mod tests {
             start + Duration::days(29)
         )
         .is_empty());
+    }
+
+    #[test]
+    fn a_drift_of_5_percent_a_week_alerts_within_two_weeks_and_steady_growth_does_not() {
+        let t = Thresholds::defaults();
+        let start = NaiveDate::from_ymd_opt(2025, 3, 10).unwrap();
+        let weeks = |d: NaiveDate| (d - start).num_days() as f64 / 7.0;
+        // Twice the ordinary service, drifting 5% a week from `start`.
+        let drifting = series("d", jan(1), 110, |d| {
+            2.0 * ordinary(d)
+                * if d >= start {
+                    1.05f64.powf(weeks(d))
+                } else {
+                    1.0
+                }
+        });
+        let found = detect_anomalies(&drifting, &t, jan(20), jan(1) + Duration::days(109));
+        let first = found
+            .iter()
+            .find(|a| a.kind == AnomalyKind::Drift)
+            .unwrap_or_else(|| panic!("no drift alert: {found:?}"));
+        let after = (first.day - start).num_days();
+        assert!(
+            (1..=14).contains(&after),
+            "found {after} days in: {found:?}"
+        );
+        assert!(found.iter().all(|a| a.day >= start), "{found:?}");
+        // The same service growing 1.5% a week all along: its own line, never a drift.
+        let steady = series("s", jan(1), 110, |d| {
+            2.0 * ordinary(d) * 1.015f64.powf((d - jan(1)).num_days() as f64 / 7.0)
+        });
+        let found = detect_anomalies(&steady, &t, jan(20), jan(1) + Duration::days(109));
+        assert!(found.is_empty(), "{found:?}");
     }
 }
