@@ -394,6 +394,8 @@ pub enum BillingSchema {
     Focus,
     Cur2,
     LegacyCur,
+    /// Daily facts an engine summed from line items (`docs/facts.md`).
+    Facts,
 }
 
 /// Where an import's facts came from, as its record says.
@@ -425,6 +427,7 @@ impl ImportSource {
             ImportSource::Files(BillingSchema::Focus),
             ImportSource::Files(BillingSchema::Cur2),
             ImportSource::Files(BillingSchema::LegacyCur),
+            ImportSource::Files(BillingSchema::Facts),
             ImportSource::MixedFiles,
             ImportSource::CostExplorer,
             ImportSource::S3Export,
@@ -438,6 +441,7 @@ impl ImportSource {
             ImportSource::Files(BillingSchema::Focus) => "focus",
             ImportSource::Files(BillingSchema::Cur2) => "cur2",
             ImportSource::Files(BillingSchema::LegacyCur) => "legacy-cur",
+            ImportSource::Files(BillingSchema::Facts) => "facts",
             ImportSource::MixedFiles => "files",
             ImportSource::CostExplorer => "cost-explorer",
             ImportSource::S3Export => "s3-export",

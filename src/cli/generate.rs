@@ -29,6 +29,10 @@ pub struct GenerateArgs {
     /// instead of FOCUS
     #[arg(long, conflicts_with = "weights")]
     split_cost: bool,
+    /// Write the month as an AWS CUR 2.0 export (no split cost allocation data) instead of
+    /// FOCUS
+    #[arg(long, conflicts_with_all = ["weights", "split_cost"])]
+    cur2: bool,
 }
 
 fn month_arg(text: &str) -> Result<chrono::NaiveDate, String> {
@@ -47,6 +51,15 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<i32> {
         )?;
         eprintln!(
             "wrote a CUR 2.0 export with split cost allocation data ({rows} line items) to {}",
+            args.out.display()
+        );
+        return Ok(0);
+    }
+    if args.cur2 {
+        jobs::generate_cur2(args.rows, args.seed, (args.services, args.month), &args.out)?;
+        eprintln!(
+            "wrote a CUR 2.0 export of {} line items to {}",
+            args.rows,
             args.out.display()
         );
         return Ok(0);

@@ -15,10 +15,23 @@ pub struct ImportArgs {
     /// and the allocations in one transaction (one command instead of import + allocate)
     #[arg(long)]
     allocate: bool,
+    /// The files are daily facts an engine wrote (`costsplit engine run`, Athena's UNLOAD;
+    /// docs/facts.md): refuse any that is not
+    #[arg(long)]
+    facts: bool,
 }
 
 pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<i32> {
-    let ImportArgs { files, allocate } = args;
+    let ImportArgs {
+        files,
+        allocate,
+        facts,
+    } = args;
+    if facts {
+        for file in crate::ingest::batch::expand(&files)? {
+            crate::ingest::check_facts_file(&file)?;
+        }
+    }
     // The rules first: a bad rules file stops the run before the file is read.
     let rules = match allocate {
         true => Some(jobs::load_rules(

@@ -8,6 +8,7 @@ mod allocate;
 mod args;
 mod catalog;
 mod demo;
+mod engine;
 mod explain;
 mod export;
 mod forecast;
@@ -104,6 +105,9 @@ pub enum Command {
     Migrate,
     /// Write a seeded synthetic month of FOCUS line items (for tests and benchmarks)
     Generate(generate::GenerateArgs),
+    /// Line items to daily facts by the engine where the export lives: the SQL for Spark or
+    /// Athena (`engine sql`), or run on a Spark cluster (`engine run`); docs/facts.md
+    Engine(engine::EngineArgs),
 }
 
 /// Runs a parsed command line. Returns the process exit code.
@@ -133,5 +137,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve => run::serve(config).await,
         Command::Migrate => migrate::run(&config).await,
         Command::Generate(args) => generate::run(&args),
+        Command::Engine(args) => engine::run(args),
     }
 }

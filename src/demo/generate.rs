@@ -591,6 +591,155 @@ impl World {
     }
 }
 
+/// The month's lines as an AWS CUR 2.0 export (`costsplit generate --cur2`): the same
+/// resources, services and tags (`user_` keys in `resource_tags`), covered usage as
+/// `SavingsPlanCoveredUsage` at its on-demand price with its effective cost, the commitment
+/// fee as `SavingsPlanRecurringFee`, tax, credits and corrections as their line item types.
+pub const CUR2_COLUMNS: [&str; 15] = [
+    "bill_billing_period_start_date",
+    "bill_payer_account_id",
+    "line_item_usage_account_id",
+    "line_item_usage_start_date",
+    "line_item_line_item_type",
+    "line_item_product_code",
+    "product",
+    "line_item_resource_id",
+    "line_item_currency_code",
+    "line_item_unblended_cost",
+    "savings_plan_savings_plan_effective_cost",
+    "savings_plan_total_commitment_to_date",
+    "savings_plan_used_commitment",
+    "pricing_public_on_demand_cost",
+    "resource_tags",
+];
+
+impl World {
+    fn cur2_fields(&self, line: &Line) -> [String; 15] {
+        let money = |n: i64| crate::money::Nanos(n.into()).to_string();
+        let (account, service, id, tags) = match line.resource {
+            Some(r) => {
+                let res = &self.resources[r];
+                (
+                    res.account,
+                    res.service_name,
+                    res.id.as_str(),
+                    res.tags.as_str(),
+                )
+            }
+            None if line.fee => (
+                0,
+                "Savings Plans for AWS Compute usage",
+                self.commitment_id.as_str(),
+                "",
+            ),
+            None => (0, "Tax", "", ""),
+        };
+        let user_tags = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(tags)
+            .map(|map| {
+                let prefixed: serde_json::Map<String, serde_json::Value> = map
+                    .into_iter()
+                    .map(|(k, v)| (format!("user_{k}"), v))
+                    .collect();
+                serde_json::Value::Object(prefixed).to_string()
+            })
+            .unwrap_or_default();
+        let covered = line.resource.is_some_and(|r| self.resources[r].covered)
+            && line.category == "Usage"
+            && line.class.is_empty();
+        let (kind, unblended, sp_effective, commitment, used) = if line.fee {
+            // The unused part of the commitment is the fee's effective cost.
+            let fee = line.billed;
+            (
+                "SavingsPlanRecurringFee",
+                money(fee),
+                String::new(),
+                money(fee),
+                money(fee - line.effective),
+            )
+        } else if covered {
+            (
+                "SavingsPlanCoveredUsage",
+                money(line.list),
+                money(line.effective),
+                String::new(),
+                String::new(),
+            )
+        } else {
+            let kind = match line.category {
+                "Tax" => "Tax",
+                "Credit" => "Credit",
+                _ => "Usage",
+            };
+            (
+                kind,
+                money(line.billed),
+                String::new(),
+                String::new(),
+                String::new(),
+            )
+        };
+        let code: String = service
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        [
+            format!("{}T00:00:00Z", self.first.format("%Y-%m-%d")),
+            self.accounts[0].clone(),
+            self.accounts[account].clone(),
+            self.timestamp(line.hour),
+            kind.to_string(),
+            code,
+            serde_json::json!({ "product_name": service }).to_string(),
+            id.to_string(),
+            "USD".to_string(),
+            unblended,
+            sp_effective,
+            commitment,
+            used,
+            if line.category == "Usage" || line.fee {
+                money(line.list)
+            } else {
+                String::new()
+            },
+            user_tags,
+        ]
+    }
+
+    /// Writes the month as a CUR 2.0 CSV (gzip-compressed when the path ends in `.gz`).
+    pub fn write_cur2_csv(&self, path: &Path) -> anyhow::Result<()> {
+        let mut writer = super::csv_writer(path)?;
+        writer.write_record(CUR2_COLUMNS)?;
+        for line in self.lines() {
+            writer.write_record(self.cur2_fields(&line))?;
+        }
+        writer.flush()?;
+        Ok(())
+    }
+
+    /// Writes the month as a CUR 2.0 parquet file (costs as float64, dates as timestamps,
+    /// `product` and `resource_tags` as JSON text).
+    pub fn write_cur2_parquet(&self, path: &Path) -> anyhow::Result<()> {
+        super::write_parquet(path, self.lines().map(|l| self.cur2_fields(&l)), |rows| {
+            let mut columns = Vec::with_capacity(CUR2_COLUMNS.len());
+            for (i, name) in CUR2_COLUMNS.iter().enumerate() {
+                let column = if name.ends_with("_cost")
+                    || name.ends_with("_commitment")
+                    || name.ends_with("_to_date")
+                {
+                    super::float_column(rows, i)?
+                } else if name.ends_with("_date") {
+                    super::timestamp_column(rows, i)
+                } else {
+                    super::text_column(rows, i)
+                };
+                columns.push((*name, column));
+            }
+            super::batch(columns)
+        })?;
+        Ok(())
+    }
+}
+
 fn to_batch(rows: &[[String; 22]]) -> anyhow::Result<arrow_array::RecordBatch> {
     let mut columns = Vec::with_capacity(COLUMNS.len());
     for (i, name) in COLUMNS.iter().enumerate() {

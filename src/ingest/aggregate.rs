@@ -173,19 +173,21 @@ impl Aggregator {
         Ok(id)
     }
 
-    /// Adds a line whose key values are already interned.
+    /// Adds `lines` line items (one row of a billing file; a daily fact's line count in a
+    /// facts file) whose key values are already interned.
     pub fn add_ids(
         &mut self,
         day: NaiveDate,
         period: NaiveDate,
         ids: [u32; KEY_COUNT],
         amounts: [i128; AMOUNT_COUNT],
+        lines: i64,
     ) {
         let sums = self.sums(day, period, ids);
         for (sum, amount) in sums.amounts.iter_mut().zip(amounts) {
             *sum += amount;
         }
-        sums.lines += 1;
+        sums.lines += lines;
     }
 
     /// The sums of the fact with these keys.

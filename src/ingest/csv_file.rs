@@ -20,7 +20,7 @@ use super::file::ImportError;
 use super::line::Line;
 
 /// Costs are summed in 1e-11 units (see `line::FINE_PER_NANO`).
-const FINE_DECIMALS: u32 = 11;
+use super::line::FINE_DECIMALS;
 
 /// An opened CSV file: its header and the rest, in chunks.
 pub struct CsvFile {

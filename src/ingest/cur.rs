@@ -185,15 +185,23 @@ enum Amortized {
     Zero,
 }
 
+/// The line item types amortization treats other than by their unblended cost. A `Fee` line
+/// of a reservation (its ARN set) is its upfront fee: zero, like the ones listed.
+const AMORTIZED: [(&str, Amortized); 6] = [
+    ("SavingsPlanCoveredUsage", Amortized::SavingsPlanEffective),
+    ("SavingsPlanRecurringFee", Amortized::UnusedCommitment),
+    ("SavingsPlanNegation", Amortized::Zero),
+    ("SavingsPlanUpfrontFee", Amortized::Zero),
+    ("DiscountedUsage", Amortized::ReservationEffective),
+    ("RIFee", Amortized::UnusedReservation),
+];
+const RESERVATION_FEE: &str = "Fee";
+
 fn amortized(line_type: &str, has_reservation: bool) -> Amortized {
-    match line_type {
-        "SavingsPlanCoveredUsage" => Amortized::SavingsPlanEffective,
-        "SavingsPlanRecurringFee" => Amortized::UnusedCommitment,
-        "SavingsPlanNegation" | "SavingsPlanUpfrontFee" => Amortized::Zero,
-        "DiscountedUsage" => Amortized::ReservationEffective,
-        "RIFee" => Amortized::UnusedReservation,
-        "Fee" if has_reservation => Amortized::Zero,
-        _ => Amortized::Unblended,
+    match AMORTIZED.iter().find(|(t, _)| *t == line_type) {
+        Some((_, how)) => *how,
+        None if line_type == RESERVATION_FEE && has_reservation => Amortized::Zero,
+        None => Amortized::Unblended,
     }
 }
 
@@ -547,5 +555,92 @@ impl RowMap for CurCsv {
             _ => "-".to_string(),
         };
         (column, None)
+    }
+}
+
+/// The local reader's mapping of a CUR 2.0 row, as the select expressions of an engine's
+/// aggregation (`costsplit engine sql`): built from the same declarations as [`CurCsv`]
+/// (field names, [`AMORTIZED`], [`CATEGORIES`], the product name and the tags), so that a
+/// change to one is a change to the other. `sql` renders each step in its dialect.
+pub(super) fn engine_plan(sql: &super::engine::Sql) -> super::engine::Plan {
+    use super::engine::Plan;
+    let col = |f: Field| f.snake();
+    let text = |f: Field| sql.text(col(f));
+    let amount = |f: Field| sql.amount(col(f));
+    let line_type = format!("COALESCE({}, '')", text(Field::LineItemType));
+    let has_reservation = format!("{} IS NOT NULL", text(Field::RiArn));
+    let billed = amount(Field::Unblended);
+    let effective_of = |how: Amortized| match how {
+        Amortized::Unblended => billed.clone(),
+        Amortized::SavingsPlanEffective => amount(Field::SpEffective),
+        Amortized::UnusedCommitment => format!(
+            "({} - {})",
+            amount(Field::SpTotalCommitment),
+            amount(Field::SpUsedCommitment)
+        ),
+        Amortized::ReservationEffective => amount(Field::RiEffective),
+        Amortized::UnusedReservation => format!(
+            "({} + {})",
+            amount(Field::RiUnusedAmortizedUpfront),
+            amount(Field::RiUnusedRecurring)
+        ),
+        Amortized::Zero => sql.zero(),
+    };
+    let mut effective = format!("CASE {line_type}");
+    for (t, how) in AMORTIZED {
+        effective.push_str(&format!(" WHEN '{t}' THEN {}", effective_of(how)));
+    }
+    effective.push_str(&format!(
+        " WHEN '{RESERVATION_FEE}' THEN CASE WHEN {has_reservation} THEN {} ELSE {billed} END ELSE {billed} END",
+        effective_of(Amortized::Zero)
+    ));
+    let mut category_sql = format!("CASE {line_type}");
+    for (name, types) in CATEGORIES {
+        for t in types {
+            category_sql.push_str(&format!(" WHEN '{t}' THEN '{name}'"));
+        }
+    }
+    category_sql.push_str(&format!(" ELSE '{OTHER_CATEGORY}' END"));
+    let list = format!(
+        "CASE WHEN ({category_sql}) IN ('Usage', 'Purchase') AND {} IS NOT NULL THEN {} ELSE {billed} END",
+        text(Field::PublicOnDemand),
+        amount(Field::PublicOnDemand)
+    );
+    let day = sql.day(col(Field::UsageStart));
+    let period = format!("COALESCE({}, {day})", sql.day(col(Field::PeriodStart)));
+    let service = format!(
+        "COALESCE({}, {}, {}, '')",
+        text(Field::ProductName),
+        sql.json_text_field("product", PRODUCT_NAME_KEY),
+        text(Field::ProductCode)
+    );
+    let key = |e: String| format!("COALESCE({e}, '')");
+    Plan {
+        day,
+        period,
+        keys: [
+            key(text(Field::Payer)),
+            key(text(Field::UsageAccount)),
+            "'AWS'".to_string(),
+            service,
+            key(text(Field::ResourceId)),
+            category_sql,
+            key(text(Field::Currency)),
+            sql.tags("resource_tags", true),
+        ],
+        effective,
+        billed: billed.clone(),
+        list,
+        contracted: billed,
+        columns: Field::ALL
+            .iter()
+            .map(|f| f.snake())
+            .chain(["product", "resource_tags"])
+            .map(|name| (name.to_string(), vec![name]))
+            .collect(),
+        refused: vec![(
+            col(Field::SplitParent).to_string(),
+            "split cost allocation data (EKS pods, ECS tasks) is divided among workloads by the local import only: import the files of these billing periods with `costsplit import`",
+        )],
     }
 }

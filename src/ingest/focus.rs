@@ -164,6 +164,7 @@ pub fn parquet_selection(file: &Path, header: &[String]) -> Result<Selection, Im
         billed: required(Col::BilledCost),
         list: name(Col::ListCost),
         contracted: name(Col::ContractedCost),
+        lines: None,
     })
 }
 
@@ -295,5 +296,43 @@ impl CsvRows {
             }
         }
         None
+    }
+}
+
+/// The FOCUS reader's mapping of a row, as the select expressions of an engine's aggregation
+/// (see `cur::engine_plan`): from the same column declarations ([`Col`], [`KEY_COLUMNS`]).
+/// The relation names each column by its first (FOCUS 1.2) name.
+pub(super) fn engine_plan(sql: &super::engine::Sql) -> super::engine::Plan {
+    use super::engine::Plan;
+    let name = |c: Col| c.names()[0];
+    let billed = sql.amount(name(Col::BilledCost));
+    let or_billed = |c: Col| {
+        format!(
+            "CASE WHEN {} IS NULL THEN {billed} ELSE {} END",
+            sql.text(name(c)),
+            sql.amount(name(c))
+        )
+    };
+    let day = sql.day(name(Col::ChargePeriodStart));
+    let keys = KEY_COLUMNS.map(|c| match c {
+        Col::Tags => sql.tags(name(c), false),
+        c => sql.untrimmed_key(name(c)),
+    });
+    Plan {
+        period: format!(
+            "COALESCE({}, {day})",
+            sql.day(name(Col::BillingPeriodStart))
+        ),
+        day,
+        keys,
+        effective: sql.amount(name(Col::EffectiveCost)),
+        billed: billed.clone(),
+        list: or_billed(Col::ListCost),
+        contracted: or_billed(Col::ContractedCost),
+        columns: Col::ALL
+            .iter()
+            .map(|c| (name(*c).to_string(), c.names().to_vec()))
+            .collect(),
+        refused: Vec::new(),
     }
 }

@@ -9,6 +9,8 @@ use crate::model::{Fact, Tags};
 /// Billing files carry up to 11 decimals; amounts are summed at 1e-11 and rounded to
 /// nano-units once, per batch, keeping each day's total exact (see [`round_to_nanos`]).
 pub const FINE_PER_NANO: i128 = 100;
+/// The decimals of those units.
+pub const FINE_DECIMALS: u32 = 11;
 
 /// The text key columns of a fact, in this order (also the column names of a parquet
 /// selection, see `parquet.rs`).
@@ -189,9 +191,15 @@ fn json_tags(raw: &str, cur: bool) -> Result<Tags, serde_json::Error> {
 /// A user tag's key as Cost Explorer and FOCUS show it: CUR 2.0 names it `user_<key>`, the
 /// legacy CUR `user:<key>`.
 pub(super) fn tag_key(key: &str) -> &str {
-    key.strip_prefix("user_")
-        .or_else(|| key.strip_prefix("user:"))
+    tag_key_prefixes()
+        .iter()
+        .find_map(|p| key.strip_prefix(p))
         .unwrap_or(key)
+}
+
+/// The prefixes of a user tag's key, stripped by [`tag_key`] (the first that matches).
+pub(super) fn tag_key_prefixes() -> [&'static str; 2] {
+    ["user_", "user:"]
 }
 
 /// Decodes [`KV_TAGS`] text. Empty values are no tag.

@@ -8,6 +8,8 @@ pub mod batch;
 pub mod cost_explorer;
 mod csv_file;
 mod cur;
+pub mod engine;
+pub mod facts;
 mod file;
 mod focus;
 pub mod line;
@@ -181,7 +183,11 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
         FileFormat::Parquet => guarded(path, || {
             let file = parquet::ParquetFile::open(path)?;
             let header = file.names();
-            if cur::is_cur(&header) {
+            if facts::is_facts(&header) {
+                let selection = facts::selection(path, &header)?;
+                let sums = file.read_columns(path, slicing.rows.max(1), &selection)?;
+                Ok((BillingSchema::Facts, sums))
+            } else if cur::is_cur(&header) {
                 let (columns, rows) = cur::parquet_rows(path, &header)?;
                 // A CUR row is decoded to text in every column it reads, where FOCUS keeps
                 // its columns' dictionaries: smaller batches hold the same memory.
@@ -243,6 +249,19 @@ const CUR_ROWS_DIVISOR: usize = 5;
 
 /// Bytes of a CSV file per chunk a worker parses (`COSTSPLIT_IMPORT_CSV_CHUNK_MB`).
 const CSV_CHUNK_BYTES: usize = 16 << 20;
+
+/// Whether `path` is a facts file (`docs/facts.md`): a parquet file with the contract's
+/// columns. Anything else (a CSV, another parquet file) is not, and says what it is.
+pub fn check_facts_file(path: &Path) -> Result<(), ImportError> {
+    if FileFormat::detect(path) != Some(FileFormat::Parquet) {
+        return Err(ImportError::Unreadable {
+            file: path.to_path_buf(),
+            message: "not a facts file: facts files are parquet (docs/facts.md); import billing exports without --facts".into(),
+        });
+    }
+    let header = guarded(path, || Ok(parquet::ParquetFile::open(path)?.names()))?;
+    facts::selection(path, &header).map(|_| ())
+}
 
 /// Reads billing files into daily facts. All files are one batch: together they replace the
 /// billing periods they contain (give every part of a multi-part export in one call).

@@ -32,7 +32,7 @@ use parquet::arrow::ProjectionMask;
 use super::aggregate::{sum_in_parallel, Aggregator};
 use super::csv_file::{DayCache, RowMap, Scratch};
 use super::file::ImportError;
-use super::line::KEY_COUNT;
+use super::line::{FINE_DECIMALS, KEY_COUNT};
 
 /// What a format reads from a parquet file, by column name: the day, the billing period
 /// (the day's own month when absent), each key ([`KEY_NAMES`](super::line::KEY_NAMES) order;
@@ -47,6 +47,8 @@ pub struct Selection {
     /// value is null, the billed cost).
     pub list: Option<String>,
     pub contracted: Option<String>,
+    /// How many line items each row stands for (a facts file's `line_count`); else one.
+    pub lines: Option<String>,
 }
 
 /// A parquet file's footer, read once and shared by the workers (each opens the file).
@@ -64,6 +66,28 @@ impl ParquetFile {
         let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
         let metadata = ArrowReaderMetadata::load(&file, options).map_err(|e| damaged(path, &e))?;
         Ok(ParquetFile { metadata })
+    }
+
+    /// The file's columns: name, and whether it is nested (a map, a struct, a list: JSON
+    /// text to a reader of text) or a float.
+    pub fn kinds(&self) -> Vec<(String, super::engine::ColumnKind)> {
+        use super::engine::ColumnKind;
+        let schema = self.metadata.schema();
+        schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let kind = match f.data_type() {
+                    DataType::Map(..)
+                    | DataType::Struct(_)
+                    | DataType::List(_)
+                    | DataType::LargeList(_) => ColumnKind::Json,
+                    DataType::Float32 | DataType::Float64 => ColumnKind::Float,
+                    _ => ColumnKind::Text,
+                };
+                (f.name().clone(), kind)
+            })
+            .collect()
     }
 
     /// The names of the file's columns.
@@ -85,6 +109,7 @@ impl ParquetFile {
             .chain(selection.period.iter())
             .chain(selection.list.iter())
             .chain(selection.contracted.iter())
+            .chain(selection.lines.iter())
             .chain(selection.keys.iter().flatten())
             .filter_map(|name| index(name))
             .collect();
@@ -261,6 +286,12 @@ fn add_columns(
     };
     let list = or_billed(&selection.list)?;
     let contracted = or_billed(&selection.contracted)?;
+    let lines = match selection.lines.as_deref() {
+        Some(name) => {
+            Some(counts(get(name).expect("a selected column")).map_err(|(i, p)| bad(i, name, p))?)
+        }
+        None => None,
+    };
     let mut ids = Vec::with_capacity(KEY_COUNT);
     for (key, name) in selection.keys.iter().enumerate() {
         let column = match name.as_deref().and_then(get) {
@@ -290,9 +321,37 @@ fn add_columns(
             period,
             key,
             [effective[row], billed[row], list[row], contracted[row]],
+            lines.as_ref().map_or(1, |l| l[row]),
         );
     }
     Ok(())
+}
+
+/// A count column (a facts file's `line_count`): whole, not negative, not null.
+fn counts(array: &ArrayRef) -> Result<Vec<i64>, (usize, String)> {
+    let values: Vec<Option<i64>> = match array.data_type() {
+        DataType::Int64 => array.as_primitive::<Int64Type>().iter().collect(),
+        DataType::Int32 => array
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map(i64::from))
+            .collect(),
+        other => {
+            return Err((
+                0,
+                format!("a line count is a whole number (BIGINT), not {other}"),
+            ))
+        }
+    };
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(row, v)| match v {
+            None => Err((row, "an empty line count".to_string())),
+            Some(n) if n < 0 => Err((row, format!("a negative line count ({n})"))),
+            Some(n) => Ok(n),
+        })
+        .collect()
 }
 
 /// The days of a date, timestamp or text column (`None` where null), or (row, problem).
@@ -386,9 +445,6 @@ fn days(array: &ArrayRef, rows: usize) -> Result<Vec<Option<NaiveDate>>, (usize,
     }
     Ok(out)
 }
-
-/// Costs are summed in 1e-11 units.
-const FINE_DECIMALS: u32 = 11;
 
 /// A cost column in 1e-11 units (null is zero, an empty cell), or (row, problem). A decimal
 /// (the money type of warehouse exports) is exact; a float is taken at its shortest decimal

@@ -68,6 +68,22 @@ pub fn generate_split_cost(
     by_extension(out, || month.write_parquet(out), || month.write_csv(out))
 }
 
+/// Writes `rows` line items of the standard month as an AWS CUR 2.0 export (no split cost
+/// allocation data) to `out` (.csv, .csv.gz or .parquet).
+pub fn generate_cur2(
+    rows: usize,
+    seed: u64,
+    (services, month): (Option<usize>, Option<chrono::NaiveDate>),
+    out: &Path,
+) -> anyhow::Result<()> {
+    let world = World::new(spec_of(rows, seed, (services, month))?);
+    by_extension(
+        out,
+        || world.write_cur2_parquet(out),
+        || world.write_cur2_csv(out),
+    )
+}
+
 fn write_world(world: &World, out: &Path) -> anyhow::Result<()> {
     by_extension(out, || world.write_parquet(out), || world.write_csv(out))
 }

@@ -15,6 +15,7 @@ mod crash;
 mod cur;
 mod daemon;
 mod dashboards;
+mod engine;
 mod exports;
 mod feedback;
 mod focus_validator;
