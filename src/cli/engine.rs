@@ -45,6 +45,9 @@ enum EngineCommand {
         /// The folder the facts are written to (replaced)
         #[arg(long, value_name = "DIR")]
         output: PathBuf,
+        /// A Spark setting, KEY=VALUE (repeatable), e.g. spark.executor.memory=4g
+        #[arg(long = "spark-conf", value_name = "KEY=VALUE")]
+        conf: Vec<String>,
     },
 }
 
@@ -70,6 +73,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<i32> {
             spark_home,
             period,
             output,
+            conf,
         } => {
             let outcome = run_spark(&SparkRun {
                 master: spark_master,
@@ -78,6 +82,7 @@ pub fn run(args: EngineArgs) -> anyhow::Result<i32> {
                 period,
                 input,
                 output: output.clone(),
+                conf,
             })?;
             println!(
                 "Spark wrote the facts in {:.1} s: {}\nstore them with: costsplit import --facts {}",

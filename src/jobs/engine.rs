@@ -20,6 +20,8 @@ pub struct SparkRun {
     pub input: PathBuf,
     /// A folder the facts parquet is written to (replaced).
     pub output: PathBuf,
+    /// Spark settings (`KEY=VALUE`: executor memory, shuffle partitions, ...).
+    pub conf: Vec<String>,
 }
 
 /// What a run produced.
@@ -52,9 +54,11 @@ pub fn run_spark(run: &SparkRun) -> anyhow::Result<SparkOutcome> {
     command
         .arg("--master")
         .arg(&run.master)
-        .args(["--conf", "spark.ui.enabled=false"])
-        .arg("-f")
-        .arg(&file);
+        .args(["--conf", "spark.ui.enabled=false"]);
+    for setting in &run.conf {
+        command.arg("--conf").arg(setting);
+    }
+    command.arg("-f").arg(&file);
     if let Some(home) = &run.spark_home {
         command.env("SPARK_HOME", home);
     }
