@@ -158,29 +158,21 @@ impl Sql {
             true => "(k, v) -> v IS NOT NULL AND v <> ''",
             false => "(k, v) -> v IS NOT NULL",
         };
+        let map = match self.dialect {
+            Dialect::Spark => format!("FROM_JSON({text}, 'map<string,string>')"),
+            Dialect::Trino => format!("CAST(JSON_PARSE({text}) AS MAP(VARCHAR, VARCHAR))"),
+        };
+        let map = match cur {
+            true => format!("TRANSFORM_KEYS({map}, (k, v) -> REGEXP_REPLACE(k, {strip}, ''))"),
+            false => map,
+        };
+        let kept = format!("MAP_FILTER({map}, {keep})");
         match self.dialect {
-            Dialect::Spark => {
-                let map = format!("FROM_JSON({text}, 'map<string,string>')");
-                let map = match cur {
-                    true => {
-                        format!("TRANSFORM_KEYS({map}, (k, v) -> REGEXP_REPLACE(k, {strip}, ''))")
-                    }
-                    false => map,
-                };
-                format!(
-                    "COALESCE(TO_JSON(MAP_FROM_ENTRIES(ARRAY_SORT(MAP_ENTRIES(MAP_FILTER({map}, {keep}))))), '{{}}')"
-                )
-            }
-            Dialect::Trino => {
-                let map = format!("CAST(JSON_PARSE({text}) AS MAP(VARCHAR, VARCHAR))");
-                let map = match cur {
-                    true => {
-                        format!("TRANSFORM_KEYS({map}, (k, v) -> REGEXP_REPLACE(k, {strip}, ''))")
-                    }
-                    false => map,
-                };
-                format!("COALESCE(JSON_FORMAT(CAST(MAP_FILTER({map}, {keep}) AS JSON)), '{{}}')")
-            }
+            // Keys in order, so equal tags give equal text.
+            Dialect::Spark => format!(
+                "COALESCE(TO_JSON(MAP_FROM_ENTRIES(ARRAY_SORT(MAP_ENTRIES({kept})))), '{{}}')"
+            ),
+            Dialect::Trino => format!("COALESCE(JSON_FORMAT(CAST({kept} AS JSON)), '{{}}')"),
         }
     }
 

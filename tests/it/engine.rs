@@ -117,6 +117,25 @@ impl Drop for SparkCluster {
     }
 }
 
+/// `costsplit generate KIND --rows ROWS` into `dir/name`.
+fn generate(dir: &Path, kind: &str, rows: usize, name: &str) -> PathBuf {
+    let out = dir.join(name);
+    let output = costsplit(dir).run(&[
+        "generate",
+        kind,
+        "--rows",
+        &rows.to_string(),
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    out
+}
+
 /// `costsplit engine run` of `input` (an export of `format`) on `cluster`, into `out`.
 fn engine_run(cluster: &SparkCluster, dir: &Path, format: &str, input: &Path, out: &Path) {
     let output = costsplit(dir).env("SPARK_LOCAL_IP", "127.0.0.1").run(&[
@@ -147,20 +166,7 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
     let cluster = SparkCluster::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     // A generated CUR 2.0 month as parquet: float costs, timestamps, savings-plan lines.
-    let generated = dir.path().join("generated-cur2.parquet");
-    let output = costsplit(dir.path()).run(&[
-        "generate",
-        "--cur2",
-        "--rows",
-        "20000",
-        "--out",
-        &generated.display().to_string(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let generated = generate(dir.path(), "--cur2", 20_000, "generated-cur2.parquet");
     // The real export as CSV and as parquet (maps, timestamps), the generated month, and a
     // real FOCUS export (Azure's: a BOM, 24-decimal amounts, minutes without seconds), each
     // through the cluster and against the local import of the same file.
@@ -183,20 +189,7 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
     }
     // Split cost allocation data is the local import's alone: the query fails, saying so,
     // and writes nothing.
-    let split = dir.path().join("split.csv");
-    let output = costsplit(dir.path()).run(&[
-        "generate",
-        "--split-cost",
-        "--rows",
-        "3000",
-        "--out",
-        &split.display().to_string(),
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let split = generate(dir.path(), "--split-cost", 3_000, "split.csv");
     let out = dir.path().join("facts-split");
     let output = tokio::task::block_in_place(|| {
         costsplit(dir.path())
