@@ -69,7 +69,7 @@ table="Engine benchmark: \`bench/engine.sh\` ($ROWS CUR 2.0 line items, \`costsp
 | step | wall | peak RSS |
 |---|---|---|
 | costsplit import (line items to facts, stored) | ${local_s} s | ${local_mb} MB |
-| Spark standalone (master + 2 one-core workers, 2 GB executors): \`engine run\` | ${spark_s} s | ${spark_mb} MB (costsplit; Spark's JVMs apart) |
+| Spark standalone (master + 2 one-core workers, 2 GB executors): \`engine run\` | ${spark_s} s | ${spark_mb} MB (the spark-sql driver; the workers' executors apart) |
 | then \`costsplit import --facts\` (a $facts_kb KB facts file) | ${facts_s} s | ${facts_mb} MB |"
 printf '%s\n' "$table"
 python3 bench/write_section.py engines bench/engine.sh "Engines" "$table"

@@ -58,7 +58,9 @@ pub fn run_spark(run: &SparkRun) -> anyhow::Result<SparkOutcome> {
     for setting in &run.conf {
         command.arg("--conf").arg(setting);
     }
-    command.arg("-f").arg(&file);
+    // spark-sql leaves its metastore (metastore_db/, derby.log) in its working folder: the
+    // temporary one, not the user's.
+    command.arg("-f").arg(&file).current_dir(dir.path());
     if let Some(home) = &run.spark_home {
         command.env("SPARK_HOME", home);
     }

@@ -187,6 +187,8 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
         assert_eq!(engine.periods, local.periods, "{name}: periods");
         assert_eq!(engine.line_items, local.line_items, "{name}: line items");
     }
+    // Spark's metastore stays out of the user's folder.
+    assert!(!dir.path().join("metastore_db").exists() && !dir.path().join("derby.log").exists());
     // Split cost allocation data is the local import's alone: the query fails, saying so,
     // and writes nothing.
     let split = generate(dir.path(), "--split-cost", 3_000, "split.csv");
