@@ -137,8 +137,14 @@ fn generate(dir: &Path, kind: &str, rows: usize, name: &str) -> PathBuf {
 }
 
 /// `costsplit engine run` of `input` (an export of `format`) on `cluster`, into `out`.
-fn engine_run(cluster: &SparkCluster, dir: &Path, format: &str, input: &Path, out: &Path) {
-    let output = costsplit(dir).env("SPARK_LOCAL_IP", "127.0.0.1").run(&[
+fn engine_run(
+    cluster: &SparkCluster,
+    dir: &Path,
+    format: &str,
+    input: &Path,
+    out: &Path,
+) -> std::process::Output {
+    costsplit(dir).env("SPARK_LOCAL_IP", "127.0.0.1").run(&[
         "engine",
         "run",
         "--format",
@@ -150,14 +156,7 @@ fn engine_run(cluster: &SparkCluster, dir: &Path, format: &str, input: &Path, ou
         "--output",
         &out.display().to_string(),
         &input.display().to_string(),
-    ]);
-    assert!(
-        output.status.success(),
-        "engine run failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("costsplit import --facts"));
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,7 +177,15 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
     ] {
         let local = ingest::read_files(std::slice::from_ref(&input)).expect("the export imports");
         let out = dir.path().join(format!("facts-{name}"));
-        tokio::task::block_in_place(|| engine_run(&cluster, dir.path(), format, &input, &out));
+        let output =
+            tokio::task::block_in_place(|| engine_run(&cluster, dir.path(), format, &input, &out));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: engine run failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("costsplit import --facts"), "{stdout}");
         let engine = ingest::read_files(std::slice::from_ref(&out)).expect("the facts import");
         assert_eq!(engine.facts.len(), local.facts.len(), "{name}: facts");
         for (e, l) in engine.facts.iter().zip(&local.facts) {
@@ -193,21 +200,8 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
     // and writes nothing.
     let split = generate(dir.path(), "--split-cost", 3_000, "split.csv");
     let out = dir.path().join("facts-split");
-    let output = tokio::task::block_in_place(|| {
-        costsplit(dir.path())
-            .env("SPARK_LOCAL_IP", "127.0.0.1")
-            .run(&[
-                "engine",
-                "run",
-                "--spark-master",
-                &cluster.master,
-                "--spark-home",
-                &spark_home().display().to_string(),
-                "--output",
-                &out.display().to_string(),
-                &split.display().to_string(),
-            ])
-    });
+    let output =
+        tokio::task::block_in_place(|| engine_run(&cluster, dir.path(), "cur2", &split, &out));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
