@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::ingest::engine::{facts_query, Dialect, EngineFormat};
-use crate::jobs::{run_spark, SparkRun};
+use crate::jobs::{facts_query, run_spark, Dialect, EngineFormat, SparkRun};
 
 #[derive(Debug, Args)]
 pub struct EngineArgs {

@@ -28,9 +28,7 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<i32> {
         facts,
     } = args;
     if facts {
-        for file in crate::ingest::batch::expand(&files)? {
-            crate::ingest::check_facts_file(&file)?;
-        }
+        jobs::check_facts_files(&files)?;
     }
     // The rules first: a bad rules file stops the run before the file is read.
     let rules = match allocate {

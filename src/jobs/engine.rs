@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::ingest::engine::{self, EngineFormat, Source};
+use crate::ingest::engine::{self, Source};
+pub use crate::ingest::engine::{facts_query, Dialect, EngineFormat};
 
 /// What an engine run is given.
 pub struct SparkRun {

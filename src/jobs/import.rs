@@ -27,6 +27,15 @@ pub struct ImportSummary {
     pub billed: PerCurrency,
 }
 
+/// Refuses, before anything is read or stored, any of `files` (folders expanded) that is not
+/// a facts file (`import --facts`).
+pub fn check_facts_files(files: &[PathBuf]) -> anyhow::Result<()> {
+    for file in ingest::batch::expand(files)? {
+        ingest::check_facts_file(&file)?;
+    }
+    Ok(())
+}
+
 /// Reads the files and replaces the billing periods they hold, in one transaction.
 pub async fn import_files(
     store: &Store,

@@ -39,9 +39,9 @@ pub use budgets::{budget_histories, budget_statuses, check_budgets, last_allocat
 pub use catalog::{not_in_catalog, sync_catalog, CatalogSync, NotInCatalog};
 pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};
-pub use engine::{run_spark, SparkOutcome, SparkRun};
+pub use engine::{facts_query, run_spark, Dialect, EngineFormat, SparkOutcome, SparkRun};
 pub use generate::{generate, generate_cur2, generate_split_cost};
-pub use import::{import_and_allocate, import_files, ImportSummary};
+pub use import::{check_facts_files, import_and_allocate, import_files, ImportSummary};
 pub use page::{page_view, warm_api_cache};
 pub use reports::report;
 pub use rules::{
