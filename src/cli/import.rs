@@ -9,6 +9,8 @@ use crate::jobs::{self, Clock};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// Billing files or folders; with --facts also S3 folders (`s3://bucket/prefix/`, read
+    /// with the standard AWS credential chain, AWS_REGION and AWS_ENDPOINT_URL)
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Also allocate the whole months the files touch, in memory, and store the facts
@@ -27,8 +29,25 @@ pub async fn run(config: &Config, args: ImportArgs) -> anyhow::Result<i32> {
         allocate,
         facts,
     } = args;
+    let (s3, mut files): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| f.to_string_lossy().starts_with("s3://"));
+    anyhow::ensure!(
+        s3.is_empty() || facts,
+        "{}: S3 folders are read with --facts (an engine's daily facts); an export's parts are pulled by [[exports]] and `costsplit sync exports`",
+        s3[0].display()
+    );
     if facts {
         jobs::check_facts_files(&files)?;
+    }
+    // Kept until the import ends: the downloaded facts.
+    let downloaded = tempfile::tempdir()?;
+    if !s3.is_empty() {
+        let uris: Vec<String> = s3
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        files.extend(jobs::fetch_s3_facts(&uris, downloaded.path()).await?);
     }
     // The rules first: a bad rules file stops the run before the file is read.
     let rules = match allocate {

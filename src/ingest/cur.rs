@@ -269,6 +269,24 @@ enum TagColumns {
     Columns(Vec<(usize, String)>),
 }
 
+/// CUR 2.0's map of a line item's tags.
+const TAGS_MAP: &str = "resource_tags";
+
+/// The tag columns of a CUR without a [`TAGS_MAP`] (a legacy CUR's `resourceTags/KEY`, or the
+/// `resource_tags_KEY` of its parquet and Athena table): (index, key as the CUR writes it).
+pub(super) fn tag_columns(header: &[String]) -> Vec<(usize, String)> {
+    header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            let key = h
+                .strip_prefix("resourceTags/")
+                .or_else(|| h.strip_prefix("resource_tags_"))?;
+            Some((i, key.to_string()))
+        })
+        .collect()
+}
+
 /// A CUR 2.0 or legacy CUR CSV: where each needed column is, and how a row becomes a line.
 pub struct CurCsv {
     header: Vec<String>,
@@ -306,20 +324,9 @@ impl CurCsv {
                 return Err(ImportError::missing_column(file, name, format, header));
             }
         }
-        let tags = match position("resource_tags") {
+        let tags = match position(TAGS_MAP) {
             Some(i) if !legacy => TagColumns::Json(i),
-            _ => TagColumns::Columns(
-                header
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, h)| {
-                        let key = h
-                            .strip_prefix("resourceTags/")
-                            .or_else(|| h.strip_prefix("resource_tags_"))?;
-                        Some((i, key.to_string()))
-                    })
-                    .collect(),
-            ),
+            _ => TagColumns::Columns(tag_columns(header)),
         };
         Ok(CurCsv {
             header: header.to_vec(),
@@ -626,18 +633,20 @@ pub(super) fn engine_plan(sql: &super::engine::Sql) -> super::engine::Plan {
             key(text(Field::ResourceId)),
             category_sql,
             key(text(Field::Currency)),
-            sql.tags("resource_tags", true),
+            sql.tags(TAGS_MAP, true),
         ],
         effective,
         billed: billed.clone(),
         list,
         contracted: billed,
+        // A legacy CUR names its columns `lineItem/UsageStartDate` in CSV, and as CUR 2.0
+        // does in its parquet and Athena table.
         columns: Field::ALL
             .iter()
-            .map(|f| f.snake())
-            .chain(["product", "resource_tags"])
-            .map(|name| (name.to_string(), vec![name]))
+            .map(|f| (f.snake().to_string(), vec![f.snake(), f.legacy()]))
+            .chain(["product", TAGS_MAP].map(|name| (name.to_string(), vec![name])))
             .collect(),
+        tag_columns: Some((TAGS_MAP, tag_columns)),
         refused: vec![(
             col(Field::SplitParent).to_string(),
             "split cost allocation data (EKS pods, ECS tasks) is divided among workloads by the local import only: import the files of these billing periods with `costsplit import`",

@@ -28,12 +28,16 @@ pub enum EngineFormat {
     Cur2,
     /// FOCUS 1.0-1.3 (any provider's).
     Focus,
+    /// The legacy AWS CUR: `lineItem/UnblendedCost` CSV headers and a column per tag, or
+    /// its snake_case parquet and Athena table.
+    LegacyCur,
 }
 
 impl EngineFormat {
     fn plan(self, sql: &Sql) -> Plan {
         match self {
-            EngineFormat::Cur2 => super::cur::engine_plan(sql),
+            // One plan: the columns it reads have both CURs' names.
+            EngineFormat::Cur2 | EngineFormat::LegacyCur => super::cur::engine_plan(sql),
             EngineFormat::Focus => super::focus::engine_plan(sql),
         }
     }
@@ -64,7 +68,13 @@ pub struct Plan {
     /// Columns whose presence (a non-empty value) the engine cannot handle, with why: the
     /// query fails on the first such row instead of summing it differently from the import.
     pub refused: Vec<(String, &'static str)>,
+    /// A column of tags as a JSON object that a source without it builds from a column per
+    /// tag (legacy CUR): its name, and how the local reader finds those columns and keys.
+    pub tag_columns: Option<(&'static str, TagColumnsOf)>,
 }
+
+/// Finds the tag columns of a header: (index, key).
+pub type TagColumnsOf = fn(&[String]) -> Vec<(usize, String)>;
 
 /// The decimal type sums are made in: 38 digits, 1e-11 (the finest a billing file carries).
 fn decimal() -> String {
@@ -78,12 +88,30 @@ impl Sql {
 
     /// A float column's value as exact decimal text by the local reader's float rule
     /// (`parquet::fine_units`): below 90,000 its value times 1e11 rounded, else its
-    /// shortest decimal form.
+    /// shortest decimal form (in Trino, its cast to the sums' decimal, which rounds that
+    /// form half up at 11 decimals as the import does).
     pub fn float_text(&self, quoted: &str) -> String {
-        format!(
-            "CASE WHEN ABS({quoted}) < 9.0E4 THEN CAST(CAST(CONCAT(CAST(CAST(ROUND({quoted} * 1.0E11) AS BIGINT) AS STRING), 'E-11') AS {}) AS STRING) ELSE CAST({quoted} AS STRING) END",
-            decimal()
-        )
+        let units = format!("CAST(ROUND({quoted} * 1.0E11) AS BIGINT)");
+        match self.dialect {
+            Dialect::Spark => format!(
+                "CASE WHEN ABS({quoted}) < 9.0E4 THEN CAST(CAST(CONCAT(CAST({units} AS STRING), 'E-11') AS {}) AS STRING) ELSE CAST({quoted} AS STRING) END",
+                decimal()
+            ),
+            // Trino's text to decimal takes no exponent: scale the integer units instead.
+            Dialect::Trino => format!(
+                "CASE WHEN ABS({quoted}) < 9.0E4 THEN CAST(CAST({units} AS DECIMAL(20, 0)) * DECIMAL '0.{}1' AS VARCHAR) ELSE CAST(CAST({quoted} AS {}) AS VARCHAR) END",
+                "0".repeat(FINE_DECIMALS as usize - 1),
+                decimal()
+            ),
+        }
+    }
+
+    /// A map or struct column as JSON text (as the local reader renders a parquet map).
+    pub fn json(&self, quoted: &str) -> String {
+        match self.dialect {
+            Dialect::Spark => format!("TO_JSON({quoted})"),
+            Dialect::Trino => format!("JSON_FORMAT(CAST({quoted} AS JSON))"),
+        }
     }
 
     fn string_type(&self) -> &'static str {
@@ -126,6 +154,39 @@ impl Sql {
             decimal(),
             self.zero()
         )
+    }
+
+    /// A string literal.
+    fn literal(&self, text: &str) -> String {
+        match self.dialect {
+            Dialect::Spark => literal(text),
+            Dialect::Trino => format!("'{}'", text.replace('\'', "''")),
+        }
+    }
+
+    /// A JSON object of tags from a column per tag ((column, key)), as [`Sql::tags`] reads
+    /// the CUR 2.0 map: values as trimmed text, an empty one null (dropped there).
+    fn tags_object(&self, columns: &[(String, String)]) -> String {
+        if columns.is_empty() {
+            return "'{}'".to_string();
+        }
+        let keys: Vec<String> = columns.iter().map(|(_, k)| self.literal(k)).collect();
+        let values: Vec<String> = columns.iter().map(|(c, _)| self.text(c)).collect();
+        match self.dialect {
+            Dialect::Spark => {
+                let pairs: Vec<String> = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|(k, v)| format!("{k}, {v}"))
+                    .collect();
+                format!("TO_JSON(MAP({}))", pairs.join(", "))
+            }
+            Dialect::Trino => format!(
+                "JSON_FORMAT(CAST(MAP(ARRAY[{}], ARRAY[{}]) AS JSON))",
+                keys.join(", "),
+                values.join(", ")
+            ),
+        }
     }
 
     pub fn zero(&self) -> String {
@@ -200,6 +261,17 @@ fn regex_escape(text: &str) -> String {
 /// The aggregation of `format`'s line items into daily facts, in `dialect`, reading
 /// [`LINES`], optionally only the billing period `period` (`YYYY-MM`).
 pub fn facts_query(format: EngineFormat, dialect: Dialect, period: Option<&str>) -> String {
+    facts_query_from(format, dialect, period, LINES)
+}
+
+/// [`facts_query`] reading `from`: a relation with the columns of [`LINES`] (a subquery
+/// named `costsplit_lines` on Athena, where UNLOAD takes one statement).
+pub fn facts_query_from(
+    format: EngineFormat,
+    dialect: Dialect,
+    period: Option<&str>,
+    from: &str,
+) -> String {
     let sql = Sql::new(dialect);
     let plan = format.plan(&sql);
     let mut select: Vec<String> = Vec::new();
@@ -228,7 +300,7 @@ pub fn facts_query(format: EngineFormat, dialect: Dialect, period: Option<&str>)
         filters.push(format!("{} = DATE '{period}-01'", plan.period));
     }
     let group_by: Vec<String> = (1..=groups).map(|i| i.to_string()).collect();
-    let mut text = format!("SELECT\n  {}\nFROM {LINES}\n", select.join(",\n  "));
+    let mut text = format!("SELECT\n  {}\nFROM {from}\n", select.join(",\n  "));
     if !filters.is_empty() {
         text.push_str(&format!("WHERE {}\n", filters.join("\n  AND ")));
     }
@@ -302,7 +374,15 @@ impl Source {
             EngineFormat::Focus => {
                 super::focus::csv_rows(first, &header)?;
             }
-            EngineFormat::Cur2 => {}
+            EngineFormat::LegacyCur
+                if !super::cur::is_legacy_cur(&header) && !super::cur::is_cur(&header) =>
+            {
+                return Err(ImportError::Unreadable {
+                    file: first.clone(),
+                    message: "is not an AWS CUR (no lineItem/UsageStartDate or line_item_usage_start_date column); give --format for the export it is".into(),
+                })
+            }
+            EngineFormat::Cur2 | EngineFormat::LegacyCur => {}
         }
         Ok(Source {
             path: path.to_path_buf(),
@@ -310,6 +390,49 @@ impl Source {
             columns,
         })
     }
+}
+
+/// The select expressions of [`LINES`] over a source with `columns`: every column the plan
+/// of `format` reads, as text (by its kind), or NULL where the source lacks it.
+pub fn lines_columns(
+    format: EngineFormat,
+    dialect: Dialect,
+    columns: &[(String, ColumnKind)],
+) -> Vec<String> {
+    let sql = Sql::new(dialect);
+    let plan = format.plan(&sql);
+    let header: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
+    plan.columns
+        .into_iter()
+        .map(|(name, names)| {
+            let found = names.iter().find_map(|want| {
+                columns
+                    .iter()
+                    .find(|(c, _)| c.trim().eq_ignore_ascii_case(want))
+            });
+            let expr = match found {
+                None => match plan.tag_columns {
+                    Some((tags, of)) if tags == name => {
+                        let found: Vec<(String, String)> = of(&header)
+                            .into_iter()
+                            .map(|(i, key)| (header[i].clone(), key))
+                            .collect();
+                        sql.tags_object(&found)
+                    }
+                    _ => format!("CAST(NULL AS {})", sql.string_type()),
+                },
+                Some((c, kind)) => {
+                    let quoted = sql.quote(c);
+                    match kind {
+                        ColumnKind::Text => format!("CAST({quoted} AS {})", sql.string_type()),
+                        ColumnKind::Json => sql.json(&quoted),
+                        ColumnKind::Float => sql.float_text(&quoted),
+                    }
+                }
+            };
+            format!("{expr} AS {}", sql.quote(&name))
+        })
+        .collect()
 }
 
 /// A Spark SQL literal.
@@ -326,7 +449,6 @@ pub fn spark_script(
     period: Option<&str>,
     output: &Path,
 ) -> String {
-    let sql = Sql::new(Dialect::Spark);
     let path = literal(&source.path.display().to_string());
     let reader = match source.format {
         FileFormat::Parquet => format!("USING parquet OPTIONS (path {path})"),
@@ -335,29 +457,7 @@ pub fn spark_script(
             "USING csv OPTIONS (path {path}, header 'true', escape '\"', multiLine 'true', inferSchema 'false')"
         ),
     };
-    let columns: Vec<String> = columns_read(format)
-        .into_iter()
-        .map(|(name, names)| {
-            let found = names.iter().find_map(|want| {
-                source
-                    .columns
-                    .iter()
-                    .find(|(c, _)| c.trim().eq_ignore_ascii_case(want))
-            });
-            let expr = match found {
-                None => "CAST(NULL AS STRING)".to_string(),
-                Some((c, kind)) => {
-                    let quoted = sql.quote(c);
-                    match kind {
-                        ColumnKind::Text => format!("CAST({quoted} AS STRING)"),
-                        ColumnKind::Json => format!("TO_JSON({quoted})"),
-                        ColumnKind::Float => sql.float_text(&quoted),
-                    }
-                }
-            };
-            format!("{expr} AS {}", sql.quote(&name))
-        })
-        .collect();
+    let columns = lines_columns(format, Dialect::Spark, &source.columns);
     let query = facts_query(format, Dialect::Spark, period);
     format!(
         "SET spark.sql.session.timeZone=UTC;\n\

@@ -334,5 +334,6 @@ pub(super) fn engine_plan(sql: &super::engine::Sql) -> super::engine::Plan {
             .map(|c| (name(*c).to_string(), c.names().to_vec()))
             .collect(),
         refused: Vec::new(),
+        tag_columns: None,
     }
 }

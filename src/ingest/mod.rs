@@ -3,6 +3,7 @@
 //! they never write the store and never look at rules.
 
 pub mod aggregate;
+pub mod athena;
 mod aws;
 pub mod batch;
 pub mod cost_explorer;

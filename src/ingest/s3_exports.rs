@@ -49,6 +49,44 @@ pub struct ExportSource {
     /// Billing periods before this month (`YYYY-MM`) are left alone.
     #[serde(default)]
     pub since: Option<String>,
+    /// Who sums the line items of a changed period: `local` (costsplit downloads and reads
+    /// the parts) or `athena` (an UNLOAD of the generated query; the settings below).
+    #[serde(default)]
+    pub engine: ExportEngine,
+    /// Athena: the workgroup the queries run in (its limits apply).
+    #[serde(default)]
+    pub workgroup: Option<String>,
+    /// Athena: the data catalog (default `AwsDataCatalog`), database and table over the export.
+    #[serde(default)]
+    pub catalog: Option<String>,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Athena: `s3://bucket/prefix/` for query results and costsplit's UNLOADs.
+    #[serde(default)]
+    pub output_location: Option<String>,
+    /// Athena: SQL keeping one period's partition, `{period}` as `YYYY-MM`, `{year}` and
+    /// `{month}` (1-12) its parts (default `billing_period = '{period}'`, the partition of a
+    /// Data Exports table; for legacy-cur `year = '{year}' AND month = '{month}'`, the
+    /// partitions of AWS's CUR-to-Athena table; empty for none).
+    #[serde(default)]
+    pub partition_filter: Option<String>,
+    /// Athena: the price of a TB scanned (default 5.00).
+    #[serde(default)]
+    pub scan_price_per_tb: Option<String>,
+    /// Athena: how long a query may run before it is stopped (default 1800).
+    #[serde(default)]
+    pub query_timeout_secs: Option<u64>,
+}
+
+/// Who sums an export's line items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportEngine {
+    #[default]
+    Local,
+    Athena,
 }
 
 fn default_region() -> String {
@@ -84,9 +122,94 @@ impl ExportSource {
         }
     }
 
+    /// The Athena settings, checked, when the export's engine is Athena.
+    pub fn athena(&self) -> Result<Option<super::athena::AthenaTarget>, ExportSettingError> {
+        use super::engine::EngineFormat;
+        if self.engine != ExportEngine::Athena {
+            let set = [
+                ("workgroup", self.workgroup.is_some()),
+                ("database", self.database.is_some()),
+                ("table", self.table.is_some()),
+                ("output_location", self.output_location.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(ExportSettingError::Athena {
+                    export: self.name(),
+                    problem: format!(
+                        "`{key}` is an Athena setting: add engine = \"athena\" or remove it"
+                    ),
+                });
+            }
+            return Ok(None);
+        }
+        let problem = |problem: String| ExportSettingError::Athena {
+            export: self.name(),
+            problem,
+        };
+        let format = match self.format.as_str() {
+            "cur2" => EngineFormat::Cur2,
+            "focus" => EngineFormat::Focus,
+            "legacy-cur" => EngineFormat::LegacyCur,
+            other => {
+                return Err(problem(format!(
+                    "format `{other}`: use cur2, focus or legacy-cur"
+                )))
+            }
+        };
+        let required = |key: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| problem(format!("`{key}` is required with engine = \"athena\"")))
+        };
+        let database = required("database", &self.database)?;
+        let table = required("table", &self.table)?;
+        let output = required("output_location", &self.output_location)?;
+        let (output_bucket, output_prefix) =
+            super::athena::split_s3_uri(&output).ok_or_else(|| {
+                problem(format!(
+                    "output_location `{output}`: write an S3 folder, s3://bucket/prefix/"
+                ))
+            })?;
+        let price_text = self
+            .scan_price_per_tb
+            .as_deref()
+            .unwrap_or(super::athena::DEFAULT_PRICE_PER_TB);
+        let price_per_tb = super::athena::parse_price(price_text).ok_or_else(|| {
+            problem(format!(
+                "scan_price_per_tb `{price_text}`: write the price of a TB scanned, as 5.00"
+            ))
+        })?;
+        Ok(Some(super::athena::AthenaTarget {
+            format,
+            workgroup: self.workgroup.clone().unwrap_or_else(|| "primary".into()),
+            catalog: self
+                .catalog
+                .clone()
+                .unwrap_or_else(|| "AwsDataCatalog".into()),
+            database,
+            table,
+            output_bucket,
+            output_prefix,
+            partition_filter: self
+                .partition_filter
+                .clone()
+                .unwrap_or_else(|| match format {
+                    // The partitions of the table AWS's CUR-to-Athena integration makes.
+                    EngineFormat::LegacyCur => "year = '{year}' AND month = '{month}'".into(),
+                    _ => "billing_period = '{period}'".into(),
+                }),
+            price_per_tb,
+            timeout: Duration::from_secs(self.query_timeout_secs.unwrap_or(1800).max(1)),
+        }))
+    }
+
     /// Checks what serde cannot. Messages say what to write.
     pub fn validate(&self) -> Result<(), ExportSettingError> {
         self.layout()?;
+        self.athena()?;
         if self.bucket.trim().is_empty() {
             return Err(ExportSettingError::EmptyBucket);
         }
@@ -111,6 +234,8 @@ pub enum ExportSettingError {
     EmptyBucket,
     #[error("[[exports]] `{export}`: since `{since}`: write a month as YYYY-MM")]
     Since { export: String, since: String },
+    #[error("[[exports]] `{export}`: {problem}")]
+    Athena { export: String, problem: String },
 }
 
 /// An S3 request that failed: what was asked, and S3's answer (never a credential).
@@ -118,9 +243,9 @@ pub enum ExportSettingError {
 #[error("{0}")]
 pub struct S3Failed(pub String);
 
-/// An S3 client for the export: path-style addressing when an endpoint is given.
-pub async fn client(source: &ExportSource) -> Client {
-    let config = super::aws::sdk_config(super::aws::Access {
+/// The SDK configuration of the export's AWS calls (S3 and Athena alike).
+pub async fn sdk_config(source: &ExportSource) -> aws_config::SdkConfig {
+    super::aws::sdk_config(super::aws::Access {
         region: &source.region,
         endpoint_url: source.endpoint_url.as_deref(),
         profile: source.profile.as_deref(),
@@ -129,11 +254,75 @@ pub async fn client(source: &ExportSource) -> Client {
         max_attempts: 5,
         initial_backoff: Duration::from_millis(500),
     })
-    .await;
+    .await
+}
+
+/// An S3 client for the export: path-style addressing when an endpoint is given.
+pub async fn client(source: &ExportSource) -> Client {
+    let config = sdk_config(source).await;
     let s3 = aws_sdk_s3::config::Builder::from(&config)
         .force_path_style(source.endpoint_url.is_some())
         .build();
     Client::from_conf(s3)
+}
+
+/// An S3 client from the environment alone (`import --facts s3://…`): the standard
+/// credential chain, `AWS_REGION` (default us-east-1), `AWS_ENDPOINT_URL` (then path-style).
+pub async fn env_client() -> Client {
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| default_region());
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
+    let config = super::aws::sdk_config(super::aws::Access {
+        region: &region,
+        endpoint_url: endpoint.as_deref(),
+        profile: None,
+        role_arn: None,
+        external_id: None,
+        max_attempts: 5,
+        initial_backoff: Duration::from_millis(500),
+    })
+    .await;
+    let s3 = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(endpoint.is_some())
+        .build();
+    Client::from_conf(s3)
+}
+
+/// Downloads every object under the S3 folder `uri` (`s3://bucket/prefix`) into `dir`, as
+/// parquet files (an engine's facts: UNLOAD names its files without an extension). Returns
+/// (local file, `s3://` URI) pairs, oldest key first.
+pub async fn download_folder(
+    client: &Client,
+    uri: &str,
+    dir: &Path,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    let (bucket, prefix) = super::athena::split_s3_uri(uri)
+        .ok_or_else(|| format!("`{uri}`: write an S3 folder as s3://bucket/prefix/"))?;
+    let listing = list_under(client, &bucket, &prefix)
+        .await
+        .map_err(|e| e.0)?;
+    let mut files = Vec::new();
+    for (key, object) in &listing.objects {
+        // Folder markers, Spark's _SUCCESS and Athena's metadata are not facts.
+        let name = key.rsplit('/').next().unwrap_or_default();
+        if object.size == 0
+            || name.starts_with(['_', '.'])
+            || name.ends_with(".metadata")
+            || name.ends_with(".csv")
+        {
+            continue;
+        }
+        let local = dir.join(format!("{:05}.parquet", files.len()));
+        stream_to_file(client, &bucket, key, &local).await?;
+        files.push((local, format!("s3://{bucket}/{key}")));
+    }
+    if files.is_empty() {
+        return Err(format!("{uri} holds no facts files"));
+    }
+    Ok(files)
 }
 
 /// An object as the listing shows it.
@@ -150,24 +339,32 @@ pub struct Listing {
     pub requests: i64,
 }
 
-/// Lists the prefix, following continuation tokens.
+/// Lists the export's prefix, following continuation tokens.
 pub async fn list(client: &Client, source: &ExportSource) -> Result<Listing, S3Failed> {
+    list_under(
+        client,
+        &source.bucket,
+        source.prefix.trim_start_matches('/'),
+    )
+    .await
+}
+
+/// Lists every object under `prefix` in `bucket`, following continuation tokens.
+pub async fn list_under(client: &Client, bucket: &str, prefix: &str) -> Result<Listing, S3Failed> {
     let mut listing = Listing::default();
     let mut token: Option<String> = None;
     loop {
         listing.requests += 1;
         let page = client
             .list_objects_v2()
-            .bucket(&source.bucket)
-            .prefix(source.prefix.trim_start_matches('/'))
+            .bucket(bucket)
+            .prefix(prefix)
             .set_continuation_token(token.take())
             .send()
             .await
             .map_err(|e| {
                 S3Failed(format!(
-                    "listing s3://{}/{}: {}",
-                    source.bucket,
-                    source.prefix,
+                    "listing s3://{bucket}/{prefix}: {}",
                     DisplayErrorContext(&e)
                 ))
             })?;
@@ -320,7 +517,7 @@ pub async fn download(
         let name = key.rsplit('/').next().unwrap_or("part");
         let local = dir.join(format!("{i:05}-{name}"));
         requests += 1;
-        stream_to_file(client, source, key, &local)
+        stream_to_file(client, &source.bucket, key, &local)
             .await
             .map_err(|e| (e, requests))?;
         files.push((local, uri(key)));
@@ -331,27 +528,21 @@ pub async fn download(
 /// The body of an object; errors name it.
 async fn get_object(
     client: &Client,
-    source: &ExportSource,
+    bucket: &str,
     key: &str,
 ) -> Result<aws_sdk_s3::primitives::ByteStream, String> {
     client
         .get_object()
-        .bucket(&source.bucket)
+        .bucket(bucket)
         .key(key)
         .send()
         .await
         .map(|object| object.body)
-        .map_err(|e| {
-            format!(
-                "reading s3://{}/{key}: {}",
-                source.bucket,
-                DisplayErrorContext(&e)
-            )
-        })
+        .map_err(|e| format!("reading s3://{bucket}/{key}: {}", DisplayErrorContext(&e)))
 }
 
 async fn get_bytes(client: &Client, source: &ExportSource, key: &str) -> Result<Vec<u8>, String> {
-    let bytes = get_object(client, source, key)
+    let bytes = get_object(client, &source.bucket, key)
         .await?
         .collect()
         .await
@@ -359,17 +550,18 @@ async fn get_bytes(client: &Client, source: &ExportSource, key: &str) -> Result<
     Ok(bytes.into_bytes().to_vec())
 }
 
-async fn stream_to_file(
+/// Streams the object `key` of `bucket` into the file `local`; errors name the object.
+pub async fn stream_to_file(
     client: &Client,
-    source: &ExportSource,
+    bucket: &str,
     key: &str,
     local: &Path,
 ) -> Result<(), String> {
-    let mut body = get_object(client, source, key).await?;
+    let mut body = get_object(client, bucket, key).await?;
     let written = |e: std::io::Error| format!("writing {}: {e}", local.display());
     let mut file = tokio::fs::File::create(local).await.map_err(written)?;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("reading s3://{}/{key}: {e}", source.bucket))?;
+        let chunk = chunk.map_err(|e| format!("reading s3://{bucket}/{key}: {e}"))?;
         file.write_all(&chunk).await.map_err(written)?;
     }
     file.flush().await.map_err(written)

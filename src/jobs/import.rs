@@ -36,6 +36,31 @@ pub fn check_facts_files(files: &[PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Downloads the facts files under each S3 folder of `uris` (`import --facts s3://…`) into
+/// `dir`, refusing any that is not a facts file by its `s3://` name. Returns the local files.
+pub async fn fetch_s3_facts(
+    uris: &[String],
+    dir: &std::path::Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let client = ingest::s3_exports::env_client().await;
+    let mut locals = Vec::new();
+    for (i, uri) in uris.iter().enumerate() {
+        let folder = dir.join(format!("{i:03}"));
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("a temporary folder for {uri}"))?;
+        let files = ingest::s3_exports::download_folder(&client, uri, &folder)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for (local, object) in files {
+            ingest::check_facts_file(&local).map_err(|e| {
+                anyhow::anyhow!(e.to_string().replace(&local.display().to_string(), &object))
+            })?;
+            locals.push(local);
+        }
+    }
+    Ok(locals)
+}
+
 /// Reads the files and replaces the billing periods they hold, in one transaction.
 pub async fn import_files(
     store: &Store,

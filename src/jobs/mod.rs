@@ -41,7 +41,9 @@ pub use deliver::{deliver_alerts, DeliverySummary};
 pub use demo::{demo, Demo};
 pub use engine::{facts_query, run_spark, Dialect, EngineFormat, SparkOutcome, SparkRun};
 pub use generate::{generate, generate_cur2, generate_split_cost};
-pub use import::{check_facts_files, import_and_allocate, import_files, ImportSummary};
+pub use import::{
+    check_facts_files, fetch_s3_facts, import_and_allocate, import_files, ImportSummary,
+};
 pub use page::{page_view, warm_api_cache};
 pub use reports::report;
 pub use rules::{

@@ -60,6 +60,14 @@ pub async fn sync_exports(
         let name = source.name();
         let layout = source.layout()?;
         let client = s3_exports::client(source).await;
+        let mut athena = match source.athena()? {
+            Some(target) => Some(Athena {
+                client: ingest::athena::client(source).await,
+                target,
+                columns: None,
+            }),
+            None => None,
+        };
         let today = clock.today();
         let run = |from, to| SyncRun::begun(now, EXPORT_SOURCE, &name, from, to);
         let listing = match s3_exports::list(&client, source).await {
@@ -105,16 +113,42 @@ pub async fn sync_exports(
                 runs.push(this);
                 continue;
             }
-            match import_export_period(&client, source, &listing, period).await {
-                Ok((imported, requests)) => {
-                    this.calls += requests;
+            let (read, spent) = match athena.as_mut() {
+                None => match import_export_period(&client, source, &listing, period).await {
+                    Ok((imported, requests)) => (Ok(imported), Spent::requests(requests)),
+                    Err((message, requests)) => (Err(message), Spent::requests(requests)),
+                },
+                Some(athena) => athena_period(&client, athena, source, period).await,
+            };
+            this.calls += spent.requests;
+            this.cost += spent
+                .queries
+                .iter()
+                .map(|q| q.cost)
+                .sum::<crate::money::Nanos>();
+            this.bytes_scanned = spent.queries.iter().map(|q| q.bytes_scanned).sum();
+            this.query_id = spent.queries.last().map(|q| q.query_id.clone());
+            match read.and_then(|imported| {
+                check_period(&imported, source, period)?;
+                Ok(imported)
+            }) {
+                Ok(imported) => {
                     this.facts = imported.facts.len() as i64;
-                    this.message = format!(
-                        "{} imported: {} line items from {} part(s)",
-                        period.period,
-                        imported.line_items,
-                        imported.files.len()
-                    );
+                    this.message = match &athena {
+                        None => format!(
+                            "{} imported: {} line items from {} part(s)",
+                            period.period,
+                            imported.line_items,
+                            imported.files.len()
+                        ),
+                        Some(_) => format!(
+                            "{} imported by Athena ({}): {} line items as {} daily facts",
+                            period.period,
+                            spent.queries_text(),
+                            imported.line_items,
+                            imported.facts.len()
+                        ),
+                    };
                     let record = ImportRecord {
                         created_at: now,
                         source: EXPORT_SOURCE,
@@ -124,12 +158,15 @@ pub async fn sync_exports(
                     };
                     store.commit_sync(&record, &imported.facts, &this).await?;
                 }
-                Err((message, requests)) => {
-                    this.calls += requests;
+                Err(message) => {
                     this.status = SyncStatus::Failed;
                     this.fingerprint = None;
+                    let spent = match spent.queries.is_empty() {
+                        true => String::new(),
+                        false => format!(" ({})", spent.queries_text()),
+                    };
                     this.message = format!(
-                        "{}: {message}; its stored facts are unchanged",
+                        "{}: {message}{spent}; its stored facts are unchanged",
                         period.period
                     );
                     store.record_sync_without_facts(&this).await?;
@@ -165,24 +202,147 @@ async fn import_export_period(
     };
     let mut imported = read.map_err(|e| (name_objects(e.to_string()), requests))?;
     imported.files = files.iter().map(|(_, uri)| uri.clone()).collect();
-    if let Some((other, _)) = imported.periods.iter().find(|(p, _)| *p != period.period) {
-        return Err((
-            format!(
-                "the parts of billing period {} hold line items of {other}; nothing was imported",
-                period.period
-            ),
+    Ok((imported, requests))
+}
+
+/// What a period's sync spent: requests, and the queries an engine ran.
+#[derive(Debug, Default)]
+struct Spent {
+    requests: i64,
+    queries: Vec<ingest::athena::QueryRun>,
+}
+
+impl Spent {
+    fn requests(requests: i64) -> Spent {
+        Spent {
             requests,
+            queries: Vec::new(),
+        }
+    }
+
+    /// `query 1f2e…, scanned 1.2 GB, $0.0059` for each query.
+    fn queries_text(&self) -> String {
+        self.queries
+            .iter()
+            .map(|q| {
+                format!(
+                    "query {}, scanned {}, {}",
+                    q.query_id,
+                    ingest::athena::bytes_text(q.bytes_scanned),
+                    q.cost.format(6)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// An export summed by Athena: its client, settings, and the table's columns once asked.
+struct Athena {
+    client: aws_sdk_athena::Client,
+    target: ingest::athena::AthenaTarget,
+    columns: Option<Vec<(String, ingest::engine::ColumnKind)>>,
+}
+
+/// One period through Athena: the table's columns (asked once per sync), the UNLOAD of the
+/// period's facts into a fresh folder of the output location, polled to its end, and the
+/// facts it wrote downloaded and read (each file must be a facts file).
+async fn athena_period(
+    s3: &aws_sdk_s3::Client,
+    athena: &mut Athena,
+    source: &ingest::s3_exports::ExportSource,
+    period: &ingest::s3_exports::Period,
+) -> (Result<ingest::Imported, String>, Spent) {
+    use ingest::athena;
+    let mut spent = Spent::default();
+    let failed = |spent: &mut Spent, f: athena::QueryFailed| {
+        spent.requests += f.requests;
+        spent.queries.extend(f.run);
+        Err(f.message)
+    };
+    let columns = match &athena.columns {
+        Some(columns) => columns.clone(),
+        None => match athena::table_columns(&athena.client, &athena.target).await {
+            Ok((columns, run)) => {
+                spent.requests += run.requests;
+                spent.queries.push(run);
+                athena.columns = Some(columns.clone());
+                columns
+            }
+            Err(f) => return (failed(&mut spent, f), spent),
+        },
+    };
+    let (prefix, uri) = athena::unload_folder(&athena.target, &source.name(), &period.period);
+    let sql = athena::unload_sql(&athena.target, &columns, &period.period, &uri);
+    info!(export = %source.name(), period = %period.period, to = %uri, "running the Athena UNLOAD");
+    match athena::run_query(&athena.client, &athena.target, &sql).await {
+        Ok(run) => {
+            spent.requests += run.requests;
+            spent.queries.push(run);
+        }
+        Err(f) => return (failed(&mut spent, f), spent),
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return (Err(format!("a temporary folder: {e}")), spent),
+    };
+    let files = match athena::download_unloaded(s3, &athena.target, &prefix, dir.path()).await {
+        Ok(files) => {
+            // The listing and each download.
+            spent.requests += 1 + files.len() as i64;
+            files
+        }
+        Err(message) => return (Err(message), spent),
+    };
+    let locals: Vec<PathBuf> = files.iter().map(|(local, _)| local.clone()).collect();
+    let read = tokio::task::spawn_blocking(move || {
+        for file in &locals {
+            ingest::check_facts_file(file)?;
+        }
+        match locals.is_empty() {
+            true => Ok(ingest::Imported::default()),
+            false => ingest::read_files(&locals),
+        }
+    })
+    .await;
+    let name_objects = |text: String| {
+        files.iter().fold(text, |text, (local, uri)| {
+            text.replace(&local.display().to_string(), uri)
+        })
+    };
+    let read = match read {
+        Ok(Ok(mut imported)) => {
+            imported.files = files.iter().map(|(_, uri)| uri.clone()).collect();
+            Ok(imported)
+        }
+        Ok(Err(e)) => Err(format!(
+            "the facts the UNLOAD wrote to {uri}: {}",
+            name_objects(e.to_string())
+        )),
+        Err(e) => Err(format!("the import task stopped: {e}")),
+    };
+    (read, spent)
+}
+
+/// The checks every period's facts pass before they replace the stored ones: they are the
+/// period's, and the export's account's.
+fn check_period(
+    imported: &ingest::Imported,
+    source: &ingest::s3_exports::ExportSource,
+    period: &ingest::s3_exports::Period,
+) -> Result<(), String> {
+    if let Some((other, _)) = imported.periods.iter().find(|(p, _)| *p != period.period) {
+        return Err(format!(
+            "the data of billing period {} holds line items of {other}; nothing was imported",
+            period.period
         ));
     }
     if let Some(account) = &source.account {
         if let Some((_, other)) = imported.periods.iter().find(|(_, a)| a != account) {
-            return Err((
-                format!("the export holds the bill of account {other}, not {account} (the export's `account`); nothing was imported"),
-                requests,
-            ));
+            return Err(format!("the export holds the bill of account {other}, not {account} (the export's `account`); nothing was imported"));
         }
     }
-    Ok((imported, requests))
+    Ok(())
 }
 
 /// Fetches each configured account's window from Cost Explorer (the restatement window for

@@ -611,6 +611,10 @@ pub struct SyncRun {
     pub message: String,
     /// What the sync saw of its source (see migration 0005); none for Cost Explorer.
     pub fingerprint: Option<String>,
+    /// The query an engine ran for it (an Athena query execution id; migration 0016).
+    pub query_id: Option<String>,
+    /// The bytes that query scanned (what Athena charges for).
+    pub bytes_scanned: i64,
 }
 
 impl SyncRun {
@@ -636,13 +640,15 @@ impl SyncRun {
             estimated_days: 0,
             message: String::new(),
             fingerprint: None,
+            query_id: None,
+            bytes_scanned: 0,
         }
     }
 }
 
 /// `sync_runs`: a run's columns, read and written in this order; `import_id` (the import the
 /// run wrote, if any) is written after them.
-pub(super) const SYNC_RUN_COLUMNS: [&str; 12] = [
+pub(super) const SYNC_RUN_COLUMNS: [&str; 14] = [
     "created_at",
     "source",
     "account",
@@ -655,6 +661,8 @@ pub(super) const SYNC_RUN_COLUMNS: [&str; 12] = [
     "estimated_days",
     "message",
     "fingerprint",
+    "query_id",
+    "bytes_scanned",
 ];
 
 /// A sync run's insert: its columns, then the import it wrote.
@@ -665,7 +673,7 @@ pub(super) fn insert_sync_run_sql() -> String {
 }
 
 /// A sync run's values in [`SYNC_RUN_COLUMNS`] order, then its import.
-pub(super) fn sync_run_params(run: &SyncRun, import_id: Option<i64>) -> [Param<'_>; 13] {
+pub(super) fn sync_run_params(run: &SyncRun, import_id: Option<i64>) -> [Param<'_>; 15] {
     [
         Param::time(run.created_at),
         Param::Text(run.source.as_str()),
@@ -680,6 +688,8 @@ pub(super) fn sync_run_params(run: &SyncRun, import_id: Option<i64>) -> [Param<'
         Param::Int(run.estimated_days),
         Param::Text(&run.message),
         Param::Text(run.fingerprint.as_deref().unwrap_or_default()),
+        Param::Text(run.query_id.as_deref().unwrap_or_default()),
+        Param::Int(run.bytes_scanned),
         Param::MaybeInt(import_id),
     ]
 }
@@ -701,6 +711,8 @@ pub(super) fn sync_run_decode(row: &impl Cells) -> anyhow::Result<SyncRun> {
         estimated_days: row.int(9)?,
         message: row.text(10)?,
         fingerprint: row.maybe_text(11)?,
+        query_id: row.maybe_text(12)?,
+        bytes_scanned: row.int(13)?,
     })
 }
 

@@ -16,6 +16,30 @@ const CUR2_CSV: &str = "thirdparty/olaraji-aws-cur2-csv/ha-project-CUR-daily-1-0
 const CUR2_PARQUET: &str =
     "thirdparty/olaraji-aws-cur2-csv/derived/ha-project-CUR-daily-1-00001.snappy.parquet";
 const AZURE_FOCUS: &str = "thirdparty/cur-anon-azure-focus/sample_focus.csv";
+const LEGACY_CSV: &str =
+    "thirdparty/focus-converters-aws-cur-legacy/sample-anonymous-aws-export-dataset.csv";
+
+/// The legacy CUR at `input` with two tag columns added (`resourceTags/user:team`,
+/// `resourceTags/aws:createdBy`): set, empty, padded and `NULL` values by turns.
+fn with_tag_columns(input: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("legacy-tagged.csv");
+    let mut reader = csv::Reader::from_path(input).expect("the legacy CUR reads");
+    let mut writer = csv::Writer::from_path(&out).expect("write");
+    let mut header = reader.headers().expect("header").clone();
+    header.push_field("resourceTags/user:team");
+    header.push_field("resourceTags/aws:createdBy");
+    writer.write_record(&header).expect("write");
+    let teams = ["web", "", " api ", "NULL", "data"];
+    let creators = ["", "AssumedRole:ci", "IAMUser:ana"];
+    for (i, record) in reader.records().enumerate() {
+        let mut record = record.expect("a legacy CUR row");
+        record.push_field(teams[i % teams.len()]);
+        record.push_field(creators[i % creators.len()]);
+        writer.write_record(&record).expect("write");
+    }
+    writer.flush().expect("write");
+    out
+}
 
 /// Spark's folder (pyspark's package folder), installed by scripts/test.
 fn spark_home() -> PathBuf {
@@ -174,6 +198,18 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
         ("parquet", "cur2", data(CUR2_PARQUET)),
         ("generated", "cur2", generated.clone()),
         ("focus", "focus", data(AZURE_FOCUS)),
+        // A real legacy CUR CSV with a column per tag added, and a legacy CUR's parquet
+        // (snake_case, `resource_tags_user_*` columns).
+        (
+            "legacy-csv",
+            "legacy-cur",
+            with_tag_columns(&data(LEGACY_CSV), dir.path()),
+        ),
+        (
+            "legacy-parquet",
+            "legacy-cur",
+            data("cur-legacy-sample.parquet"),
+        ),
     ] {
         let local = ingest::read_files(std::slice::from_ref(&input)).expect("the export imports");
         let out = dir.path().join(format!("facts-{name}"));
@@ -260,6 +296,8 @@ fn the_generated_trino_and_spark_sql_parse_in_their_dialects() {
         ("cur2", "spark"),
         ("focus", "trino"),
         ("focus", "spark"),
+        ("legacy-cur", "trino"),
+        ("legacy-cur", "spark"),
     ] {
         let output = costsplit(dir.path()).run(&[
             "engine",

@@ -16,7 +16,7 @@ pub(crate) const BUCKET: &str = "billing";
 pub(crate) const PREFIX: &str = "cur/ha";
 pub(crate) const PART: &str =
     "thirdparty/olaraji-aws-cur2-csv/derived/ha-project-CUR-daily-1-00001.csv.gz";
-const SECRET: &str = "s3-s3cr3t-never-logged";
+pub(crate) const SECRET: &str = "s3-s3cr3t-never-logged";
 
 /// The bucket, written through the real S3 SDK client (signed requests, as AWS writes exports).
 pub(crate) struct Bucket {
@@ -52,14 +52,29 @@ impl Bucket {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>) {
+        self.put_to(BUCKET, key, body).await
+    }
+
+    /// Writes `body` as `key` of another bucket (which it creates first if asked).
+    pub(crate) async fn put_to(&self, bucket: &str, key: &str, body: Vec<u8>) {
         self.client
             .put_object()
-            .bucket(BUCKET)
+            .bucket(bucket)
             .key(key)
             .body(body.into())
             .send()
             .await
             .unwrap_or_else(|e| panic!("{key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    }
+
+    /// Creates another bucket.
+    pub(crate) async fn create_other(&self, bucket: &str) {
+        self.client
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("bucket created");
     }
 
     /// One execution of the export for `period`: its parts and the period's manifest.
@@ -137,7 +152,7 @@ endpoint_url = "{endpoint}"
     }
 }
 
-fn show(out: &Output) -> String {
+pub(crate) fn show(out: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -146,7 +161,7 @@ fn show(out: &Output) -> String {
 }
 
 /// Asserts April 2026 in the store holds exactly the facts of `file` (in any order).
-async fn april_holds(store: &Store, file: &Path, what: &str) {
+pub(crate) async fn april_holds(store: &Store, file: &Path, what: &str) {
     let expected = ingest::read_files(&[file.to_path_buf()]).expect("the file imports");
     let april = store
         .facts(day("2026-04-01"), day("2026-04-30"))

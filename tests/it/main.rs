@@ -4,6 +4,7 @@ mod support;
 
 mod alerts;
 mod api;
+mod athena;
 mod bad_input;
 mod browser;
 mod budgets;

@@ -290,6 +290,9 @@ async fn a_sync_window_replaces_one_accounts_days_with_its_run_record(kind: Kind
         estimated_days: 1,
         message: String::new(),
         fingerprint: Some("fp-1".into()),
+        // An engine's query, as an Athena sync records it: it round-trips on both stores.
+        query_id: Some("9d1e4c1a-athena".into()),
+        bytes_scanned: 12_884_901_888,
     };
     let mut restated = fact("2025-03-02", "2025-03", "", 20);
     restated.estimated = true;
@@ -390,6 +393,8 @@ async fn two_syncs_of_one_window_at_once_leave_one_copy(kind: Kind) {
         estimated_days: 0,
         message: String::new(),
         fingerprint: None,
+        query_id: None,
+        bytes_scanned: 0,
     };
     for _ in 0..3 {
         let (a, b) = (
