@@ -17,6 +17,7 @@ pub mod forecast;
 pub mod fuzzing;
 pub mod ingest;
 pub mod jobs;
+pub mod memory;
 pub mod model;
 pub mod money;
 pub mod notify;

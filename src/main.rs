@@ -49,6 +49,15 @@ fn main() -> std::process::ExitCode {
     } else {
         logs.init();
     }
+    // A clear error before memory runs out, never the OOM killer.
+    match costsplit::memory::limit() {
+        Ok(Some(limit)) => costsplit::memory::watch(limit),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = threads_can_start() {
         eprintln!(
             "error: cannot start worker threads ({e}): the process has too little memory (a memory limit of a few MB?); give it at least 64 MB"

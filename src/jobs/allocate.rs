@@ -62,6 +62,7 @@ pub async fn allocate_range(
         facts_mark,
     };
     let started = Instant::now();
+    crate::memory::set_stage("storing the allocations");
     let run_id = store.replace_allocations(&run, &allocations).await?;
     info!(
         stage = "store",
@@ -225,6 +226,7 @@ pub async fn compute_allocations(
     // Read before the facts: an import committed after it makes the range newer than its
     // allocation, never the other way round.
     let facts_mark = store.facts_mark(from, to).await?;
+    crate::memory::set_stage("loading the stored facts");
     let facts = store.facts(from, to).await?;
     info!(
         stage = "load facts",
@@ -252,6 +254,7 @@ pub(super) async fn allocate_facts(
 ) -> anyhow::Result<Computed> {
     let usage = live_weights(store, rules, (from, to)).await?;
     let started = Instant::now();
+    crate::memory::set_stage("allocating the facts");
     // CPU-bound: off the async worker threads, as the import's read is.
     let owned_rules = rules.clone();
     let (facts, allocations) = tokio::task::spawn_blocking(move || {

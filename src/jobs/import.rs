@@ -69,6 +69,7 @@ pub async fn import_files(
 ) -> anyhow::Result<ImportSummary> {
     let imported = read_batch(files).await?;
     let started = Instant::now();
+    crate::memory::set_stage("storing the facts");
     let import_id = store
         .replace_facts(&import_record(&imported, clock.stamp()), &imported.facts)
         .await?;
@@ -90,6 +91,7 @@ pub async fn import_files(
 /// Reads one batch of billing files (off the async threads).
 async fn read_batch(files: &[PathBuf]) -> anyhow::Result<ingest::Imported> {
     let started = Instant::now();
+    crate::memory::set_stage("reading the billing files into daily facts");
     let paths = files.to_vec();
     let imported = tokio::task::spawn_blocking(move || ingest::read_files(&paths))
         .await
@@ -152,6 +154,7 @@ pub async fn import_and_allocate(
         .expect("a month's last day");
     // The months' other facts (another account, another billing period), which stay.
     let started = Instant::now();
+    crate::memory::set_stage("loading the months' other stored facts");
     let replaced = &imported.periods;
     let stored = store.fact_periods(from, to).await?;
     let is_replaced = |f: &crate::model::Fact| {
@@ -199,6 +202,7 @@ pub async fn import_and_allocate(
         facts_mark: None,
     };
     let started = Instant::now();
+    crate::memory::set_stage("storing the facts and allocations");
     let (import_id, run_id) = store
         .replace_facts_and_allocations(&record, &new_facts, &run, &allocations)
         .await?;

@@ -364,6 +364,65 @@ async fn a_file_larger_than_the_memory_limit_imports_in_flat_memory() {
     assert_eq!(facts(dir.path()).await, 310);
 }
 
+/// A month with more distinct facts than memory allows (here 200,000 resources under a
+/// 48 MB `COSTSPLIT_MEMORY_LIMIT`): the binary stops before memory runs out with an error
+/// that says what it was doing and what to do, never the OOM killer, and commits nothing.
+/// The same file imports without the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_month_too_big_for_memory_stops_with_a_clear_error_and_commits_nothing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("resources.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    writeln!(file, "{HEADER}").expect("write");
+    for i in 0..200_000u64 {
+        let line = line(
+            "2025-03-01T00:00:00Z",
+            "USD",
+            "0.01",
+            r#"{"service":"checkout-api"}"#,
+        )
+        .replace(",i-1,", &format!(",vol-{i:08},"));
+        file.write_all(line.as_bytes()).expect("write");
+    }
+    drop(file);
+    let run = |limit: Option<&str>| {
+        let mut command = crate::support::costsplit(dir.path())
+            .store(&format!("sqlite://{}", dir.path().join("c.db").display()))
+            .rules(&crate::support::repo_rules());
+        if let Some(limit) = limit {
+            command = command.env("COSTSPLIT_MEMORY_LIMIT", limit);
+        }
+        command.run(&["import", "--allocate", "resources.csv"])
+    };
+    let out = run(Some("48MB"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: costsplit stopped before memory ran out: ")
+            && stderr.contains("over its limit of 48 MB (COSTSPLIT_MEMORY_LIMIT)")
+            && stderr.contains(" while ")
+            && stderr.contains("Nothing partial was committed")
+            && stderr.contains("When one machine is not enough"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(facts(dir.path()).await, 0);
+    // A limit that is not a size is refused before anything runs.
+    let out = run(Some("lots"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("COSTSPLIT_MEMORY_LIMIT `lots`"), "{stderr}");
+    // Without the limit (the default: 90% of the memory available) it imports.
+    let out = run(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(facts(dir.path()).await, 200_000);
+}
+
 /// Under a memory limit too small for the async runtime's threads (4 MB of data), the binary
 /// says so in one line and exits 1 at once, instead of hanging.
 #[test]
