@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
@@ -68,7 +69,9 @@ pub struct Fact {
     pub resource_id: String,
     /// FOCUS ChargeCategory: Usage, Purchase, Tax, Credit, Adjustment.
     pub charge_category: String,
-    pub tags: Tags,
+    /// Shared: every fact of one tag set points at the same map (a month holds hundreds of
+    /// thousands of facts and a few thousand tag sets).
+    pub tags: Arc<Tags>,
     pub currency: String,
     pub effective: Nanos,
     pub billed: Nanos,

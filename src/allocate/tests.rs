@@ -37,7 +37,7 @@ fn fact(d: u32, resource: &str, service: Option<&str>, dollars_nanos: i128) -> F
         },
         resource_id: resource.into(),
         charge_category: "Usage".into(),
-        tags,
+        tags: tags.into(),
         currency: "USD".into(),
         effective: Nanos(dollars_nanos),
         billed: Nanos(dollars_nanos),

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rustc_hash::FxHashMap;
@@ -138,7 +139,7 @@ impl Interner {
 pub struct Aggregator {
     keys: [Interner; KEY_COUNT],
     /// Decoded tags, by tags id.
-    tags: Vec<Tags>,
+    tags: Vec<Arc<Tags>>,
     /// One map per day: a file is mostly in time order, so the facts being summed stay in
     /// cache, where one map of a month's facts would miss on nearly every line.
     days: Vec<(NaiveDate, FxHashMap<Key, Sums>)>,
@@ -246,7 +247,7 @@ impl Aggregator {
                     key,
                     problem: format!("not a JSON object of tags ({e}): {value}"),
                 })?;
-                self.tags.push(tags);
+                self.tags.push(Arc::new(tags));
                 Ok(())
             }
             _ => Ok(()),

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_costexplorer::error::DisplayErrorContext;
@@ -21,7 +22,7 @@ use chrono::{Datelike, Days, NaiveDate};
 use serde::Deserialize;
 
 use super::line::RawFact;
-use crate::model::{Fact, Tags};
+use crate::model::Fact;
 use crate::money::Nanos;
 
 /// What AWS charges per Cost Explorer API request.
@@ -404,7 +405,7 @@ fn group_fact(
         provider_service: String::new(),
         resource_id: String::new(),
         charge_category: "Usage".to_string(),
-        tags: Tags::new(),
+        tags: Default::default(),
         currency: String::new(),
         effective: Nanos::ZERO,
         billed: Nanos::ZERO,
@@ -430,7 +431,7 @@ fn group_fact(
                     .map_or(value.as_str(), |(_, v)| v)
                     .to_string();
                 if !value.is_empty() {
-                    fact.tags.insert(tag.clone(), value);
+                    Arc::make_mut(&mut fact.tags).insert(tag.clone(), value);
                 }
             }
             GroupKey::Service => {

@@ -8,6 +8,7 @@
 //! to the 1e-11 unit, in every cost column, so the parent is counted once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
@@ -226,7 +227,7 @@ fn with_dims(mut fact: RawFact, dims: &Dims) -> RawFact {
 #[derive(Default)]
 struct Workloads {
     facts: Vec<RawFact>,
-    index: HashMap<(NaiveDate, String, Tags, Dims), usize>,
+    index: HashMap<(NaiveDate, String, Arc<Tags>, Dims), usize>,
     dims: Vec<Dims>,
     dims_index: HashMap<Dims, usize>,
     parts: HashMap<(usize, usize), [i128; AMOUNT_COUNT]>,
@@ -433,14 +434,9 @@ pub fn attribute(mut facts: Vec<RawFact>, split: SplitRows) -> (Vec<RawFact>, Su
                 }
                 workloads.add_part(share.workload, &parent.fact, moved);
             }
-            parent
-                .fact
-                .tags
-                .insert(SPLIT_TAG.to_string(), IDLE.to_string());
-            parent
-                .fact
-                .tags
-                .insert(CLUSTER_TAG.to_string(), cluster.clone());
+            let tags = Arc::make_mut(&mut parent.fact.tags);
+            tags.insert(SPLIT_TAG.to_string(), IDLE.to_string());
+            tags.insert(CLUSTER_TAG.to_string(), cluster.clone());
             idle_parts.extend(idle_by_dimension(parent, &unused));
         }
     }
@@ -492,13 +488,11 @@ fn idle_by_dimension(idle: &mut RawFact, unused: &[i128; DIMENSIONS]) -> Vec<Raw
             continue;
         }
         part.fact.line_count = 0;
-        part.fact
-            .tags
+        Arc::make_mut(&mut part.fact.tags)
             .insert(DIMENSION.to_string(), DIMENSION_NAMES[d].to_string());
         parts.push(part);
     }
-    idle.fact
-        .tags
+    Arc::make_mut(&mut idle.fact.tags)
         .insert(DIMENSION.to_string(), DIMENSION_NAMES[first].to_string());
     parts
 }
@@ -533,7 +527,7 @@ fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>, [i128; 
         }
         _ => ("", String::new(), String::new(), named.unwrap_or_default()),
     };
-    let mut tags: Tags = std::mem::take(&mut row.fact.tags)
+    let mut tags: Tags = Arc::unwrap_or_clone(std::mem::take(&mut row.fact.tags))
         .into_iter()
         .filter(|(k, _)| !churns(k))
         .collect();
@@ -547,7 +541,7 @@ fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>, [i128; 
             tags.insert(key.to_string(), value.clone());
         }
     }
-    row.fact.tags = tags;
+    row.fact.tags = Arc::new(tags);
     row.fact.resource_id = match kind {
         "eks" => format!("eks/{cluster}/{namespace}/{workload}"),
         "ecs" => format!("ecs/{cluster}/{namespace}"),
@@ -564,18 +558,14 @@ fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>, [i128; 
         }
         let unused = sums.requested_unused[d].clamp(0, weight);
         let mut used = row.clone();
-        used.fact
-            .tags
-            .insert(DIMENSION.to_string(), name.to_string());
+        Arc::make_mut(&mut used.fact.tags).insert(DIMENSION.to_string(), name.to_string());
         if !shares.is_empty() {
             used.amounts = [0; AMOUNT_COUNT];
             used.fact.line_count = 0;
         }
         if unused > 0 {
             let mut requested = used.clone();
-            requested
-                .fact
-                .tags
+            Arc::make_mut(&mut requested.fact.tags)
                 .insert(REQUESTS.to_string(), UNUSED.to_string());
             requested.amounts = [0; AMOUNT_COUNT];
             requested.fact.line_count = 0;
@@ -657,7 +647,7 @@ mod tests {
                 provider_service: "AmazonEC2".into(),
                 resource_id: resource.into(),
                 charge_category: category.into(),
-                tags: Tags::new(),
+                tags: Default::default(),
                 currency: "USD".into(),
                 effective: crate::money::Nanos::ZERO,
                 billed: crate::money::Nanos::ZERO,

@@ -340,7 +340,7 @@ fn charges<'a>(splits: &'a [ChargeSplit<'a>]) -> Vec<Charge<'a>> {
             });
             continue;
         }
-        let mut tags = f.tags.clone();
+        let mut tags = Tags::clone(&f.tags);
         tags.remove(DIMENSION);
         let key = (
             f.day,
@@ -609,7 +609,7 @@ mod tests {
             provider_service: "AmazonEC2".into(),
             resource_id: "i-1".into(),
             charge_category: "Usage".into(),
-            tags,
+            tags: tags.into(),
             currency: "USD".into(),
             effective: Nanos(amount),
             billed: Nanos(amount),

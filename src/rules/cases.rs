@@ -265,7 +265,7 @@ fn walk_fact(
         provider_service: text(ctx, "provider_service", ""),
         resource_id: text(ctx, "resource_id", ""),
         charge_category: text(ctx, "charge_category", "Usage"),
-        tags,
+        tags: tags.into(),
         currency: text(ctx, "currency", "USD"),
         effective: cost,
         billed: cost,

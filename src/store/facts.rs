@@ -3,6 +3,7 @@
 //! days, periods, totals, the marks that tell which days changed since their allocation).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -181,7 +182,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
         {
-            tag_sets.insert(row.int(0)?, decode_tags(&row.text(1)?)?);
+            tag_sets.insert(row.int(0)?, Arc::new(decode_tags(&row.text(1)?)?));
         }
         let sql = select_facts_sql();
         let rows = bind(sqlx::query(&sql), days(from, to))
@@ -288,7 +289,7 @@ pub(super) fn write_facts_sqlite(
     let mut store_tags = tx.prepare(INSERT_TAG_SET_SQLITE)?;
     let mut tag_set_id = tx.prepare(SELECT_TAG_SET_SQLITE)?;
     let mut insert = tx.prepare(&insert_sql("billing_facts", &fact_insert_columns(), 1))?;
-    let mut last: Option<(&Tags, i64)> = None;
+    let mut last: Option<(&Arc<Tags>, i64)> = None;
     for f in facts {
         // Facts of one resource come together and share their tags.
         let tag_set = match last {
@@ -326,7 +327,7 @@ fn read_facts_sqlite(
     let mut select = conn.prepare(SELECT_TAG_SETS_SQL)?;
     let mut rows = select.query(rusqlite::params_from_iter(days(from, to)))?;
     while let Some(row) = rows.next()? {
-        tag_sets.insert(row.int(0)?, decode_tags(&row.text(1)?)?);
+        tag_sets.insert(row.int(0)?, Arc::new(decode_tags(&row.text(1)?)?));
     }
     drop(rows);
     let mut select = conn.prepare(&select_facts_sql())?;

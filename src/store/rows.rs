@@ -4,6 +4,7 @@
 //! the SQLite bulk path bind and read through these, never by hand.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -247,7 +248,10 @@ pub(super) fn fact_params(f: &Fact, tag_set: i64) -> anyhow::Result<[Param<'_>; 
 }
 
 /// A fact from a row of [`FACT_COLUMNS`], its tags looked up among the range's tag sets.
-pub(super) fn fact_decode(row: &impl Cells, tag_sets: &HashMap<i64, Tags>) -> anyhow::Result<Fact> {
+pub(super) fn fact_decode(
+    row: &impl Cells,
+    tag_sets: &HashMap<i64, Arc<Tags>>,
+) -> anyhow::Result<Fact> {
     Ok(Fact {
         day: row.day(0)?,
         billing_period: row.text(1)?,
@@ -308,7 +312,7 @@ pub(super) fn tag_digest(text: &str) -> String {
 }
 
 /// A tag set of `tag_sets`, by id.
-fn tag_set(tag_sets: &HashMap<i64, Tags>, id: i64) -> anyhow::Result<Tags> {
+fn tag_set(tag_sets: &HashMap<i64, Arc<Tags>>, id: i64) -> anyhow::Result<Arc<Tags>> {
     tag_sets
         .get(&id)
         .cloned()

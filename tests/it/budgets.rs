@@ -78,7 +78,7 @@ fn fact(
         provider_service: "Amazon Elastic Compute Cloud".into(),
         resource_id: resource.into(),
         charge_category: category.into(),
-        tags,
+        tags: tags.into(),
         currency: "USD".into(),
         effective: amount,
         billed: amount,

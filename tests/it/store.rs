@@ -18,7 +18,7 @@ fn fact(d: &str, period: &str, resource: &str, amount: i64) -> Fact {
         provider_service: "Amazon Elastic Compute Cloud".into(),
         resource_id: resource.into(),
         charge_category: "Usage".into(),
-        tags,
+        tags: tags.into(),
         currency: "USD".into(),
         effective: Nanos(amount.into()),
         billed: Nanos(i128::from(amount) * 2),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use chrono::{NaiveDate, Utc};
 use costsplit::jobs;
-use costsplit::model::{CostBasis, Fact, Tags};
+use costsplit::model::{CostBasis, Fact};
 use costsplit::money::Nanos;
 use costsplit::rules::Rules;
 use costsplit::store::{Store, Table, UsageStatus};
@@ -29,7 +29,7 @@ fn shared_fact(d: NaiveDate, resource: &str, dollars: i128) -> Fact {
         provider_service: "Amazon RDS".into(),
         resource_id: resource.into(),
         charge_category: "Usage".into(),
-        tags: Tags::new(),
+        tags: Default::default(),
         currency: "USD".into(),
         effective: Nanos(dollars * D),
         billed: Nanos(dollars * D),
