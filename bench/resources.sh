@@ -8,19 +8,10 @@
 #   bench/resources.sh                                   # the three sizes, 10M rows each
 #   BENCH_RESOURCES="5000" BENCH_ROWS=1000000 bench/resources.sh   # a quick smoke run
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
+# shellcheck source=bench/setup.sh
+. "$(dirname "$0")/setup.sh"
 ROWS="${BENCH_ROWS:-10000000}"
 RESOURCES="${BENCH_RESOURCES:-5000 100000 1000000}"
-WORK="${BENCH_DIR:-$ROOT/target/bench}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/costsplit-target}"
-mkdir -p "$WORK"
-
-[ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
-bench/.venv/bin/python -c "import duckdb, numpy, pyarrow" 2>/dev/null || bench/.venv/bin/pip install -q duckdb numpy pyarrow
-PY=bench/.venv/bin/python
-cargo build --release --locked --bin costsplit
-BIN="$CARGO_TARGET_DIR/release/costsplit"
 
 echo "| distinct resources | rows | facts | import --allocate s | its peak MB | bytes of memory per fact | store MB | bytes of store per fact | allocate --month s | its peak MB | bytes of memory per fact |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"

@@ -14,22 +14,13 @@
 # split as a usage pool). Needs: cargo, python3 (a venv with duckdb, numpy and pyarrow is
 # made in bench/.venv), ~25 GB free disk.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
+# shellcheck source=bench/setup.sh
+. "$(dirname "$0")/setup.sh"
 ROWS="${BENCH_ROWS:-1000000 10000000}"
 FORMATS="${BENCH_FORMATS:-parquet csv csv.gz}"
 BIG_ROWS="${BENCH_BIG_ROWS-50000000}"
 RUNS="${BENCH_RUNS:-3}"
 GENERATORS="${BENCH_GENERATORS:-costsplit gen_focus}"
-WORK="${BENCH_DIR:-$ROOT/target/bench}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/costsplit-target}"
-mkdir -p "$WORK"
-
-[ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
-bench/.venv/bin/python -c "import duckdb, numpy, pyarrow" 2>/dev/null || bench/.venv/bin/pip install -q duckdb numpy pyarrow
-PY=bench/.venv/bin/python
-cargo build --release --locked --bin costsplit
-BIN="$CARGO_TARGET_DIR/release/costsplit"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 maximum() { sort -n | tail -1; }
