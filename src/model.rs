@@ -13,6 +13,189 @@ use crate::money::Nanos;
 /// Tag key/value pairs of a line item, sorted by key so equal tag sets compare equal.
 pub type Tags = BTreeMap<String, String>;
 
+/// A fact's text key (an account, a service, a resource id): immutable text that the facts
+/// of a month share. A month holds millions of facts and a few thousand distinct accounts and
+/// services, and each resource id recurs every day, so the readers that build facts intern
+/// their text with a [`Keys`] and every fact holding the same text points at one copy.
+/// Reads as a `&str`; equal keys usually share their pointer, which compares first.
+#[derive(Clone, Default)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Key {
+    fn from(text: &str) -> Key {
+        Key(Arc::from(text))
+    }
+}
+
+impl From<String> for Key {
+    fn from(text: String) -> Key {
+        Key(Arc::from(text))
+    }
+}
+
+impl From<&String> for Key {
+    fn from(text: &String) -> Key {
+        Key(Arc::from(text.as_str()))
+    }
+}
+
+impl From<Key> for String {
+    fn from(key: Key) -> String {
+        key.as_str().to_string()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialEq<str> for Key {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Key {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Key {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+impl PartialEq<Key> for str {
+    fn eq(&self, other: &Key) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Key> for &str {
+    fn eq(&self, other: &Key) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<Key> for String {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == &*other.0
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so a map keyed by `Key` can be looked up by `&str`.
+        self.as_str().hash(state)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The keys a reader has handed out: the same text gives the same shared [`Key`]. One per
+/// load or import (dropped with it, so a long-running daemon keeps no text it no longer holds).
+#[derive(Debug, Default)]
+pub struct Keys {
+    keys: rustc_hash::FxHashSet<Key>,
+    /// The last key handed out per column: consecutive facts mostly share their account,
+    /// period, provider and currency, which then cost one comparison.
+    last: Vec<Option<Key>>,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        Keys::default()
+    }
+
+    /// The shared key for `text`, made on first sight.
+    pub fn get(&mut self, text: &str) -> Key {
+        if let Some(key) = self.keys.get(text) {
+            return key.clone();
+        }
+        let key = Key::from(text);
+        self.keys.insert(key.clone());
+        key
+    }
+
+    /// [`Keys::get`] for a value of column `column`.
+    pub fn get_in(&mut self, column: usize, text: &str) -> Key {
+        if column >= self.last.len() {
+            self.last.resize(column + 1, None);
+        }
+        if let Some(last) = &self.last[column] {
+            if last.as_str() == text {
+                return last.clone();
+            }
+        }
+        let key = self.get(text);
+        self.last[column] = Some(key.clone());
+        key
+    }
+}
+
 /// Which cost column of the bill is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CostBasis {
@@ -59,20 +242,20 @@ pub struct UnknownCostBasis(pub String);
 pub struct Fact {
     pub day: NaiveDate,
     /// `YYYY-MM` of the billing period the line belongs to (the unit of re-import).
-    pub billing_period: String,
-    pub billing_account: String,
-    pub sub_account: String,
-    pub provider: String,
+    pub billing_period: Key,
+    pub billing_account: Key,
+    pub sub_account: Key,
+    pub provider: Key,
     /// Provider service name, e.g. `Amazon Relational Database Service`.
-    pub provider_service: String,
+    pub provider_service: Key,
     /// Empty when the line has no resource (tax, some fees).
-    pub resource_id: String,
+    pub resource_id: Key,
     /// FOCUS ChargeCategory: Usage, Purchase, Tax, Credit, Adjustment.
-    pub charge_category: String,
+    pub charge_category: Key,
     /// Shared: every fact of one tag set points at the same map (a month holds hundreds of
     /// thousands of facts and a few thousand tag sets).
     pub tags: Arc<Tags>,
-    pub currency: String,
+    pub currency: Key,
     pub effective: Nanos,
     pub billed: Nanos,
     /// FOCUS `ListCost` and `ContractedCost` (CUR: the public on-demand cost and the unblended
@@ -212,7 +395,19 @@ pub fn day_key(day: NaiveDate) -> String {
 
 /// Parses `YYYY-MM-DD`.
 pub fn parse_day(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    // The store's own `YYYY-MM-DD` without chrono's format parser (a month's load reads a day
+    // per fact); anything else goes through it.
+    match text.as_bytes() {
+        [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] => {
+            let digits = [*y0, *y1, *y2, *y3, *m0, *m1, *d0, *d1];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let n = |ds: &[u8]| ds.iter().fold(0u32, |v, d| v * 10 + u32::from(d - b'0'));
+            NaiveDate::from_ymd_opt(n(&digits[..4]) as i32, n(&digits[4..6]), n(&digits[6..]))
+        }
+        _ => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
+    }
 }
 
 /// First and last day of a `YYYY-MM` month.
@@ -472,5 +667,45 @@ pub struct ServiceTotal {
 impl ServiceTotal {
     pub fn total(&self) -> Nanos {
         self.direct + self.shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_reads_as_chrono_reads_it() {
+        for text in [
+            "2025-03-01",
+            "2024-02-29",
+            "0999-12-31",
+            "9999-01-01",
+            "2025-1-01",
+        ] {
+            assert_eq!(
+                parse_day(text),
+                NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
+                "{text}"
+            );
+        }
+        for bad in ["2025-02-29", "2025-13-01", "2025-00-10", "20a5-01-01", ""] {
+            assert_eq!(parse_day(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_hand_out_one_copy_of_each_text() {
+        let mut keys = Keys::new();
+        let a = keys.get_in(0, "i-1");
+        let b = keys.get_in(1, "i-1");
+        let c = keys.get("i-1");
+        assert!(Arc::ptr_eq(&a.0, &b.0) && Arc::ptr_eq(&a.0, &c.0));
+        assert_ne!(keys.get_in(0, "i-2"), a);
+        // Equal text compares equal whether shared or not, and orders as text.
+        assert_eq!(Key::from("i-1"), a);
+        let (x, y) = (Key::from("a"), Key::from("b"));
+        assert!(x < y);
+        assert_eq!(a, "i-1");
     }
 }

@@ -69,7 +69,7 @@ pub fn split_charges<'a>(input: &Input<'a>) -> Result<Vec<ChargeSplit<'a>>, Allo
         let fact = &input.facts[i];
         let (service, method) = match claim {
             Claim::Bucket(_) => continue,
-            Claim::Direct(s) => (s.clone(), Method::Direct),
+            Claim::Direct(s) => (s.to_string(), Method::Direct),
             Claim::Unallocated => (UNALLOCATED.to_string(), Method::Unallocated),
         };
         out[i] = Some(ChargeSplit {

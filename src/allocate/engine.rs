@@ -3,10 +3,12 @@
 //! fallback, and finish the rows as allocations.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
+use rustc_hash::FxHashMap;
 
-use crate::model::{Allocation, CostBasis, Fact, Method, UNALLOCATED};
+use crate::model::{Allocation, CostBasis, Fact, Key, Method, Tags, UNALLOCATED};
 use crate::money::{ratio_ppb, split_largest_remainder, Nanos};
 use crate::rules::{
     Fallback, IdlePolicy, IdleShare, Pool, Rules, SplitMethod, Tagged, Undeclared, WeightTable,
@@ -55,11 +57,11 @@ pub struct Input<'a> {
 pub(super) struct BucketKey {
     pub(super) day: NaiveDate,
     pub(super) pool: usize,
-    pub(super) resource: Option<String>,
+    pub(super) resource: Option<Key>,
 }
 
 pub(super) struct Bucket {
-    pub(super) currency: String,
+    pub(super) currency: Key,
     pub(super) amount: Nanos,
 }
 
@@ -67,12 +69,12 @@ pub(super) struct Bucket {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct RowKey {
     day: NaiveDate,
-    service: String,
-    pool: String,
-    provider_service: String,
+    service: Key,
+    pool: Key,
+    provider_service: Key,
     method: Method,
     fallback_used: bool,
-    currency: String,
+    currency: Key,
     basis: String,
 }
 
@@ -86,7 +88,7 @@ pub fn allocate(input: &Input<'_>) -> Result<Vec<Allocation>, AllocateError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Claim {
     Bucket(BucketKey),
-    Direct(String),
+    Direct(Key),
     Unallocated,
 }
 
@@ -138,13 +140,19 @@ struct Run<'a> {
     input: &'a Input<'a>,
     rows: BTreeMap<RowKey, Nanos>,
     /// Direct cost per (day, service, currency): the weights of proportional splits.
-    direct: HashMap<(NaiveDate, String, String), Nanos>,
+    direct: HashMap<(NaiveDate, Key, Key), Nanos>,
     buckets: BTreeMap<BucketKey, Bucket>,
     /// Per pool: whether its weights are per resource (a bucket per day and resource).
     per_resource: Vec<bool>,
     /// What each cluster's workloads pool charged each service per day: the weights of its
     /// idle pool (split after it: buckets go in (day, pool) order, workloads pool first).
     workload_totals: HashMap<(NaiveDate, usize), BTreeMap<String, Nanos>>,
+    /// The service each tag set names (facts share their tag maps: one answer per map).
+    services: FxHashMap<*const Tags, Option<Key>>,
+    /// The pools' names, and the empty text of a row without pool, provider service or basis.
+    pool_names: Vec<Key>,
+    empty: Key,
+    unallocated: Key,
 }
 
 impl<'a> Run<'a> {
@@ -162,21 +170,35 @@ impl<'a> Run<'a> {
             buckets: BTreeMap::new(),
             per_resource,
             workload_totals: HashMap::new(),
+            services: FxHashMap::default(),
+            pool_names: input
+                .rules
+                .pools
+                .iter()
+                .map(|p| Key::from(&p.name))
+                .collect(),
+            empty: Key::default(),
+            unallocated: Key::from(UNALLOCATED),
         }
     }
 
     /// The service a fact's tags name, as the settings treat undeclared services.
-    fn service_of(&self, fact: &Fact) -> Option<String> {
+    fn service_of(&mut self, fact: &Fact) -> Option<Key> {
         let rules = self.input.rules;
-        let (tagged, undeclared) = rules.tagged_service(&fact.tags);
-        match tagged {
-            Tagged::Declared(s) => Some(s.name.clone()),
-            Tagged::Undeclared => match rules.settings.undeclared_services {
-                Undeclared::Direct => undeclared,
-                Undeclared::Unallocated => None,
-            },
-            Tagged::Untagged => None,
-        }
+        self.services
+            .entry(Arc::as_ptr(&fact.tags))
+            .or_insert_with(|| {
+                let (tagged, undeclared) = rules.tagged_service(&fact.tags);
+                match tagged {
+                    Tagged::Declared(s) => Some(Key::from(&s.name)),
+                    Tagged::Undeclared => match rules.settings.undeclared_services {
+                        Undeclared::Direct => undeclared.map(Key::from),
+                        Undeclared::Unallocated => None,
+                    },
+                    Tagged::Untagged => None,
+                }
+            })
+            .clone()
     }
 
     /// Adds a fact to the first pool that matches it, else to its service's direct cost,
@@ -192,7 +214,7 @@ impl<'a> Run<'a> {
         {
             let resource = match &rules.pools[pool].method {
                 // A bucket per value that names a service (namespace, workload or label).
-                SplitMethod::Workloads(w) => Some(w.bucket_of(fact)),
+                SplitMethod::Workloads(w) => Some(w.bucket_of(fact).into()),
                 _ => self.per_resource[pool].then(|| fact.resource_id.clone()),
             };
             let key = BucketKey {
@@ -205,7 +227,7 @@ impl<'a> Run<'a> {
                 amount: Nanos::ZERO,
             });
             if bucket.currency != fact.currency {
-                let mut currencies = [bucket.currency.clone(), fact.currency.clone()];
+                let mut currencies = [bucket.currency.to_string(), fact.currency.to_string()];
                 currencies.sort();
                 return Err(AllocateError::MixedCurrency {
                     pool: rules.pools[pool].name.clone(),
@@ -226,7 +248,7 @@ impl<'a> Run<'a> {
             }
             None => (
                 Claim::Unallocated,
-                UNALLOCATED.to_string(),
+                self.unallocated.clone(),
                 Method::Unallocated,
             ),
         };
@@ -235,7 +257,7 @@ impl<'a> Run<'a> {
             .entry(RowKey {
                 day: fact.day,
                 service,
-                pool: String::new(),
+                pool: self.empty.clone(),
                 provider_service: fact.provider_service.clone(),
                 method,
                 fallback_used: false,
@@ -253,7 +275,7 @@ impl<'a> Run<'a> {
             .map(|m| {
                 let cost = self
                     .direct
-                    .get(&(day, m.clone(), currency.to_string()))
+                    .get(&(day, Key::from(m), Key::from(currency)))
                     .map_or(0, |n| n.0);
                 u128::try_from(cost.max(0)).expect("non-negative")
             })
@@ -472,9 +494,9 @@ impl<'a> Run<'a> {
         }
         let row = RowKey {
             day: key.day,
-            service: part.service,
-            pool: self.input.rules.pools[key.pool].name.clone(),
-            provider_service: String::new(),
+            service: part.service.into(),
+            pool: self.pool_names[key.pool].clone(),
+            provider_service: self.empty.clone(),
             method: part.method,
             fallback_used: part.fallback_used,
             currency: bucket.currency.clone(),
@@ -512,16 +534,16 @@ impl<'a> Run<'a> {
                     .unwrap_or_default();
                 Allocation {
                     day: key.day,
-                    service: key.service,
+                    service: key.service.into(),
                     team,
                     cost_center,
-                    pool: key.pool,
-                    provider_service: key.provider_service,
+                    pool: key.pool.into(),
+                    provider_service: key.provider_service.into(),
                     method: key.method,
                     fallback_used: key.fallback_used,
                     ratio_ppb: ratio,
                     amount,
-                    currency: key.currency,
+                    currency: key.currency.into(),
                     basis: key.basis,
                 }
             })
@@ -567,15 +589,17 @@ pub fn conservation_gaps(
     allocations: &[Allocation],
     basis: CostBasis,
 ) -> Vec<(NaiveDate, String, i128, i128)> {
-    let mut sums: BTreeMap<(NaiveDate, String), (i128, i128)> = BTreeMap::new();
+    let mut sums: BTreeMap<(NaiveDate, &str), (i128, i128)> = BTreeMap::new();
     for f in facts {
-        sums.entry((f.day, f.currency.clone())).or_default().0 += f.amount(basis).0;
+        sums.entry((f.day, &f.currency)).or_default().0 += f.amount(basis).0;
     }
     for a in allocations {
-        sums.entry((a.day, a.currency.clone())).or_default().1 += a.amount.0;
+        sums.entry((a.day, &a.currency)).or_default().1 += a.amount.0;
     }
     sums.into_iter()
         .filter(|(_, (billed, allocated))| billed != allocated)
-        .map(|((day, currency), (billed, allocated))| (day, currency, billed, allocated))
+        .map(|((day, currency), (billed, allocated))| {
+            (day, currency.to_string(), billed, allocated)
+        })
         .collect()
 }

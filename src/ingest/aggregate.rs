@@ -20,7 +20,7 @@ use super::line::{
     KEY_COUNT, KEY_NAMES, PROVIDER, RESOURCE, SERVICE, SUB_ACCOUNT, TAGS,
 };
 use super::split::SplitRows;
-use crate::model::{Fact, Tags};
+use crate::model::{Fact, Key as Text, Tags};
 use crate::money::Nanos;
 
 /// An ISO 4217 alphabetic code's shape: three capital ASCII letters.
@@ -290,7 +290,10 @@ impl Aggregator {
     /// Split cost allocation rows are taken into the returned [`SplitRows`] one at a time, at
     /// their workload grain, instead of being returned.
     pub fn into_raw_facts(self) -> (Vec<RawFact>, SplitRows) {
-        let currencies: Vec<String> = self.keys[CURRENCY]
+        let Aggregator {
+            keys, tags, days, ..
+        } = self;
+        let currencies: Vec<String> = keys[CURRENCY]
             .values
             .iter()
             .map(|c| c.trim().to_ascii_uppercase())
@@ -298,67 +301,89 @@ impl Aggregator {
         let ranks: Vec<Vec<u32>> = (0..KEY_COUNT)
             .map(|i| match i {
                 CURRENCY => ranks(&currencies),
-                TAGS => ranks(&self.tags),
-                _ => ranks(&self.keys[i].values),
+                TAGS => ranks(&tags),
+                _ => ranks(&keys[i].values),
             })
             .collect();
         let order = |key: &Key, i: usize| ranks[i][key.ids[i] as usize];
-        let mut entries: Vec<(NaiveDate, &Key, &Sums)> = self
-            .days
-            .iter()
-            .flat_map(|(day, facts)| facts.iter().map(move |(key, sums)| (*day, key, sums)))
+        // Every fact with the same text shares one copy of it.
+        let shared: Vec<Vec<Text>> = (0..KEY_COUNT)
+            .map(|i| match i {
+                CURRENCY => currencies.iter().map(|c| Text::from(c.as_str())).collect(),
+                TAGS => Vec::new(),
+                _ => keys[i]
+                    .values
+                    .iter()
+                    .map(|v| Text::from(v.as_str()))
+                    .collect(),
+            })
             .collect();
-        entries.sort_unstable_by_key(|&(day, key, _)| {
-            (
-                day,
-                order(key, RESOURCE),
-                key.month,
-                order(key, ACCOUNT),
-                order(key, SUB_ACCOUNT),
-                order(key, PROVIDER),
-                order(key, SERVICE),
-                order(key, CATEGORY),
-                order(key, CURRENCY),
-                order(key, TAGS),
-            )
-        });
-        let text = |key: &Key, i: usize| self.keys[i].values[key.ids[i] as usize].clone();
-        let split_resources: Vec<bool> = self.keys[RESOURCE]
+        let text = |key: &Key, i: usize| shared[i][key.ids[i] as usize].clone();
+        let mut periods: HashMap<i32, Text> = HashMap::new();
+        let split_resources: Vec<bool> = keys[RESOURCE]
             .values
             .iter()
             .map(|r| SplitRows::is_split_resource(r))
             .collect();
         let is_split = |key: &Key| split_resources[key.ids[RESOURCE] as usize];
-        let plain = entries.iter().filter(|(_, key, _)| !is_split(key)).count();
+        let plain = days
+            .iter()
+            .flat_map(|(_, facts)| facts.keys())
+            .filter(|key| !is_split(key))
+            .count();
         let mut facts = Vec::with_capacity(plain);
         let mut split = SplitRows::default();
-        for (day, key, sums) in entries {
-            let raw = RawFact {
-                fact: Fact {
-                    day,
-                    billing_period: format!("{:04}-{:02}", key.month / 12, key.month % 12 + 1),
-                    billing_account: text(key, ACCOUNT),
-                    sub_account: text(key, SUB_ACCOUNT),
-                    provider: text(key, PROVIDER),
-                    provider_service: text(key, SERVICE),
-                    resource_id: text(key, RESOURCE),
-                    charge_category: text(key, CATEGORY),
-                    tags: self.tags[key.ids[TAGS] as usize].clone(),
-                    currency: currencies[key.ids[CURRENCY] as usize].clone(),
-                    effective: Nanos::ZERO,
-                    billed: Nanos::ZERO,
-                    list: Nanos::ZERO,
-                    contracted: Nanos::ZERO,
-                    line_count: sums.lines,
-                    estimated: false,
-                },
-                amounts: sums.amounts,
-                split: sums.split.clone(),
-            };
-            if is_split(key) {
-                split.add(raw);
-            } else {
-                facts.push(raw);
+        let mut days = days;
+        days.sort_unstable_by_key(|(day, _)| *day);
+        // A day at a time, each day's sums freed as its facts are made.
+        for (day, sums) in days {
+            let mut entries: Vec<(Key, Sums)> = sums.into_iter().collect();
+            entries.sort_unstable_by_key(|(key, _)| {
+                (
+                    order(key, RESOURCE),
+                    key.month,
+                    order(key, ACCOUNT),
+                    order(key, SUB_ACCOUNT),
+                    order(key, PROVIDER),
+                    order(key, SERVICE),
+                    order(key, CATEGORY),
+                    order(key, CURRENCY),
+                    order(key, TAGS),
+                )
+            });
+            for (key, sums) in entries {
+                let raw = RawFact {
+                    fact: Fact {
+                        day,
+                        billing_period: periods
+                            .entry(key.month)
+                            .or_insert_with(|| {
+                                format!("{:04}-{:02}", key.month / 12, key.month % 12 + 1).into()
+                            })
+                            .clone(),
+                        billing_account: text(&key, ACCOUNT),
+                        sub_account: text(&key, SUB_ACCOUNT),
+                        provider: text(&key, PROVIDER),
+                        provider_service: text(&key, SERVICE),
+                        resource_id: text(&key, RESOURCE),
+                        charge_category: text(&key, CATEGORY),
+                        tags: tags[key.ids[TAGS] as usize].clone(),
+                        currency: text(&key, CURRENCY),
+                        effective: Nanos::ZERO,
+                        billed: Nanos::ZERO,
+                        list: Nanos::ZERO,
+                        contracted: Nanos::ZERO,
+                        line_count: sums.lines,
+                        estimated: false,
+                    },
+                    amounts: sums.amounts,
+                    split: sums.split,
+                };
+                if is_split(&key) {
+                    split.add(raw);
+                } else {
+                    facts.push(raw);
+                }
             }
         }
         (facts, split)
@@ -452,34 +477,32 @@ fn ranks<T: Ord>(values: &[T]) -> Vec<u32> {
 pub fn merge_facts(mut facts: Vec<RawFact>) -> Vec<RawFact> {
     // Equal keys are summed, so a stable sort buys nothing.
     facts.sort_unstable_by(|a, b| fact_key(&a.fact).cmp(&fact_key(&b.fact)));
-    let mut merged: Vec<RawFact> = Vec::with_capacity(facts.len());
-    for raw in facts {
-        match merged.last_mut() {
-            Some(last) if fact_key(&last.fact) == fact_key(&raw.fact) => {
-                for (sum, amount) in last.amounts.iter_mut().zip(raw.amounts) {
-                    *sum += amount;
-                }
-                SplitSums::add(&mut last.split, raw.split.as_deref());
-                last.fact.line_count += raw.fact.line_count;
-                last.fact.estimated |= raw.fact.estimated;
-            }
-            _ => merged.push(raw),
+    // In place: a month's facts are the largest thing an import holds.
+    facts.dedup_by(|raw, last| {
+        if fact_key(&last.fact) != fact_key(&raw.fact) {
+            return false;
         }
-    }
-    merged
+        for (sum, amount) in last.amounts.iter_mut().zip(raw.amounts) {
+            *sum += amount;
+        }
+        SplitSums::add(&mut last.split, raw.split.as_deref());
+        last.fact.line_count += raw.fact.line_count;
+        last.fact.estimated |= raw.fact.estimated;
+        true
+    });
+    facts
 }
 
 /// Rounds 1e-11 amounts to nano-units so that, for every day and currency, the facts sum to
 /// the exact total of the line items rounded once (no drift from rounding each line item).
-pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
-    let mut groups: HashMap<(NaiveDate, String), Vec<usize>> = HashMap::new();
+pub fn round_to_nanos(mut raw: Vec<RawFact>) -> Vec<Fact> {
+    let mut groups: HashMap<(NaiveDate, Text), Vec<usize>> = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         groups
             .entry((r.fact.day, r.fact.currency.clone()))
             .or_default()
             .push(i);
     }
-    let mut rounded = vec![[0i128; AMOUNT_COUNT]; raw.len()];
     for indexes in groups.values() {
         // Each amount of the group rounded on its own, so each sums to its exact total.
         let columns: [Vec<i128>; AMOUNT_COUNT] = std::array::from_fn(|amount| {
@@ -487,19 +510,15 @@ pub fn round_to_nanos(raw: Vec<RawFact>) -> Vec<Fact> {
             crate::money::round_preserving_sum(&values, FINE_PER_NANO)
         });
         for (n, &i) in indexes.iter().enumerate() {
-            rounded[i] = std::array::from_fn(|amount| columns[amount][n]);
+            let fact = &mut raw[i].fact;
+            fact.effective = Nanos(columns[0][n]);
+            fact.billed = Nanos(columns[1][n]);
+            fact.list = Nanos(columns[2][n]);
+            fact.contracted = Nanos(columns[3][n]);
         }
     }
-    raw.into_iter()
-        .zip(rounded)
-        .map(|(r, [effective, billed, list, contracted])| Fact {
-            effective: Nanos(effective),
-            billed: Nanos(billed),
-            list: Nanos(list),
-            contracted: Nanos(contracted),
-            ..r.fact
-        })
-        .collect()
+    // Collected in place: the facts take over the raw facts' memory.
+    raw.into_iter().map(|r| r.fact).collect()
 }
 
 /// Day and resource first: they tell nearly all facts apart, so comparisons end early.

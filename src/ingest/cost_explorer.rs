@@ -22,7 +22,7 @@ use chrono::{Datelike, Days, NaiveDate};
 use serde::Deserialize;
 
 use super::line::RawFact;
-use crate::model::Fact;
+use crate::model::{Fact, Key};
 use crate::money::Nanos;
 
 /// What AWS charges per Cost Explorer API request.
@@ -398,15 +398,15 @@ fn group_fact(
 ) -> Result<RawFact, FetchError> {
     let mut fact = Fact {
         day,
-        billing_period: format!("{:04}-{:02}", day.year(), day.month()),
-        billing_account: query.account.clone(),
-        sub_account: query.account.clone(),
-        provider: "AWS".to_string(),
-        provider_service: String::new(),
-        resource_id: String::new(),
-        charge_category: "Usage".to_string(),
+        billing_period: format!("{:04}-{:02}", day.year(), day.month()).into(),
+        billing_account: query.account.as_str().into(),
+        sub_account: query.account.as_str().into(),
+        provider: "AWS".into(),
+        provider_service: Key::default(),
+        resource_id: Key::default(),
+        charge_category: "Usage".into(),
         tags: Default::default(),
-        currency: String::new(),
+        currency: Key::default(),
         effective: Nanos::ZERO,
         billed: Nanos::ZERO,
         list: Nanos::ZERO,
@@ -436,19 +436,19 @@ fn group_fact(
             }
             GroupKey::Service => {
                 if value == "Tax" {
-                    fact.charge_category = "Tax".to_string();
+                    fact.charge_category = "Tax".into();
                 }
-                fact.provider_service = value.clone();
+                fact.provider_service = value.as_str().into();
             }
-            GroupKey::LinkedAccount => fact.sub_account = value.clone(),
+            GroupKey::LinkedAccount => fact.sub_account = value.as_str().into(),
         }
     }
     let (effective, effective_unit) = metric(day, group, &query.effective_metric)?;
     let (billed, billed_unit) = metric(day, group, &query.billed_metric)?;
     fact.currency = match (effective_unit.as_str(), billed_unit.as_str()) {
-        ("", "") => "USD".to_string(),
-        (unit, "") | ("", unit) => unit.to_string(),
-        (a, b) if a == b => a.to_string(),
+        ("", "") => "USD".into(),
+        (unit, "") | ("", unit) => unit.into(),
+        (a, b) if a == b => a.into(),
         (a, b) => {
             return Err(bad(format!(
                 "{day} {:?}: {} is in {a} but {} is in {b}",

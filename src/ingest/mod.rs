@@ -225,8 +225,8 @@ pub fn read_file_in_slices(path: &Path, slicing: Slicing) -> Result<FileFacts, I
         .chain(split.facts())
         .map(|f| {
             (
-                f.fact.billing_period.clone(),
-                f.fact.billing_account.clone(),
+                f.fact.billing_period.to_string(),
+                f.fact.billing_account.to_string(),
             )
         })
         .collect();
@@ -284,7 +284,11 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Imported, ImportError> {
         imported.line_items += file.line_items;
         imported.schemas.insert(file.schema);
         imported.periods.extend(file.periods);
-        raw.extend(file.facts);
+        if raw.is_empty() {
+            raw = file.facts;
+        } else {
+            raw.extend(file.facts);
+        }
         split_rows.merge(file.split);
         imported.files.push(path.display().to_string());
     }

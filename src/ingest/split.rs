@@ -21,7 +21,7 @@ use crate::model::split_tags::{
     CLUSTER as CLUSTER_TAG, DIMENSION, DIMENSION_NAMES, IDLE, NAMESPACE as NAMESPACE_TAG, REQUESTS,
     SPLIT as SPLIT_TAG, UNUSED, WORKLOAD, WORKLOAD_NAME as WORKLOAD_TAG,
 };
-use crate::model::Tags;
+use crate::model::{Key, Tags};
 
 /// Starts the resource key of a split row while a batch is read: `MARK parent MARK grain`.
 const MARK: char = '\u{1a}';
@@ -195,7 +195,7 @@ struct Share {
 
 /// The columns a moved part takes from its instance's line, so it keeps that line's
 /// dimensions (FOCUS: an allocated charge's dimensions are its origin charge's).
-type Dims = [String; 7];
+type Dims = [Key; 7];
 
 fn dims(f: &crate::model::Fact) -> Dims {
     [
@@ -227,7 +227,7 @@ fn with_dims(mut fact: RawFact, dims: &Dims) -> RawFact {
 #[derive(Default)]
 struct Workloads {
     facts: Vec<RawFact>,
-    index: HashMap<(NaiveDate, String, Arc<Tags>, Dims), usize>,
+    index: HashMap<(NaiveDate, Key, Arc<Tags>, Dims), usize>,
     dims: Vec<Dims>,
     dims_index: HashMap<Dims, usize>,
     parts: HashMap<(usize, usize), [i128; AMOUNT_COUNT]>,
@@ -394,7 +394,7 @@ pub fn attribute(mut facts: Vec<RawFact>, split: SplitRows) -> (Vec<RawFact>, Su
     summary.workload_rows = rows;
     let mut parents: HashMap<(NaiveDate, String), Vec<usize>> = HashMap::new();
     for (i, f) in facts.iter().enumerate() {
-        let key = (f.fact.day, f.fact.resource_id.clone());
+        let key = (f.fact.day, f.fact.resource_id.to_string());
         if groups.contains_key(&key) {
             parents.entry(key).or_default().push(i);
         }
@@ -543,9 +543,9 @@ fn shares_of(mut row: RawFact) -> (String, String, Vec<(RawFact, i128)>, [i128; 
     }
     row.fact.tags = Arc::new(tags);
     row.fact.resource_id = match kind {
-        "eks" => format!("eks/{cluster}/{namespace}/{workload}"),
-        "ecs" => format!("ecs/{cluster}/{namespace}"),
-        _ => grain.to_string(),
+        "eks" => format!("eks/{cluster}/{namespace}/{workload}").into(),
+        "ecs" => format!("ecs/{cluster}/{namespace}").into(),
+        _ => grain.into(),
     };
     let sums = row.split.take().map(|s| *s).unwrap_or_default();
     // One fact per dimension the row has a share of (its part requested but not used a fact

@@ -415,7 +415,7 @@ pub async fn focus_export(store: &Store, rules: &Rules, month: &str) -> anyhow::
                     s.fact.day,
                     p.service.clone(),
                     s.pool.clone().unwrap_or_default(),
-                    s.fact.currency.clone(),
+                    s.fact.currency.to_string(),
                 ))
                 .or_default() += p.amount;
         }

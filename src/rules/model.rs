@@ -505,7 +505,7 @@ impl Matcher {
             || self
                 .resource_id
                 .iter()
-                .any(|p| p.glob.is_match(&fact.resource_id)))
+                .any(|p| p.glob.is_match(fact.resource_id.as_str())))
             && (self.provider_service.is_empty()
                 || self
                     .provider_service
@@ -516,7 +516,8 @@ impl Matcher {
                     .charge_category
                     .iter()
                     .any(|c| c.eq_ignore_ascii_case(&fact.charge_category)))
-            && (self.sub_account.is_empty() || self.sub_account.contains(&fact.sub_account))
+            && (self.sub_account.is_empty()
+                || self.sub_account.iter().any(|a| *a == fact.sub_account))
             && self
                 .tags
                 .iter()

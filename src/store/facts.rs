@@ -16,7 +16,7 @@ use super::rows::{
     insert_import_sql, insert_sql, select_facts_sql, sort_facts, tag_digest, tags_json, Cells,
     ImportRecord, Param, INSERT_TAG_SET_SQLITE, SELECT_TAG_SETS_SQL, SELECT_TAG_SET_SQLITE,
 };
-use crate::model::{CostBasis, Fact, Tags};
+use crate::model::{CostBasis, Fact, Keys, Tags};
 use crate::money::Nanos;
 
 /// A day's facts against the allocation run that last covered it.
@@ -188,9 +188,10 @@ impl Store {
         let rows = bind(sqlx::query(&sql), days(from, to))
             .fetch_all(&self.pool)
             .await?;
+        let mut keys = Keys::new();
         let mut facts = rows
             .iter()
-            .map(|row| fact_decode(row, &tag_sets))
+            .map(|row| fact_decode(row, &tag_sets, &mut keys))
             .collect::<anyhow::Result<Vec<Fact>>>()?;
         sort_facts(&mut facts);
         Ok(facts)
@@ -333,8 +334,9 @@ fn read_facts_sqlite(
     let mut select = conn.prepare(&select_facts_sql())?;
     let mut rows = select.query(rusqlite::params_from_iter(days(from, to)))?;
     let mut facts = Vec::new();
+    let mut keys = Keys::new();
     while let Some(row) = rows.next()? {
-        facts.push(fact_decode(row, &tag_sets)?);
+        facts.push(fact_decode(row, &tag_sets, &mut keys)?);
     }
     sort_facts(&mut facts);
     Ok(facts)

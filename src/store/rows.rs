@@ -12,7 +12,8 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, Row};
 
 use crate::model::{
-    day_key, parse_day, Allocation, CostBasis, Fact, ImportSource, Method, Tags, Timestamp,
+    day_key, parse_day, Allocation, CostBasis, Fact, ImportSource, Key, Keys, Method, Tags,
+    Timestamp,
 };
 use crate::money::Nanos;
 
@@ -105,6 +106,11 @@ pub(super) trait Cells {
         Ok(Some(self.text(index)?).filter(|t| !t.is_empty()))
     }
 
+    /// Text shared through `keys`: the facts of a load hold one copy of each text.
+    fn key(&self, index: usize, keys: &mut Keys) -> anyhow::Result<Key> {
+        Ok(keys.get_in(index, &self.text(index)?))
+    }
+
     /// The amount in cells `index` (units) and `index + 1` (nano-units).
     fn amount(&self, index: usize) -> anyhow::Result<Nanos> {
         Ok(Stored::amount(self.int(index)?, self.int(index + 1)?))
@@ -126,6 +132,14 @@ impl Cells for rusqlite::Row<'_> {
     }
     fn text(&self, index: usize) -> anyhow::Result<String> {
         Ok(self.get(index)?)
+    }
+    // The two a month's load calls per fact read SQLite's own bytes, without a `String`.
+    fn key(&self, index: usize, keys: &mut Keys) -> anyhow::Result<Key> {
+        Ok(keys.get_in(index, self.get_ref(index)?.as_str()?))
+    }
+    fn day(&self, index: usize) -> anyhow::Result<NaiveDate> {
+        let text = self.get_ref(index)?.as_str()?;
+        parse_day(text).with_context(|| format!("bad day `{text}` in the store"))
     }
 }
 
@@ -248,21 +262,23 @@ pub(super) fn fact_params(f: &Fact, tag_set: i64) -> anyhow::Result<[Param<'_>; 
 }
 
 /// A fact from a row of [`FACT_COLUMNS`], its tags looked up among the range's tag sets.
+/// Its text is shared through `keys` with the other facts of the load.
 pub(super) fn fact_decode(
     row: &impl Cells,
     tag_sets: &HashMap<i64, Arc<Tags>>,
+    keys: &mut Keys,
 ) -> anyhow::Result<Fact> {
     Ok(Fact {
         day: row.day(0)?,
-        billing_period: row.text(1)?,
-        billing_account: row.text(2)?,
-        sub_account: row.text(3)?,
-        provider: row.text(4)?,
-        provider_service: row.text(5)?,
-        resource_id: row.text(6)?,
-        charge_category: row.text(7)?,
+        billing_period: row.key(1, keys)?,
+        billing_account: row.key(2, keys)?,
+        sub_account: row.key(3, keys)?,
+        provider: row.key(4, keys)?,
+        provider_service: row.key(5, keys)?,
+        resource_id: row.key(6, keys)?,
+        charge_category: row.key(7, keys)?,
         tags: tag_set(tag_sets, row.int(8)?)?,
-        currency: row.text(9)?,
+        currency: row.key(9, keys)?,
         effective: row.amount(10)?,
         billed: row.amount(12)?,
         list: row.amount(14)?,

@@ -71,7 +71,7 @@ fn fact(
     let amount = Nanos((dollars * D).round() as i128);
     Fact {
         day: d,
-        billing_period: d.format("%Y-%m").to_string(),
+        billing_period: d.format("%Y-%m").to_string().into(),
         billing_account: "payer".into(),
         sub_account: "acct-1".into(),
         provider: "AWS".into(),

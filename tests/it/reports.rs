@@ -841,8 +841,8 @@ async fn the_focus_export_splits_each_shared_charge_into_parts_that_sum_to_it() 
             let e = facts
                 .entry((
                     format!("{}T00:00:00Z", f.day),
-                    f.resource_id.clone(),
-                    f.charge_category.clone(),
+                    f.resource_id.to_string(),
+                    f.charge_category.to_string(),
                 ))
                 .or_default();
             e.0 += f.effective.0;

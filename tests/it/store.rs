@@ -489,7 +489,7 @@ async fn tags_stored_before_tag_sets_survive_the_migration_on_both_stores() {
             .expect("facts");
         let tags: Vec<(String, Option<String>)> = facts
             .iter()
-            .map(|f| (f.resource_id.clone(), f.tags.get("service").cloned()))
+            .map(|f| (f.resource_id.to_string(), f.tags.get("service").cloned()))
             .collect();
         assert_eq!(
             tags,

@@ -328,7 +328,7 @@ async fn accounts_sync_one_after_another_with_an_assumed_role() {
         .iter()
         .map(|f| {
             (
-                f.billing_account.clone(),
+                f.billing_account.to_string(),
                 f.tags.get("service").cloned().unwrap_or_default(),
                 f.effective.0,
             )

@@ -199,7 +199,7 @@ fn cur_2_0_csv_export_matches_its_exact_totals() {
     close("unblended", all[""].1, "-0.0000000676", days);
     // No savings plans or reservations: effective is unblended.
     assert_eq!(all[""].0, all[""].1);
-    let by_category = sum_by(f, |f| f.charge_category.clone());
+    let by_category = sum_by(f, |f| f.charge_category.to_string());
     close("Usage", by_category["Usage"].1, "47.68169383220", days);
     close("Credit", by_category["Credit"].1, "-47.68169389980", days);
     assert_eq!(by_category["Credit"].2, 358);
@@ -269,7 +269,7 @@ fn legacy_cur_csv_export_matches_its_exact_totals() {
     let days = 14;
     let all = sum_by(f, |_| String::new());
     close("unblended", all[""].1, "1.68230869740", days);
-    let tax = sum_by(f, |f| f.charge_category.clone());
+    let tax = sum_by(f, |f| f.charge_category.to_string());
     close("Tax", tax["Tax"].1, "0.08", 1);
     assert_eq!(tax["Tax"].2, 12);
     let by_day = sum_by(f, |f| f.day.to_string());
@@ -281,7 +281,7 @@ fn legacy_cur_csv_export_matches_its_exact_totals() {
         f.iter().all(|f| f.tags.is_empty()),
         "the export has no tag columns"
     );
-    let s3 = sum_by(f, |f| f.provider_service.clone());
+    let s3 = sum_by(f, |f| f.provider_service.to_string());
     close(
         "Amazon Simple Storage Service",
         s3["Amazon Simple Storage Service"].1,
