@@ -133,7 +133,7 @@ impl Cells for rusqlite::Row<'_> {
     fn text(&self, index: usize) -> anyhow::Result<String> {
         Ok(self.get(index)?)
     }
-    // The two a month's load calls per fact read SQLite's own bytes, without a `String`.
+    // What a month's load reads per fact, from SQLite's own bytes without a `String`.
     fn key(&self, index: usize, keys: &mut Keys) -> anyhow::Result<Key> {
         Ok(keys.get_in(index, self.get_ref(index)?.as_str()?))
     }
