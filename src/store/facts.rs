@@ -12,8 +12,8 @@ use sqlx::Row;
 use super::connect::{days, rows_per_insert, Backend, Store, Writer};
 use super::phase;
 use super::rows::{
-    bind, decode_tags, fact_decode, fact_insert_columns, fact_params, import_params,
-    insert_import_sql, insert_sql, select_facts_sql, sort_facts, tag_digest, tags_json, Cells,
+    bind, fact_decode, fact_insert_columns, fact_params, import_params, insert_import_sql,
+    insert_sql, select_facts_sql, sort_facts, tag_digest, tag_set_decode, tags_json, Cells,
     ImportRecord, Param, INSERT_TAG_SET_SQLITE, SELECT_TAG_SETS_SQL, SELECT_TAG_SET_SQLITE,
 };
 use crate::model::{CostBasis, Fact, Keys, Tags};
@@ -182,7 +182,8 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
         {
-            tag_sets.insert(row.int(0)?, Arc::new(decode_tags(&row.text(1)?)?));
+            let (id, tags) = tag_set_decode(&row)?;
+            tag_sets.insert(id, tags);
         }
         let sql = select_facts_sql();
         let rows = bind(sqlx::query(&sql), days(from, to))
@@ -328,7 +329,8 @@ fn read_facts_sqlite(
     let mut select = conn.prepare(SELECT_TAG_SETS_SQL)?;
     let mut rows = select.query(rusqlite::params_from_iter(days(from, to)))?;
     while let Some(row) = rows.next()? {
-        tag_sets.insert(row.int(0)?, Arc::new(decode_tags(&row.text(1)?)?));
+        let (id, tags) = tag_set_decode(row)?;
+        tag_sets.insert(id, tags);
     }
     drop(rows);
     let mut select = conn.prepare(&select_facts_sql())?;

@@ -314,7 +314,7 @@ pub(super) fn tags_json(tags: &Tags) -> String {
 }
 
 /// Decodes a stored tag set's JSON.
-pub(super) fn decode_tags(text: &str) -> anyhow::Result<Tags> {
+fn decode_tags(text: &str) -> anyhow::Result<Tags> {
     if text.is_empty() {
         return Ok(Tags::new());
     }
@@ -325,6 +325,11 @@ pub(super) fn decode_tags(text: &str) -> anyhow::Result<Tags> {
 pub(super) fn tag_digest(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A row of [`SELECT_TAG_SETS_SQL`]: a tag set's id and its decoded map.
+pub(super) fn tag_set_decode(row: &impl Cells) -> anyhow::Result<(i64, Arc<Tags>)> {
+    Ok((row.int(0)?, Arc::new(decode_tags(&row.text(1)?)?)))
 }
 
 /// A tag set of `tag_sets`, by id.
