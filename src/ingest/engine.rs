@@ -228,24 +228,45 @@ impl Sql {
             false => map,
         };
         let kept = format!("MAP_FILTER({map}, {keep})");
-        match self.dialect {
+        let tags = match self.dialect {
             // Keys in order, so equal tags give equal text.
             Dialect::Spark => format!(
                 "COALESCE(TO_JSON(MAP_FROM_ENTRIES(ARRAY_SORT(MAP_ENTRIES({kept})))), '{{}}')"
             ),
             Dialect::Trino => format!("COALESCE(JSON_FORMAT(CAST({kept} AS JSON)), '{{}}')"),
+        };
+        // Text that is not a JSON object of text values fails the query, as the local import
+        // refuses it (Spark would read it as no tags, and its cost would go unallocated).
+        let parsed = match self.dialect {
+            Dialect::Spark => format!("FROM_JSON({text}, 'map<string,string>')"),
+            Dialect::Trino => format!("TRY(CAST(JSON_PARSE({text}) AS MAP(VARCHAR, VARCHAR)))"),
+        };
+        let malformed =
+            format!("{text} IS NOT NULL AND LOWER({text}) <> 'null' AND {parsed} IS NULL");
+        let message = format!(
+            "a {column} value is not a JSON object of tags; costsplit import names its row and column"
+        );
+        format!(
+            "CASE WHEN {malformed} THEN {} ELSE {tags} END",
+            self.raise(&message)
+        )
+    }
+
+    /// An expression that fails the query with `message` (no quotes in it).
+    fn raise(&self, message: &str) -> String {
+        let message = message.replace('\'', "");
+        match self.dialect {
+            Dialect::Spark => format!("RAISE_ERROR('{message}')"),
+            Dialect::Trino => format!("FAIL('{message}')"),
         }
     }
 
     /// Fails the query, with `message` (no quotes in it), on a row where `condition` holds.
     fn fail_when(&self, condition: &str, message: &str) -> String {
-        let message = message.replace('\'', "");
-        match self.dialect {
-            Dialect::Spark => {
-                format!("CASE WHEN {condition} THEN RAISE_ERROR('{message}') ELSE TRUE END")
-            }
-            Dialect::Trino => format!("CASE WHEN {condition} THEN FAIL('{message}') ELSE TRUE END"),
-        }
+        format!(
+            "CASE WHEN {condition} THEN {} ELSE TRUE END",
+            self.raise(message)
+        )
     }
 }
 

@@ -41,6 +41,30 @@ fn with_tag_columns(input: &Path, dir: &Path) -> PathBuf {
     out
 }
 
+/// The CUR 2.0 CSV at `input` with the `resource_tags` of its row `row` (1 the first after the
+/// header) cut off mid-object: text that is not a JSON object of tags.
+fn with_broken_tags(input: &Path, dir: &Path, row: usize) -> PathBuf {
+    let out = dir.join("broken-tags.csv");
+    let mut reader = csv::Reader::from_path(input).expect("the CUR 2.0 CSV reads");
+    let mut writer = csv::Writer::from_path(&out).expect("write");
+    let header = reader.headers().expect("header").clone();
+    let tags = header
+        .iter()
+        .position(|h| h == "resource_tags")
+        .expect("a resource_tags column");
+    writer.write_record(&header).expect("write");
+    for (i, record) in reader.records().enumerate() {
+        let record = record.expect("a CUR 2.0 row");
+        let cells = record.iter().enumerate().map(|(c, cell)| match c {
+            c if c == tags && i + 1 == row => r#"{"user_project": "ha-web"#,
+            _ => cell,
+        });
+        writer.write_record(cells).expect("write");
+    }
+    writer.flush().expect("write");
+    out
+}
+
 /// Spark's folder (pyspark's package folder), installed by scripts/test.
 fn spark_home() -> PathBuf {
     let home = std::env::var("COSTSPLIT_SPARK_HOME").unwrap_or_default();
@@ -243,6 +267,31 @@ async fn a_spark_cluster_sums_cur_2_0_and_focus_exports_to_the_local_import_s_fa
     assert!(
         stderr.contains("split cost allocation data") && stderr.contains("costsplit import"),
         "{stderr}"
+    );
+    // Tags that are not a JSON object: the local import refuses the file naming the row and
+    // column, and the engine's query fails too, naming the column, instead of reading them as
+    // no tags (whose cost would go unallocated).
+    let broken = with_broken_tags(&data(CUR2_CSV), dir.path(), 7);
+    let local = ingest::read_files(std::slice::from_ref(&broken))
+        .expect_err("the local import refuses it")
+        .to_string();
+    assert!(local.contains("resource_tags"), "{local}");
+    let out = dir.path().join("facts-broken");
+    let output =
+        tokio::task::block_in_place(|| engine_run(&cluster, dir.path(), "cur2", &broken, &out));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("a resource_tags value is not a JSON object of tags"),
+        "{stderr}"
+    );
+    // What Spark leaves of a failed job holds no facts file.
+    let written = std::fs::read_dir(&out).into_iter().flatten().flatten();
+    assert!(
+        !written
+            .map(|e| e.path())
+            .any(|p| p.extension().is_some_and(|x| x == "parquet")),
+        "a failed engine run writes no facts"
     );
     // Stored and allocated from the engine's facts and from the export: the same, per store.
     let facts_dir = dir.path().join("facts-csv");
