@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The labelled cost-anomaly benchmark: seeded service series with planted anomalies of known
-# kinds, costsplit's spike detector and two baselines scored on the same series; writes the
-# table into BENCHMARKS.md between its `bench:alert-quality` markers. Not a test.
+# kinds, costsplit's two detectors and two baselines scored on the same series, and on a set
+# of quiet services drifting 5% a week; writes the tables into BENCHMARKS.md between its
+# `bench:alert-quality` markers. Not a test.
 #
 #   bench/alert_benchmark.sh               # 600 series, seed 42
 #   bench/alert_benchmark.sh 1000 7        # series, seed

@@ -4,7 +4,11 @@
 //! detector as the daemon runs it, and two baselines others use (a 7-day median/MAD with
 //! threshold 3.5, a z-score of 3 over 30 days), each with the same dollar floor.
 //!
-//! `cargo run --example alert_benchmark -- [SERIES] [SEED]` prints a Markdown table.
+//! A second set holds drifts a week can show: big, quiet services (0.5-2% daily noise), half
+//! of them drifting 5% a week, scored on drifts found within 14 and within 7 days.
+//!
+//! `cargo run --example alert_benchmark -- [SERIES] [SEED]` prints the two Markdown tables
+//! (the second set has a third as many series).
 //!
 //! Scoring: an alert is a true positive when its day falls in an anomaly's window of its
 //! series (a one-day spike's day and the next; from the start of a lasting anomaly, a shift,
@@ -93,25 +97,44 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
 }
 
+/// Which series a set holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// The benchmark: 3-12% daily noise, about 60% of the series with one anomaly of any kind.
+    All,
+    /// Drifts where a week can show them: big services ($1,000-5,000 a day, so a week's 5%
+    /// passes the floor) with 0.5-2% daily noise, half of them drifting, half clean.
+    QuietDrifts,
+}
+
 /// The benchmark's series (dollars by day index; `None`: a gap, no data) and labels.
-fn generate(count: usize, seed: u64) -> (Vec<Vec<Option<f64>>>, Vec<Label>) {
+fn generate(count: usize, seed: u64, mix: Mix) -> (Vec<Vec<Option<f64>>>, Vec<Label>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let first = NaiveDate::from_ymd_opt(2025, 1, 1).expect("a day");
     let mut series = Vec::with_capacity(count);
     let mut labels = Vec::new();
     let mut s = 0;
     while s < count {
-        let base = (4.0 + 1.2 * normal(&mut rng)).exp().clamp(5.0, 5000.0);
+        let base = match mix {
+            Mix::All => (4.0 + 1.2 * normal(&mut rng)).exp().clamp(5.0, 5000.0),
+            Mix::QuietDrifts => rng.random_range(1000f64.ln()..5000f64.ln()).exp(),
+        };
         let weekend: f64 = rng.random_range(0.6..1.0);
         let trend: f64 = rng.random_range(-0.002..0.003);
-        let noise: f64 = rng.random_range(0.03..0.12);
+        let noise: f64 = match mix {
+            Mix::All => rng.random_range(0.03..0.12),
+            Mix::QuietDrifts => rng.random_range(0.005..0.02),
+        };
         let fee = (rng.random::<f64>() < 0.3).then(|| base * rng.random_range(0.5..3.0));
         let gap = (rng.random::<f64>() < 0.1).then(|| {
             let at = rng.random_range(20..DAYS - 5);
             (at, at + rng.random_range(1..4))
         });
         // About 60% of the series carry one anomaly, from day 45 on (after a baseline).
-        let kind = (rng.random::<f64>() < 0.6).then(|| Kind::ALL[rng.random_range(0..6)]);
+        let kind = match mix {
+            Mix::All => (rng.random::<f64>() < 0.6).then(|| Kind::ALL[rng.random_range(0..6)]),
+            Mix::QuietDrifts => (rng.random::<f64>() < 0.5).then_some(Kind::Drift),
+        };
         // A drift worth a week's attention is a big service's: at least $600 a day.
         let base = if kind == Some(Kind::Drift) {
             base.max(600.0)
@@ -309,75 +332,124 @@ fn z_score(past: &[f64], x: f64) -> Option<(f64, f64)> {
     (sd > 0.0).then(|| ((x - mean).abs() / sd, x - mean))
 }
 
-/// One detector's row.
-fn score(name: &str, alerts: &Alerts, labels: &[Label], series: usize) -> String {
-    let in_window = |s: usize, d: i64| {
-        labels
-            .iter()
-            .any(|l| l.series == s && d >= l.window().0 && d <= l.window().1)
-    };
-    let true_alerts = alerts.iter().filter(|(s, d)| in_window(*s, *d)).count();
-    // `ALERT_BENCH_FALSE=1`: each false alert on stderr, with its series' anomaly if any.
-    if std::env::var_os("ALERT_BENCH_FALSE").is_some() {
-        for (s, d) in alerts.iter().filter(|(s, d)| !in_window(*s, *d)) {
-            let label = labels
+/// One detector's figures on a set of series.
+struct Measure {
+    precision: f64,
+    recall: f64,
+    /// False alerts per 100 service-months outside every anomaly window.
+    false_per_100: f64,
+    /// By kind: the anomalies above the floor, and the days to detect of those found.
+    kinds: BTreeMap<Kind, (usize, Vec<f64>)>,
+}
+
+impl Measure {
+    fn of(name: &str, alerts: &Alerts, labels: &[Label], series: usize) -> Measure {
+        let in_window = |s: usize, d: i64| {
+            labels
                 .iter()
-                .find(|l| l.series == *s)
-                .map(|l| (l.kind, l.start));
-            eprintln!("{name}: false alert on series {s} day {d} (its anomaly: {label:?})");
+                .any(|l| l.series == s && d >= l.window().0 && d <= l.window().1)
+        };
+        let true_alerts = alerts.iter().filter(|(s, d)| in_window(*s, *d)).count();
+        // `ALERT_BENCH_FALSE=1`: each false alert on stderr, with its series' anomaly if any.
+        if std::env::var_os("ALERT_BENCH_FALSE").is_some() {
+            for (s, d) in alerts.iter().filter(|(s, d)| !in_window(*s, *d)) {
+                let label = labels
+                    .iter()
+                    .find(|l| l.series == *s)
+                    .map(|l| (l.kind, l.start));
+                eprintln!("{name}: false alert on series {s} day {d} (its anomaly: {label:?})");
+            }
         }
-    }
-    let precision = true_alerts as f64 / alerts.len().max(1) as f64;
-    let counted: Vec<&Label> = labels.iter().filter(|l| l.impact >= FLOOR).collect();
-    let mut delays: BTreeMap<Kind, Vec<f64>> = BTreeMap::new();
-    let mut found_by_kind: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
-    let mut found = 0;
-    for l in &counted {
-        let (a, b) = l.detection();
-        let first = alerts
-            .iter()
-            .filter(|(s, d)| *s == l.series && *d >= a && *d <= b)
-            .map(|(_, d)| *d)
-            .min();
-        let entry = found_by_kind.entry(l.kind).or_default();
-        entry.1 += 1;
-        if let Some(d) = first {
-            found += 1;
+        let mut kinds: BTreeMap<Kind, (usize, Vec<f64>)> = BTreeMap::new();
+        let (mut counted, mut found) = (0, 0);
+        for l in labels.iter().filter(|l| l.impact >= FLOOR) {
+            let (a, b) = l.detection();
+            let first = alerts
+                .iter()
+                .filter(|(s, d)| *s == l.series && *d >= a && *d <= b)
+                .map(|(_, d)| *d)
+                .min();
+            let entry = kinds.entry(l.kind).or_default();
             entry.0 += 1;
-            delays.entry(l.kind).or_default().push((d - l.start) as f64);
+            counted += 1;
+            if let Some(d) = first {
+                found += 1;
+                entry.1.push((d - l.start) as f64);
+            }
+        }
+        let window_days: i64 = labels.iter().map(|l| l.window().1 - l.window().0 + 1).sum();
+        let clean_months = (series as i64 * DAYS - window_days) as f64 / 30.0;
+        Measure {
+            precision: true_alerts as f64 / alerts.len().max(1) as f64,
+            recall: found as f64 / counted.max(1) as f64,
+            false_per_100: (alerts.len() - true_alerts) as f64 / clean_months * 100.0,
+            kinds,
         }
     }
-    let recall = found as f64 / counted.len().max(1) as f64;
-    // False alerts per 100 service-months outside every anomaly window.
-    let window_days: i64 = labels.iter().map(|l| l.window().1 - l.window().0 + 1).sum();
-    let clean_months = (series as i64 * DAYS - window_days) as f64 / 30.0;
-    let false_alerts = alerts.len() - true_alerts;
-    let per_100 = false_alerts as f64 / clean_months * 100.0;
-    let kinds: Vec<String> = Kind::ALL
-        .iter()
-        .map(|k| {
-            let (f, n) = found_by_kind.get(k).copied().unwrap_or_default();
-            let delay = delays
-                .get(k)
-                .map(|v| format!("{:.0} d", median(v.clone())))
-                .unwrap_or_else(|| "-".into());
-            format!("{f}/{n}, {delay}")
-        })
-        .collect();
-    format!(
-        "| {name} | {:.2} | {:.2} | {:.1} | {} |",
-        precision,
-        recall,
-        per_100,
-        kinds.join(" | ")
-    )
+
+    /// Found of planted, and the median days to detect, of one kind.
+    fn kind(&self, kind: Kind) -> String {
+        match self.kinds.get(&kind) {
+            Some((n, delays)) if !delays.is_empty() => {
+                format!("{}/{n}, {:.0} d", delays.len(), median(delays.clone()))
+            }
+            Some((n, _)) => format!("0/{n}, -"),
+            None => "0/0, -".into(),
+        }
+    }
+
+    /// The main table's row.
+    fn row(&self, name: &str) -> String {
+        let kinds: Vec<String> = Kind::ALL.iter().map(|k| self.kind(*k)).collect();
+        format!(
+            "| {name} | {:.2} | {:.2} | {:.1} | {} |",
+            self.precision,
+            self.recall,
+            self.false_per_100,
+            kinds.join(" | ")
+        )
+    }
+
+    /// The quiet-drift table's row: drifts found within 14 days and within 7.
+    fn drift_row(&self, name: &str) -> String {
+        let (n, delays) = self.kinds.get(&Kind::Drift).cloned().unwrap_or_default();
+        let week = delays.iter().filter(|d| **d <= 7.0).count();
+        format!(
+            "| {name} | {:.2} | {} | {week}/{n} | {:.1} |",
+            self.precision,
+            self.kind(Kind::Drift),
+            self.false_per_100
+        )
+    }
+}
+
+/// The detectors: a name and their alerts on a set of series.
+fn detectors(series: &[Vec<Option<f64>>]) -> Vec<(&'static str, Alerts)> {
+    vec![
+        (
+            "costsplit spike (median + MAD of 14 days, 3 sigmas, $50 and 30% floors)",
+            costsplit_spikes(series),
+        ),
+        (
+            "costsplit anomaly, v2 (weekday level, month starts, falls, drift, new services)",
+            costsplit_anomalies(series),
+        ),
+        (
+            "baseline: 7-day median/MAD, threshold 3.5",
+            baseline(series, 7, 3.5, mad_score),
+        ),
+        (
+            "baseline: z-score 3 over 30 days",
+            baseline(series, 30, 3.0, z_score),
+        ),
+    ]
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(600);
     let seed: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(42);
-    let (series, labels) = generate(count, seed);
+    let (series, labels) = generate(count, seed, Mix::All);
     let above = labels.iter().filter(|l| l.impact >= FLOOR).count();
     println!(
         "Alert benchmark: `bench/alert_benchmark.sh` ({count} series of {DAYS} days, seed {seed}; {} planted anomalies, {above} with a daily impact above the ${FLOOR:.0} floor). Precision over all alerts; recall, found/planted and the median days to detect over the anomalies above the floor; false alerts per 100 anomaly-free service-months.\n",
@@ -389,40 +461,25 @@ fn main() {
         header.join(" | ")
     );
     println!("|---|---|---|---|{}", "---|".repeat(header.len()));
+    for (name, alerts) in detectors(&series) {
+        println!(
+            "{}",
+            Measure::of(name, &alerts, &labels, series.len()).row(name)
+        );
+    }
+    // The same detectors on drifts a week can show: quiet, big services.
+    let quiet = count / 3;
+    let (series, labels) = generate(quiet, seed, Mix::QuietDrifts);
     println!(
-        "{}",
-        score(
-            "costsplit spike (median + MAD of 14 days, 3 sigmas, $50 and 30% floors)",
-            &costsplit_spikes(&series),
-            &labels,
-            series.len()
-        )
+        "\nDrifts where a week can show them ({quiet} series of {DAYS} days, seed {seed}: services of $1,000-5,000 a day with 0.5-2% daily noise, {} of them drifting 5% a week, the rest clean).\n",
+        labels.len()
     );
-    println!(
-        "{}",
-        score(
-            "costsplit anomaly, v2 (weekday level, month starts, falls, drift, new services)",
-            &costsplit_anomalies(&series),
-            &labels,
-            series.len()
-        )
-    );
-    println!(
-        "{}",
-        score(
-            "baseline: 7-day median/MAD, threshold 3.5",
-            &baseline(&series, 7, 3.5, mad_score),
-            &labels,
-            series.len()
-        )
-    );
-    println!(
-        "{}",
-        score(
-            "baseline: z-score 3 over 30 days",
-            &baseline(&series, 30, 3.0, z_score),
-            &labels,
-            series.len()
-        )
-    );
+    println!("| detector | precision | drifts found in 14 days, median days | found within 7 days | false alerts / 100 service-months |");
+    println!("|---|---|---|---|---|");
+    for (name, alerts) in detectors(&series) {
+        println!(
+            "{}",
+            Measure::of(name, &alerts, &labels, series.len()).drift_row(name)
+        );
+    }
 }

@@ -7,8 +7,8 @@
 //! percent floors and by `sigmas` (4) robust deviations (read from up to eight weeks); while
 //! a rise lasts, again only when it grew `growth_step_percent` more. A service seen for the
 //! first time alerts once its cost passes the dollar floor; a slow drift alerts when a line
-//! fitted to up to eight weeks turned upwards one or two weeks ago: growing at least 4% a
-//! week now, the turn 4 standard errors from none, and what it added past the dollar floor
+//! fitted to up to eight weeks turned upwards 5 to 14 days ago: growing at least 4% a
+//! week now, the turn 4 standard errors from none (4.5 for 5 days), and what it added past the dollar floor
 //! (the series' own steady growth is its line, not a drift). Each number was chosen on the
 //! benchmark (BENCHMARKS.md, "Alert quality").
 
@@ -47,10 +47,11 @@ const MIN_HISTORY_DAYS: usize = 14;
 /// Days between drift alerts (and after a new level before one), and the least weekly growth
 /// a drift reports, in percent.
 const DRIFT_DAYS: usize = 14;
-/// How many days ago a drift's turn is looked for.
-const DRIFT_RAMPS: [usize; 3] = [7, 10, 14];
+/// How many days ago a drift's turn is looked for, and how many standard errors from none the
+/// turn must be: a turn 5 days ago has less behind it, so it needs more (on the benchmark's
+/// quiet series it finds a drift a day sooner without a false alert more on any set).
+const DRIFT_RAMPS: [(usize, f64); 4] = [(5, 4.5), (7, 4.0), (10, 4.0), (14, 4.0)];
 const DRIFT_WEEKLY_PERCENT: f64 = 4.0;
-const DRIFT_SIGMAS: f64 = 4.0;
 
 fn units(n: Nanos) -> f64 {
     n.0 as f64 / 1e9
@@ -238,10 +239,11 @@ pub fn detect_anomalies(
 }
 
 /// What the cost would be today without a drift, when the series turned upwards within the
-/// last one or two weeks: a line with a turn (level, slope, and a slope added from `k` days
+/// last 5 to 14 days: a line with a turn (level, slope, and a slope added from `k` days
 /// ago, for `k` in [`DRIFT_RAMPS`]) fitted to up to eight weeks without their weekday shape;
-/// a drift when the slope now is at least [`DRIFT_WEEKLY_PERCENT`] a week, the turn is
-/// [`DRIFT_SIGMAS`] standard errors from none, and what it added by today passes the floor.
+/// a drift when the slope now is at least [`DRIFT_WEEKLY_PERCENT`] a week, the turn is the
+/// ramp's standard errors from none (4, or 4.5 for 5 days), and what it added by today passes
+/// the floor.
 /// The series' own steady growth is the line, not a drift.
 fn drift(history: &[(NaiveDate, f64)], factor: &[f64; 7], floor: f64) -> Option<f64> {
     let n = history.len().min(SHAPE_DAYS);
@@ -257,7 +259,7 @@ fn drift(history: &[(NaiveDate, f64)], factor: &[f64; 7], floor: f64) -> Option<
             (t, v / factor[d.weekday().num_days_from_monday() as usize])
         })
         .collect();
-    DRIFT_RAMPS.iter().find_map(|&k| {
+    DRIFT_RAMPS.iter().find_map(|&(k, sigmas)| {
         let k = k as f64;
         let rows: Vec<[f64; 3]> = points
             .iter()
@@ -277,7 +279,7 @@ fn drift(history: &[(NaiveDate, f64)], factor: &[f64; 7], floor: f64) -> Option<
         (weekly >= DRIFT_WEEKLY_PERCENT
             && turn > 0.0
             && added >= floor
-            && turn > DRIFT_SIGMAS * turn_error)
+            && turn > sigmas * turn_error)
             .then_some(level)
     })
 }
