@@ -144,7 +144,8 @@ impl BudgetAlert {
     pub fn summary(&self) -> String {
         let c = self.currency.as_str();
         let (point, low, high) = self.forecast.unwrap_or_default();
-        let what = if self.basis == "actual" {
+        // A forecast threshold the spend has reached already says so.
+        let what = if self.basis == "actual" || self.to_date >= self.threshold_amount {
             format!(
                 "actual spend {} passed {} of the budget ({}) on {}",
                 human(self.to_date, c, false),
@@ -268,17 +269,41 @@ fn threshold_state(
     }
 }
 
-/// The alerts of a budget's state: each threshold passed, or forecast to be passed.
+/// The alerts of a budget's state: each threshold passed, or forecast to be passed. A
+/// forecast threshold the actual spend reached while an actual threshold at least as high
+/// was passed too is not alerted: the actual alert says it (see [`covered`]).
 pub fn alerts(status: &BudgetStatus) -> Vec<BudgetAlert> {
-    let Some(amount) = status.amount else {
-        return Vec::new();
-    };
+    candidates(status)
+        .filter(|(_, covered)| !covered)
+        .map(|(a, _)| a)
+        .collect()
+}
+
+/// The fingerprints of the forecast alerts [`alerts`] leaves out because an actual alert
+/// says more: one already in the outbox (sent early, when only the forecast saw it coming)
+/// stays as it is.
+pub fn covered(status: &BudgetStatus) -> Vec<String> {
+    candidates(status)
+        .filter(|(_, covered)| *covered)
+        .map(|(a, _)| a.fingerprint())
+        .collect()
+}
+
+/// Each threshold passed or forecast to be passed, as its alert, and whether a passed
+/// actual threshold at least as high covers it (a forecast threshold the spend reached).
+fn candidates(status: &BudgetStatus) -> impl Iterator<Item = (BudgetAlert, bool)> + '_ {
     let forecast = status.forecast.ready().map(|m| (m.point, m.low, m.high));
-    status
-        .thresholds
-        .iter()
-        .filter_map(|t| {
-            Some(BudgetAlert {
+    let passed_actual = |amount: Nanos| {
+        status.thresholds.iter().any(|a| {
+            a.basis == BudgetBasis::Actual.as_str() && a.passed_on.is_some() && a.amount >= amount
+        })
+    };
+    status.amount.into_iter().flat_map(move |amount| {
+        status.thresholds.iter().filter_map(move |t| {
+            let covered = t.basis == BudgetBasis::Forecast.as_str()
+                && status.to_date >= t.amount
+                && passed_actual(t.amount);
+            let alert = BudgetAlert {
                 budget: status.name.clone(),
                 scope: status.scope.clone(),
                 team: status.team.clone(),
@@ -293,7 +318,8 @@ pub fn alerts(status: &BudgetStatus) -> Vec<BudgetAlert> {
                 as_of: status.as_of,
                 forecast,
                 passed_on: t.passed_on?,
-            })
+            };
+            Some((alert, covered))
         })
-        .collect()
+    })
 }

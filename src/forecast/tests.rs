@@ -169,3 +169,64 @@ fn a_ramp_crossing_the_budget_on_the_24th_alerts_on_the_forecast_by_the_17th() {
     let first = first_forecast_alert.expect("the forecast alert fires");
     assert!(first <= 17, "first forecast alert on day {first}");
 }
+
+/// A flat service whose budget a jump on the 31st passes: the forecast never saw it coming,
+/// and the spend passing 100% is said once, by the actual alert; the forecast threshold it
+/// covers is not alerted anew (a pending one from earlier stays, see `budget::covered`).
+/// With no actual threshold as high, the forecast threshold's alert says the spend passed.
+#[test]
+fn a_forecast_threshold_the_spend_passed_is_said_by_the_actual_alert_once() {
+    let cost = |d: NaiveDate| {
+        if d == day("2025-03-31") {
+            2000.0
+        } else {
+            100.0
+        }
+    };
+    let h = series("2025-01-01", "2025-03-31", cost);
+    let days: Vec<(NaiveDate, Nanos)> = h
+        .days
+        .iter()
+        .filter(|(k, _)| k.month() == 3)
+        .map(|(k, v)| (*k, v.total()))
+        .collect();
+    let as_of = day("2025-03-31");
+    let budget = |thresholds: Vec<crate::rules::BudgetThreshold>| Budget {
+        name: "core".into(),
+        scope: BudgetScope::Team("core".into()),
+        currency: "USD".into(),
+        amount: Some(units(4000.0)),
+        months: BTreeMap::new(),
+        thresholds,
+        team: "core".into(),
+        channel: None,
+    };
+    let f = forecast(&h, day("2025-03-01"), as_of);
+    let status = evaluate(
+        &budget(DEFAULT_THRESHOLDS.to_vec()),
+        "2025-03",
+        as_of,
+        f.clone(),
+        Nanos::ZERO,
+        &days,
+    );
+    let sent: Vec<String> = alerts(&status).into_iter().map(|a| a.threshold).collect();
+    assert_eq!(sent, ["actual 80%", "actual 100%"]);
+    assert_eq!(
+        super::budget::covered(&status),
+        ["budget|core|forecast 100%|2025-03"]
+    );
+
+    // Only a forecast threshold: its alert stays, and says what happened.
+    let only = vec![DEFAULT_THRESHOLDS[2]];
+    let status = evaluate(&budget(only), "2025-03", as_of, f, Nanos::ZERO, &days);
+    let sent = alerts(&status);
+    assert_eq!(sent.len(), 1);
+    assert!(super::budget::covered(&status).is_empty());
+    let summary = sent[0].summary();
+    assert!(
+        summary
+            .contains("actual spend $5,000.00 passed 100% of the budget ($4,000.00) on 2025-03-31"),
+        "{summary}"
+    );
+}

@@ -186,7 +186,7 @@ fn in_scope(rules: &Rules, budget: &Budget, service: &str, pool: &Option<String>
 /// The budgets' alerts for the month of `day` (and the month before, while `day` is within
 /// `lookback_days` of its start: restated days can still pass its thresholds), put in the
 /// outbox; pending budget alerts of those months that the data no longer supports are
-/// resolved. One transaction.
+/// resolved (a forecast alert an actual one covers now is still supported). One transaction.
 pub async fn check_budgets(
     store: &Store,
     rules: &Rules,
@@ -199,10 +199,11 @@ pub async fn check_budgets(
     if back.month() != day.month() {
         months.insert(0, back.format("%Y-%m").to_string());
     }
-    let mut alerts = Vec::new();
+    let (mut alerts, mut covered) = (Vec::new(), Vec::new());
     for month in &months {
         for status in budget_statuses(store, rules, month, Some(day)).await? {
             alerts.extend(budget::alerts(&status));
+            covered.extend(budget::covered(&status));
         }
     }
     let rows: Vec<NewAlert> = alerts
@@ -226,7 +227,7 @@ pub async fn check_budgets(
         })
         .collect();
     let result = store
-        .enqueue_budget_alerts(&rows, &months, clock.stamp())
+        .enqueue_budget_alerts(&rows, &covered, &months, clock.stamp())
         .await?;
     info!(
         new = result.inserted,

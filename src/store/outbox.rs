@@ -133,17 +133,23 @@ impl Store {
 
     /// Adds budget alerts (a fingerprint already in the outbox is left alone) and resolves the
     /// pending budget alerts of `months` that the latest evaluation no longer produced (restated
-    /// days); one sent stays sent. One transaction.
+    /// days) and are not `still_true` (true, but not sent anew); one sent stays sent. One
+    /// transaction.
     pub async fn enqueue_budget_alerts(
         &self,
         alerts: &[NewAlert],
+        still_true: &[String],
         months: &[String],
         now: Timestamp,
     ) -> anyhow::Result<EnqueueResult> {
         let mut result = EnqueueResult::default();
         let mut tx = self.pool.begin().await?;
         insert_pending(&mut tx, alerts, now, &mut result).await?;
-        let current: BTreeSet<&str> = alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        let current: BTreeSet<&str> = alerts
+            .iter()
+            .map(|a| a.fingerprint.as_str())
+            .chain(still_true.iter().map(String::as_str))
+            .collect();
         for month in months {
             let candidates = sqlx::query(
                 "SELECT id, fingerprint FROM alerts WHERE kind = 'budget' AND state = 'pending' AND period = $1",

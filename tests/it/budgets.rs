@@ -272,6 +272,63 @@ async fn a_ramp_passing_its_budget_on_the_24th_alerts_by_the_17th_once_on_both_s
     }
 }
 
+/// A check that first runs after the spend passed the budget (a daemon catching up, or a
+/// first `alerts check`) sends the actual alerts and no forecast alert for the amount the
+/// spend already passed; a forecast alert sent (or pending) from before stays as it was.
+#[tokio::test]
+async fn a_check_after_the_spend_passed_the_budget_sends_no_forecast_alert_for_it() {
+    for kind in BOTH {
+        let t = TestStore::new(kind).await;
+        let r = rules(&[("r.toml", &rules_text(&budget_passed_on_the_24th()))]);
+        seed(&t.store, &r, true).await;
+        let fingerprints = |rows: &[costsplit::store::OutboxRow]| -> Vec<String> {
+            let mut f: Vec<String> = rows
+                .iter()
+                .filter(|r| r.fingerprint.starts_with("budget|payments monthly|"))
+                .map(|r| format!("{} {}", r.fingerprint, r.state.as_str()))
+                .collect();
+            f.sort();
+            f
+        };
+        let (alerts, _) = jobs::check_budgets(&t.store, &r, day("2025-03-31"), 3, NOW)
+            .await
+            .expect("check budgets");
+        assert!(
+            alerts.iter().all(|a| a.threshold != "forecast 100%"),
+            "{kind:?}: {alerts:#?}"
+        );
+        let rows = t.store.list_alerts(None).await.expect("list");
+        assert_eq!(
+            fingerprints(&rows),
+            [
+                "budget|payments monthly|actual 100%|2025-03 pending",
+                "budget|payments monthly|actual 80%|2025-03 pending",
+            ],
+            "{kind:?}"
+        );
+
+        // Checked daily instead: the forecast alert of the 17th stays pending past the 24th.
+        let t = TestStore::new(kind).await;
+        seed(&t.store, &r, true).await;
+        for d in [17, 24, 31] {
+            let today = chrono::NaiveDate::from_ymd_opt(2025, 3, d).unwrap();
+            jobs::check_budgets(&t.store, &r, today, 3, NOW)
+                .await
+                .expect("check budgets");
+        }
+        let rows = t.store.list_alerts(None).await.expect("list");
+        assert_eq!(
+            fingerprints(&rows),
+            [
+                "budget|payments monthly|actual 100%|2025-03 pending",
+                "budget|payments monthly|actual 80%|2025-03 pending",
+                "budget|payments monthly|forecast 100%|2025-03 pending",
+            ],
+            "{kind:?}"
+        );
+    }
+}
+
 /// A $10,000 fee on day 1 is counted once: the forecast moves by the fee, and its
 /// extrapolation by less than 1% of the month (the naive run rate by 3.1 times the fee).
 #[tokio::test]
