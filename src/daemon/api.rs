@@ -375,16 +375,22 @@ async fn entity_daily_cost(
     insight(&state, &params, of, what, |r| r.service == service, false).await
 }
 
-/// Cost Insights' `getAlerts`: the team's spike and month-over-month alerts.
+/// Cost Insights' `getAlerts`: the team's open alerts (anomalies, month-over-month changes,
+/// budgets).
 async fn group_alerts(State(state): State<ApiState>, Path(group): Path<String>) -> Response {
     match jobs::team_alerts(&state.store, &group).await {
         Ok(rows) => Json(
             rows.iter()
                 .map(|r| {
+                    // A budget's alert is its team's.
+                    let subject = match r.service.as_str() {
+                        "" => format!("team {}", r.team),
+                        service => service.to_string(),
+                    };
                     cost_insights::alert(
                         &r.summary,
                         r.kind.as_str(),
-                        &r.service,
+                        &subject,
                         &r.period,
                         r.state.as_str(),
                     )

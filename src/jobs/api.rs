@@ -176,8 +176,8 @@ pub async fn team_alerts(
     open_alerts(store, |r| r.team == team).await
 }
 
-/// The alerts (not digests) `keep` selects, newest first, without the ones restated data
-/// resolved.
+/// The alerts (anomalies and budgets; not digests) `keep` selects, newest first, without the
+/// ones restated data resolved.
 pub(super) async fn open_alerts(
     store: &Store,
     keep: impl Fn(&crate::store::OutboxRow) -> bool,
@@ -187,8 +187,10 @@ pub(super) async fn open_alerts(
         .await?
         .into_iter()
         .filter(|r| {
-            matches!(r.kind, crate::model::MessageKind::Alert(_))
-                && r.state != crate::model::MessageState::Resolved
+            matches!(
+                r.kind,
+                crate::model::MessageKind::Alert(_) | crate::model::MessageKind::Budget
+            ) && r.state != crate::model::MessageState::Resolved
                 && keep(r)
         })
         .collect();

@@ -432,6 +432,7 @@ async fn open_alerts(
         .map(|r| OpenAlert {
             kind: r.kind.as_str().to_string(),
             service: r.service,
+            team: r.team,
             period: r.period,
             summary: r.summary,
             state: r.state.as_str().to_string(),

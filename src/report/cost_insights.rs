@@ -268,10 +268,10 @@ pub fn metric_data(metric: &str, daily: &BTreeMap<NaiveDate, f64>, iv: Intervals
 
 /// One of a team's alerts as Cost Insights' `Alert` (its action items): the alert's summary
 /// as the title, what and where as the subtitle.
-pub fn alert(summary: &str, kind: &str, service: &str, period: &str, state: &str) -> Value {
+pub fn alert(summary: &str, kind: &str, subject: &str, period: &str, state: &str) -> Value {
     json!({
         "title": summary,
-        "subtitle": format!("{kind} alert on {service} ({period}); {state} in Slack"),
+        "subtitle": format!("{kind} alert on {subject} ({period}); {state} in Slack"),
     })
 }
 

@@ -46,7 +46,9 @@ pub struct Chart {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAlert {
     pub kind: String,
+    /// Empty for a budget's alert, which is its team's.
     pub service: String,
+    pub team: String,
     pub period: String,
     pub summary: String,
     pub state: String,
@@ -292,13 +294,17 @@ fn alerts_table(view: &View) -> String {
     if view.alerts.is_empty() {
         return "<p class=\"muted\" id=\"alerts\">No open alerts.</p>".to_string();
     }
-    let mut out = String::from("<table id=\"alerts\"><thead><tr><th>kind</th><th>service</th><th>period</th><th>alert</th><th>in Slack</th></tr></thead><tbody>");
+    let mut out = String::from("<table id=\"alerts\"><thead><tr><th>kind</th><th>for</th><th>period</th><th>alert</th><th>in Slack</th></tr></thead><tbody>");
     for a in &view.alerts {
+        let subject = match a.service.as_str() {
+            "" => team_link(&a.team, &view.month),
+            service => service_link(service, &view.month),
+        };
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
             escape(&a.kind),
-            service_link(&a.service, &view.month),
+            subject,
             escape(&a.period),
             escape(&a.summary),
             escape(&a.state)

@@ -504,6 +504,26 @@ async fn cost_insights_alerts_are_a_teams_detected_alerts() {
     crate::alerts::seed(&ts.store, &["checkout-api"]).await;
     let rules = crate::support::rules(&[("alerts.toml", crate::alerts::RULES)]);
     assert_eq!(crate::alerts::check(&ts.store, &rules).await, 1);
+    // A budget's alert is its team's action item too.
+    let budget = costsplit::store::NewAlert {
+        fingerprint: "budget|payments monthly|actual 80%|2025-03".into(),
+        kind: costsplit::model::MessageKind::Budget,
+        service: String::new(),
+        team: "payments".into(),
+        period: "2025-03".into(),
+        channel: None,
+        summary: "Budget `payments monthly` (team payments) for 2025-03: actual spend $2,900.00 passed 80% of the budget ($2,800.00) on 2025-03-24.".into(),
+        payload: "{}".into(),
+    };
+    ts.store
+        .enqueue_budget_alerts(
+            &[budget],
+            &[],
+            &["2025-03".into()],
+            costsplit::clock::Clock::System.stamp(),
+        )
+        .await
+        .expect("enqueue");
     let dir = tempfile::tempdir().expect("tempdir");
     let served = serve(
         dir.path(),
@@ -519,16 +539,21 @@ async fn cost_insights_alerts_are_a_teams_detected_alerts() {
     .await;
     assert_eq!(status, 200, "{alerts}");
     let alerts = alerts.as_array().expect("alerts");
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    // Newest first: the budget's, then the spike.
+    assert_eq!(
+        alerts[0]["subtitle"], "budget alert on team payments (2025-03); pending in Slack",
+        "{alerts:?}"
+    );
     assert!(
-        alerts[0]["title"]
+        alerts[1]["title"]
             .as_str()
             .expect("title")
             .contains("checkout-api"),
         "{alerts:?}"
     );
     assert!(
-        alerts[0]["subtitle"]
+        alerts[1]["subtitle"]
             .as_str()
             .expect("subtitle")
             .contains("spike alert on checkout-api"),

@@ -291,7 +291,26 @@ async fn the_page_shows_the_statements_amounts_and_its_links_lead_on() {
     let alerts = session
         .eval("return document.querySelectorAll('#alerts tbody tr').length;")
         .await;
-    assert_eq!(alerts, 2, "the demo's spike and month-over-month alerts");
+    // The demo's spike and month-over-month alerts, and its two budgets' 80% and 100%
+    // (their forecast 100% is the spend's, said by the actual alert).
+    assert_eq!(alerts, 6, "the demo's alerts and budget alerts");
+    let budget_teams = session
+        .eval(
+            "return [...document.querySelectorAll('#alerts tbody tr')]\
+             .filter(r => r.cells[0].textContent === 'budget')\
+             .map(r => r.cells[1].querySelector('a').getAttribute('href')).sort();",
+        )
+        .await;
+    assert_eq!(
+        budget_teams,
+        serde_json::json!([
+            "/teams/core?month=2025-03",
+            "/teams/core?month=2025-03",
+            "/teams/payments?month=2025-03",
+            "/teams/payments?month=2025-03"
+        ]),
+        "a budget's alert links to its team"
+    );
 
     // The payments team's page: its services, each equal to its statement line, and the
     // spike of one of them.
@@ -311,7 +330,12 @@ async fn the_page_shows_the_statements_amounts_and_its_links_lead_on() {
     assert_eq!(text(&session, "h1").await, format!("Team {team}"));
     let services = ranking(&session).await;
     assert!(services.len() >= 2, "{services:?}");
-    assert!(text(&session, "#alerts").await.contains("payments-api"));
+    let team_alerts = text(&session, "#alerts").await;
+    assert!(team_alerts.contains("payments-api"), "{team_alerts}");
+    assert!(
+        team_alerts.contains("Budget `payments monthly`") && !team_alerts.contains("core monthly"),
+        "{team_alerts}"
+    );
     for (service, amount) in &services {
         let want: i64 = by_service
             .iter()
