@@ -14,8 +14,15 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How often the watcher reads the process's resident memory.
+/// How often the watcher reads the process's resident memory, at the most and at the least:
+/// in between, the time the memory would take to grow from where it is to the limit at
+/// [`GROWTH_PER_SECOND`]. An idle daemon far below its limit then wakes once a second, not
+/// forty times.
 const POLL: Duration = Duration::from_millis(25);
+const POLL_IDLE: Duration = Duration::from_secs(1);
+/// The fastest the resident memory is taken to grow (page faults on fresh memory run at a few
+/// GB a second); the default limit leaves a tenth of the memory above it besides.
+const GROWTH_PER_SECOND: u64 = 4 << 30;
 
 /// The share of the available memory the process may use by default.
 const DEFAULT_SHARE_PERCENT: u64 = 90;
@@ -167,12 +174,16 @@ pub fn watch(limit: Limit) {
     let spawned = std::thread::Builder::new()
         .name("costsplit-memory".into())
         .stack_size(64 * 1024)
-        .spawn(move || loop {
-            std::thread::sleep(POLL);
-            if let Some(in_use) = resident_bytes() {
-                if in_use > limit.bytes {
-                    eprintln!("{}", stop_message(in_use, &limit, stage()));
-                    std::process::exit(1);
+        .spawn(move || {
+            let mut wait = POLL;
+            loop {
+                std::thread::sleep(wait);
+                if let Some(in_use) = resident_bytes() {
+                    if in_use > limit.bytes {
+                        eprintln!("{}", stop_message(in_use, &limit, stage()));
+                        std::process::exit(1);
+                    }
+                    wait = next_wait(in_use, limit.bytes);
                 }
             }
         });
@@ -181,9 +192,27 @@ pub fn watch(limit: Limit) {
     }
 }
 
+/// The wait before the next reading, with `in_use` of `limit` bytes resident.
+fn next_wait(in_use: u64, limit: u64) -> Duration {
+    let headroom = limit.saturating_sub(in_use);
+    Duration::from_secs_f64(headroom as f64 / GROWTH_PER_SECOND as f64).clamp(POLL, POLL_IDLE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watcher_reads_often_near_the_limit_and_rarely_far_below_it() {
+        const GB: u64 = 1 << 30;
+        // An idle daemon of 23 MB under a 20 GB limit: once a second.
+        assert_eq!(next_wait(23 << 20, 20 * GB), POLL_IDLE);
+        // 1 GB below: a quarter of a second, the time it takes to grow 1 GB at 4 GB/s.
+        assert_eq!(next_wait(19 * GB, 20 * GB), Duration::from_millis(250));
+        // 50 MB below, or past it: as often as it reads.
+        assert_eq!(next_wait(20 * GB - (50 << 20), 20 * GB), POLL);
+        assert_eq!(next_wait(21 * GB, 20 * GB), POLL);
+    }
 
     #[test]
     fn sizes_read_in_units_of_1024() {
