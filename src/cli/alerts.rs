@@ -77,7 +77,7 @@ async fn list(config: &Config, state: Option<MessageState>) -> anyhow::Result<()
         marks.iter().map(|m| (m.anomaly.as_str(), m)).collect();
     println!(
         "{:>5}  {:<9}  {:<16}  {:<20}  {:<18}  {:>8}  detail",
-        "id", "state", "kind", "service", "period", "attempts"
+        "id", "state", "kind", "for", "period", "attempts"
     );
     for r in &rows {
         let mut detail = r.last_error.as_ref().unwrap_or(&r.summary).clone();
@@ -95,7 +95,7 @@ async fn list(config: &Config, state: Option<MessageState>) -> anyhow::Result<()
             r.id,
             r.state.as_str(),
             r.kind.as_str(),
-            r.service,
+            r.subject(),
             r.period,
             r.attempts
         );

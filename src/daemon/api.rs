@@ -382,15 +382,10 @@ async fn group_alerts(State(state): State<ApiState>, Path(group): Path<String>) 
         Ok(rows) => Json(
             rows.iter()
                 .map(|r| {
-                    // A budget's alert is its team's.
-                    let subject = match r.service.as_str() {
-                        "" => format!("team {}", r.team),
-                        service => service.to_string(),
-                    };
                     cost_insights::alert(
                         &r.summary,
                         r.kind.as_str(),
-                        &subject,
+                        &r.subject(),
                         &r.period,
                         r.state.as_str(),
                     )

@@ -49,6 +49,17 @@ pub struct OutboxRow {
     pub sent_at: Option<Timestamp>,
 }
 
+impl OutboxRow {
+    /// What the message is about, for a person: its service, or its team's for a budget's
+    /// alert (which has no service).
+    pub fn subject(&self) -> String {
+        match self.service.as_str() {
+            "" => format!("team {}", self.team),
+            service => service.to_string(),
+        }
+    }
+}
+
 /// How a delivery attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome<'a> {

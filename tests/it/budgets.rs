@@ -306,6 +306,21 @@ async fn a_check_after_the_spend_passed_the_budget_sends_no_forecast_alert_for_i
             ],
             "{kind:?}"
         );
+        // `alerts list` names a budget's alert by its team.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = costsplit(dir.path())
+            .store(&t.store_url())
+            .run(&["alerts", "list"]);
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{listed}");
+        let line = listed
+            .lines()
+            .find(|l| l.contains("Budget `payments monthly`") && l.contains("passed 100%"))
+            .unwrap_or_else(|| panic!("{listed}"));
+        assert!(
+            line.contains("  budget            team payments  "),
+            "{line}"
+        );
 
         // Checked daily instead: the forecast alert of the 17th stays pending past the 24th.
         let t = TestStore::new(kind).await;
