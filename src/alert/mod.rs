@@ -141,16 +141,16 @@ impl Alert {
                 )
             })
             .unwrap_or_default();
+        let baseline = human(self.baseline, &self.currency, false);
         let against = match self.kind {
-            AlertKind::Spike | AlertKind::Fall => "expected",
-            AlertKind::MonthOverMonth => "previous month",
-            AlertKind::Drift => "its level two weeks before",
-            AlertKind::NewService => "nothing before",
+            AlertKind::Spike | AlertKind::Fall => format!("expected {baseline}"),
+            AlertKind::MonthOverMonth => format!("previous month {baseline}"),
+            AlertKind::Drift => format!("{baseline} expected without the drift"),
+            AlertKind::NewService => "nothing before".to_string(),
         };
         let mut text = format!(
-            "{what}{team}: {} against {against} {} ({}{percent})",
+            "{what}{team}: {} against {against} ({}{percent})",
             human(self.amount, &self.currency, false),
-            human(self.baseline, &self.currency, false),
             human(self.change(), &self.currency, true),
         );
         if !self.drivers.is_empty() {

@@ -77,7 +77,7 @@ pub fn message(alert: &Alert, dashboard_url: Option<&str>) -> Value {
     let (title, when, against) = match alert.kind {
         AlertKind::Spike => ("Cost spike", "Day", "Expected"),
         AlertKind::Fall => ("Cost fall", "Day", "Expected"),
-        AlertKind::Drift => ("Slow drift", "Up to", "Two weeks before"),
+        AlertKind::Drift => ("Slow drift", "Up to", "Expected without the drift"),
         AlertKind::NewService => ("New service", "Day", "Before"),
         AlertKind::MonthOverMonth => ("Month-over-month", "Period", "Previous month"),
     };
