@@ -221,9 +221,10 @@ pub fn detect_anomalies(
             if !month_start {
                 history.push((day, x));
             }
-            // A drift: a turn upwards, past the floors and its own noise.
+            // A drift: a turn upwards, past the floors and its own noise; not on a 1st, whose
+            // month-start charges are not in the line.
             let stepped = last_shift.is_some_and(|d| (day - d).num_days() < DRIFT_DAYS as i64);
-            let drifted = (!stepped)
+            let drifted = (!stepped && !month_start)
                 .then(|| drift(&history, &factor, floor))
                 .flatten();
             if let Some(expected) = drifted {
