@@ -36,6 +36,15 @@ fn series(first: &str, last: &str, f: impl Fn(NaiveDate) -> f64) -> History {
     }
 }
 
+/// The March days of `h` and their cost, as a budget reads them.
+fn march(h: &History) -> Vec<(NaiveDate, Nanos)> {
+    h.days
+        .iter()
+        .filter(|(k, _)| k.month() == 3)
+        .map(|(k, v)| (*k, v.total()))
+        .collect()
+}
+
 /// Weekdays cost 100, weekends 40.
 fn weekly(d: NaiveDate) -> f64 {
     if d.weekday().num_days_from_monday() >= 5 {
@@ -147,12 +156,7 @@ fn a_ramp_crossing_the_budget_on_the_24th_alerts_on_the_forecast_by_the_17th() {
         let as_of = NaiveDate::from_ymd_opt(2025, 3, d).unwrap();
         let h = series("2025-01-01", &as_of.to_string(), cost);
         let f = forecast(&h, as_of, as_of);
-        let days: Vec<(NaiveDate, Nanos)> = h
-            .days
-            .iter()
-            .filter(|(k, _)| k.month() == 3)
-            .map(|(k, v)| (*k, v.total()))
-            .collect();
+        let days = march(&h);
         let status = evaluate(&budget, "2025-03", as_of, f, Nanos::ZERO, &days);
         let fired = alerts(&status)
             .into_iter()
@@ -184,12 +188,7 @@ fn a_forecast_threshold_the_spend_passed_is_said_by_the_actual_alert_once() {
         }
     };
     let h = series("2025-01-01", "2025-03-31", cost);
-    let days: Vec<(NaiveDate, Nanos)> = h
-        .days
-        .iter()
-        .filter(|(k, _)| k.month() == 3)
-        .map(|(k, v)| (*k, v.total()))
-        .collect();
+    let days = march(&h);
     let as_of = day("2025-03-31");
     let budget = |thresholds: Vec<crate::rules::BudgetThreshold>| Budget {
         name: "core".into(),
