@@ -117,6 +117,12 @@ impl ScopeDays {
     }
 }
 
+/// Days of facts read and split at a time: a budget's months of history are read a week at a
+/// time, so the alerts job holds a week's facts, not the 16 weeks and the month it sums (on a
+/// bill of a million resources, half a GB instead of several). Shares are split day by day,
+/// so the sums are the same whatever the chunk.
+const CHUNK_DAYS: i64 = 7;
+
 /// Sums the stored facts of `from..=to`, split as the rules split them, into each budget's
 /// scope, day and kind of charge.
 async fn scope_days(
@@ -124,48 +130,69 @@ async fn scope_days(
     rules: &Rules,
     (from, to): (NaiveDate, NaiveDate),
 ) -> anyhow::Result<ScopeDays> {
-    let facts = store.facts(from, to).await?;
-    let first = facts.iter().map(|f| f.day).min();
     let basis = store
         .allocation_provenance(from.max(to.with_day(1).unwrap_or(to)), to)
         .await?
         .first()
         .map_or(CostBasis::Effective, |p| p.basis);
-    let usage = live_weights(store, rules, (from, to)).await?;
-    let owned = rules.clone();
-    let by_budget = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let splits = allocate::split_charges(&Input {
-            facts: &facts,
-            rules: &owned,
-            usage: &usage,
-            basis,
-        })?;
-        let mut out: BTreeMap<String, BTreeMap<NaiveDate, DayCost>> = BTreeMap::new();
-        for s in &splits {
-            let once = !usage_based(&s.fact.charge_category);
-            for p in &s.parts {
-                for b in &owned.budgets {
-                    if b.currency != s.fact.currency || !in_scope(&owned, b, &p.service, &s.pool) {
-                        continue;
-                    }
-                    let day = out
-                        .entry(b.name.clone())
-                        .or_default()
-                        .entry(s.fact.day)
-                        .or_default();
-                    if once {
-                        day.once += p.amount;
-                    } else {
-                        day.usage += p.amount;
-                    }
+    let rules = std::sync::Arc::new(rules.clone());
+    let mut by_budget: BTreeMap<String, BTreeMap<NaiveDate, DayCost>> = BTreeMap::new();
+    let mut first: Option<NaiveDate> = None;
+    let mut start = from;
+    while start <= to {
+        let end = (start + Duration::days(CHUNK_DAYS - 1)).min(to);
+        let facts = store.facts(start, end).await?;
+        if let Some(day) = facts.iter().map(|f| f.day).min() {
+            first = Some(first.map_or(day, |f| f.min(day)));
+        }
+        let usage = live_weights(store, &rules, (start, end)).await?;
+        let owned = std::sync::Arc::clone(&rules);
+        by_budget = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            add_scope_days(&mut by_budget, &facts, &owned, &usage, basis)?;
+            Ok(by_budget)
+        })
+        .await
+        .context("the budget task stopped")??;
+        start = end + Duration::days(1);
+    }
+    Ok(ScopeDays { by_budget, first })
+}
+
+/// Adds `facts`, split as the rules split them, to each budget's days.
+fn add_scope_days(
+    out: &mut BTreeMap<String, BTreeMap<NaiveDate, DayCost>>,
+    facts: &[crate::model::Fact],
+    rules: &Rules,
+    usage: &allocate::UsageWeights,
+    basis: CostBasis,
+) -> anyhow::Result<()> {
+    let splits = allocate::split_charges(&Input {
+        facts,
+        rules,
+        usage,
+        basis,
+    })?;
+    for s in &splits {
+        let once = !usage_based(&s.fact.charge_category);
+        for p in &s.parts {
+            for b in &rules.budgets {
+                if b.currency != s.fact.currency || !in_scope(rules, b, &p.service, &s.pool) {
+                    continue;
+                }
+                let day = out
+                    .entry(b.name.clone())
+                    .or_default()
+                    .entry(s.fact.day)
+                    .or_default();
+                if once {
+                    day.once += p.amount;
+                } else {
+                    day.usage += p.amount;
                 }
             }
         }
-        Ok(out)
-    })
-    .await
-    .context("the budget task stopped")??;
-    Ok(ScopeDays { by_budget, first })
+    }
+    Ok(())
 }
 
 /// Whether a part charged to `service` (through `pool`, if any) is in the budget's scope:
