@@ -8,9 +8,9 @@
 //! a rise lasts, again only when it grew `growth_step_percent` more. A service seen for the
 //! first time alerts once its cost passes the dollar floor; a slow drift alerts when a line
 //! fitted to up to eight weeks turned upwards 5 to 14 days ago: growing at least 4% a
-//! week now, the turn 4 standard errors from none (4.5 for 5 days), and what it added past the dollar floor
-//! (the series' own steady growth is its line, not a drift). Each number was chosen on the
-//! benchmark (BENCHMARKS.md, "Alert quality").
+//! week now, the turn 4 standard errors from none (4.5 for 5 days), and what it added past
+//! the dollar floor (the series' own steady growth is its line, not a drift). Each number
+//! was chosen on the benchmark (BENCHMARKS.md, "Alert quality").
 
 use chrono::{Datelike, Duration, NaiveDate};
 

@@ -219,13 +219,13 @@ impl Sql {
             true => "(k, v) -> v IS NOT NULL AND v <> ''",
             false => "(k, v) -> v IS NOT NULL",
         };
-        let map = match self.dialect {
+        let parsed = match self.dialect {
             Dialect::Spark => format!("FROM_JSON({text}, 'map<string,string>')"),
             Dialect::Trino => format!("CAST(JSON_PARSE({text}) AS MAP(VARCHAR, VARCHAR))"),
         };
         let map = match cur {
-            true => format!("TRANSFORM_KEYS({map}, (k, v) -> REGEXP_REPLACE(k, {strip}, ''))"),
-            false => map,
+            true => format!("TRANSFORM_KEYS({parsed}, (k, v) -> REGEXP_REPLACE(k, {strip}, ''))"),
+            false => parsed.clone(),
         };
         let kept = format!("MAP_FILTER({map}, {keep})");
         let tags = match self.dialect {
@@ -236,10 +236,11 @@ impl Sql {
             Dialect::Trino => format!("COALESCE(JSON_FORMAT(CAST({kept} AS JSON)), '{{}}')"),
         };
         // Text that is not a JSON object of text values fails the query, as the local import
-        // refuses it (Spark would read it as no tags, and its cost would go unallocated).
+        // refuses it (Spark would read it as no tags, and its cost would go unallocated;
+        // Trino's parse fails on it, with no column named).
         let parsed = match self.dialect {
-            Dialect::Spark => format!("FROM_JSON({text}, 'map<string,string>')"),
-            Dialect::Trino => format!("TRY(CAST(JSON_PARSE({text}) AS MAP(VARCHAR, VARCHAR)))"),
+            Dialect::Spark => parsed,
+            Dialect::Trino => format!("TRY({parsed})"),
         };
         let malformed =
             format!("{text} IS NOT NULL AND LOWER({text}) <> 'null' AND {parsed} IS NULL");
